@@ -1,0 +1,51 @@
+// Diagnostics: construction and the one text format every command prints:
+//   file:line:col: path: message, got X (hint)
+import type { Diagnostic, Severity } from "./types.js";
+
+export function diag(
+  severity: Severity,
+  code: string,
+  path: string,
+  message: string,
+  extra: Partial<Pick<Diagnostic, "got" | "hint" | "file" | "line" | "col">> = {},
+): Diagnostic {
+  return { severity, code, path, message, ...extra };
+}
+
+function showValue(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (v === undefined) return "nothing";
+  const s = JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = d.file ? `${d.file}${d.line ? `:${d.line}:${d.col ?? 1}` : ""}: ` : "";
+  const path = d.path ? `${d.path}: ` : "";
+  const sev = d.severity === "warning" ? "warning: " : "";
+  const got = "got" in d && d.got !== undefined ? `, got ${showValue(d.got)}` : "";
+  const hint = d.hint ? ` (${d.hint})` : "";
+  return `${where}${sev}${path}${d.message}${got}${hint}`;
+}
+
+/** Sort by file, then line, then column, errors before warnings at the same place. */
+export function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
+  return [...list].sort(
+    (a, b) =>
+      (a.file ?? "").localeCompare(b.file ?? "") ||
+      (a.line ?? 0) - (b.line ?? 0) ||
+      (a.col ?? 0) - (b.col ?? 0) ||
+      (a.severity === b.severity ? 0 : a.severity === "error" ? -1 : 1),
+  );
+}
+
+/** An error the user can fix; the CLI prints its message (no stack) and exits with `code`. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = "UserError";
+  }
+}

@@ -1,0 +1,319 @@
+// Shared data shapes between the phases:
+//   load -> validate -> normalize -> probe -> plan -> render -> launch -> observe
+// RawProfile is what the user wrote (everything optional, sizes as strings); Profile is the
+// normalized form every later phase reads (defaults filled, sizes in bytes, cpu lists expanded).
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics
+// ---------------------------------------------------------------------------------------------
+
+export type Severity = "error" | "warning";
+
+/** One problem found in a profile, plan or command. Rendered as
+ *  `file:line:col: path: message, got X (hint)` by formatDiagnostic(). */
+export interface Diagnostic {
+  severity: Severity;
+  /** Stable machine-readable identifier, e.g. "schema.additionalProperties", "numa.cpus-cover". */
+  code: string;
+  /** Dotted field path as the user wrote it: `numa.nodes[1].cpus`; "" for the whole document. */
+  path: string;
+  message: string;
+  file?: string;
+  line?: number;
+  col?: number;
+  /** The offending value, shown as `got ...`. */
+  got?: unknown;
+  hint?: string;
+}
+
+/** A result that carries every problem instead of throwing on the first one. */
+export interface Result<T> {
+  value?: T;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles
+// ---------------------------------------------------------------------------------------------
+
+export type ConfidentialType = "none" | "sev" | "sev-es" | "sev-snp" | "tdx";
+export type BackendType = "memfd" | "ram" | "file";
+export type HugepageSize = "none" | "2M" | "1G";
+/** Memory policy of a guest node on the host. `default` = no policy (host-nodes empty). */
+export type MemPolicy = "default" | "bind" | "preferred" | "interleave" | "weighted-interleave";
+export type Accel = "kvm" | "tcg";
+export type OnOff = "on" | "off";
+
+/** As written in YAML: loose on purpose; the JSON Schema is the authority on its shape. */
+export type RawProfile = Record<string, unknown>;
+
+export interface FileOrBase64 {
+  /** Exactly one of these is set after normalization. */
+  base64?: string;
+  file?: string;
+}
+
+export interface SocketAddress {
+  type: "unix" | "vsock";
+  path?: string;
+  cid?: number;
+  port?: number;
+}
+
+export interface GuestNumaNode {
+  id: number;
+  cpus: number[];
+  memoryBytes: number;
+  /** Host NUMA nodes this guest node's memory goes to; [] with policy default. */
+  hostNodes: number[];
+  policy: MemPolicy;
+  /** Weighted interleave weights per host node (policy weighted-interleave only). */
+  weights?: Record<number, number>;
+}
+
+export interface NumaDistance {
+  from: number;
+  to: number;
+  value: number;
+}
+
+export interface Disk {
+  path: string;
+  format: "raw" | "qcow2";
+  interface: "virtio-blk" | "virtio-scsi";
+  readOnly: boolean;
+}
+
+export interface Profile {
+  apiVersion: "qcvm/v1";
+  name: string;
+  /** Absolute path of the profile file (for messages and relative paths). */
+  file: string;
+  qemu: {
+    binary: string;
+    /** Target QEMU version the command line is rendered for, e.g. "9.1.0". */
+    version: string;
+  };
+  machine: {
+    type: string;
+    accel: Accel;
+    kernelIrqchip?: "on" | "off" | "split";
+    smm?: OnOff | "auto";
+    pic?: OnOff;
+  };
+  cpu: {
+    model: string;
+    count: number;
+    sockets: number;
+    dies: number;
+    cores: number;
+    threads: number;
+  };
+  memory: {
+    sizeBytes: number;
+    backend: BackendType;
+    /** Directory or file for the file backend. */
+    path?: string;
+    share: boolean;
+    hugepages: HugepageSize;
+    prealloc: boolean;
+    preallocThreads?: number;
+    reserve?: boolean;
+    /** Placement for a guest without explicit NUMA nodes (becomes the implicit node 0). */
+    hostNodes: number[];
+    policy: MemPolicy;
+    weights?: Record<number, number>;
+  };
+  numa: {
+    /** Empty when the guest has no NUMA topology (rendered with -machine memory-backend=). */
+    nodes: GuestNumaNode[];
+    distances: NumaDistance[];
+  };
+  confidential: {
+    type: ConfidentialType;
+    cbitpos?: number;
+    reducedPhysBits?: number;
+    /** Numeric guest policy (SEV, SNP) after named flags are folded in. */
+    policy?: number;
+    // sev-guest
+    handle?: number;
+    dhCertFile?: string;
+    sessionFile?: string;
+    kernelHashes?: boolean;
+    legacyVmType?: boolean;
+    // sev-snp-guest
+    guestVisibleWorkarounds?: FileOrBase64;
+    idBlock?: FileOrBase64;
+    idAuth?: FileOrBase64;
+    authorKeyEnabled?: boolean;
+    hostData?: FileOrBase64;
+    vcekDisabled?: boolean;
+    // tdx-guest
+    attributes?: number;
+    septVeDisable?: boolean;
+    mrconfigid?: FileOrBase64;
+    mrowner?: FileOrBase64;
+    mrownerconfig?: FileOrBase64;
+    quoteGenerationSocket?: SocketAddress;
+  };
+  firmware: {
+    bios?: string;
+    pflash?: { code: string; vars?: string };
+    igvm?: string;
+  };
+  boot: {
+    kernel?: string;
+    initrd?: string;
+    cmdline?: string;
+  };
+  disks: Disk[];
+  network: {
+    type: "user" | "tap" | "none";
+    ifname?: string;
+    mac?: string;
+    model: string;
+  };
+  /** Serial console: none, stdio, pty, or a file path (`file:/path`). */
+  serial: string;
+  /** QMP socket path; defaults to the VM's runtime directory at launch. */
+  qmp?: string;
+  placement: {
+    strict: boolean;
+    pinVcpus: boolean;
+  };
+  extraArgs: string[];
+}
+
+/** A profile file after load + validate + normalize, with where every field came from. */
+export interface LoadedProfile {
+  file: string;
+  raw: RawProfile;
+  profile?: Profile;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host (probe result)
+// ---------------------------------------------------------------------------------------------
+
+export interface HostNode {
+  id: number;
+  cpus: number[];
+  /** True for memory-only nodes (CXL and the like): empty cpulist. */
+  memoryOnly: boolean;
+  memTotalBytes: number;
+  memFreeBytes: number;
+  /** distance[i] = distance to node i, as in sysfs order of nodes. */
+  distances: Record<number, number>;
+  hugepages: Record<"2M" | "1G", { total: number; free: number }>;
+}
+
+export interface HostInfo {
+  /** Filesystem root the probe read (`/` or a fixture tree). */
+  root: string;
+  kernel: string;
+  nodes: HostNode[];
+  kvm: boolean;
+  sev: boolean;
+  sevEs: boolean;
+  sevSnp: boolean;
+  tdx: boolean;
+  cgroup: {
+    version: 1 | 2 | "none";
+    /** Mount point of the v2 hierarchy when mounted (also on v1 hosts with a unified mount). */
+    v2Mount?: string;
+    /** v1 mount points per controller (cpuset, memory). */
+    v1Mounts: Record<string, string>;
+    controllers: string[];
+    systemd: boolean;
+  };
+  numactl: {
+    version?: string;
+    preferredMany: boolean;
+    weightedInterleave: boolean;
+  };
+  /** Kernel supports weighted interleave (sys/kernel/mm/mempolicy/weighted_interleave). */
+  weightedInterleave: boolean;
+  /** Kernel supports NUMA mempolicy on guest_memfd (Linux 6.19). */
+  guestMemfdMempolicy: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// QEMU capabilities
+// ---------------------------------------------------------------------------------------------
+
+export interface QemuCapabilities {
+  /** Where this came from: a live probe, a saved file, or the built-in table for a version. */
+  source: "probe" | "file" | "builtin";
+  binary?: string;
+  version: string;
+  /** QOM type names (qom-list-types). */
+  types: string[];
+  /** Property names per QOM type (qom-list-properties). */
+  properties: Record<string, string[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan
+// ---------------------------------------------------------------------------------------------
+
+export type Fidelity = "exact" | "first-touch" | "coarse" | "none";
+export type SharedMechanism = "backend-policy" | "process-mempolicy" | "none";
+export type PrivateMechanism =
+  | "guest-memfd-mempolicy"
+  | "vcpu-cpuset"
+  | "process-mempolicy"
+  | "none"
+  | "not-applicable";
+
+export interface PlanNode {
+  guestNode: number;
+  hostNodes: number[];
+  policy: MemPolicy;
+  weights?: Record<number, number>;
+  sizeBytes: number;
+  cpus: number[];
+  shared: { mechanism: SharedMechanism; reason: string };
+  private: { mechanism: PrivateMechanism; fidelity: Fidelity; reason: string };
+}
+
+export interface CgroupPlan {
+  /** Relative to the VM's cgroup: "" for the VM itself, "vcpu-node0" for a node's vCPUs. */
+  name: string;
+  cpus: number[];
+  mems: number[];
+  /** What goes in: "process" (QEMU's main and helper threads) or vCPU indexes. */
+  tasks: "process" | { vcpus: number[] };
+}
+
+export interface ThreadPin {
+  vcpu: number;
+  hostCpus: number[];
+}
+
+export interface CapacityRow {
+  hostNode: number;
+  needBytes: number;
+  freeBytes: number;
+  hugepages?: { size: "2M" | "1G"; need: number; free: number };
+  status: "ok" | "tight" | "insufficient";
+}
+
+export interface Plan {
+  name: string;
+  confidential: ConfidentialType;
+  /** True when the guest has private memory in guest_memfd (SNP, TDX). */
+  guestMemfd: boolean;
+  nodes: PlanNode[];
+  launch: {
+    /** Prefix for QEMU's argv, e.g. ["numactl", "--membind=0,1", "--"]; [] for none. */
+    argvPrefix: string[];
+    cgroups: CgroupPlan[];
+    pinning: ThreadPin[];
+  };
+  capacity: CapacityRow[];
+  warnings: Diagnostic[];
+  errors: Diagnostic[];
+}
