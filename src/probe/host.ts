@@ -1,19 +1,280 @@
-// Placeholder: host probe through an FsRoot.
-import type { HostInfo } from "../types.js";
+// Host probe: what this machine's kernel offers qcvm, read through one FsRoot so the same code
+// reads the real /sys and /proc and the sysfs-shaped fixture trees under test/fixtures/hosts/.
+// Missing files degrade to "absent" (a host without NUMA sysfs is one node holding all memory);
+// nothing here throws for a host that lacks a feature.
+//
+// Conventions a fixture tree (`--host DIR`) relies on:
+//   - dev/kvm: on a real host a character device; the probe only tests that it exists.
+//   - run/systemd/system: the directory systemd creates when it is the init system.
+//   - qcvm/numactl-version: numactl is a program, not a sysfs file. In a tree this file names the
+//     version that host has ("none" = not installed). On a real host probeNumactl() asks the binary.
+import { resolve } from "node:path";
+import { FsRoot, parseList } from "../fsroot.js";
+import { compareVersions } from "../capabilities.js";
+import type { HostInfo, HostNode } from "../types.js";
 
+const NODE_DIR = "sys/devices/system/node";
+const NUMACTL_OVERRIDE = "qcvm/numactl-version";
+
+// Linux 6.19: mbind() on an mmap of a guest_memfd stores the policy on the file, and later
+// allocations (private faults included) follow it (virt/kvm/guest_memfd.c, see DOMAIN.md).
+export const GUEST_MEMFD_MEMPOLICY_KERNEL = "6.19";
+// numactl 2.0.15 added --preferred-many (kernel 5.15, MPOL_PREFERRED_MANY) and --balancing;
+// 2.0.19 added --weighted-interleave (kernel 6.9).
+export const NUMACTL_PREFERRED_MANY = "2.0.15";
+export const NUMACTL_WEIGHTED_INTERLEAVE = "2.0.19";
+
+// v1 controllers qcvm cares about get listed; named hierarchies (name=systemd) are not controllers.
+const V1_CONTROLLERS = new Set([
+  "cpuset",
+  "cpu",
+  "cpuacct",
+  "memory",
+  "devices",
+  "freezer",
+  "net_cls",
+  "net_prio",
+  "blkio",
+  "perf_event",
+  "hugetlb",
+  "pids",
+  "rdma",
+  "misc",
+]);
+
+/** "6.11.0-29-generic" -> "6.11.0"; "6.19.0-rc5" -> "6.19.0". */
+export function kernelVersion(release: string): string {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(release);
+  return m ? `${m[1]}.${m[2]}.${m[3] ?? "0"}` : "0.0.0";
+}
+
+/** Kernel module parameters print bools as Y/N (bool params) or 1/0 (older int params). */
+function readFlag(fs: FsRoot, path: string): boolean {
+  const v = fs.read(path);
+  return v === "Y" || v === "y" || v === "1";
+}
+
+/** `Node 0 MemTotal:  131072000 kB` / `MemTotal:  131072000 kB` -> bytes; undefined when absent. */
+function meminfoBytes(text: string | undefined, key: string): number | undefined {
+  if (!text) return undefined;
+  const m = new RegExp(`^(?:Node \\d+ )?${key}:\\s+(\\d+)\\s*kB`, "m").exec(text);
+  return m ? Number(m[1]) * 1024 : undefined;
+}
+
+function readInt(fs: FsRoot, path: string): number {
+  const n = Number.parseInt(fs.read(path) ?? "", 10);
+  return Number.isFinite(n) ? n : 0;
+}
+
+function readHugepages(fs: FsRoot, dir: string): HostNode["hugepages"] {
+  const pool = (kb: number) => ({
+    total: readInt(fs, `${dir}/hugepages-${kb}kB/nr_hugepages`),
+    free: readInt(fs, `${dir}/hugepages-${kb}kB/free_hugepages`),
+  });
+  return { "2M": pool(2048), "1G": pool(1048576) };
+}
+
+function probeNodes(fs: FsRoot): HostNode[] {
+  const dirs = fs
+    .list(NODE_DIR)
+    .map((d) => /^node(\d+)$/.exec(d))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]));
+  const online = fs.read(`${NODE_DIR}/online`);
+  const ids = (online !== undefined ? parseList(online).filter((id) => dirs.includes(id)) : dirs).sort((a, b) => a - b);
+  if (ids.length === 0) return [fallbackNode(fs)];
+  return ids.map((id) => {
+    const dir = `${NODE_DIR}/node${id}`;
+    const cpus = parseList(fs.read(`${dir}/cpulist`));
+    const meminfo = fs.read(`${dir}/meminfo`);
+    // The distance row lists one value per online node, in node-id order
+    // (drivers/base/node.c node_read_distance: for_each_online_node).
+    const row = (fs.read(`${dir}/distance`) ?? "").split(/\s+/).filter(Boolean).map(Number);
+    const distances: Record<number, number> = {};
+    ids.forEach((other, i) => {
+      const v = row[i];
+      if (v !== undefined && Number.isFinite(v)) distances[other] = v;
+    });
+    if (distances[id] === undefined) distances[id] = 10;
+    return {
+      id,
+      cpus,
+      memoryOnly: cpus.length === 0,
+      memTotalBytes: meminfoBytes(meminfo, "MemTotal") ?? 0,
+      memFreeBytes: meminfoBytes(meminfo, "MemFree") ?? 0,
+      distances,
+      hugepages: readHugepages(fs, `${dir}/hugepages`),
+    };
+  });
+}
+
+/** A kernel without NUMA sysfs (CONFIG_NUMA=n, or a stripped container view): one node, all memory. */
+function fallbackNode(fs: FsRoot): HostNode {
+  const meminfo = fs.read("proc/meminfo");
+  return {
+    id: 0,
+    cpus: parseList(fs.read("sys/devices/system/cpu/online")),
+    memoryOnly: false,
+    memTotalBytes: meminfoBytes(meminfo, "MemTotal") ?? 0,
+    memFreeBytes: meminfoBytes(meminfo, "MemFree") ?? 0,
+    distances: { 0: 10 },
+    hugepages: readHugepages(fs, "sys/kernel/mm/hugepages"),
+  };
+}
+
+interface Mount {
+  source: string;
+  target: string;
+  type: string;
+  options: string[];
+}
+
+// /proc/mounts escapes space, tab, newline and backslash in paths as octal (\040 ...).
+function unescapeMount(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+function readMounts(fs: FsRoot): Mount[] {
+  const text = fs.read("proc/mounts") ?? "";
+  const out: Mount[] = [];
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4) continue;
+    out.push({ source: f[0]!, target: unescapeMount(f[1]!), type: f[2]!, options: f[3]!.split(",") });
+  }
+  return out;
+}
+
+function probeCgroup(fs: FsRoot): HostInfo["cgroup"] {
+  const mounts = readMounts(fs);
+  const v1Mounts: Record<string, string> = {};
+  for (const m of mounts) {
+    if (m.type !== "cgroup") continue;
+    for (const opt of m.options) if (V1_CONTROLLERS.has(opt) && !(opt in v1Mounts)) v1Mounts[opt] = m.target;
+  }
+  // Prefer the canonical /sys/fs/cgroup when cgroup2 is mounted more than once.
+  const v2s = mounts.filter((m) => m.type === "cgroup2").map((m) => m.target);
+  const v2Mount = v2s.find((t) => t === "/sys/fs/cgroup") ?? v2s[0];
+  const v1Controllers = Object.keys(v1Mounts).sort();
+  const v2Controllers = v2Mount
+    ? (fs.read(`${v2Mount}/cgroup.controllers`) ?? "").split(/\s+/).filter(Boolean)
+    : [];
+  // A controller is bound to one hierarchy at a time: when cpuset or memory sit on v1 (hybrid
+  // layout) that is where qcvm must place VMs, even if a unified mount exists beside them.
+  const version: 1 | 2 | "none" =
+    v1Controllers.length > 0 && (v1Mounts.cpuset || v1Mounts.memory || v2Controllers.length === 0)
+      ? 1
+      : v2Mount
+        ? 2
+        : "none";
+  const cgroup: HostInfo["cgroup"] = {
+    version,
+    v1Mounts,
+    controllers: version === 1 ? v1Controllers : version === 2 ? v2Controllers : [],
+    systemd: fs.exists("run/systemd/system"),
+  };
+  if (v2Mount) cgroup.v2Mount = v2Mount;
+  return cgroup;
+}
+
+/** numactl capabilities for a version string; undefined = not installed. */
+export function numactlFromVersion(version: string | undefined): HostInfo["numactl"] {
+  if (!version) return { preferredMany: false, weightedInterleave: false };
+  return {
+    version,
+    preferredMany: compareVersions(version, NUMACTL_PREFERRED_MANY) >= 0,
+    weightedInterleave: compareVersions(version, NUMACTL_WEIGHTED_INTERLEAVE) >= 0,
+  };
+}
+
+/** The fixture-tree override for numactl, or undefined when the tree has none. */
+function readNumactlOverride(fs: FsRoot): HostInfo["numactl"] | undefined {
+  const v = fs.read(NUMACTL_OVERRIDE);
+  if (v === undefined) return undefined;
+  return numactlFromVersion(v === "" || v === "none" ? undefined : v);
+}
+
+/**
+ * Probe the host under `root` (sync, files only). numactl is a program: a fixture tree states its
+ * version in qcvm/numactl-version; for a real host this returns "unknown" numactl (no version, no
+ * features) and probeHostAsync() fills it in by running numactl through src/exec.ts.
+ */
 export function probeHost(root = "/"): HostInfo {
+  const fs = new FsRoot(root);
+  const kernel = kernelVersion(fs.read("proc/sys/kernel/osrelease") ?? "");
   return {
     root,
-    kernel: "0.0.0",
-    nodes: [],
-    kvm: false,
-    sev: false,
-    sevEs: false,
-    sevSnp: false,
-    tdx: false,
-    cgroup: { version: "none", v1Mounts: {}, controllers: [], systemd: false },
-    numactl: { preferredMany: false, weightedInterleave: false },
-    weightedInterleave: false,
-    guestMemfdMempolicy: false,
+    kernel,
+    nodes: probeNodes(fs),
+    kvm: fs.exists("dev/kvm") && fs.exists("sys/module/kvm"),
+    sev: readFlag(fs, "sys/module/kvm_amd/parameters/sev"),
+    sevEs: readFlag(fs, "sys/module/kvm_amd/parameters/sev_es"),
+    sevSnp: readFlag(fs, "sys/module/kvm_amd/parameters/sev_snp"),
+    tdx: readFlag(fs, "sys/module/kvm_intel/parameters/tdx"),
+    cgroup: probeCgroup(fs),
+    numactl: readNumactlOverride(fs) ?? numactlFromVersion(undefined),
+    // Linux 6.9 added weighted interleave with its weights under this directory.
+    weightedInterleave: fs.exists("sys/kernel/mm/mempolicy/weighted_interleave"),
+    guestMemfdMempolicy: compareVersions(kernel, GUEST_MEMFD_MEMPOLICY_KERNEL) >= 0,
   };
+}
+
+/** Weighted-interleave weights per node from sysfs (empty when the kernel has none). */
+export function readInterleaveWeights(root = "/"): Record<number, number> {
+  const fs = new FsRoot(root);
+  const dir = "sys/kernel/mm/mempolicy/weighted_interleave";
+  const out: Record<number, number> = {};
+  for (const f of fs.list(dir)) {
+    const m = /^node(\d+)$/.exec(f);
+    if (m) out[Number(m[1])] = readInt(fs, `${dir}/${f}`);
+  }
+  return out;
+}
+
+/**
+ * Ask the numactl binary what it supports. numactl 2.0.16 has no --version (2.0.17+ prints
+ * "numactl 2.0.x"), so features are read from its usage text, which lists every option it
+ * accepts; the version comes from --version when it works, else from dpkg's record.
+ */
+export async function probeNumactl(binary = "numactl"): Promise<HostInfo["numactl"]> {
+  const { run, which } = await import("../exec.js");
+  if (!(await which(binary))) return numactlFromVersion(undefined);
+  let version: string | undefined;
+  let usage = "";
+  try {
+    const r = await run([binary, "--version"], { timeoutMs: 5000 });
+    const m = /numactl\s+(\d+\.\d+\.\d+)/.exec(`${r.stdout}\n${r.stderr}`);
+    if (r.exitCode === 0 && m) version = m[1];
+    else usage = `${r.stdout}\n${r.stderr}`;
+    if (!usage) {
+      const h = await run([binary, "--help"], { timeoutMs: 5000 });
+      usage = `${h.stdout}\n${h.stderr}`;
+    }
+  } catch {
+    return numactlFromVersion(undefined);
+  }
+  if (!version && (await which("dpkg-query"))) {
+    try {
+      const d = await run(["dpkg-query", "-W", "-f=${Version}", "numactl"], { timeoutMs: 5000 });
+      const m = /^(\d+\.\d+\.\d+)/.exec(d.stdout.trim());
+      if (d.exitCode === 0 && m) version = m[1];
+    } catch {
+      // No package record: features from the usage text still hold.
+    }
+  }
+  const byVersion = numactlFromVersion(version ?? "0");
+  const hasUsage = /usage:\s*numactl/i.test(usage);
+  return {
+    ...(version ? { version } : {}),
+    preferredMany: hasUsage ? usage.includes("--preferred-many") : byVersion.preferredMany,
+    weightedInterleave: hasUsage ? usage.includes("--weighted-interleave") : byVersion.weightedInterleave,
+  };
+}
+
+/** probeHost plus numactl: from the tree's override file, else by running numactl (real hosts). */
+export async function probeHostAsync(root = "/"): Promise<HostInfo> {
+  const host = probeHost(root);
+  // A fixture tree without the override says nothing about numactl: never ask this machine's.
+  if (new FsRoot(root).exists(NUMACTL_OVERRIDE) || resolve(root) !== "/") return host;
+  return { ...host, numactl: await probeNumactl() };
 }
