@@ -1,0 +1,219 @@
+// Runtime state of launched VMs: one directory per VM under the run dir, holding QEMU's QMP socket,
+// pidfile and log, and state.json, which is what status, stop and stats read. A pid alone does not
+// identify a process (pids are reused), so state records the pid's start time from /proc and a VM
+// counts as alive only when both still match.
+import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { UserError } from "./diagnostics.js";
+import type { Accel, Plan } from "./types.js";
+
+/** One placement the plan asked for that the launch could not apply (EACCES, EPERM, TCG, ...). */
+export interface LostPlacement {
+  /** Guest NUMA node it belongs to, when it belongs to one. */
+  guestNode?: number;
+  /** Which memory or thread it concerned: "private memory", "shared memory", "vCPU 1 pinning", ... */
+  what: string;
+  /** The plan mechanism that was not applied (vcpu-cpuset, backend-policy, process-mempolicy, ...). */
+  mechanism: string;
+  /** Why: the error and the file it happened on. */
+  reason: string;
+  /** What happens instead. */
+  consequence: string;
+}
+
+/** Render a lost placement as the one line launch and status print. */
+export function formatLost(l: LostPlacement): string {
+  const where = l.guestNode === undefined ? "" : `guest node ${l.guestNode} `;
+  return `${where}${l.what}: ${l.mechanism} not applied (${l.reason}); ${l.consequence}`;
+}
+
+export interface VmState {
+  /** Format version of this file. */
+  version: 1;
+  name: string;
+  /** QEMU's pid (numactl execs QEMU, so the pid qcvm spawned is QEMU's). */
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot): tells pid reuse apart. */
+  pidStartTime: string;
+  /** Absolute path of the profile file. */
+  profile: string;
+  plan: Plan;
+  /** QEMU's full argv as executed, prefix (numactl ...) included. */
+  argv: string[];
+  cgroup: {
+    /** Absolute cgroup directories created for this VM (every hierarchy, children included). */
+    paths: string[];
+  };
+  /** The VM's runtime directory. */
+  dir: string;
+  qmp: string;
+  pidfile: string;
+  log: string;
+  startedAt: string;
+  accel: Accel;
+  /** "starting" until the vCPUs run with placement applied, then "running". */
+  phase: "starting" | "running";
+  /** True when launched with --detach (no qcvm process supervises QEMU). */
+  detached: boolean;
+  /** The foreground qcvm supervising QEMU, when there is one. */
+  supervisor?: { pid: number; startTime: string };
+  lost: LostPlacement[];
+}
+
+/** Where VM state lives: $QCVM_RUN_DIR, else /run/qcvm as root, else $XDG_RUNTIME_DIR/qcvm. */
+export function defaultRunDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.QCVM_RUN_DIR) return resolve(env.QCVM_RUN_DIR);
+  if (process.getuid?.() === 0) return "/run/qcvm";
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, "qcvm");
+  throw new UserError(
+    "no runtime directory: not root and XDG_RUNTIME_DIR is unset (pass --run-dir DIR or set QCVM_RUN_DIR)",
+  );
+}
+
+/** The run dir a command uses: --run-dir wins, then the default. */
+export function resolveRunDir(arg: unknown): string {
+  return typeof arg === "string" && arg !== "" ? resolve(arg) : defaultRunDir();
+}
+
+export function vmDir(runDir: string, name: string): string {
+  return join(runDir, name);
+}
+
+/** The files of one VM's runtime directory. */
+export function vmPaths(runDir: string, name: string) {
+  const dir = vmDir(runDir, name);
+  return {
+    dir,
+    qmp: join(dir, "qmp.sock"),
+    pidfile: join(dir, "qemu.pid"),
+    log: join(dir, "qemu.log"),
+    state: join(dir, "state.json"),
+  };
+}
+
+/** Create the run dir (0755: other users' qcvm status may list it) if missing. */
+export function ensureRunDir(runDir: string): void {
+  mkdirSync(runDir, { recursive: true, mode: 0o755 });
+}
+
+/**
+ * Create a VM's runtime directory, mode 0700: the QMP socket in it is full control of the VM.
+ * The caller holds the VM name lock, so leftovers here are from a dead run and are removed.
+ */
+export function createVmDir(runDir: string, name: string): string {
+  ensureRunDir(runDir);
+  const dir = vmDir(runDir, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { mode: 0o700 });
+  // mkdir's mode is filtered by the umask; the socket's safety must not depend on it.
+  chmodSync(dir, 0o700);
+  return dir;
+}
+
+export function removeVmDir(runDir: string, name: string): void {
+  rmSync(vmDir(runDir, name), { recursive: true, force: true });
+}
+
+/** Write state.json atomically (write + rename), so a reader never sees half a file. */
+export function writeState(state: VmState): void {
+  const file = join(state.dir, "state.json");
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+/** A VM's state, or undefined when there is no such VM (no state file). */
+export function readState(runDir: string, name: string): VmState | undefined {
+  const file = vmPaths(runDir, name).state;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const state = JSON.parse(text) as VmState;
+    if (state.version !== 1 || typeof state.pid !== "number" || typeof state.name !== "string") {
+      throw new Error("not a qcvm state file (version 1)");
+    }
+    return state;
+  } catch (e) {
+    throw new UserError(`${file} is damaged: ${(e as Error).message} (remove it, or run \`qcvm stop ${name}\`)`);
+  }
+}
+
+/** Every VM with a state file in the run dir, sorted by name; damaged files are skipped. */
+export function listStates(runDir: string): VmState[] {
+  let names: string[];
+  try {
+    names = readdirSync(runDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
+  } catch {
+    return [];
+  }
+  const out: VmState[] = [];
+  for (const name of names) {
+    try {
+      const s = readState(runDir, name);
+      if (s) out.push(s);
+    } catch {
+      // A damaged state file is reported by `status <name>`; the listing shows the rest.
+    }
+  }
+  return out;
+}
+
+/** Parsed /proc/<pid>/stat fields we use: start time (field 22) and state (field 3). */
+export function readProcStat(pid: number, procRoot = "/proc"): { startTime: string; state: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(procRoot, String(pid), "stat"), "utf8");
+  } catch {
+    return undefined;
+  }
+  // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const state = rest[0];
+  const startTime = rest[22 - 3];
+  if (!state || !startTime) return undefined;
+  return { startTime, state };
+}
+
+/** Start time of a live process, undefined when there is none (zombies count as gone). */
+export function pidStartTime(pid: number): string | undefined {
+  const st = readProcStat(pid);
+  if (!st || st.state === "Z" || st.state === "X") return undefined;
+  return st.startTime;
+}
+
+/** The process `pid` still exists and is the same process (start time matches, not a zombie). */
+export function isProcessAlive(pid: number, startTime: string): boolean {
+  return pid > 0 && pidStartTime(pid) === startTime;
+}
+
+/** The VM's QEMU is running: pid exists and was not reused since launch. */
+export function isAlive(state: Pick<VmState, "pid" | "pidStartTime">): boolean {
+  return isProcessAlive(state.pid, state.pidStartTime);
+}
+
+/** This process's own identity, for locks and the supervisor field. */
+export function selfIdentity(): { pid: number; startTime: string } {
+  const startTime = pidStartTime(process.pid);
+  if (!startTime) throw new Error("cannot read /proc/self/stat");
+  return { pid: process.pid, startTime };
+}
+
+/** Boot time from /proc/stat and clock ticks, to turn a start time in ticks into a date. */
+export function processStartDate(startTime: string): Date | undefined {
+  try {
+    const btime = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1];
+    if (!btime) return undefined;
+    // USER_HZ is 100 on every Linux architecture qcvm supports (x86_64, aarch64).
+    return new Date((Number(btime) + Number(startTime) / 100) * 1000);
+  } catch {
+    return undefined;
+  }
+}
