@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import net from "node:net";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const qcvm = join(root, "bin", "qcvm.js");
+// The installed command (bin/qcvm: V8 startup snapshot when built by this node, else the ESM bundle).
+const qcvm = join(root, "bin", "qcvm");
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
 const runsArg = args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) : undefined;
@@ -63,7 +64,7 @@ if (!only || only === "render") {
   const profile = join(root, "profiles", "kvm-1node.yaml");
   const r = compare(
     "render: qcvm render profiles/kvm-1node.yaml vs node -e 0",
-    { label: "qcvm render profiles/kvm-1node.yaml", argv: [process.execPath, qcvm, "render", profile] },
+    { label: "qcvm render profiles/kvm-1node.yaml", argv: [qcvm, "render", profile] },
     { label: "node -e 0", argv: [process.execPath, "-e", "0"] },
     runsArg ?? 21,
     (cmd, w) => {
@@ -88,7 +89,7 @@ if (!only || only === "validate") {
   const ajvCli = join(root, "node_modules", "ajv-cli", "dist", "index.js");
   const r = compare(
     "validate: 1,000 profiles, qcvm validate vs ajv-cli (same schema, js-yaml)",
-    { label: "qcvm validate (schema + rules + positions)", argv: [process.execPath, qcvm, "validate", dir] },
+    { label: "qcvm validate (schema + rules + positions)", argv: [qcvm, "validate", dir] },
     {
       label: "ajv-cli validate --spec=draft2020",
       argv: [
@@ -148,7 +149,7 @@ async function launchBench() {
   const env = { ...process.env, QCVM_RUN_DIR: runDir };
   // The argv QEMU alone runs: the same command qcvm renders (with its own QMP socket).
   const rendered = JSON.parse(
-    timeSync([process.execPath, qcvm, "render", profile, "--format", "json", "--set", `name=${name}`]).stdout,
+    timeSync([qcvm, "render", profile, "--format", "json", "--set", `name=${name}`]).stdout,
   );
   const kvmOk = (() => {
     try {
@@ -173,9 +174,9 @@ async function launchBench() {
     await new Promise((r) => child.once("exit", r));
 
     // qcvm: invocation -> vCPUs running with placement applied (launch --detach returns then).
-    const l = timeSync([process.execPath, qcvm, "launch", profile, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir], { env });
+    const l = timeSync([qcvm, "launch", profile, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir], { env });
     if (l.status !== 0) throw new Error(`qcvm launch failed (${l.status}):\n${l.stderr}`);
-    const s = timeSync([process.execPath, qcvm, "stop", name, "--force", "--run-dir", runDir], { env });
+    const s = timeSync([qcvm, "stop", name, "--force", "--run-dir", runDir], { env });
     if (s.status !== 0) throw new Error(`qcvm stop failed (${s.status}):\n${s.stderr}`);
     if (i > 0) {
       tq.push(alone);
