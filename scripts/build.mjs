@@ -11,20 +11,6 @@ import { fileURLToPath } from "node:url";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
-const generated = fileURLToPath(new URL("../src/generated/", import.meta.url));
-
-// Generated sources (ajv standalone validators) are refreshed first, so the bundle never has a
-// validator older than the schema.
-const gen = fileURLToPath(new URL("./gen-validator.mjs", import.meta.url));
-try {
-  statSync(gen);
-  const r = spawnSync(process.execPath, [gen], { stdio: "inherit" });
-  if (r.status !== 0) process.exit(r.status ?? 1);
-} catch (e) {
-  if (e.code !== "ENOENT") throw e;
-}
-void generated;
-
 rmSync(dist, { recursive: true, force: true });
 
 // string-width (pulled in by yargs' help layout) builds an Intl.Segmenter at import time, which costs
