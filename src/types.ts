@@ -150,7 +150,8 @@ export interface Profile {
     hostData?: FileOrBase64;
     vcekDisabled?: boolean;
     // tdx-guest
-    attributes?: number;
+    /** TD attributes, exact: bit 63 (perfmon) is beyond 2^53, so not a JS number. */
+    attributes?: bigint;
     septVeDisable?: boolean;
     mrconfigid?: FileOrBase64;
     mrowner?: FileOrBase64;
@@ -274,7 +275,11 @@ export interface PlanNode {
   policy: MemPolicy;
   weights?: Record<number, number>;
   sizeBytes: number;
+  /** Guest vCPU indexes in this guest node. */
   cpus: number[];
+  /** Host CPUs this node's vCPUs belong on: the CPUs of its host nodes (a memory-only node
+   *  lends the CPUs of its nearest node with CPUs); every host CPU for policy default. */
+  hostCpus?: number[];
   shared: { mechanism: SharedMechanism; reason: string };
   private: { mechanism: PrivateMechanism; fidelity: Fidelity; reason: string };
 }
@@ -295,7 +300,10 @@ export interface ThreadPin {
 
 export interface CapacityRow {
   hostNode: number;
+  /** Regular (non-hugetlb) bytes the VM is sure to take on this node. */
   needBytes: number;
+  /** Further regular bytes it may take: shared pages of a guest_memfd guest without prealloc. */
+  upToBytes?: number;
   freeBytes: number;
   hugepages?: { size: "2M" | "1G"; need: number; free: number };
   status: "ok" | "tight" | "insufficient";

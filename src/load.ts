@@ -1,0 +1,421 @@
+// Load: profile file(s) -> one merged plain object, plus a way back from any field path to the
+// file:line:col that set it. No validation here beyond what is needed to read and merge.
+//
+// Precedence (lowest to highest) is documented in ONE place, docs/profile.md#precedence:
+//   built-in defaults < bases named by `extends:` (in order) < the file itself < --set
+// Defaults are applied later, by normalize.ts, so this module only merges bases, file and --set.
+import { open } from "node:fs/promises";
+import { dirname, resolve, relative, isAbsolute } from "node:path";
+import { parseDocument, isMap, isSeq, isAlias, isScalar, parse as parseYaml } from "yaml";
+import type { Document, Node as YamlNode, Pair } from "yaml";
+import { diag } from "./diagnostics.js";
+import type { Diagnostic, RawProfile } from "./types.js";
+
+/** A profile may name bases that name bases; deeper than this is almost surely a mistake. */
+export const MAX_EXTENDS_DEPTH = 8;
+/** Profiles are small; a bigger file is the wrong file (and must not be read into memory whole). */
+export const MAX_PROFILE_BYTES = 1024 * 1024;
+/** The pseudo file name of diagnostics about --set overrides. */
+export const SET_FILE = "--set";
+
+export type Segment = string | number;
+
+export interface Position {
+  file: string;
+  line?: number;
+  col?: number;
+}
+
+interface Layer {
+  /** Path as shown in messages (as given for the top file, relative to cwd for bases). */
+  shown: string;
+  text: string;
+  doc: Document.Parsed;
+  data: Record<string, unknown>;
+  lineStarts?: number[];
+}
+
+export interface LoadResult {
+  /** Merged profile (bases, file, --set), `extends` removed; undefined when nothing usable was read. */
+  raw?: RawProfile;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+  /** Position of the value at `path` (or of its key with `key`), in the file that set it. */
+  locate(path: readonly Segment[], key?: boolean): Position;
+}
+
+export interface LoadOptions {
+  set?: readonly string[];
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** `numa.nodes[1].cpus` -> ["numa", "nodes", 1, "cpus"]; undefined when malformed. */
+export function parsePath(text: string): Segment[] | undefined {
+  const out: Segment[] = [];
+  const re = /([A-Za-z0-9_-]+)|\[([0-9]+)\]|(\.)/y;
+  let expectKey = true;
+  let m: RegExpExecArray | null;
+  re.lastIndex = 0;
+  while (re.lastIndex < text.length && (m = re.exec(text))) {
+    if (m[1] !== undefined) {
+      if (!expectKey) return undefined;
+      out.push(m[1]);
+      expectKey = false;
+    } else if (m[2] !== undefined) {
+      if (expectKey || out.length === 0) return undefined;
+      out.push(Number(m[2]));
+    } else {
+      if (expectKey) return undefined;
+      expectKey = true;
+    }
+  }
+  if (re.lastIndex !== text.length || expectKey || out.length === 0) return undefined;
+  return out;
+}
+
+/** ["numa", "nodes", 1, "cpus"] -> `numa.nodes[1].cpus` */
+export function formatPath(path: readonly Segment[]): string {
+  let s = "";
+  for (const seg of path) s += typeof seg === "number" ? `[${seg}]` : s ? `.${seg}` : seg;
+  return s;
+}
+
+/** Merge `over` onto `base`: maps merge deeply, everything else (lists, scalars) replaces. */
+export function mergeDeep(base: unknown, over: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = k in base ? mergeDeep(base[k], v) : v;
+  return out;
+}
+
+function showPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : file;
+}
+
+function lineCol(layer: Layer, offset: number): { line: number; col: number } {
+  if (!layer.lineStarts) {
+    const starts = [0];
+    const t = layer.text;
+    for (let i = t.indexOf("\n"); i !== -1; i = t.indexOf("\n", i + 1)) starts.push(i + 1);
+    layer.lineStarts = starts;
+  }
+  const starts = layer.lineStarts;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return { line: lo + 1, col: offset - starts[lo]! + 1 };
+}
+
+function layerPos(layer: Layer, offset: number | undefined): Position {
+  if (offset === undefined) return { file: layer.shown };
+  return { file: layer.shown, ...lineCol(layer, offset) };
+}
+
+function deref(layer: Layer, node: unknown): unknown {
+  return isAlias(node) ? node.resolve(layer.doc) : node;
+}
+
+function childPair(layer: Layer, node: unknown, key: string): Pair<YamlNode, YamlNode> | undefined {
+  const n = deref(layer, node);
+  if (!isMap(n)) return undefined;
+  for (const pair of n.items as Pair<YamlNode, YamlNode>[]) {
+    const k = isScalar(pair.key) ? pair.key.value : pair.key;
+    if (String(k) === key) return pair as Pair<YamlNode, YamlNode>;
+  }
+  return undefined;
+}
+
+type Tree = { layers: Layer[]; errors: Diagnostic[]; warnings: Diagnostic[] };
+
+async function readText(file: string): Promise<{ text?: string; error?: string }> {
+  let fh;
+  try {
+    fh = await open(file, "r");
+    const st = await fh.stat();
+    if (st.isDirectory()) return { error: "is a directory, not a profile file" };
+    if (st.size > MAX_PROFILE_BYTES) return { error: `file is ${st.size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}` };
+    return { text: await fh.readFile("utf8") };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why =
+      err.code === "ENOENT" ? "no such file" : err.code === "EACCES" ? "permission denied" : err.code === "EISDIR" ? "is a directory" : err.message;
+    return { error: `cannot read file: ${why}` };
+  } finally {
+    await fh?.close();
+  }
+}
+
+const YAML_CODES: Record<string, string> = {
+  DUPLICATE_KEY: "duplicate key",
+  BAD_INDENT: "bad indentation",
+  TAB_AS_INDENT: "tab used for indentation (YAML indents with spaces)",
+  MISSING_CHAR: "missing character",
+  MULTILINE_IMPLICIT_KEY: "implicit keys must be on one line",
+};
+
+/** Parse one file. `from` is where it was named (an extends: entry) for messages about reading it. */
+async function parseLayer(file: string, from: Position | undefined, tree: Tree): Promise<Layer | undefined> {
+  const shown = showPath(file);
+  const { text, error } = await readText(file);
+  if (text === undefined) {
+    tree.errors.push(
+      from
+        ? diag("error", "load.extends-read", "extends", `cannot read base profile ${shown}: ${error!.replace(/^cannot read file: /, "")}`, from)
+        : diag("error", "load.read", "", error!, { file: shown }),
+    );
+    return undefined;
+  }
+  const doc = parseDocument(text, { prettyErrors: false, keepSourceTokens: false, uniqueKeys: true });
+  const layer: Layer = { shown, text, doc, data: {} };
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) {
+      const what = YAML_CODES[e.code] ?? "YAML syntax error";
+      const detail = e.code === "DUPLICATE_KEY" ? "" : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
+      const pos = layerPos(layer, e.pos[0]);
+      tree.errors.push(
+        diag("error", `yaml.${e.code.toLowerCase().replace(/_/g, "-")}`, "", `${what}${e.code === "DUPLICATE_KEY" ? "" : detail}`, {
+          ...pos,
+          ...(e.code === "DUPLICATE_KEY" ? { got: duplicateKeyAt(text, e.pos[0]), hint: "each key may appear once in a mapping" } : {}),
+        }),
+      );
+    }
+    return undefined;
+  }
+  for (const w of doc.warnings) {
+    tree.warnings.push(diag("warning", "yaml.warning", "", w.message.split("\n")[0]!, layerPos(layer, w.pos[0])));
+  }
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    tree.errors.push(diag("error", "yaml.alias", "", (e as Error).message, { file: shown }));
+    return undefined;
+  }
+  if (!isPlainObject(data)) {
+    const pos = doc.contents ? layerPos(layer, doc.contents.range[0]) : { file: shown };
+    tree.errors.push(
+      diag("error", "load.not-a-map", "", data === null || data === undefined ? "profile is empty" : "profile must be a YAML mapping of fields", {
+        ...pos,
+        ...(data === null || data === undefined ? {} : { got: data }),
+        hint: "start with `apiVersion: qcvm/v1` (see examples/reference.yaml)",
+      }),
+    );
+    return undefined;
+  }
+  layer.data = data;
+  return layer;
+}
+
+function duplicateKeyAt(text: string, offset: number): string {
+  const m = /^[^:\n]*/.exec(text.slice(offset));
+  return (m?.[0] ?? "").trim().replace(/^["']|["']$/g, "");
+}
+
+/** Load `file` and, first, its bases (depth first, in order), appending layers lowest priority first. */
+async function loadTree(file: string, chain: string[], from: Position | undefined, tree: Tree): Promise<void> {
+  const layer = await parseLayer(file, from, tree);
+  if (!layer) return;
+  const ext = layer.data.extends;
+  if (ext !== undefined) {
+    const entries: [string, Segment[]][] = [];
+    if (typeof ext === "string") entries.push([ext, ["extends"]]);
+    else if (Array.isArray(ext) && ext.length > 0 && ext.every((e) => typeof e === "string")) {
+      ext.forEach((e, i) => entries.push([e as string, ["extends", i]]));
+    } else {
+      const pair = childPair(layer, layer.doc.contents, "extends");
+      tree.errors.push(
+        diag("error", "load.extends-type", "extends", "must be a file name or a list of file names", {
+          ...layerPos(layer, pair?.value?.range?.[0]),
+          got: ext,
+          hint: "extends: base.yaml, or extends: [base.yaml, snp.yaml]",
+        }),
+      );
+    }
+    for (const [name, segs] of entries) {
+      const node = segs.length === 1 ? childPair(layer, layer.doc.contents, "extends")?.value : (deref(layer, childPair(layer, layer.doc.contents, "extends")?.value) as { items?: YamlNode[] })?.items?.[segs[1] as number];
+      const at = layerPos(layer, (node as YamlNode | undefined)?.range?.[0]);
+      const path = formatPath(segs);
+      const base = resolve(dirname(file), name);
+      if (chain.includes(base)) {
+        const cycle = [...chain.slice(chain.indexOf(base)), base].map(showPath).join(" -> ");
+        tree.errors.push(diag("error", "load.extends-cycle", path, `extends loop: ${cycle}`, { ...at, hint: "a profile cannot be its own base" }));
+        continue;
+      }
+      if (chain.length >= MAX_EXTENDS_DEPTH) {
+        tree.errors.push(
+          diag("error", "load.extends-depth", path, `extends chain deeper than ${MAX_EXTENDS_DEPTH} files`, {
+            ...at,
+            got: [...chain, base].map(showPath).join(" -> "),
+            hint: "flatten the chain of bases",
+          }),
+        );
+        continue;
+      }
+      await loadTree(base, [...chain, base], { ...at, file: at.file }, tree);
+      // loadTree reports a missing base at `from`; give it the path of the entry too.
+      const last = tree.errors.at(-1);
+      if (last && last.code === "load.extends-read" && last.path === "extends") last.path = path;
+    }
+  }
+  tree.layers.push(layer);
+}
+
+interface SetOverride {
+  path: Segment[];
+}
+
+/** Apply `--set path=value` to the merged data; a bad path or value is a diagnostic at file `--set`. */
+function applySets(data: Record<string, unknown>, sets: readonly string[], errors: Diagnostic[]): SetOverride[] {
+  const applied: SetOverride[] = [];
+  for (const expr of sets) {
+    const eq = expr.indexOf("=");
+    const pathText = eq === -1 ? expr : expr.slice(0, eq);
+    const path = parsePath(pathText.trim());
+    if (eq === -1 || !path) {
+      errors.push(
+        diag("error", "set.syntax", pathText, eq === -1 ? "--set needs path=value" : "is not a field path", {
+          file: SET_FILE,
+          got: expr,
+          hint: "e.g. --set memory.size=8G or --set numa.nodes[1].hostNodes=2-3",
+        }),
+      );
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = parseYaml(expr.slice(eq + 1), { prettyErrors: false });
+    } catch (e) {
+      errors.push(
+        diag("error", "set.value", formatPath(path), `value is not YAML: ${(e as Error).message.split("\n")[0]}`, {
+          file: SET_FILE,
+          got: expr.slice(eq + 1),
+          hint: "quote it, or write a flow list/map: [0, 1], {base64: ...}",
+        }),
+      );
+      continue;
+    }
+    let cur: unknown = data;
+    let bad: string | undefined;
+    for (let i = 0; i < path.length - 1; i++) {
+      const seg = path[i]!;
+      const next = path[i + 1]!;
+      if (typeof seg === "number") {
+        if (!Array.isArray(cur) || seg >= cur.length) {
+          bad = `${formatPath(path.slice(0, i + 1))} does not exist (${Array.isArray(cur) ? `the list has ${cur.length} item${cur.length === 1 ? "" : "s"}` : "not a list"})`;
+          break;
+        }
+      } else if (!isPlainObject(cur)) {
+        bad = `${formatPath(path.slice(0, i))} is not a mapping`;
+        break;
+      } else if (cur[seg] === undefined || cur[seg] === null) {
+        if (typeof next === "number") {
+          bad = `${formatPath(path.slice(0, i + 1))} is not set, so it has no item ${next}`;
+          break;
+        }
+        cur[seg] = {};
+      }
+      cur = (cur as Record<string, unknown>)[seg as never];
+    }
+    const last = path.at(-1)!;
+    if (!bad) {
+      if (typeof last === "number") {
+        if (!Array.isArray(cur) || last > cur.length) bad = `${formatPath(path)} does not exist`;
+        else if (value === null) cur.splice(last, 1);
+        else cur[last] = value;
+      } else if (!isPlainObject(cur)) {
+        bad = `${formatPath(path.slice(0, -1))} is not a mapping`;
+      } else if (value === null) {
+        // `--set path=null` (or `path=`) removes the field: back to the base's or built-in default.
+        delete cur[last];
+      } else {
+        cur[last] = value;
+      }
+    }
+    if (bad) {
+      errors.push(diag("error", "set.path", formatPath(path), `cannot set: ${bad}`, { file: SET_FILE, got: expr }));
+      continue;
+    }
+    applied.push({ path });
+  }
+  return applied;
+}
+
+/** Read `file` with its bases and --set overrides into one plain object. Never throws for user errors. */
+export async function loadProfileFile(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  const abs = resolve(file);
+  const tree: Tree = { layers: [], errors: [], warnings: [] };
+  await loadTree(abs, [abs], undefined, tree);
+  const top = tree.layers.at(-1);
+  const topShown = showPath(abs);
+  // The top file failed to load: bases alone are no profile.
+  const usable = top !== undefined && top.shown === topShown && tree.errors.every((e) => e.file !== topShown || e.code.startsWith("load.extends"));
+  const layers = tree.layers; // lowest priority first
+  let sets: SetOverride[] = [];
+  let raw: Record<string, unknown> | undefined;
+  if (usable) {
+    let merged: unknown = {};
+    for (const l of layers) {
+      const { extends: _ext, ...rest } = l.data;
+      merged = layers.length === 1 ? rest : mergeDeep(merged, rest);
+    }
+    raw = merged as Record<string, unknown>;
+    if (opts.set && opts.set.length > 0) {
+      raw = structuredClone(raw);
+      sets = applySets(raw, opts.set, tree.errors);
+    }
+  }
+
+  const locate = (path: readonly Segment[], key = false): Position => {
+    for (const s of sets) {
+      if (s.path.length <= path.length && s.path.every((seg, i) => seg === path[i])) return { file: SET_FILE };
+    }
+    if (layers.length === 0) return { file: topShown };
+    // Owners: layers (highest priority first) whose value at the current path is merged into the result.
+    let owners = layers.map((layer) => ({ layer, node: layer.doc.contents as unknown, pair: undefined as Pair<YamlNode, YamlNode> | undefined }));
+    owners.reverse();
+    let found = owners[0]!;
+    let complete = true;
+    for (const seg of path) {
+      const next: typeof owners = [];
+      if (typeof seg === "number") {
+        const o = owners[0]!;
+        const n = deref(o.layer, o.node);
+        const item = isSeq(n) ? (n.items[seg] as unknown) : undefined;
+        if (item !== undefined) next.push({ layer: o.layer, node: item, pair: undefined });
+      } else {
+        for (const o of owners) {
+          const pair = childPair(o.layer, o.node, seg);
+          if (!pair) continue;
+          const value = deref(o.layer, pair.value);
+          next.push({ layer: o.layer, node: pair.value, pair });
+          // Below a list or scalar only the layer that set it counts (it replaced the others).
+          if (!isMap(value)) break;
+        }
+        // A map merges only with the maps right below it; a non-map in between cut the chain.
+        const firstNonMap = next.findIndex((o) => !isMap(deref(o.layer, o.node)));
+        if (firstNonMap > 0) next.length = firstNonMap;
+      }
+      if (next.length === 0) {
+        // Not written (a missing field, or a default): point at the key of the closest ancestor.
+        complete = false;
+        break;
+      }
+      owners = next;
+      found = owners[0]!;
+    }
+    const node = found.node as YamlNode | undefined;
+    const atKey = (key || !complete) && found.pair !== undefined;
+    const offset = atKey ? (found.pair!.key as YamlNode | undefined)?.range?.[0] : node?.range?.[0];
+    return layerPos(found.layer, offset ?? (found.pair?.key as YamlNode | undefined)?.range?.[0]);
+  };
+
+  return { raw, errors: tree.errors, warnings: tree.warnings, locate };
+}

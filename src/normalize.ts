@@ -1,0 +1,365 @@
+// Normalize (pure): a schema-valid RawProfile -> Profile. Defaults filled, sizes in bytes, id lists
+// expanded, policy flags folded to numbers, relative paths resolved against the profile's
+// directory. Nothing here rejects anything: inconsistencies (topology vs count, node memory vs
+// total...) are left visible in the result for rules.ts to report with positions.
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parseIdList, parseSize } from "./sizes.js";
+import type {
+  ConfidentialType,
+  Disk,
+  FileOrBase64,
+  GuestNumaNode,
+  MemPolicy,
+  NumaDistance,
+  Profile,
+  RawProfile,
+  SocketAddress,
+} from "./types.js";
+
+/**
+ * THE table of built-in defaults (lowest precedence; see docs/profile.md#precedence). A test
+ * checks that examples/reference.yaml shows exactly these values, and that the schema's `default`
+ * annotations agree, so the documentation cannot drift from the code.
+ */
+export const DEFAULTS = {
+  qemu: { binary: "qemu-system-x86_64", version: "7.2" },
+  machine: { type: "q35", accel: "kvm" },
+  cpu: { model: "host", count: 2 },
+  memory: {
+    size: "1G",
+    backend: "memfd",
+    share: true,
+    hugepages: "none",
+    prealloc: false,
+    hostNodes: [] as number[],
+    policy: "default",
+  },
+  numa: { nodes: [] as unknown[], distances: [] as unknown[] },
+  confidential: { type: "none" },
+  firmware: {},
+  boot: {},
+  disks: [] as unknown[],
+  network: { type: "none", model: "virtio-net-pci" },
+  serial: "none",
+  placement: { strict: false, pinVcpus: false },
+  extraArgs: [] as string[],
+} as const;
+
+/**
+ * Defaults that depend on other fields (same precedence as DEFAULTS). Listed here, next to the
+ * table, so there is one place to read them; docs/profile.md repeats this list.
+ */
+export const DERIVED_DEFAULTS: readonly { field: string; value: string; when: string }[] = [
+  { field: "name", value: "the file name without .yaml/.yml", when: "name is not given" },
+  { field: "cpu.model", value: "max", when: "machine.accel is tcg (host needs KVM)" },
+  { field: "cpu.count", value: "sockets * dies * cores * threads", when: "a topology field is given" },
+  { field: "cpu.sockets, dies, threads", value: "1", when: "not given" },
+  { field: "cpu.cores", value: "count / (sockets * dies * threads)", when: "not given" },
+  { field: "memory.share", value: "false", when: "memory.backend is ram or file (memfd: true)" },
+  { field: "memory.policy, numa.nodes[].policy", value: "bind", when: "hostNodes is given (else default)" },
+  { field: "machine.kernelIrqchip", value: "split", when: "confidential.type is tdx" },
+  { field: "confidential.policy", value: "0x1 sev, 0x5 sev-es, 0x30000 sev-snp", when: "not given" },
+  { field: "disks[].interface", value: "virtio-blk", when: "not given" },
+  { field: "disks[].readOnly", value: "false", when: "not given" },
+  { field: "numa.distances", value: "the reverse direction with the same value", when: "only one direction is given" },
+];
+
+/** SEV / SEV-ES guest policy bits (AMD SEV API, GUEST_POLICY). */
+export const SEV_POLICY_FLAGS: Record<string, number> = {
+  nodbg: 0x1,
+  noks: 0x2,
+  es: 0x4,
+  nosend: 0x8,
+  domain: 0x10,
+  sev: 0x20,
+};
+
+/** SEV-SNP guest policy bits (SNP firmware ABI, GUEST_POLICY). Bit 17 is reserved and must be 1. */
+export const SNP_POLICY_RESERVED = 1 << 17;
+export const SNP_POLICY_FLAGS: Record<string, number> = {
+  smt: 2 ** 16,
+  "migrate-ma": 2 ** 18,
+  debug: 2 ** 19,
+  "single-socket": 2 ** 20,
+  "cxl-allow": 2 ** 21,
+  "mem-aes-256-xts": 2 ** 22,
+  "rapl-dis": 2 ** 23,
+  "ciphertext-hiding": 2 ** 24,
+  "page-swap-disable": 2 ** 25,
+};
+
+/** TDX TD attributes (bit 63 is beyond 2^53, hence bigint). */
+export const TDX_ATTRIBUTE_FLAGS: Record<string, bigint> = {
+  debug: 1n << 0n,
+  "sept-ve-disable": 1n << 28n,
+  pks: 1n << 30n,
+  perfmon: 1n << 63n,
+};
+
+export const DEFAULT_GUEST_POLICY: Record<ConfidentialType, number | undefined> = {
+  none: undefined,
+  sev: 0x1,
+  "sev-es": 0x5,
+  "sev-snp": 0x30000,
+  tdx: undefined,
+};
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown): Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" ? v : undefined;
+}
+
+function bool(v: unknown): boolean | undefined {
+  return typeof v === "boolean" ? v : undefined;
+}
+
+function int(v: unknown): number | undefined {
+  return typeof v === "number" && Number.isInteger(v) ? v : undefined;
+}
+
+/** Policy word as written (number, "0x..", or flag names) -> number; names are per confidential type. */
+export function foldPolicy(value: unknown, type: ConfidentialType): number | undefined {
+  if (typeof value === "number") return value;
+  if (typeof value === "string") return Number(BigInt(value));
+  if (Array.isArray(value)) {
+    if (type === "sev-snp") {
+      return value.reduce<number>((acc, f) => acc + (SNP_POLICY_FLAGS[String(f)] ?? 0), SNP_POLICY_RESERVED);
+    }
+    return value.reduce<number>((acc, f) => acc | (SEV_POLICY_FLAGS[String(f)] ?? 0), 0);
+  }
+  return undefined;
+}
+
+/** TD attributes as written -> exact 64-bit value. */
+export function foldAttributes(value: unknown): bigint | undefined {
+  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
+  if (typeof value === "string") return BigInt(value);
+  if (Array.isArray(value)) return value.reduce<bigint>((acc, f) => acc | (TDX_ATTRIBUTE_FLAGS[String(f)] ?? 0n), 0n);
+  return undefined;
+}
+
+/** A name from a file name, when it is a valid one (`snp-2node.yaml` -> `snp-2node`). */
+export function nameFromFile(file: string): string | undefined {
+  const base = file.split(/[\\/]/).pop() ?? "";
+  const name = base.replace(/\.ya?ml$/i, "");
+  return /^[a-z0-9][a-z0-9-]{0,62}$/.test(name) ? name : undefined;
+}
+
+function resolvePath(dir: string, p: string | undefined): string | undefined {
+  if (p === undefined) return undefined;
+  return isAbsolute(p) ? p : resolve(dir, p);
+}
+
+function weightsOf(v: unknown): Record<number, number> | undefined {
+  if (v === undefined) return undefined;
+  const out: Record<number, number> = {};
+  for (const [k, w] of Object.entries(obj(v))) out[Number(k)] = Number(w);
+  return out;
+}
+
+function policyOf(written: unknown, hostNodes: number[]): MemPolicy {
+  if (typeof written === "string") return written as MemPolicy;
+  return hostNodes.length > 0 ? "bind" : "default";
+}
+
+function fileOrBase64(dir: string, v: unknown): FileOrBase64 | undefined {
+  if (v === undefined) return undefined;
+  const o = obj(v);
+  if (typeof o.base64 === "string") return { base64: o.base64.replace(/\s+/g, "") };
+  if (typeof o.file === "string") return { file: resolvePath(dir, o.file) };
+  return undefined;
+}
+
+/** Topology: count alone, topology alone, or both (then a mismatch is left for rules.ts). */
+export function reconcileTopology(cpu: Obj): Profile["cpu"] {
+  const sockets = int(cpu.sockets) ?? 1;
+  const dies = int(cpu.dies) ?? 1;
+  const threads = int(cpu.threads) ?? 1;
+  const given = int(cpu.count);
+  const hasTopology = ["sockets", "dies", "cores", "threads"].some((k) => cpu[k] !== undefined);
+  let cores = int(cpu.cores);
+  let count: number;
+  if (given !== undefined) {
+    count = given;
+    if (cores === undefined) cores = Math.max(1, Math.floor(given / (sockets * dies * threads)));
+  } else if (hasTopology) {
+    cores ??= 1;
+    count = sockets * dies * cores * threads;
+  } else {
+    count = DEFAULTS.cpu.count;
+    cores = count;
+  }
+  return { model: str(cpu.model) ?? DEFAULTS.cpu.model, count, sockets, dies, cores, threads };
+}
+
+/** RawProfile (schema-valid) -> Profile. `file` is the profile's path: names and relative paths. */
+export function normalizeProfile(raw: RawProfile, file: string): Profile {
+  const abs = resolve(file);
+  const dir = dirname(abs);
+  const q = obj(raw.qemu);
+  const m = obj(raw.machine);
+  const c = obj(raw.cpu);
+  const mem = obj(raw.memory);
+  const numa = obj(raw.numa);
+  const conf = obj(raw.confidential);
+  const fw = obj(raw.firmware);
+  const boot = obj(raw.boot);
+  const net = obj(raw.network);
+  const pl = obj(raw.placement);
+
+  const accel = (str(m.accel) ?? DEFAULTS.machine.accel) as Profile["machine"]["accel"];
+  const type = (str(conf.type) ?? DEFAULTS.confidential.type) as ConfidentialType;
+  const backend = (str(mem.backend) ?? DEFAULTS.memory.backend) as Profile["memory"]["backend"];
+
+  const cpu = reconcileTopology(c);
+  if (c.model === undefined && accel === "tcg") cpu.model = "max";
+
+  const memHostNodes = parseIdList(mem.hostNodes) ?? [];
+  const memory: Profile["memory"] = {
+    sizeBytes: parseSize(mem.size ?? DEFAULTS.memory.size) ?? 0,
+    backend,
+    path: resolvePath(dir, str(mem.path)),
+    share: bool(mem.share) ?? backend === "memfd",
+    hugepages: (str(mem.hugepages) ?? DEFAULTS.memory.hugepages) as Profile["memory"]["hugepages"],
+    prealloc: bool(mem.prealloc) ?? DEFAULTS.memory.prealloc,
+    preallocThreads: int(mem.preallocThreads),
+    reserve: bool(mem.reserve),
+    hostNodes: memHostNodes,
+    policy: policyOf(mem.policy, memHostNodes),
+    weights: weightsOf(mem.weights),
+  };
+
+  const nodes: GuestNumaNode[] = (Array.isArray(numa.nodes) ? numa.nodes : []).map((n, id) => {
+    const o = obj(n);
+    const hostNodes = parseIdList(o.hostNodes) ?? [];
+    return {
+      id,
+      cpus: parseIdList(o.cpus) ?? [],
+      memoryBytes: parseSize(o.memory) ?? 0,
+      hostNodes,
+      policy: policyOf(o.policy, hostNodes),
+      weights: weightsOf(o.weights),
+    };
+  });
+
+  const written: NumaDistance[] = (Array.isArray(numa.distances) ? numa.distances : []).map((d) => {
+    const o = obj(d);
+    return { from: int(o.from) ?? 0, to: int(o.to) ?? 0, value: int(o.value) ?? 0 };
+  });
+  const distances = [...written];
+  for (const d of written) {
+    if (d.from !== d.to && !written.some((r) => r.from === d.to && r.to === d.from)) distances.push({ from: d.to, to: d.from, value: d.value });
+  }
+
+  const confidential: Profile["confidential"] = { type };
+  if (type !== "none") {
+    const setIf = <K extends keyof Profile["confidential"]>(k: K, v: Profile["confidential"][K] | undefined) => {
+      if (v !== undefined) confidential[k] = v;
+    };
+    setIf("cbitpos", int(conf.cbitpos));
+    setIf("reducedPhysBits", int(conf.reducedPhysBits));
+    if (type !== "tdx") setIf("policy", conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type]);
+    setIf("handle", int(conf.handle));
+    setIf("dhCertFile", resolvePath(dir, str(conf.dhCertFile)));
+    setIf("sessionFile", resolvePath(dir, str(conf.sessionFile)));
+    setIf("kernelHashes", bool(conf.kernelHashes));
+    setIf("legacyVmType", bool(conf.legacyVmType));
+    setIf("guestVisibleWorkarounds", fileOrBase64(dir, conf.guestVisibleWorkarounds));
+    setIf("idBlock", fileOrBase64(dir, conf.idBlock));
+    setIf("idAuth", fileOrBase64(dir, conf.idAuth));
+    setIf("authorKeyEnabled", bool(conf.authorKeyEnabled));
+    setIf("hostData", fileOrBase64(dir, conf.hostData));
+    setIf("vcekDisabled", bool(conf.vcekDisabled));
+    setIf("attributes", conf.attributes !== undefined ? foldAttributes(conf.attributes) : undefined);
+    setIf("septVeDisable", bool(conf.septVeDisable));
+    setIf("mrconfigid", fileOrBase64(dir, conf.mrconfigid));
+    setIf("mrowner", fileOrBase64(dir, conf.mrowner));
+    setIf("mrownerconfig", fileOrBase64(dir, conf.mrownerconfig));
+    if (conf.quoteGenerationSocket !== undefined) {
+      const s = obj(conf.quoteGenerationSocket) as unknown as SocketAddress;
+      confidential.quoteGenerationSocket = s.type === "unix" ? { type: "unix", path: resolvePath(dir, s.path) } : { type: "vsock", cid: s.cid, port: s.port };
+    }
+  }
+
+  const machine: Profile["machine"] = {
+    type: str(m.type) ?? DEFAULTS.machine.type,
+    accel,
+  };
+  const irq = str(m.kernelIrqchip) ?? (type === "tdx" ? "split" : undefined);
+  if (irq) machine.kernelIrqchip = irq as "on" | "off" | "split";
+  if (m.smm !== undefined) machine.smm = m.smm as Profile["machine"]["smm"];
+  if (m.pic !== undefined) machine.pic = m.pic as Profile["machine"]["pic"];
+
+  const firmware: Profile["firmware"] = {};
+  const bios = str(fw.bios);
+  // A bare name (no slash) is QEMU's to find in its firmware directory, as with `-bios OVMF.fd`.
+  if (bios !== undefined) firmware.bios = bios.includes("/") ? resolvePath(dir, bios) : bios;
+  const pflash = obj(fw.pflash);
+  if (fw.pflash !== undefined) {
+    firmware.pflash = { code: resolvePath(dir, str(pflash.code))! };
+    if (pflash.vars !== undefined) firmware.pflash.vars = resolvePath(dir, str(pflash.vars));
+  }
+  if (fw.igvm !== undefined) firmware.igvm = resolvePath(dir, str(fw.igvm));
+
+  const bootOut: Profile["boot"] = {};
+  if (boot.kernel !== undefined) bootOut.kernel = resolvePath(dir, str(boot.kernel));
+  if (boot.initrd !== undefined) bootOut.initrd = resolvePath(dir, str(boot.initrd));
+  if (boot.cmdline !== undefined) bootOut.cmdline = str(boot.cmdline);
+
+  const disks: Disk[] = (Array.isArray(raw.disks) ? raw.disks : []).map((d) => {
+    const o = obj(d);
+    return {
+      path: resolvePath(dir, str(o.path))!,
+      format: str(o.format) as Disk["format"],
+      interface: (str(o.interface) ?? "virtio-blk") as Disk["interface"],
+      readOnly: bool(o.readOnly) ?? false,
+    };
+  });
+
+  const network: Profile["network"] = {
+    type: (str(net.type) ?? DEFAULTS.network.type) as Profile["network"]["type"],
+    model: str(net.model) ?? DEFAULTS.network.model,
+  };
+  if (net.ifname !== undefined) network.ifname = str(net.ifname);
+  if (net.mac !== undefined) network.mac = str(net.mac);
+
+  let serial = str(raw.serial) ?? DEFAULTS.serial;
+  if (serial.startsWith("file:")) serial = `file:${resolvePath(dir, serial.slice(5))}`;
+
+  const profile: Profile = {
+    apiVersion: "qcvm/v1",
+    name: str(raw.name) ?? nameFromFile(abs) ?? "",
+    file: abs,
+    qemu: { binary: str(q.binary) ?? DEFAULTS.qemu.binary, version: str(q.version) ?? DEFAULTS.qemu.version },
+    machine,
+    cpu,
+    memory,
+    numa: { nodes, distances },
+    confidential,
+    firmware,
+    boot: bootOut,
+    disks,
+    network,
+    serial,
+    placement: { strict: bool(pl.strict) ?? DEFAULTS.placement.strict, pinVcpus: bool(pl.pinVcpus) ?? DEFAULTS.placement.pinVcpus },
+    extraArgs: Array.isArray(raw.extraArgs) ? (raw.extraArgs as string[]) : [],
+  };
+  if (typeof raw.qmp === "string") profile.qmp = resolvePath(dir, raw.qmp);
+  return dropUndefined(profile);
+}
+
+/** Optional fields absent rather than `undefined`: stable snapshots and `--fill` output. */
+function dropUndefined<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(dropUndefined) as T;
+  if (typeof v === "object" && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = dropUndefined(x);
+    return out as T;
+  }
+  return v;
+}

@@ -1,0 +1,280 @@
+// Schema validation: the generated standalone ajv validator (scripts/gen-validator.mjs; nothing is
+// compiled at run time), and its errors turned into diagnostics a person can act on: unknown keys
+// with "did you mean", enums listing their values, one message per bad value instead of one per
+// schema branch. The schema itself is only loaded when there is an error to explain.
+import { validate as validateSchema } from "./generated/profile-validator.js";
+import type { AjvError } from "./generated/profile-validator.js";
+import { diag } from "./diagnostics.js";
+import { formatPath } from "./load.js";
+import type { Position, Segment } from "./load.js";
+import type { Diagnostic } from "./types.js";
+
+type Locate = (path: readonly Segment[], key?: boolean) => Position;
+type Schema = Record<string, unknown>;
+
+export interface SchemaResult {
+  errors: Diagnostic[];
+  /** True when every error is an unknown field: the rest of the profile can still be checked. */
+  onlyUnknownFields: boolean;
+}
+
+/** Validate against schemas/profile.schema.json. */
+export async function checkSchema(data: unknown, locate: Locate): Promise<SchemaResult> {
+  if (validateSchema(data)) return { errors: [], onlyUnknownFields: true };
+  const raw = validateSchema.errors ?? [];
+  const schema = (await import("../schemas/profile.schema.json", { with: { type: "json" } })).default as Schema;
+  const errors = explainErrors(raw, data, schema, locate);
+  return { errors, onlyUnknownFields: errors.every((e) => e.code === "schema.unknown-field") };
+}
+
+/** Levenshtein distance, small strings only. */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagPrev = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diagPrev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagPrev = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The closest candidate when it is close enough to be a typo. */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  const w = word.toLowerCase();
+  for (const c of candidates) {
+    const d = c.toLowerCase() === w ? 0 : editDistance(w, c.toLowerCase());
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  return bestD <= limit ? best : undefined;
+}
+
+function splitPointer(p: string): Segment[] {
+  if (!p) return [];
+  return p
+    .slice(1)
+    .split("/")
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
+}
+
+function valueAt(data: unknown, path: readonly Segment[]): unknown {
+  let cur = data;
+  for (const seg of path) {
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[seg as string];
+  }
+  return cur;
+}
+
+function schemaAt(schema: Schema, schemaPath: string): Schema | undefined {
+  let cur: unknown = schema;
+  for (const seg of schemaPath.replace(/^#\/?/, "").split("/")) {
+    if (!seg) continue;
+    if (cur === null || typeof cur !== "object") return undefined;
+    cur = (cur as Record<string, unknown>)[seg.replace(/~1/g, "/").replace(/~0/g, "~")];
+  }
+  return cur as Schema | undefined;
+}
+
+/** Messages for patterns, by the schema location of the pattern. */
+const PATTERN_MESSAGES: [RegExp, string, string?][] = [
+  [/^#\/properties\/name\//, "must be lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters", "e.g. snp-2node"],
+  [/\/\$defs\/size\//, "must be a size: a number of bytes, or a number with K, M, G or T (KiB, MiB, GiB, TiB)", "e.g. 512M, 64G, 1T"],
+  [/\/\$defs\/nodeList\//, "must be a list of ids: \"0-3,6\" or [0, 1]", undefined],
+  [/\/properties\/version\//, "must be a QEMU version MAJOR.MINOR[.PATCH]", "quote it: version: \"9.1\""],
+  [/\/properties\/mac\//, "must be a MAC address", "e.g. \"52:54:00:12:34:56\" (quoted)"],
+  [/^#\/properties\/serial\//, "must be none, stdio, pty or file:PATH", undefined],
+  [/\/properties\/base64\//, "must be base64 text", "encode with `base64 -w0 FILE`"],
+  [/\/properties\/ifname\//, "must be a network interface name (at most 15 letters, digits, _ . -)", undefined],
+  [/\/(policy|attributes)\/oneOf\/1\//, "must be a hex number 0x... (at most 64 bits)", undefined],
+];
+
+const TYPE_WORDS: Record<string, string> = {
+  string: "a string",
+  integer: "a whole number",
+  number: "a number",
+  boolean: "true or false",
+  object: "a mapping (key: value)",
+  array: "a list",
+  null: "null",
+};
+
+/** What a composite (anyOf/oneOf) accepts, for when no branch comes close. */
+const COMPOSITE_MESSAGES: [RegExp, string, string?][] = [
+  [/\/\$defs\/size\//, "must be a size: a number of bytes, or a number with K, M, G or T", "e.g. 512M, 64G, 1T"],
+  [/\/\$defs\/nodeList\//, "must be a list of ids: \"0-3,6\" or [0, 1]", undefined],
+  [/\/\$defs\/fileOrBase64\//, "must be {base64: TEXT} or {file: PATH}", undefined],
+  [/\/\$defs\/socketAddress\//, "must be {type: vsock, cid: N, port: N} or {type: unix, path: PATH}", undefined],
+  [/\/properties\/policy\//, "must be a number, a hex string \"0x...\" or a list of named flags", undefined],
+  [/\/properties\/attributes\//, "must be a number, a hex string \"0x...\" or a list of named flags", undefined],
+  [/\/properties\/extends\//, "must be a file name or a list of file names", undefined],
+];
+
+function typeOf(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "number";
+  return typeof v;
+}
+
+function isBranchOf(e: AjvError, c: AjvError): boolean {
+  return e !== c && e.schemaPath.startsWith(`${c.schemaPath}/`) && (e.instancePath === c.instancePath || e.instancePath.startsWith(`${c.instancePath}/`));
+}
+
+function branchIndex(e: AjvError, c: AjvError): number {
+  return Number(e.schemaPath.slice(c.schemaPath.length + 1).split("/")[0]);
+}
+
+/** Replace each failed anyOf/oneOf by the errors of the branch the user evidently meant, if any. */
+function pickBranches(errors: AjvError[], data: unknown): AjvError[] {
+  const composites = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf");
+  if (composites.length === 0) return errors;
+  const drop = new Set<AjvError>();
+  const keep: AjvError[] = [];
+  for (const c of composites) {
+    const subs = errors.filter((e) => isBranchOf(e, c));
+    subs.forEach((s) => drop.add(s));
+    const byBranch = new Map<number, AjvError[]>();
+    for (const s of subs) {
+      const i = branchIndex(s, c);
+      byBranch.set(i, [...(byBranch.get(i) ?? []), s]);
+    }
+    // A branch whose type (or const discriminator) does not match the value was not meant.
+    const meant = [...byBranch.entries()].filter(
+      ([, errs]) =>
+        !errs.some((e) => (e.keyword === "type" || e.keyword === "oneOf" || e.keyword === "anyOf") && e.instancePath === c.instancePath) &&
+        !errs.some((e) => e.keyword === "const" && e.instancePath.startsWith(c.instancePath)),
+    );
+    const objectBranches = meant.filter(([, errs]) => errs.every((e) => e.keyword === "required" || e.keyword === "additionalProperties"));
+    let chosen: AjvError[] | undefined;
+    if (meant.length === 1) chosen = meant[0]![1];
+    else if (meant.length > 1) {
+      const deep = meant.filter(([, errs]) => errs.some((e) => e.instancePath !== c.instancePath));
+      if (deep.length === 1) chosen = deep[0]![1];
+      else if (objectBranches.length === meant.length) {
+        // {bas64: ...}: every branch objects to the same unknown key; report that key, plus what is accepted.
+        const unknown = meant[0]![1].filter((e) => e.keyword === "additionalProperties" && meant.every(([, errs]) => errs.some((x) => x.keyword === e.keyword && x.params.additionalProperty === e.params.additionalProperty)));
+        keep.push(...unknown);
+        if (unknown.length === 0) keep.push(c);
+        continue;
+      }
+    }
+    if (chosen) keep.push(...chosen);
+    else keep.push(c);
+    void data;
+  }
+  return [...errors.filter((e) => !drop.has(e) && e.keyword !== "anyOf" && e.keyword !== "oneOf"), ...keep];
+}
+
+export function explainErrors(errors: AjvError[], data: unknown, schema: Schema, locate: Locate): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  for (const e of pickBranches(errors, data)) {
+    const at = splitPointer(e.instancePath);
+    const got = valueAt(data, at);
+    let d: Diagnostic;
+    switch (e.keyword) {
+      case "additionalProperties": {
+        const key = String(e.params.additionalProperty);
+        const parent = schemaAt(schema, e.schemaPath.replace(/\/additionalProperties$/, ""));
+        const known = Object.keys((parent?.properties as Schema | undefined) ?? {});
+        const guess = didYouMean(key, known);
+        const path = [...at, key];
+        d = diag("error", "schema.unknown-field", formatPath(path), `unknown field \`${key}\``, {
+          ...locate(path, true),
+          hint: guess ? `did you mean \`${guess}\`?` : known.length > 0 ? `known fields: ${known.join(", ")}` : undefined,
+        });
+        break;
+      }
+      case "required": {
+        const key = String(e.params.missingProperty);
+        d = diag("error", "schema.required", formatPath([...at, key]), `missing required field \`${key}\``, {
+          ...(at.length === 0 ? { ...locate([]), line: 1, col: 1 } : locate(at, true)),
+          hint: key === "apiVersion" ? "add `apiVersion: qcvm/v1`" : undefined,
+        });
+        break;
+      }
+      case "type": {
+        const want = String(e.params.type)
+          .split(",")
+          .map((t) => TYPE_WORDS[t] ?? t)
+          .join(" or ");
+        d = diag("error", "schema.type", formatPath(at), `must be ${want}`, { ...locate(at), got });
+        if (e.params.type === "string" && typeof got === "number") d.hint = "quote it";
+        break;
+      }
+      case "enum": {
+        const allowed = (e.params.allowedValues as unknown[]).map(String);
+        const guess = typeof got === "string" ? didYouMean(got, allowed) : undefined;
+        d = diag("error", "schema.enum", formatPath(at), `must be one of ${allowed.join(", ")}`, {
+          ...locate(at),
+          got,
+          hint: guess ? `did you mean \`${guess}\`?` : undefined,
+        });
+        break;
+      }
+      case "const":
+        d = diag("error", "schema.const", formatPath(at), `must be ${String(e.params.allowedValue)}`, { ...locate(at), got });
+        break;
+      case "pattern": {
+        const hit = PATTERN_MESSAGES.find(([re]) => re.test(e.schemaPath));
+        d = diag("error", "schema.pattern", formatPath(at), hit ? hit[1] : `must match ${String(e.params.pattern)}`, {
+          ...locate(at),
+          got,
+          hint: hit?.[2],
+        });
+        if (!hit && String(e.params.pattern) === "\\S") d.message = "must not be empty";
+        break;
+      }
+      case "minimum":
+      case "maximum":
+      case "exclusiveMinimum":
+      case "exclusiveMaximum": {
+        const op = { minimum: ">=", maximum: "<=", exclusiveMinimum: ">", exclusiveMaximum: "<" }[e.keyword];
+        d = diag("error", "schema.range", formatPath(at), `must be ${op} ${String(e.params.limit)}`, { ...locate(at), got });
+        break;
+      }
+      case "minItems":
+        d = diag("error", "schema.min-items", formatPath(at), `must have at least ${String(e.params.limit)} item(s)`, { ...locate(at), got });
+        break;
+      case "maxItems":
+        d = diag("error", "schema.max-items", formatPath(at), `must have at most ${String(e.params.limit)} items`, { ...locate(at), got: `${(got as unknown[]).length} items` });
+        break;
+      case "uniqueItems":
+        d = diag("error", "schema.unique", formatPath(at), `items ${String(e.params.j)} and ${String(e.params.i)} are the same`, { ...locate(at), got });
+        break;
+      case "propertyNames": {
+        const name = String(e.params.propertyName);
+        const path = [...at, name];
+        d = diag("error", "schema.key", formatPath(path), "key must be a host node number", { ...locate(path, true), got: name });
+        break;
+      }
+      case "anyOf":
+      case "oneOf": {
+        const hit = COMPOSITE_MESSAGES.find(([re]) => re.test(e.schemaPath));
+        d = diag("error", "schema.type", formatPath(at), hit ? hit[1] : "has the wrong shape", { ...locate(at), got, hint: hit?.[2] });
+        break;
+      }
+      default:
+        d = diag("error", `schema.${e.keyword}`, formatPath(at), e.message ?? "is invalid", { ...locate(at), got });
+    }
+    // propertyNames reports the name's own pattern error too; one message per place is enough.
+    const key = `${d.path}|${d.code}|${d.message}`;
+    if (e.keyword === "pattern" && e.instancePath === "" && e.schemaPath.includes("propertyNames")) continue;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    if (d.hint === undefined) delete d.hint;
+    out.push(d);
+  }
+  return out;
+}
