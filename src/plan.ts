@@ -244,11 +244,6 @@ function defaultOutcome(): Outcome {
   };
 }
 
-function policyText(g: GuestNumaNode): string {
-  const w = g.weights ? ` (weights ${Object.entries(g.weights).map(([n, v]) => `${n}:${v}`).join(",")})` : "";
-  return `${g.policy} ${formatList(g.hostNodes)}${w}`;
-}
-
 /** (a) The policy stored on the guest_memfd itself: Linux 6.19, and a QEMU that applies it. */
 function tryGuestMemfdMempolicy(ctx: Ctx): Strategy | Unavailable {
   const { host, caps, profile } = ctx;
@@ -865,9 +860,10 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
       sizeBytes: g.memoryBytes,
       cpus: g.cpus,
       hostCpus: ctx.hostCpus[i]!,
-      shared: { mechanism: shared[i]!.mechanism, reason: shared[i]!.reason },
+      shared: { mechanism: shared[i]!.mechanism, reason: shared[i]!.reason, hostNodes: shared[i]!.place.nodes },
       private: { mechanism: o.mechanism, fidelity: o.fidelity, reason: o.reason },
     };
+    if (guestMemfd) node.private.hostNodes = o.place.nodes;
     if (g.weights) node.weights = g.weights;
     return node;
   });
@@ -969,6 +965,9 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
     ? planned.flatMap((g, i) => g.cpus.map((vcpu) => ({ vcpu, hostCpus: ctx.hostCpus[i]! })))
     : [];
   pinning.sort((a, b) => a.vcpu - b.vcpu);
+
+  // Plan diagnostics name the profile they are about, like the validator's.
+  for (const d of [...errors, ...warnings]) d.file ??= profile.file;
 
   return {
     name: profile.name,

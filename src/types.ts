@@ -280,8 +280,10 @@ export interface PlanNode {
   /** Host CPUs this node's vCPUs belong on: the CPUs of its host nodes (a memory-only node
    *  lends the CPUs of its nearest node with CPUs); every host CPU for policy default. */
   hostCpus?: number[];
-  shared: { mechanism: SharedMechanism; reason: string };
-  private: { mechanism: PrivateMechanism; fidelity: Fidelity; reason: string };
+  /** hostNodes (on both halves): where that half is expected to land, for pictures and for
+   *  comparing with where it is (`stats`); [] = wherever the faulting thread is. */
+  shared: { mechanism: SharedMechanism; reason: string; hostNodes?: number[] };
+  private: { mechanism: PrivateMechanism; fidelity: Fidelity; reason: string; hostNodes?: number[] };
 }
 
 export interface CgroupPlan {
