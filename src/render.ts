@@ -1,6 +1,619 @@
-// Placeholder: the pure renderer (profile + plan + capabilities -> QEMU argv).
-import type { Plan, Profile, QemuCapabilities, Result } from "./types.js";
+// The renderer: normalized profile + plan + QEMU capabilities -> QEMU argv. Pure: no file
+// reads, no probing, no environment. Everything it needs is in its arguments, so the same inputs
+// always give the same argv (golden tests rely on it) and a dry run for another host is exact.
+//
+// What it does not render, on purpose:
+// - the plan's numactl prefix (plan.launch.argvPrefix): the caller prepends it;
+// - files named by FileOrBase64 fields: the caller inlines them first (inlineProfileFiles() in
+//   render-files.ts), so this function only ever sees base64;
+// - cgroups and thread pinning: the launcher applies them to the running process.
+//
+// Choices a reader of the argv should know:
+// - `-nodefaults`: no default VGA, NIC, serial, parallel, monitor, floppy or CD-ROM. A
+//   confidential guest should expose nothing it did not ask for, and every device qcvm wants is
+//   rendered explicitly (serial only when `serial:` asks, a NIC only when `network:` asks).
+// - `-display none`: qcvm guests are headless; the console is the serial port.
+// - memory: one backend per guest NUMA node (`-numa node,memdev=`), or one backend attached with
+//   `-machine memory-backend=` when the guest has no NUMA nodes; QEMU refuses both at once.
+import { FEATURES, hasFeature, missingFeatureMessage } from "./capabilities.js";
+import type { Feature } from "./capabilities.js";
+import { diag } from "./diagnostics.js";
+import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
+import type { JsonValue, OptEntry } from "./qemu-opts.js";
+import type {
+  Diagnostic,
+  FileOrBase64,
+  GuestNumaNode,
+  MemPolicy,
+  Plan,
+  PlanNode,
+  Profile,
+  QemuCapabilities,
+  Result,
+} from "./types.js";
 
-export function renderArgv(_profile: Profile, _plan: Plan, _caps: QemuCapabilities): Result<string[]> {
-  return { value: [], errors: [], warnings: [] };
+const MiB = 1024 * 1024;
+const HUGEPAGE_BYTES = { "2M": 2 * MiB, "1G": 1024 * MiB } as const;
+
+/** SEV-ES is requested by this guest policy bit (AMD SEV API, "ES"). */
+const SEV_POLICY_ES = 0x4;
+/** TDX TD attribute bit 28, SEPT_VE_DISABLE (Intel TDX module ABI). */
+const TDX_ATTR_SEPT_VE_DISABLE = 1n << 28n;
+
+/** IDs qcvm generates; never derived from profile text. */
+export const RENDER_IDS = {
+  backend: (node: number) => `mem${node}`,
+  threadContext: (node: number) => `tc${node}`,
+  sev: "sev0",
+  snp: "snp0",
+  tdx: "tdx0",
+  igvm: "igvm0",
+  net: "net0",
+  scsi: "scsi0",
+  serial: "serial0",
+  disk: (i: number) => `disk${i}`,
+  pflash: (unit: 0 | 1) => `pflash${unit}`,
+} as const;
+
+/** Policies a QEMU memory backend knows (`policy=` of memory-backend-*; HostMemPolicy in qapi). */
+const BACKEND_POLICIES: ReadonlySet<MemPolicy> = new Set(["bind", "preferred", "interleave"]);
+
+/** One guest memory region: an explicit NUMA node, or the whole guest when it has none. */
+interface MemoryRegion {
+  guestNode: number;
+  sizeBytes: number;
+  cpus: number[];
+  /** Profile path for messages: `numa.nodes[1]` or `memory`. */
+  path: string;
+}
+
+class Renderer {
+  readonly errors: Diagnostic[] = [];
+  readonly warnings: Diagnostic[] = [];
+
+  constructor(
+    readonly profile: Profile,
+    readonly plan: Plan,
+    readonly caps: QemuCapabilities,
+  ) {}
+
+  error(code: string, path: string, message: string, extra: Partial<Diagnostic> = {}): void {
+    this.errors.push(diag("error", `render.${code}`, path, message, { file: this.profile.file, ...extra }));
+  }
+
+  warn(code: string, path: string, message: string, extra: Partial<Diagnostic> = {}): void {
+    this.warnings.push(diag("warning", `render.${code}`, path, message, { file: this.profile.file, ...extra }));
+  }
+
+  /** True when the target QEMU has the feature; otherwise an error naming the version needed. */
+  need(feature: Feature, path: string): boolean {
+    if (hasFeature(this.caps, feature)) return true;
+    this.error("missing-feature", path, missingFeatureMessage(this.caps, feature), {
+      hint: FEATURES[feature].since
+        ? `set qemu.version to ${FEATURES[feature].since} or later if your QEMU has it, or drop the field`
+        : "drop the field",
+    });
+    return false;
+  }
+
+  /**
+   * formatOpts() with each entry's profile path, so a value QEMU cannot take is reported where the
+   * user wrote it. Returns "" after recording an error (the argv is discarded then anyway).
+   */
+  opts(path: string, head: string | undefined, entries: ReadonlyArray<readonly [string, OptEntry[1], string?]>): string {
+    try {
+      return formatOpts(
+        head,
+        entries.map(([k, v]) => [k, v] as const),
+      );
+    } catch (e) {
+      if (!(e instanceof QemuValueError)) throw e;
+      const where = e.index >= 0 ? (entries[e.index]?.[2] ?? path) : path;
+      this.error("value", where, `cannot be passed to QEMU: it ${e.reason}`, { got: e.value });
+      return "";
+    }
+  }
+
+  /** A plain argv word (not key=value syntax): only NUL is impossible. */
+  word(path: string, value: string): string {
+    if (value.includes("\0")) this.error("value", path, "cannot be passed to QEMU: it contains a NUL byte", { got: value });
+    return value;
+  }
+
+  planNode(guestNode: number): PlanNode | undefined {
+    return this.plan.nodes.find((n) => n.guestNode === guestNode);
+  }
+
+  regions(): MemoryRegion[] {
+    const { numa, memory, cpu } = this.profile;
+    if (numa.nodes.length === 0) {
+      return [{ guestNode: 0, sizeBytes: memory.sizeBytes, cpus: range(cpu.count), path: "memory" }];
+    }
+    return numa.nodes.map((n: GuestNumaNode, i) => ({
+      guestNode: n.id,
+      sizeBytes: n.memoryBytes,
+      cpus: n.cpus,
+      path: `numa.nodes[${i}]`,
+    }));
+  }
+
+  confidentialId(): string | undefined {
+    switch (this.profile.confidential.type) {
+      case "sev":
+      case "sev-es":
+        return RENDER_IDS.sev;
+      case "sev-snp":
+        return RENDER_IDS.snp;
+      case "tdx":
+        return RENDER_IDS.tdx;
+      default:
+        return undefined;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  name(): string[] {
+    // debug-threads=on names vCPU threads "CPU n/KVM", so pinning is visible in ps and top.
+    return ["-name", this.opts("name", undefined, [["guest", this.profile.name, "name"], ["debug-threads", true]])];
+  }
+
+  machine(): string[] {
+    const { machine, numa, firmware } = this.profile;
+    const noNuma = numa.nodes.length === 0;
+    if (noNuma) this.need("machine-memory-backend", "memory");
+    if (firmware.igvm !== undefined) this.need("igvm", "firmware.igvm");
+    return [
+      "-machine",
+      this.opts("machine.type", machine.type, [
+        ["accel", machine.accel, "machine.accel"],
+        ["kernel-irqchip", machine.kernelIrqchip, "machine.kernelIrqchip"],
+        ["smm", machine.smm, "machine.smm"],
+        ["pic", machine.pic, "machine.pic"],
+        ["confidential-guest-support", this.confidentialId()],
+        ["memory-backend", noNuma ? RENDER_IDS.backend(0) : undefined],
+        ["igvm-cfg", firmware.igvm !== undefined ? RENDER_IDS.igvm : undefined],
+        ["pflash0", firmware.pflash ? RENDER_IDS.pflash(0) : undefined],
+        ["pflash1", firmware.pflash?.vars !== undefined ? RENDER_IDS.pflash(1) : undefined],
+      ]),
+    ];
+  }
+
+  cpu(): string[] {
+    const { model, count, sockets, dies, cores, threads } = this.profile.cpu;
+    // -cpu is not QemuOpts: everything after the first comma is a CPU feature list, and `,,` is
+    // not an escape there. So a model name must be a plain name.
+    if (!/^[A-Za-z0-9._-]+$/.test(model)) {
+      this.error("value", "cpu.model", "must be a CPU model name (letters, digits, . _ -): -cpu reads anything after a comma as CPU features", {
+        got: model,
+        hint: "to set CPU features, put a complete -cpu option in extraArgs; the last -cpu wins",
+      });
+    }
+    return [
+      "-cpu",
+      model,
+      "-smp",
+      this.opts("cpu", String(count), [
+        ["sockets", sockets],
+        ["dies", dies],
+        ["cores", cores],
+        ["threads", threads],
+      ]),
+    ];
+  }
+
+  memorySize(): string[] {
+    const bytes = this.profile.memory.sizeBytes;
+    // -m reads a plain number as MiB; a B suffix keeps sizes that are not whole MiB exact.
+    return ["-m", bytes % MiB === 0 ? `${bytes / MiB}M` : `${bytes}B`];
+  }
+
+  confidential(): string[] {
+    const c = this.profile.confidential;
+    const p = "confidential";
+    switch (c.type) {
+      case "none":
+        return [];
+      case "sev":
+      case "sev-es": {
+        if (!this.need("sev-guest", `${p}.type`)) return [];
+        if (c.kernelHashes) this.need("sev-kernel-hashes", `${p}.kernelHashes`);
+        if (c.legacyVmType) this.need("sev-legacy-vm-type", `${p}.legacyVmType`);
+        this.requireAmd();
+        // sev-es means the ES policy bit; without it the guest would silently launch as plain SEV.
+        // Defaults are QEMU's: 0x1 (NODBG), plus ES for sev-es.
+        const policy = c.type === "sev-es" ? (c.policy ?? 0x1) | SEV_POLICY_ES : (c.policy ?? 0x1);
+        return [
+          "-object",
+          this.opts(p, "sev-guest", [
+            ["id", RENDER_IDS.sev],
+            ["cbitpos", c.cbitpos, `${p}.cbitpos`],
+            ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
+            ["policy", hex(policy), `${p}.policy`],
+            ["handle", c.handle, `${p}.handle`],
+            ["dh-cert-file", c.dhCertFile, `${p}.dhCertFile`],
+            ["session-file", c.sessionFile, `${p}.sessionFile`],
+            ["kernel-hashes", c.kernelHashes ? true : undefined],
+            ["legacy-vm-type", c.legacyVmType ? true : undefined],
+          ]),
+        ];
+      }
+      case "sev-snp": {
+        if (!this.need("sev-snp-guest", `${p}.type`)) return [];
+        this.requireAmd();
+        return [
+          "-object",
+          this.opts(p, "sev-snp-guest", [
+            ["id", RENDER_IDS.snp],
+            ["cbitpos", c.cbitpos, `${p}.cbitpos`],
+            ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
+            ["policy", hex(c.policy ?? 0x30000), `${p}.policy`],
+            ["guest-visible-workarounds", this.base64(`${p}.guestVisibleWorkarounds`, c.guestVisibleWorkarounds), `${p}.guestVisibleWorkarounds`],
+            ["id-block", this.base64(`${p}.idBlock`, c.idBlock), `${p}.idBlock`],
+            ["id-auth", this.base64(`${p}.idAuth`, c.idAuth), `${p}.idAuth`],
+            ["author-key-enabled", c.authorKeyEnabled ? true : undefined],
+            ["host-data", this.base64(`${p}.hostData`, c.hostData), `${p}.hostData`],
+            ["vcek-disabled", c.vcekDisabled ? true : undefined],
+            ["kernel-hashes", c.kernelHashes ? true : undefined],
+          ]),
+        ];
+      }
+      case "tdx": {
+        if (!this.need("tdx-guest", `${p}.type`)) return [];
+        // sept-ve-disable is a setter for bit 28 of attributes, and QEMU applies -object
+        // properties in no defined order, so both at once would race. Fold it into attributes.
+        // QEMU's own default sets the bit; `septVeDisable: false` must therefore be explicit.
+        let attributes = c.attributes;
+        let septVeDisable = c.septVeDisable;
+        if (attributes !== undefined && septVeDisable !== undefined) {
+          attributes = septVeDisable ? attributes | TDX_ATTR_SEPT_VE_DISABLE : attributes & ~TDX_ATTR_SEPT_VE_DISABLE;
+          septVeDisable = undefined;
+        }
+        const props = {
+          attributes,
+          "sept-ve-disable": septVeDisable,
+          mrconfigid: this.base64(`${p}.mrconfigid`, c.mrconfigid),
+          mrowner: this.base64(`${p}.mrowner`, c.mrowner),
+          mrownerconfig: this.base64(`${p}.mrownerconfig`, c.mrownerconfig),
+        };
+        const qgs = c.quoteGenerationSocket;
+        if (qgs) {
+          // quote-generation-socket is a SocketAddress (a structure): only the JSON form has it.
+          const socket = this.socketAddress(`${p}.quoteGenerationSocket`, qgs);
+          return ["-object", this.json(p, "tdx-guest", RENDER_IDS.tdx, { ...props, "quote-generation-socket": socket })];
+        }
+        return [
+          "-object",
+          this.opts(p, "tdx-guest", [
+            ["id", RENDER_IDS.tdx],
+            ["attributes", attributes !== undefined ? hex(attributes) : undefined, `${p}.attributes`],
+            ["sept-ve-disable", septVeDisable, `${p}.septVeDisable`],
+            ["mrconfigid", props.mrconfigid, `${p}.mrconfigid`],
+            ["mrowner", props.mrowner, `${p}.mrowner`],
+            ["mrownerconfig", props.mrownerconfig, `${p}.mrownerconfig`],
+          ]),
+        ];
+      }
+    }
+  }
+
+  requireAmd(): void {
+    const c = this.profile.confidential;
+    if (c.cbitpos === undefined) this.error("required", "confidential.cbitpos", `${c.type} needs the C-bit position`, { hint: "AMD EPYC: 51" });
+    if (c.reducedPhysBits === undefined) {
+      this.error("required", "confidential.reducedPhysBits", `${c.type} needs reduced-phys-bits`, { hint: "AMD EPYC: 1" });
+    }
+  }
+
+  base64(path: string, v: FileOrBase64 | undefined): string | undefined {
+    if (v === undefined) return undefined;
+    if (v.base64 !== undefined) return v.base64;
+    this.error("file-not-inlined", path, "was not read into base64 before rendering", {
+      got: v,
+      hint: "internal: call inlineProfileFiles() before renderArgv()",
+    });
+    return undefined;
+  }
+
+  socketAddress(path: string, s: NonNullable<Profile["confidential"]["quoteGenerationSocket"]>): JsonValue {
+    if (s.type === "unix") {
+      if (!s.path) this.error("required", `${path}.path`, "a unix socket needs a path");
+      return { type: "unix", path: this.word(`${path}.path`, s.path ?? "") };
+    }
+    if (s.cid === undefined || s.port === undefined) this.error("required", path, "a vsock socket needs cid and port");
+    // VsockSocketAddress carries cid and port as strings (qapi/sockets.json).
+    return { type: "vsock", cid: String(s.cid ?? ""), port: String(s.port ?? "") };
+  }
+
+  json(path: string, type: string, id: string, props: Record<string, JsonValue | undefined>): string {
+    try {
+      return formatJsonObject(type, id, props);
+    } catch (e) {
+      if (!(e instanceof QemuValueError)) throw e;
+      this.error("value", path, `cannot be passed to QEMU: it ${e.reason}`);
+      return "";
+    }
+  }
+
+  memory(): string[] {
+    const { memory } = this.profile;
+    const out: string[] = [];
+    const backendType = `memory-backend-${memory.backend}`;
+    this.need(`memory-backend-${memory.backend}` as Feature, "memory.backend");
+    if (memory.backend === "file" && !memory.path) {
+      this.error("required", "memory.path", "the file backend needs a path (a directory such as /dev/hugepages, or a file)");
+    }
+    if (memory.hugepages !== "none" && memory.backend === "ram") {
+      this.error("hugepages-backend", "memory.hugepages", "memory-backend-ram cannot use hugepages", {
+        got: memory.hugepages,
+        hint: "use backend memfd (hugetlb) or file (on a hugetlbfs mount)",
+      });
+    }
+    if (memory.prealloc && memory.preallocThreads !== undefined) this.need("prealloc-threads", "memory.preallocThreads");
+    if (memory.reserve !== undefined) this.need("reserve", "memory.reserve");
+
+    let warnedThreadContext = false;
+    for (const region of this.regions()) {
+      const id = RENDER_IDS.backend(region.guestNode);
+      const pn = this.planNode(region.guestNode);
+      const policy = this.backendPolicy(region, pn);
+      if (memory.hugepages !== "none" && region.sizeBytes % HUGEPAGE_BYTES[memory.hugepages] !== 0) {
+        this.error("hugepage-align", region.path === "memory" ? "memory.size" : `${region.path}.memory`, `must be a multiple of the ${memory.hugepages} hugepage size`, {
+          got: region.sizeBytes,
+        });
+      }
+
+      // NUMA-local preallocation (QEMU 7.2): a thread-context whose threads run near the target
+      // host nodes, so preallocation runs from CPUs close to the memory, as libvirt does. The
+      // plan's hostCpus are preferred to node-affinity: a memory-only (CXL) node has no CPUs, and
+      // QEMU refuses node-affinity that selects none ("The nodes select no CPUs").
+      let tc: string | undefined;
+      const placed = pn !== undefined && pn.policy !== "default" && pn.hostNodes.length > 0;
+      if (memory.prealloc && placed) {
+        if (hasFeature(this.caps, "thread-context") && hasFeature(this.caps, "prealloc-context")) {
+          tc = RENDER_IDS.threadContext(region.guestNode);
+          const affinity: OptEntry =
+            pn.hostCpus && pn.hostCpus.length > 0 ? ["cpu-affinity", { list: pn.hostCpus }] : ["node-affinity", { list: pn.hostNodes }];
+          out.push("-object", this.opts(region.path, "thread-context", [["id", tc], affinity]));
+        } else if (!warnedThreadContext) {
+          warnedThreadContext = true;
+          this.warn("thread-context", "memory.prealloc", `preallocation threads will run on any CPU, not near the target nodes: ${missingFeatureMessage(this.caps, "thread-context")}`);
+        }
+      }
+
+      out.push(
+        "-object",
+        this.opts(region.path, backendType, [
+          ["id", id],
+          ["size", region.sizeBytes],
+          ["mem-path", memory.backend === "file" ? memory.path : undefined, "memory.path"],
+          ["share", memory.share],
+          ["hugetlb", memory.backend === "memfd" && memory.hugepages !== "none" ? true : undefined],
+          ["hugetlbsize", memory.backend === "memfd" && memory.hugepages !== "none" ? memory.hugepages : undefined],
+          ["reserve", memory.reserve],
+          ["prealloc", memory.prealloc],
+          ["prealloc-threads", memory.prealloc ? memory.preallocThreads : undefined],
+          ["prealloc-context", tc],
+          ["host-nodes", policy ? { list: policy.hostNodes } : undefined],
+          ["policy", policy?.policy],
+        ]),
+      );
+    }
+    return out;
+  }
+
+  /** host-nodes/policy for a backend, when the plan puts this node's shared memory there by policy. */
+  backendPolicy(region: MemoryRegion, pn: PlanNode | undefined): { hostNodes: number[]; policy: MemPolicy } | undefined {
+    if (!pn || pn.shared.mechanism !== "backend-policy") return undefined;
+    if (pn.policy === "default" || pn.hostNodes.length === 0) return undefined;
+    if (!BACKEND_POLICIES.has(pn.policy)) {
+      this.error("policy", `${region.path}.policy`, `QEMU memory backends know bind, preferred and interleave, not ${pn.policy}`, {
+        hint: "the plan must apply this policy with numactl (plan.launch.argvPrefix), not with the backend",
+      });
+      return undefined;
+    }
+    if (pn.policy === "preferred" && pn.hostNodes.length > 1 && !hasFeature(this.caps, "preferred-many")) {
+      this.warn("preferred-many", `${region.path}.hostNodes`, `only host node ${pn.hostNodes[0]} will be preferred: ${missingFeatureMessage(this.caps, "preferred-many")}`);
+    }
+    return { hostNodes: pn.hostNodes, policy: pn.policy };
+  }
+
+  numa(): string[] {
+    const { numa } = this.profile;
+    if (numa.nodes.length === 0) return [];
+    const out: string[] = [];
+    if (!this.need("numa-memdev", "numa.nodes")) return [];
+    numa.nodes.forEach((n, i) => {
+      out.push(
+        "-numa",
+        this.opts(`numa.nodes[${i}]`, "node", [
+          ["nodeid", n.id],
+          // Non-contiguous vCPU sets are repeated cpus= keys; QEMU has no `0-1:4` syntax.
+          ["cpus", n.cpus.length > 0 ? { list: n.cpus } : undefined],
+          ["memdev", RENDER_IDS.backend(n.id)],
+        ]),
+      );
+    });
+    if (numa.distances.length > 0 && this.need("numa-dist", "numa.distances")) {
+      for (const d of numa.distances) {
+        out.push("-numa", this.opts("numa.distances", "dist", [["src", d.from], ["dst", d.to], ["val", d.value]]));
+      }
+    }
+    return out;
+  }
+
+  firmware(): string[] {
+    const { firmware } = this.profile;
+    const out: string[] = [];
+    if (firmware.bios !== undefined) out.push("-bios", this.word("firmware.bios", firmware.bios));
+    if (firmware.pflash) {
+      // -blockdev instead of -drive if=pflash: a file name goes to the file driver as-is, with no
+      // protocol prefix parsing (`nbd:`, `json:`), and the machine takes the node by name.
+      out.push(
+        "-blockdev",
+        this.opts("firmware.pflash.code", undefined, [
+          ["driver", "file"],
+          ["node-name", RENDER_IDS.pflash(0)],
+          ["filename", firmware.pflash.code, "firmware.pflash.code"],
+          ["read-only", true],
+        ]),
+      );
+      if (firmware.pflash.vars !== undefined) {
+        out.push(
+          "-blockdev",
+          this.opts("firmware.pflash.vars", undefined, [
+            ["driver", "file"],
+            ["node-name", RENDER_IDS.pflash(1)],
+            ["filename", firmware.pflash.vars, "firmware.pflash.vars"],
+          ]),
+        );
+      }
+    }
+    if (firmware.igvm !== undefined) {
+      out.push("-object", this.opts("firmware.igvm", "igvm-cfg", [["id", RENDER_IDS.igvm], ["file", firmware.igvm, "firmware.igvm"]]));
+    }
+    return out;
+  }
+
+  boot(): string[] {
+    const { boot } = this.profile;
+    const out: string[] = [];
+    if (boot.kernel !== undefined) out.push("-kernel", this.word("boot.kernel", boot.kernel));
+    if (boot.initrd !== undefined) out.push("-initrd", this.word("boot.initrd", boot.initrd));
+    if (boot.cmdline !== undefined) out.push("-append", this.word("boot.cmdline", boot.cmdline));
+    return out;
+  }
+
+  /**
+   * Devices of a confidential guest: guest memory is encrypted, so virtio devices must use the
+   * DMA API (bounce buffers in shared memory): iommu_platform=on, and modern virtio only, as AMD's
+   * and COCONUT-SVSM's launch examples do.
+   */
+  virtioExtras(driver: string): OptEntry[] {
+    if (this.profile.confidential.type === "none" || !/^virtio-.*-pci$/.test(driver)) return [];
+    return [
+      ["disable-legacy", true],
+      ["iommu_platform", true],
+    ];
+  }
+
+  disks(): string[] {
+    const out: string[] = [];
+    let scsi = false;
+    this.profile.disks.forEach((d, i) => {
+      const p = `disks[${i}]`;
+      const node = RENDER_IDS.disk(i);
+      const ro = d.readOnly ? true : undefined;
+      out.push(
+        "-blockdev",
+        this.opts(p, undefined, [
+          ["driver", "file"],
+          ["node-name", `${node}-file`],
+          ["filename", d.path, `${p}.path`],
+          ["read-only", ro],
+        ]),
+        "-blockdev",
+        this.opts(p, undefined, [
+          ["driver", d.format],
+          ["node-name", node],
+          ["file", `${node}-file`],
+          ["read-only", ro],
+        ]),
+      );
+      if (d.interface === "virtio-scsi") {
+        if (!scsi) {
+          scsi = true;
+          out.push("-device", this.opts(p, "virtio-scsi-pci", [["id", RENDER_IDS.scsi], ...this.virtioExtras("virtio-scsi-pci")]));
+        }
+        out.push("-device", this.opts(p, "scsi-hd", [["bus", `${RENDER_IDS.scsi}.0`], ["drive", node]]));
+      } else {
+        out.push("-device", this.opts(p, "virtio-blk-pci", [["drive", node], ...this.virtioExtras("virtio-blk-pci")]));
+      }
+    });
+    return out;
+  }
+
+  network(): string[] {
+    const { network } = this.profile;
+    if (network.type === "none") return []; // -nodefaults: no NIC unless asked
+    const netdev =
+      network.type === "user"
+        ? this.opts("network", "user", [["id", RENDER_IDS.net]])
+        : this.opts("network", "tap", [
+            ["id", RENDER_IDS.net],
+            ["ifname", network.ifname, "network.ifname"],
+            // qcvm never runs scripts: the tap device is the operator's to create and wire.
+            ["script", "no"],
+            ["downscript", "no"],
+          ]);
+    return [
+      "-netdev",
+      netdev,
+      "-device",
+      this.opts("network.model", network.model, [
+        ["netdev", RENDER_IDS.net],
+        ["mac", network.mac, "network.mac"],
+        ...this.virtioExtras(network.model),
+      ]),
+    ];
+  }
+
+  serial(): string[] {
+    const s = this.profile.serial;
+    if (s === "none") return []; // -nodefaults: no serial port unless asked
+    if (s === "stdio" || s === "pty") return ["-serial", s];
+    if (s.startsWith("file:")) {
+      // -serial file:PATH takes the rest verbatim, but -chardev takes it through the same escaped
+      // key=value syntax as everything else, so one rule covers every value.
+      return [
+        "-chardev",
+        this.opts("serial", "file", [["id", RENDER_IDS.serial], ["path", s.slice("file:".length), "serial"]]),
+        "-serial",
+        `chardev:${RENDER_IDS.serial}`,
+      ];
+    }
+    this.error("value", "serial", "must be none, stdio, pty or file:PATH", { got: s });
+    return [];
+  }
+
+  qmp(): string[] {
+    if (this.profile.qmp === undefined) return [];
+    // unix:PATH goes through QemuOpts with path as the implied key, so the path is escaped.
+    return ["-qmp", this.opts("qmp", `unix:${this.profile.qmp}`, [["server", true], ["wait", false]])];
+  }
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/**
+ * Render the QEMU argv for a profile under a plan. The argv starts with profile.qemu.binary; the
+ * plan's numactl prefix is not included. Errors (a value QEMU cannot take, a feature the target
+ * QEMU lacks) leave `value` undefined; warnings come with a value.
+ */
+export function renderArgv(profile: Profile, plan: Plan, caps: QemuCapabilities): Result<string[]> {
+  const r = new Renderer(profile, plan, caps);
+  const argv = [
+    profile.qemu.binary,
+    ...r.name(),
+    "-nodefaults",
+    ...r.machine(),
+    ...r.cpu(),
+    ...r.memorySize(),
+    ...r.confidential(),
+    ...r.memory(),
+    ...r.numa(),
+    ...r.firmware(),
+    ...r.boot(),
+    ...r.disks(),
+    ...r.network(),
+    ...r.serial(),
+    "-display",
+    "none",
+    ...r.qmp(),
+    ...profile.extraArgs,
+  ];
+  if (r.errors.length > 0) return { errors: r.errors, warnings: r.warnings };
+  return { value: argv, errors: [], warnings: r.warnings };
 }
