@@ -1,11 +1,166 @@
-// Placeholder: QEMU capability probe over QMP, saved/loaded capability files.
+// QEMU capability probe: ask the binary itself which QOM types and properties it has, so features
+// are decided by detection (a distro backport or an out-of-tree series shows up) rather than by
+// version numbers alone. Capabilities can be saved and loaded, so CI can dry-run for a host and a
+// QEMU it is not on (`qcvm doctor --save caps.json`, then `--capabilities caps.json`).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { UserError } from "../diagnostics.js";
+import { run, spawn, which } from "../exec.js";
+import { QmpClient, isQmpError } from "../qmp.js";
 import type { QemuCapabilities } from "../types.js";
-import { builtinCapabilities } from "../capabilities.js";
 
-export async function probeQemu(binary: string): Promise<QemuCapabilities> {
-  return { ...builtinCapabilities("7.2"), binary };
+/** QOM types whose properties decide features (see FEATURES in src/capabilities.ts). */
+export const PROBED_TYPES = [
+  "memory-backend-memfd",
+  "memory-backend-ram",
+  "memory-backend-file",
+  "memory-backend-shm",
+  "memory-backend-guest-memfd",
+  "thread-context",
+  "sev-guest",
+  "sev-snp-guest",
+  "tdx-guest",
+  "igvm-cfg",
+] as const;
+
+const FILE_FORMAT = "qcvm-capabilities/v1";
+const PROBE_TIMEOUT_MS = 20_000;
+
+/** "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)" -> "7.2.22". */
+export function parseQemuVersion(text: string): string | undefined {
+  const m = /QEMU emulator version (\d+\.\d+(?:\.\d+)?)/.exec(text);
+  return m?.[1];
 }
 
+async function resolveBinary(binary: string): Promise<string> {
+  const path = await which(binary);
+  if (!path) {
+    throw new UserError(`QEMU binary \`${binary}\` not found on PATH (install qemu-system-x86 or set qemu.binary)`, 2);
+  }
+  return path;
+}
+
+/** Probe `binary`: --version, then QMP on a paused `-machine none` instance that is quit at once. */
+export async function probeQemu(binary: string, options: { workDir?: string } = {}): Promise<QemuCapabilities> {
+  const path = await resolveBinary(binary);
+  const v = await run([path, "--version"], { timeoutMs: PROBE_TIMEOUT_MS }).catch((e: Error) => {
+    throw new UserError(`cannot run QEMU binary \`${binary}\`: ${e.message}`, 2);
+  });
+  const version = parseQemuVersion(v.stdout);
+  if (v.exitCode !== 0 || !version) {
+    throw new UserError(
+      `\`${binary} --version\` did not print a QEMU version (exit ${v.exitCode}): ${(v.stdout + v.stderr).trim().split("\n")[0]!.slice(0, 200)}`,
+      2,
+    );
+  }
+
+  const dir = mkdtempSync(join(options.workDir ?? tmpdir(), "qcvm-probe-"));
+  const sock = join(dir, "qmp.sock");
+  const kill = new AbortController();
+  // exec.spawn()'s promise settles when QEMU exits; until then QEMU runs and we talk QMP to it.
+  const exited = spawn(
+    [path, "-machine", "none", "-S", "-nodefaults", "-display", "none", "-qmp", `unix:${sock},server=on,wait=off`],
+    { stdin: "ignore", stdout: "ignore", stderr: "pipe", cancelSignal: kill.signal },
+  ) as unknown as Promise<{ exitCode?: number; stderr?: string; isCanceled?: boolean }>;
+  const died = new AbortController();
+  let exitInfo: { exitCode?: number; stderr?: string } | undefined;
+  void exited.then(
+    (r) => {
+      exitInfo = r;
+      died.abort(`QEMU exited with status ${r.exitCode ?? "?"}${r.stderr ? `: ${String(r.stderr).trim()}` : ""}`);
+    },
+    (e: Error) => died.abort(`QEMU could not start: ${e.message}`),
+  );
+
+  let client: QmpClient | undefined;
+  try {
+    client = await QmpClient.connect(sock, { timeoutMs: PROBE_TIMEOUT_MS, signal: died.signal });
+    const listed = await client.execute<{ name: string }[]>("qom-list-types", undefined, { timeoutMs: PROBE_TIMEOUT_MS });
+    if (isQmpError(listed)) throw new UserError(`probing ${binary}: qom-list-types failed: ${listed.message}`, 2);
+    const types = [...new Set(listed.return.map((t) => t.name))].sort();
+    const properties: Record<string, string[]> = {};
+    for (const type of PROBED_TYPES) {
+      if (!types.includes(type)) continue;
+      const props = await client.execute<{ name: string }[]>("qom-list-properties", { typename: type });
+      if (isQmpError(props)) throw new UserError(`probing ${binary}: qom-list-properties ${type} failed: ${props.message}`, 2);
+      properties[type] = [...new Set(props.return.map((p) => p.name))].sort();
+    }
+    await client.quit(5000);
+    return { source: "probe", binary: path, version, types, properties };
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const why = died.signal.aborted ? String(died.signal.reason) : (e as Error).message;
+    throw new UserError(`probing ${binary} over QMP failed: ${why}`, 2);
+  } finally {
+    if (client && !client.isClosed) await client.close();
+    if (!exitInfo) kill.abort();
+    await exited.catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Write capabilities as JSON for `--capabilities FILE`. */
+export function saveCapabilities(caps: QemuCapabilities, file: string): void {
+  const out = {
+    format: FILE_FORMAT,
+    version: caps.version,
+    ...(caps.binary ? { binary: caps.binary } : {}),
+    probedFrom: caps.source,
+    types: caps.types,
+    properties: caps.properties,
+  };
+  try {
+    writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+  } catch (e) {
+    throw new UserError(`cannot write capabilities to ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === "string");
+
+/** Read a file written by saveCapabilities(); a bad file is a UserError naming the file and field. */
 export function loadCapabilities(file: string): QemuCapabilities {
-  throw new Error(`not implemented: ${file}`);
+  const fix = `save a fresh one with: qcvm doctor --save ${file}`;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new UserError(`${file}: cannot read capabilities file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (${fix})`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file}: not a capabilities file: invalid JSON: ${(e as Error).message} (${fix})`);
+  }
+  const bad = (path: string, what: string, got: unknown) => {
+    const shown = JSON.stringify(got);
+    return new UserError(
+      `${file}: ${path}: ${what}, got ${shown === undefined ? "nothing" : shown.length > 60 ? `${shown.slice(0, 57)}...` : shown} (${fix})`,
+    );
+  };
+  if (typeof data !== "object" || data === null || Array.isArray(data)) throw bad("(document)", "must be a JSON object", data);
+  const d = data as Record<string, unknown>;
+  if (d.format !== undefined && d.format !== FILE_FORMAT) throw bad("format", `must be "${FILE_FORMAT}"`, d.format);
+  if (typeof d.version !== "string" || !/^\d+\.\d+(\.\d+)?$/.test(d.version)) {
+    throw bad("version", 'must be a QEMU version such as "9.1.0"', d.version);
+  }
+  if (!isStringArray(d.types)) throw bad("types", "must be an array of QOM type names", d.types);
+  if (typeof d.properties !== "object" || d.properties === null || Array.isArray(d.properties)) {
+    throw bad("properties", "must be an object of QOM type -> property names", d.properties);
+  }
+  const properties: Record<string, string[]> = {};
+  for (const [type, props] of Object.entries(d.properties as Record<string, unknown>)) {
+    if (!isStringArray(props)) throw bad(`properties.${type}`, "must be an array of property names", props);
+    properties[type] = props;
+  }
+  if (d.binary !== undefined && typeof d.binary !== "string") throw bad("binary", "must be a path", d.binary);
+  return {
+    source: "file",
+    ...(typeof d.binary === "string" ? { binary: d.binary } : {}),
+    version: d.version,
+    types: d.types,
+    properties,
+  };
 }
