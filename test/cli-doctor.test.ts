@@ -1,0 +1,129 @@
+// `qcvm doctor` as a user runs it: the built bin, real QEMU, fixture hosts and this machine.
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run } from "../src/exec.js";
+import { loadCapabilities } from "../src/probe/qemu.js";
+
+const repo = join(import.meta.dirname, "..");
+const bin = join(repo, "bin", "qcvm.js");
+const fixture = (name: string) => join(repo, "test", "fixtures", "hosts", name);
+const tmp = () => mkdtempSync(join(tmpdir(), "qcvm-doctor-"));
+
+async function qcvm(...args: string[]) {
+  return run([process.execPath, bin, ...args], { timeoutMs: 60_000 });
+}
+
+interface JsonFinding {
+  area: string;
+  item: string;
+  status: string;
+  message: string;
+  rulesOut?: string;
+}
+const find = (fs: JsonFinding[], item: string) => fs.find((f) => f.item === item)!;
+
+describe("qcvm doctor", () => {
+  it("epyc-2s4n: node table, SNP host, and what QEMU 7.2 rules out", async () => {
+    const r = await qcvm("doctor", "--host", fixture("epyc-2s4n"));
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain("Linux 6.11.0, 4 NUMA node(s):");
+    expect(r.stdout).toMatch(/^ {4}0 +0-15,64-79 +188\.8 GiB +171\.8 GiB +1024\/1024 +0\/0 +10 12 32 32$/m);
+    expect(r.stdout).toMatch(/^ {4}1 +16-31,80-95 .* 0\/0 +12\/16 +12 10 32 32$/m);
+    expect(r.stdout).toContain("✓ SEV-SNP: kvm_amd sev_snp=Y, kernel 6.11.0");
+    expect(r.stdout).toContain("✓ hugepages 1G: 12/16 free on node 1");
+    expect(r.stdout).toContain("✗ sev-snp-guest: confidential.type sev-snp profiles cannot run; needs QEMU >= 9.1");
+    expect(r.stdout).toContain("rules out: kernel < 6.19: private memory placement is first-touch at best");
+    expect(r.stdout).toContain("✗ confidential.type sev-snp: QEMU 7.2");
+    expect(r.stdout).toContain("✓ confidential.type sev: host and QEMU can run it");
+  });
+
+  it("json: cxl-memonly has a memory-only node, findings carry messages", async () => {
+    const r = await qcvm("doctor", "--host", fixture("cxl-memonly"), "--format", "json");
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout) as { host: { nodes: { memoryOnly: boolean }[] }; qemu: { version: string; source: string }; findings: JsonFinding[] };
+    expect(j.host.nodes.map((n) => n.memoryOnly)).toEqual([false, false, true]);
+    expect(j.qemu.version).toMatch(/^7\.2\.\d+$/);
+    expect(j.qemu.source).toBe("probe");
+    expect(find(j.findings, "NUMA").message).toBe("NUMA: 3 nodes, memory-only (CXL-like): 2");
+    expect(find(j.findings, "weighted interleave (kernel)").status).toBe("ok");
+    expect(find(j.findings, "weighted interleave (kernel)").message).toContain("weights 0:3 1:3 2:1");
+    expect(find(j.findings, "guest_memfd mempolicy").message).toBe(
+      "guest_memfd mempolicy missing: kernel < 6.19: private memory placement is first-touch at best (vCPU cpusets), never exact (kernel 6.9.12)",
+    );
+    expect(find(j.findings, "sev-snp-guest").message).toBe(
+      "sev-snp-guest missing: confidential.type sev-snp profiles cannot run; needs QEMU >= 9.1 (sev-snp-guest (SEV-SNP, guest_memfd private memory))",
+    );
+    expect(find(j.findings, "thread-context").status).toBe("ok");
+  });
+
+  it("single-node on kernel 6.1 without weighted interleave; gmem-mempolicy on 6.19 has it", async () => {
+    const single = JSON.parse((await qcvm("doctor", "--host", fixture("single-node"), "--format", "json")).stdout) as { findings: JsonFinding[] };
+    expect(find(single.findings, "NUMA").status).toBe("missing");
+    expect(find(single.findings, "weighted interleave (kernel)").rulesOut).toBe("policy weighted-interleave cannot be used (needs Linux >= 6.9)");
+    expect(find(single.findings, "cpuset cgroup").message).toBe("cpuset cgroup: at /sys/fs/cgroup/cpuset");
+    const gmem = JSON.parse((await qcvm("doctor", "--host", fixture("gmem-mempolicy"), "--format", "json")).stdout) as { findings: JsonFinding[] };
+    expect(find(gmem.findings, "guest_memfd mempolicy").status).toBe("ok");
+  });
+
+  it("--capabilities: a saved file for QEMU 10.1 on the TDX host says TDX can run", async () => {
+    const file = join(tmp(), "caps.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ version: "10.1.0", types: ["memory-backend-memfd", "tdx-guest", "thread-context"], properties: { "tdx-guest": ["attributes"] } }),
+    );
+    const r = await qcvm("doctor", "--host", fixture("spr-tdx-2n"), "--capabilities", file);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain("QEMU 10.1.0 (from a capabilities file)");
+    expect(r.stdout).toContain("✓ tdx-guest");
+    expect(r.stdout).toContain("✓ confidential.type tdx: host and QEMU can run it");
+  });
+
+  it("--save writes capabilities that load back", async () => {
+    const file = join(tmp(), "caps.json");
+    const r = await qcvm("doctor", "--host", fixture("single-node"), "--save", file);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toContain(`saved QEMU 7.2`);
+    const caps = loadCapabilities(file);
+    expect(caps.source).toBe("file");
+    expect(caps.properties["memory-backend-memfd"]).toContain("prealloc-context");
+    expect(JSON.parse(readFileSync(file, "utf8")).format).toBe("qcvm-capabilities/v1");
+  });
+
+  it("this machine: a report for / with the real kernel", async () => {
+    const r = await qcvm("doctor", "--format", "json");
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout) as { host: { root: string; kernel: string } };
+    expect(j.host.root).toBe("/");
+    expect(j.host.kernel).toBe(/^\d+\.\d+\.\d+/.exec((await import("node:os")).release())![0]);
+  });
+});
+
+describe("qcvm doctor when a probe cannot run", () => {
+  it("a missing QEMU still prints the host report, then exits 2 with the fix", async () => {
+    const r = await qcvm("doctor", "--host", fixture("epyc-2s4n"), "--qemu", "qcvm-no-such-qemu");
+    expect(r.exitCode).toBe(2);
+    expect(r.stdout).toContain("✓ SEV-SNP");
+    expect(r.stdout).toContain("QEMU: not probed: QEMU binary `qcvm-no-such-qemu` not found on PATH");
+    expect(r.stderr).toBe("qcvm: QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86 or set qemu.binary)\n");
+  });
+
+  it("a bad capabilities file names the file and the field", async () => {
+    const file = join(tmp(), "caps.json");
+    writeFileSync(file, '{"version": 9, "types": [], "properties": {}}');
+    const r = await qcvm("doctor", "--host", fixture("single-node"), "--capabilities", file, "--format", "json");
+    expect(r.exitCode).toBe(2);
+    expect(JSON.parse(r.stdout).qemu).toBeNull();
+    expect(r.stderr).toContain(`qcvm: ${file}: version: must be a QEMU version such as "9.1.0", got 9`);
+    expect(r.stderr).not.toContain("    at ");
+  });
+
+  it("--host that is not a directory is a usage error without a stack", async () => {
+    const r = await qcvm("doctor", "--host", "/nonexistent/qcvm-host");
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe("qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/)\n");
+    expect(r.stdout).toBe("");
+  });
+});
