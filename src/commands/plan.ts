@@ -1,6 +1,45 @@
-// Placeholder until the command lands.
-import { UserError } from "../diagnostics.js";
+// qcvm plan <profile>: where each guest node's shared and private memory will go, by which
+// mechanism and how faithfully, and whether it fits. Exit 0 when the plan holds, 1 when it has
+// errors (the plan is still printed in full, so the errors can be read in context).
+import { loadContext } from "../context.js";
+import { formatDiagnostic } from "../diagnostics.js";
 
-export async function run(_args: Record<string, unknown>): Promise<number> {
-  throw new UserError("'plan' is not implemented yet", 2);
+type Format = "text" | "json" | "dot" | "svg";
+
+export async function run(args: Record<string, unknown>): Promise<number> {
+  const format = (args.format as Format | undefined) ?? "text";
+  const ctx = await loadContext({
+    profile: String(args.profile),
+    set: args.set as string[] | undefined,
+    host: args.host as string | undefined,
+    capabilities: args.capabilities as string | undefined,
+  });
+  const { plan } = ctx;
+  // Validation warnings belong to the profile, not the plan: shown on stderr except in text,
+  // where they join the plan's own list.
+  const profileWarnings = ctx.warnings.filter((w) => !plan.warnings.includes(w));
+  const fmt = await import("../plan-format.js");
+  let text: string;
+  switch (format) {
+    case "json":
+      text = `${JSON.stringify(plan, null, 2)}\n`;
+      break;
+    case "dot":
+      text = fmt.formatPlanDot(plan);
+      break;
+    case "svg": {
+      const r = await fmt.formatPlanSvg(plan);
+      if (r.note) process.stderr.write(`qcvm: ${r.note}\n`);
+      text = r.svg;
+      break;
+    }
+    default:
+      text = fmt.formatPlanText({ ...plan, warnings: [...profileWarnings, ...plan.warnings] }, { host: (args.host as string | undefined) ?? "/" });
+  }
+  process.stdout.write(text);
+  if (format !== "text") {
+    for (const w of profileWarnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+    if (format !== "json") for (const e of plan.errors) process.stderr.write(`qcvm: ${formatDiagnostic(e)}\n`);
+  }
+  return plan.errors.length === 0 ? 0 : 1;
 }

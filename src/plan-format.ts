@@ -1,0 +1,388 @@
+// How a plan is shown: a table read at a glance (text), a Graphviz digraph (dot), and an SVG
+// picture, drawn by Graphviz where it is installed and by a small two-column layout otherwise.
+// All pure except formatPlanSvg, which may run `dot` through src/exec.ts.
+import { formatList } from "./fsroot.js";
+import { formatDiagnostic } from "./diagnostics.js";
+import { formatBytes, planFidelity } from "./plan.js";
+import type { CapacityRow, Fidelity, Plan, PlanNode } from "./types.js";
+
+// ---------------------------------------------------------------------------------------------
+// Text
+// ---------------------------------------------------------------------------------------------
+
+/** Left-aligned columns separated by two spaces; the last column is not padded. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]!)))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+/** Word-wrap a paragraph to `width` columns with a first-line and a hanging indent. */
+export function wrap(text: string, first: string, rest: string, width = 100): string[] {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (!empty && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = rest + word;
+    } else line += (empty ? "" : " ") + word;
+    empty = false;
+  }
+  lines.push(line);
+  return lines;
+}
+
+const list = (xs: readonly number[] | undefined) => (xs && xs.length > 0 ? formatList(xs) : "-");
+
+function policyCell(n: PlanNode): string {
+  if (!n.weights) return n.policy;
+  return `${n.policy} (${Object.entries(n.weights)
+    .map(([k, v]) => `${k}:${v}`)
+    .join(",")})`;
+}
+
+function tasksText(tasks: Plan["launch"]["cgroups"][number]["tasks"]): string {
+  return tasks === "process" ? "QEMU process (main and helper threads)" : `vCPU${tasks.vcpus.length === 1 ? "" : "s"} ${formatList(tasks.vcpus)}`;
+}
+
+/** Consecutive vCPUs pinned to the same host CPUs share one line. */
+function pinningLines(plan: Plan): string[] {
+  const out: string[] = [];
+  let run: { vcpus: number[]; cpus: string } | undefined;
+  const flush = () => {
+    if (run) out.push(`pin vCPU${run.vcpus.length > 1 ? "s" : ""} ${formatList(run.vcpus)} -> host CPUs ${run.cpus}`);
+  };
+  for (const p of plan.launch.pinning) {
+    const cpus = formatList(p.hostCpus);
+    if (run && run.cpus === cpus && run.vcpus.at(-1) === p.vcpu - 1) run.vcpus.push(p.vcpu);
+    else {
+      flush();
+      run = { vcpus: [p.vcpu], cpus };
+    }
+  }
+  flush();
+  return out;
+}
+
+function capacityCells(r: CapacityRow): string[] {
+  return [
+    String(r.hostNode),
+    formatBytes(r.needBytes),
+    r.upToBytes ? `+${formatBytes(r.upToBytes)}` : "-",
+    formatBytes(r.freeBytes),
+    r.hugepages ? `${r.hugepages.need}/${r.hugepages.free} x ${r.hugepages.size}` : "-",
+    r.status,
+  ];
+}
+
+export interface TextOptions {
+  /** Host root the plan was made for, shown in the heading. */
+  host?: string;
+}
+
+export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
+  const out: string[] = [];
+  const kind =
+    plan.confidential === "none"
+      ? "plain KVM guest"
+      : `${plan.confidential} guest${plan.guestMemfd ? ", private memory in guest_memfd" : ", memory encrypted in place (no guest_memfd)"}`;
+  out.push(`Plan for ${plan.name}: ${kind}${opts.host ? `, on host ${opts.host}` : ""}`);
+  out.push("");
+  out.push(
+    formatTable(
+      ["GUEST NODE", "VCPUS", "HOST CPUS", "HOST NODES", "POLICY", "SIZE", "SHARED", "PRIVATE", "FIDELITY"],
+      plan.nodes.map((n) => [
+        String(n.guestNode),
+        list(n.cpus),
+        list(n.hostCpus),
+        list(n.hostNodes),
+        policyCell(n),
+        formatBytes(n.sizeBytes),
+        n.shared.mechanism,
+        n.private.mechanism,
+        n.private.fidelity,
+      ]),
+    ),
+  );
+  out.push("");
+  out.push("Why:");
+  for (const n of plan.nodes) {
+    out.push(...wrap(`guest node ${n.guestNode} shared: ${n.shared.reason}`, "  ", "      "));
+    out.push(...wrap(`guest node ${n.guestNode} private: ${n.private.reason}`, "  ", "      "));
+  }
+  out.push("");
+  out.push("Launch:");
+  const { argvPrefix, cgroups } = plan.launch;
+  out.push(`  before QEMU: ${argvPrefix.length > 0 ? argvPrefix.join(" ") : "nothing (no process-wide memory policy)"}`);
+  if (cgroups.length === 0) out.push("  cgroups: none for placement");
+  for (const c of cgroups) {
+    out.push(`  cgroup ${c.name === "" ? "<vm>" : `<vm>/${c.name}`}: cpus ${list(c.cpus)}, mems ${list(c.mems)}: ${tasksText(c.tasks)}`);
+  }
+  const pins = pinningLines(plan);
+  out.push(...(pins.length > 0 ? pins.map((p) => `  ${p}`) : ["  vCPU pinning: off"]));
+  out.push("");
+  out.push("Capacity:");
+  if (plan.capacity.length === 0) out.push("  nothing to check (no host node memory is known)");
+  else {
+    const table = formatTable(["HOST NODE", "NEED", "UP TO", "FREE", "HUGEPAGES", "STATUS"], plan.capacity.map(capacityCells));
+    out.push(...table.split("\n").map((l) => `  ${l}`));
+    if (plan.capacity.some((r) => r.upToBytes)) {
+      out.push("  UP TO: shared pages the guest may add; QEMU frees a page's private copy when the guest shares it");
+    }
+  }
+  if (plan.warnings.length > 0) {
+    out.push("");
+    out.push(`Warnings (${plan.warnings.length}):`);
+    for (const w of plan.warnings) out.push(`  ${formatDiagnostic(w)}`);
+  }
+  out.push("");
+  if (plan.errors.length > 0) {
+    out.push(`Errors (${plan.errors.length}):`);
+    for (const e of plan.errors) out.push(`  ${formatDiagnostic(e)}`);
+    out.push("");
+    out.push(`The plan does not hold: ${plan.errors.length} error${plan.errors.length === 1 ? "" : "s"}.`);
+  } else {
+    out.push(`The plan holds. Private memory placement: ${plan.guestMemfd ? planFidelity(plan) : "not applicable (no guest_memfd)"}.`);
+  }
+  return `${out.join("\n")}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph model shared by dot and the built-in SVG
+// ---------------------------------------------------------------------------------------------
+
+export interface GraphEdge {
+  guestNode: number;
+  /** Host node id, or "any" for memory no lever places. */
+  to: number | "any";
+  half: "shared" | "private";
+  bytes: number;
+  mechanism: string;
+  fidelity?: Fidelity;
+}
+
+export interface GraphHost {
+  id: number | "any";
+  cpus?: number[];
+  freeBytes?: number;
+}
+
+export interface PlanGraph {
+  guests: { id: number; label: string[] }[];
+  hosts: GraphHost[];
+  edges: GraphEdge[];
+}
+
+/** Spread like the planner's capacity estimate: preferred on the first node, the rest evenly. */
+function split(bytes: number, targets: number[], policy: string): [number | "any", number][] {
+  if (targets.length === 0) return [["any", bytes]];
+  if (policy === "preferred") return [[targets[0]!, bytes]];
+  const each = Math.floor(bytes / targets.length);
+  return targets.map((t, i) => [t, i === targets.length - 1 ? bytes - each * (targets.length - 1) : each]);
+}
+
+export function planGraph(plan: Plan): PlanGraph {
+  const edges: GraphEdge[] = [];
+  const hostCpus = new Map<number, number[]>();
+  for (const n of plan.nodes) {
+    const sharedTargets = n.shared.hostNodes ?? (n.shared.mechanism === "none" ? [] : n.hostNodes);
+    for (const [to, bytes] of split(n.sizeBytes, sharedTargets, n.policy)) {
+      edges.push({ guestNode: n.guestNode, to, half: "shared", bytes, mechanism: n.shared.mechanism });
+    }
+    if (n.private.mechanism !== "not-applicable") {
+      const targets = n.private.hostNodes ?? [];
+      for (const [to, bytes] of split(n.sizeBytes, targets, n.policy)) {
+        edges.push({ guestNode: n.guestNode, to, half: "private", bytes, mechanism: n.private.mechanism, fidelity: n.private.fidelity });
+      }
+    }
+    // A node's host CPUs belong to its host nodes; shown on the host box when only one is named.
+    if (n.hostNodes.length === 1 && n.hostCpus) hostCpus.set(n.hostNodes[0]!, n.hostCpus);
+  }
+  const ids = new Set<number>();
+  for (const e of edges) if (e.to !== "any") ids.add(e.to);
+  for (const r of plan.capacity) ids.add(r.hostNode);
+  const free = new Map(plan.capacity.map((r) => [r.hostNode, r.freeBytes]));
+  const hosts: GraphHost[] = [...ids]
+    .sort((a, b) => a - b)
+    .map((id) => {
+      const h: GraphHost = { id };
+      const cpus = hostCpus.get(id);
+      if (cpus) h.cpus = cpus;
+      const f = free.get(id);
+      if (f !== undefined) h.freeBytes = f;
+      return h;
+    });
+  if (edges.some((e) => e.to === "any")) hosts.push({ id: "any" });
+  const guests = plan.nodes.map((n) => ({
+    id: n.guestNode,
+    label: [`guest node ${n.guestNode}`, `vCPUs ${list(n.cpus)}, ${formatBytes(n.sizeBytes)}`, `${policyCell(n)} ${n.hostNodes.length > 0 ? formatList(n.hostNodes) : ""}`.trim()],
+  }));
+  return { guests, hosts, edges };
+}
+
+function hostLabel(h: GraphHost): string[] {
+  if (h.id === "any") return ["any host node", "(where the faulting", "thread runs)"];
+  const lines = [`host node ${h.id}`];
+  if (h.cpus) lines.push(`CPUs ${formatList(h.cpus)}`);
+  if (h.freeBytes !== undefined) lines.push(`${formatBytes(h.freeBytes)} free`);
+  return lines;
+}
+
+function edgeLabel(e: GraphEdge): string[] {
+  return [`${e.half} ${formatBytes(e.bytes)}`, e.fidelity ? `${e.mechanism} (${e.fidelity})` : e.mechanism];
+}
+
+/** Colour and dash per edge: shared blue; private by fidelity, from solid green to red. */
+export function edgeStyle(e: GraphEdge): { color: string; dot: string; dash?: string; width: number } {
+  if (e.half === "shared") return e.mechanism === "none" ? { color: "#7f8c8d", dot: "dashed", dash: "6,4", width: 1.5 } : { color: "#1f6fb2", dot: "solid", width: 1.5 };
+  switch (e.fidelity) {
+    case "exact":
+      return { color: "#1e8449", dot: "bold", width: 2.5 };
+    case "first-touch":
+      return { color: "#d35400", dot: "dashed", dash: "8,4", width: 2 };
+    case "coarse":
+      return { color: "#9a7d0a", dot: "dotted", dash: "2,4", width: 2 };
+    default:
+      return { color: "#c0392b", dot: "dashed", dash: "4,4", width: 2 };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dot
+// ---------------------------------------------------------------------------------------------
+
+function dotString(s: string): string {
+  return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`;
+}
+
+const hostId = (id: number | "any") => (id === "any" ? "h_any" : `h${id}`);
+
+export function formatPlanDot(plan: Plan): string {
+  const g = planGraph(plan);
+  const out: string[] = [];
+  out.push(`digraph ${dotString(`qcvm plan ${plan.name}`)} {`);
+  out.push("  rankdir=LR;");
+  out.push('  graph [fontname="Helvetica", fontsize=11, nodesep=0.4, ranksep=2.2];');
+  out.push('  node [shape=box, style="rounded", fontname="Helvetica", fontsize=10];');
+  out.push('  edge [fontname="Helvetica", fontsize=9];');
+  out.push("  subgraph cluster_guest {");
+  out.push(`    label=${dotString(`guest ${plan.name} (${plan.confidential})`)};`);
+  for (const n of g.guests) out.push(`    g${n.id} [label=${dotString(n.label.join("\n"))}];`);
+  out.push("  }");
+  out.push("  subgraph cluster_host {");
+  out.push(`    label="host";`);
+  for (const h of g.hosts) out.push(`    ${hostId(h.id)} [label=${dotString(hostLabel(h).join("\n"))}${h.id === "any" ? ', style="rounded,dashed"' : ""}];`);
+  out.push("  }");
+  for (const e of g.edges) {
+    const s = edgeStyle(e);
+    out.push(`  g${e.guestNode} -> ${hostId(e.to)} [label=${dotString(edgeLabel(e).join("\n"))}, color=${dotString(s.color)}, fontcolor=${dotString(s.color)}, style=${s.dot}];`);
+  }
+  out.push("}");
+  return `${out.join("\n")}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SVG without Graphviz: guest nodes in a left column, host nodes in a right one, edges between
+// ---------------------------------------------------------------------------------------------
+
+export function xmlEscape(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&apos;");
+}
+
+export function formatPlanSvgBuiltin(plan: Plan): string {
+  const g = planGraph(plan);
+  const boxW = 230;
+  const boxH = 64;
+  const rowH = 96;
+  const leftX = 30;
+  const rightX = 650;
+  const top = 70;
+  const rows = Math.max(g.guests.length, g.hosts.length, 1);
+  const legendY = top + rows * rowH + 10;
+  const width = rightX + boxW + 30;
+  const height = legendY + 60;
+  const guestY = new Map(g.guests.map((n, i) => [n.id, top + i * rowH]));
+  const hostY = new Map(g.hosts.map((h, i) => [h.id, top + i * rowH]));
+  const o: string[] = [];
+  o.push(`<?xml version="1.0" encoding="UTF-8"?>`);
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
+  o.push(`<title>${xmlEscape(`qcvm plan ${plan.name}`)}</title>`);
+  o.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
+  o.push(`<text x="${leftX}" y="28" font-size="14" font-weight="bold">${xmlEscape(`guest ${plan.name} (${plan.confidential})`)}</text>`);
+  o.push(`<text x="${rightX}" y="28" font-size="14" font-weight="bold">host</text>`);
+  const box = (x: number, y: number, lines: string[], dashed: boolean) => {
+    o.push(`<rect x="${x}" y="${y}" width="${boxW}" height="${boxH}" rx="8" fill="#f8f9fa" stroke="#34495e"${dashed ? ' stroke-dasharray="5,4"' : ""}/>`);
+    lines.forEach((l, k) => {
+      o.push(`<text x="${x + 10}" y="${y + 18 + k * 15}"${k === 0 ? ' font-weight="bold"' : ""}>${xmlEscape(l)}</text>`);
+    });
+  };
+  for (const n of g.guests) box(leftX, guestY.get(n.id)!, n.label, false);
+  for (const h of g.hosts) box(rightX, hostY.get(h.id)!, hostLabel(h), h.id === "any");
+
+  // Per guest node, its edges fan out from slightly different heights so they stay apart.
+  const perGuest = new Map<number, GraphEdge[]>();
+  for (const e of g.edges) perGuest.set(e.guestNode, [...(perGuest.get(e.guestNode) ?? []), e]);
+  for (const [guest, es] of perGuest) {
+    es.forEach((e, k) => {
+      const s = edgeStyle(e);
+      const x1 = leftX + boxW;
+      const y1 = guestY.get(guest)! + boxH / 2 + (k - (es.length - 1) / 2) * 8;
+      const x2 = rightX;
+      const y2 = hostY.get(e.to)! + boxH / 2 + (e.half === "shared" ? -6 : 6);
+      o.push(
+        `<line x1="${x1}" y1="${y1.toFixed(1)}" x2="${x2}" y2="${y2.toFixed(1)}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`,
+      );
+      o.push(`<polygon points="${x2},${y2.toFixed(1)} ${x2 - 9},${(y2 - 4).toFixed(1)} ${x2 - 9},${(y2 + 4).toFixed(1)}" fill="${s.color}"/>`);
+      // Shared labels near the host side, private near the guest side: fewer collisions.
+      const t = e.half === "shared" ? 0.62 : 0.3;
+      const lx = x1 + (x2 - x1) * t;
+      const ly = y1 + (y2 - y1) * t - 4;
+      edgeLabel(e).forEach((l, j) => {
+        o.push(`<text x="${lx.toFixed(1)}" y="${(ly + j * 12).toFixed(1)}" fill="${s.color}" font-size="10" text-anchor="middle">${xmlEscape(l)}</text>`);
+      });
+    });
+  }
+
+  const legend: [string, GraphEdge][] = [
+    ["shared (backend or process policy)", { guestNode: 0, to: 0, half: "shared", bytes: 0, mechanism: "backend-policy" }],
+    ["private exact", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "exact" }],
+    ["private first-touch", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "first-touch" }],
+    ["private coarse", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "coarse" }],
+    ["private none", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "none" }],
+  ];
+  legend.forEach(([label, e], k) => {
+    const s = edgeStyle(e);
+    const x = leftX + k * 175;
+    o.push(`<line x1="${x}" y1="${legendY + 20}" x2="${x + 34}" y2="${legendY + 20}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`);
+    o.push(`<text x="${x + 40}" y="${legendY + 24}" font-size="10">${xmlEscape(label)}</text>`);
+  });
+  o.push("</svg>");
+  return `${o.join("\n")}\n`;
+}
+
+/**
+ * SVG of the plan: through Graphviz `dot` when it is on PATH (and QCVM_NO_GRAPHVIZ is unset),
+ * else the built-in layout. Both give a complete SVG document.
+ */
+export async function formatPlanSvg(plan: Plan, opts: { graphviz?: boolean } = {}): Promise<{ svg: string; via: "graphviz" | "builtin"; note?: string }> {
+  const wantGraphviz = opts.graphviz ?? !process.env.QCVM_NO_GRAPHVIZ;
+  if (wantGraphviz) {
+    const { run, which } = await import("./exec.js");
+    const dot = await which("dot");
+    if (dot) {
+      try {
+        const r = await run([dot, "-Tsvg"], { input: formatPlanDot(plan), timeoutMs: 30_000 });
+        if (r.exitCode === 0 && r.stdout.includes("<svg")) return { svg: r.stdout, via: "graphviz" };
+        return { svg: formatPlanSvgBuiltin(plan), via: "builtin", note: `dot -Tsvg failed (exit ${r.exitCode}): ${r.stderr.trim()}; drew the SVG without Graphviz` };
+      } catch (e) {
+        return { svg: formatPlanSvgBuiltin(plan), via: "builtin", note: `could not run ${dot}: ${(e as Error).message}; drew the SVG without Graphviz` };
+      }
+    }
+  }
+  return { svg: formatPlanSvgBuiltin(plan), via: "builtin" };
+}
