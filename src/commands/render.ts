@@ -78,7 +78,13 @@ export function describeLaunchOnly(plan: Plan): string[] {
     const what = cg.tasks === "process" ? "QEMU process" : `vCPU ${formatList(cg.tasks.vcpus)}`;
     lines.push(`cgroup ${cg.name || "(VM)"}: cpus ${formatList(cg.cpus) || "-"}, mems ${formatList(cg.mems) || "-"} for ${what}`);
   }
-  for (const pin of plan.launch.pinning) lines.push(`pin vCPU ${pin.vcpu} to host CPUs ${formatList(pin.hostCpus)}`);
+  // vCPUs pinned to the same CPUs share a line: "pin vCPU 0-3 to host CPUs 0-15,64-79".
+  const byCpus = new Map<string, number[]>();
+  for (const pin of plan.launch.pinning) {
+    const key = formatList(pin.hostCpus);
+    byCpus.set(key, [...(byCpus.get(key) ?? []), pin.vcpu]);
+  }
+  for (const [cpus, vcpus] of byCpus) lines.push(`pin vCPU ${formatList(vcpus)} to host CPUs ${cpus}`);
   return lines;
 }
 

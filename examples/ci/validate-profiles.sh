@@ -1,0 +1,56 @@
+#!/bin/sh
+# Validate a repository of qcvm profiles in CI: every problem of every file at once, warnings
+# included (--strict), then render each profile so a feature the target QEMU version lacks fails
+# too. Problems are printed as GitHub Actions annotations (they show up on the pull request's
+# diff) and as plain `file:line:col: path: message` lines for any other CI.
+#
+#   examples/ci/validate-profiles.sh [PROFILES...]     (default: every *.yaml under profiles/)
+#
+# Environment: QCVM, the command to run (default: qcvm); QCVM_CAPABILITIES, a capabilities file
+# saved with `qcvm doctor --save` on the target host, to render for that QEMU instead of each
+# profile's qemu.version.
+set -eu
+
+QCVM=${QCVM:-qcvm}
+[ "$#" -gt 0 ] || set -- profiles/
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+
+status=0
+# shellcheck disable=SC2086 # QCVM may be a command with arguments (node bin/qcvm.js)
+$QCVM validate "$@" --format json --strict >"$report" || status=$?
+if [ "$status" -ge 2 ]; then
+  echo "qcvm validate could not run (exit $status)" >&2
+  exit "$status"
+fi
+
+# One line per problem, and the list of valid files to render. node is there: qcvm runs on it.
+node - "$report" <<'JS'
+const report = JSON.parse(require("node:fs").readFileSync(process.argv[2], "utf8"));
+const gh = process.env.GITHUB_ACTIONS === "true";
+const esc = (s) => String(s).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+for (const f of report.files) {
+  for (const d of [...f.errors, ...f.warnings]) {
+    const where = `${d.file ?? f.file}${d.line ? `:${d.line}:${d.col ?? 1}` : ""}`;
+    const text = `${d.path ? `${d.path}: ` : ""}${d.message}${d.got !== undefined ? `, got ${JSON.stringify(d.got)}` : ""}${d.hint ? ` (${d.hint})` : ""}`;
+    if (gh) {
+      const loc = `file=${esc(d.file ?? f.file)}${d.line ? `,line=${d.line},col=${d.col ?? 1}` : ""}`;
+      console.log(`::${d.severity === "error" ? "error" : "warning"} ${loc},title=qcvm ${esc(d.code)}::${esc(text)}`);
+    } else {
+      console.log(`${where}: ${d.severity}: ${text}`);
+    }
+  }
+}
+const s = report.summary;
+console.log(`${s.profiles} profiles: ${s.valid} valid, ${s.invalid} invalid (${s.errors} errors, ${s.warnings} warnings)`);
+JS
+
+# Render every file validate accepted: catches what only the renderer knows (a feature the target
+# QEMU lacks). Host placement problems are not failures here: the CI runner is not the VM host.
+for file in $(node -e 'for (const f of JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")).files) if (f.valid) console.log(f.file)' "$report"); do
+  # shellcheck disable=SC2086
+  if ! $QCVM render "$file" --format json ${QCVM_CAPABILITIES:+--capabilities "$QCVM_CAPABILITIES"} >/dev/null; then
+    status=1
+  fi
+done
+exit "$status"
