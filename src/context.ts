@@ -52,8 +52,9 @@ export async function resolveCapabilities(profile: Profile, args: ContextArgs): 
 
 export async function loadContext(args: ContextArgs): Promise<Context> {
   const { profile, warnings } = await loadValidProfile(args.profile, args.set);
-  const { probeHost } = await import("./probe/host.js");
-  const host = probeHost(args.host ?? "/");
+  const { probeHostAsync } = await import("./probe/host.js");
+  // Async: on the real host it also asks numactl which policies it supports.
+  const host = await probeHostAsync(args.host ?? "/");
   const caps = await resolveCapabilities(profile, args);
   const { planPlacement } = await import("./plan.js");
   const plan = planPlacement(profile, host, caps);

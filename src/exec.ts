@@ -1,5 +1,6 @@
 // The one seam through which qcvm starts child processes. argv arrays only: nothing here
 // builds or runs a shell string. Tests and the dry-run path can swap the runner.
+import { execa } from "execa";
 import type { Options, ResultPromise } from "execa";
 
 export interface RunResult {
@@ -38,7 +39,6 @@ export async function run(
 ): Promise<RunResult> {
   const [file, ...args] = argv;
   if (!file) throw new Error("run: empty argv");
-  const { execa } = await import("execa");
   try {
     const r = await execa(file, args, {
       reject: false,
@@ -62,11 +62,12 @@ export async function run(
   }
 }
 
-/** Start a long-running child (QEMU). The caller owns the returned process. */
-export async function spawn(argv: readonly string[], options: Options = {}): Promise<ResultPromise> {
+/** Start a long-running child (QEMU). Synchronous on purpose: execa's subprocess is itself a
+ *  promise (of its exit), so returning it from an async function would wait for the child to end.
+ *  The caller owns the returned process (`.pid`, `.kill()`, and awaiting it waits for exit). */
+export function spawn(argv: readonly string[], options: Options = {}): ResultPromise {
   const [file, ...args] = argv;
   if (!file) throw new Error("spawn: empty argv");
-  const { execa } = await import("execa");
   return execa(file, args, { reject: false, ...options });
 }
 
