@@ -191,12 +191,13 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const what = YAML_CODES[e.code] ?? "YAML syntax error";
-      const detail = e.code === "DUPLICATE_KEY" ? "" : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
+      const detail =
+        e.code === "DUPLICATE_KEY" ? ` \`${duplicateKeyAt(text, e.pos[0])}\`` : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
       const pos = layerPos(layer, e.pos[0]);
       tree.errors.push(
         diag("error", `yaml.${e.code.toLowerCase().replace(/_/g, "-")}`, "", `${what}${detail}`, {
           ...pos,
-          ...(e.code === "DUPLICATE_KEY" ? { got: duplicateKeyAt(text, e.pos[0]), hint: "each key may appear once in a mapping" } : {}),
+          ...(e.code === "DUPLICATE_KEY" ? { hint: "each key may appear once in a mapping" } : {}),
         }),
       );
     }
@@ -218,7 +219,7 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
       diag("error", "load.not-a-map", "", data === null || data === undefined ? "profile is empty" : "profile must be a YAML mapping of fields", {
         ...pos,
         ...(data === null || data === undefined ? {} : { got: data }),
-        hint: "start with `apiVersion: qcvm/v1` (see examples/reference.yaml)",
+        hint: "start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field",
       }),
     );
     return undefined;

@@ -48,7 +48,7 @@ function needVersion(ctx: RuleContext, feature: Feature, path: string, what?: st
 const name: Rule = (ctx) => {
   if (ctx.profile.name === "") {
     ctx.error("name.missing", "name", "is missing, and the file name is not a valid VM name", {
-      hint: "add name: (lowercase letters, digits and '-'), or rename the file",
+      hint: "add name: with lowercase letters, digits and '-', or rename the file",
     });
   }
 };
@@ -73,7 +73,7 @@ const cpuModel: Rule = (ctx) => {
   if (machine.accel === "tcg" && cpu.model === "host") {
     ctx.warn("cpu.host-tcg", "cpu.model", "host is a KVM-only CPU model; with accel tcg QEMU refuses it", {
       got: "host",
-      hint: "use max, or leave cpu.model out (tcg defaults to max)",
+      hint: "use max, or leave cpu.model out: tcg defaults to max",
     });
   }
   if (machine.accel === "tcg" && confidential.type !== "none") {
@@ -115,7 +115,7 @@ const numaCpus: Rule = (ctx) => {
   const missing: number[] = [];
   for (let c = 0; c < count; c++) if (!owner.has(c)) missing.push(c);
   if (missing.length > 0) {
-    ctx.error("numa.cpus-cover", "numa.nodes", `vCPU ${formatList(missing)} ${missing.length === 1 ? "is" : "are"} in no node; every vCPU must be in exactly one node`, {
+    ctx.error("numa.cpus-cover", "numa.nodes", `${missing.length === 1 ? "vCPU" : "vCPUs"} ${formatList(missing)} ${missing.length === 1 ? "is" : "are"} in no node; every vCPU must be in exactly one node`, {
       got: nodes.map((n) => formatList(n.cpus)),
       hint: `cpu.count is ${count}`,
     });
@@ -143,9 +143,9 @@ function placementRules(ctx: RuleContext, base: string, p: { policy: string; hos
   const policyWritten = ctx.has(`${base}.policy`);
   if (p.policy === "default") {
     if (p.hostNodes.length > 0) {
-      ctx.error("placement.host-nodes-default", `${base}.hostNodes`, "must be empty with policy default (no policy means no host nodes)", {
+      ctx.error("placement.host-nodes-default", `${base}.hostNodes`, "must be empty with policy default, which sets no policy", {
         got: ctx.written(`${base}.hostNodes`),
-        hint: "set policy: bind (or preferred, interleave), or remove hostNodes",
+        hint: "set policy: bind, preferred or interleave, or remove hostNodes",
       });
     }
   } else if (p.hostNodes.length === 0) {
@@ -197,7 +197,7 @@ const distances: Rule = (ctx) => {
     const path = `numa.distances[${i}]`;
     for (const end of ["from", "to"] as const) {
       if (d[end] >= nodes.length) {
-        ctx.error("numa.distance-node", `${path}.${end}`, nodes.length === 0 ? "distances need numa.nodes" : `guest node ${d[end]} does not exist (nodes 0-${nodes.length - 1})`, {
+        ctx.error("numa.distance-node", `${path}.${end}`, nodes.length === 0 ? "distances need numa.nodes" : `guest node ${d[end]} does not exist (numa.nodes has ${s(nodes.length, "node")})`, {
           got: d[end],
         });
       }
@@ -215,7 +215,7 @@ const hugepages: Rule = (ctx) => {
   if (memory.backend === "ram" && memory.hugepages !== "none") {
     ctx.error("memory.hugepages-backend", "memory.hugepages", "the ram backend cannot use huge pages", {
       got: memory.hugepages,
-      hint: "use backend memfd (hugetlb) or file on a hugetlbfs mount",
+      hint: "use backend memfd with hugepages, or file on a hugetlbfs mount",
     });
   }
   if (memory.backend === "file" && memory.path === undefined) {
@@ -337,7 +337,7 @@ const guestPolicy: Rule = (ctx) => {
   if (type === "sev-es" && (policy & SEV_POLICY_FLAGS.es!) === 0) {
     ctx.error("confidential.sev-es-policy", "confidential.policy", "sev-es needs policy bit 0x4 (es)", {
       got: written,
-      hint: Array.isArray(written) ? "add es to the list" : `use 0x${(policy | 0x4).toString(16)}, or leave policy out (sev-es default 0x5)`,
+      hint: Array.isArray(written) ? "add es to the list" : `use 0x${(policy | 0x4).toString(16)}, or leave policy out: the sev-es default is 0x5`,
     });
   }
   if (type === "sev" && (policy & SEV_POLICY_FLAGS.es!) !== 0) {
@@ -395,8 +395,8 @@ const firmware: Rule = (ctx) => {
     ctx.error("firmware.several", `firmware.${given[1]}`, `conflicts with firmware.${given[0]}; give one firmware`, { got: given });
   }
   if (GUEST_MEMFD_TYPES.includes(confidential.type) && fw.pflash !== undefined) {
-    ctx.error("firmware.pflash-private", "firmware.pflash", `${confidential.type} cannot boot from pflash (guest_memfd has no read-only memory slots)`, {
-      hint: "use firmware.bios (OVMF.fd / TDVF) or firmware.igvm",
+    ctx.error("firmware.pflash-private", "firmware.pflash", `${confidential.type} cannot boot from pflash: guest_memfd has no read-only memory slots`, {
+      hint: "use firmware.bios with an OVMF or TDVF build, or firmware.igvm",
     });
   }
 };
@@ -421,7 +421,8 @@ const blobs: Rule = (ctx) => {
   const c = ctx.profile.confidential;
   for (const [key, bytes] of Object.entries(BLOB_BYTES)) {
     const v = c[key as keyof typeof c] as FileOrBase64 | undefined;
-    if (!v) continue;
+    // A property of another type is reported as such; its contents do not matter then.
+    if (!v || !BELONGS[key]!.includes(c.type)) continue;
     if (v.base64 !== undefined) {
       const n = base64Bytes(v.base64);
       if (n === undefined) {
@@ -440,9 +441,9 @@ const blobs: Rule = (ctx) => {
         size = undefined;
       }
       if (size === undefined) {
-        ctx.error("confidential.file-missing", `confidential.${key}.file`, "file does not exist", { got: v.file, hint: "paths are relative to the profile" });
+        ctx.error("confidential.file-missing", `confidential.${key}.file`, "file does not exist", { got: ctx.written(`confidential.${key}.file`), hint: "paths are relative to the profile" });
       } else if (size !== bytes) {
-        ctx.error("confidential.blob-size", `confidential.${key}.file`, `must be ${bytes} bytes, is ${size}`, { got: v.file });
+        ctx.error("confidential.blob-size", `confidential.${key}.file`, `must be ${bytes} bytes, is ${size}`, { got: ctx.written(`confidential.${key}.file`) });
       }
     }
   }
@@ -452,8 +453,8 @@ const disks: Rule = (ctx) => {
   ctx.profile.disks.forEach((d, i) => {
     if (!existsSync(d.path)) {
       ctx.error("disk.missing", `disks[${i}].path`, "disk image does not exist (qcvm never creates disks)", {
-        got: d.path,
-        hint: `create it first, e.g. qemu-img create -f ${d.format} ${d.path} 10G`,
+        got: ctx.written(`disks[${i}].path`),
+        hint: `paths are relative to the profile; create the image first: qemu-img create -f ${d.format} FILE SIZE`,
       });
     }
   });
