@@ -86,12 +86,11 @@ class Renderer {
   }
 
   /** True when the target QEMU has the feature; otherwise an error naming the version needed. */
-  need(feature: Feature, path: string): boolean {
+  need(feature: Feature, path: string, hint?: string): boolean {
     if (hasFeature(this.caps, feature)) return true;
+    const since = FEATURES[feature].since;
     this.error("missing-feature", path, missingFeatureMessage(this.caps, feature), {
-      hint: FEATURES[feature].since
-        ? `set qemu.version to ${FEATURES[feature].since} or later if your QEMU has it, or drop the field`
-        : "drop the field",
+      hint: hint ?? (since ? `set qemu.version to ${since} or later if your QEMU has it, or drop the field` : "drop the field"),
     });
     return false;
   }
@@ -161,7 +160,9 @@ class Renderer {
   machine(): string[] {
     const { machine, numa, firmware } = this.profile;
     const noNuma = numa.nodes.length === 0;
-    if (noNuma) this.need("machine-memory-backend", "memory");
+    if (noNuma) {
+      this.need("machine-memory-backend", "memory", "give the guest numa.nodes (one backend each, -numa node,memdev= since QEMU 2.1), or target QEMU 5.0 or later");
+    }
     if (firmware.igvm !== undefined) this.need("igvm", "firmware.igvm");
     return [
       "-machine",

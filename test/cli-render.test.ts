@@ -1,0 +1,144 @@
+// `qcvm render` through the built CLI, as a user runs it.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { builtinCapabilities } from "../src/capabilities.js";
+import { saveCapabilities } from "../src/probe/qemu.js";
+import type { RenderOutput } from "../src/commands/render.js";
+
+const root = join(import.meta.dirname, "..");
+const EPYC = "test/fixtures/hosts/epyc-2s4n";
+const SINGLE = "test/fixtures/hosts/single-node";
+
+function qcvm(...args: string[]) {
+  const r = spawnSync(process.execPath, ["bin/qcvm.js", ...args], { cwd: root, encoding: "utf8" });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function renderJson(...args: string[]): RenderOutput {
+  const r = qcvm("render", ...args, "--format", "json");
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as RenderOutput;
+}
+
+describe("qcvm render --format shell", () => {
+  it("prints one option per line with continuations", () => {
+    const r = qcvm("render", "profiles/kvm-2node.yaml", "--host", SINGLE);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        "qemu-system-x86_64 \\",
+        "  -name guest=kvm-2node,debug-threads=on \\",
+        "  -nodefaults \\",
+        "  -machine q35,accel=kvm \\",
+        "  -cpu qemu64 \\",
+        "  -smp 2,sockets=1,dies=1,cores=2,threads=1 \\",
+        "  -m 512M \\",
+        "  -object memory-backend-memfd,id=mem0,size=268435456,share=on,prealloc=off,host-nodes=0,policy=bind \\",
+        "  -object memory-backend-memfd,id=mem1,size=268435456,share=on,prealloc=off,host-nodes=0,policy=bind \\",
+        "  -numa node,nodeid=0,cpus=0,memdev=mem0 \\",
+        "  -numa node,nodeid=1,cpus=1,memdev=mem1 \\",
+        "  -numa dist,src=0,dst=1,val=20 \\",
+        "  -numa dist,src=1,dst=0,val=20 \\",
+        "  -display none",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("pasted into sh, runs exactly the argv (prefix included), however hostile the values", () => {
+    const set = ["--set", `boot.cmdline=console=ttyS0 it's $HOME "q" \\ x;\`id\``, "--set", "serial=file:/tmp/my log's,x $(id).txt"];
+    const json = renderJson("profiles/snp-1node.yaml", "--host", EPYC, ...set);
+    const shell = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, ...set);
+    expect(shell.code).toBe(0);
+    expect(json.prefix[0]).toBe("numactl");
+    // Stand-ins for numactl and QEMU, first on PATH, that print the words they were given.
+    const bin = mkdtempSync(join(tmpdir(), "qcvm-stubs-"));
+    for (const name of ["numactl", "qemu-system-x86_64"]) {
+      writeFileSync(join(bin, name), `#!/bin/sh\nprintf '%s\\0' ${name} "$@"\n`, { mode: 0o755 });
+    }
+    const ran = spawnSync("sh", ["-c", shell.stdout], { encoding: "utf8", env: { PATH: `${bin}:${process.env.PATH}`, HOME: "/nonexistent" } });
+    expect(ran.stderr).toBe("");
+    expect(ran.stdout.split("\0").slice(0, -1)).toEqual([...json.prefix, ...json.argv]);
+    expect(json.argv).toContain(`console=ttyS0 it's $HOME "q" \\ x;\`id\``);
+  });
+
+  it("says, as comments, the warnings and what launch does that a shell command cannot", () => {
+    const r = qcvm("render", "profiles/snp-2node.yaml", "--host", EPYC);
+    expect(r.code).toBe(0);
+    const comments = r.stdout.split("\n").filter((l) => l.startsWith("#"));
+    expect(comments).toEqual([
+      `# ${root}/profiles/snp-2node.yaml: warning: numa.nodes: changing this sev-snp guest's NUMA topology (nodes, their vCPUs or sizes) changes its launch measurement: attestation needs new reference values`,
+      "# qcvm launch would also do this, which a shell command cannot:",
+      "#   cgroup (VM): cpus 0-31,64-95, mems 0-1 for QEMU process",
+      "#   cgroup vcpu-node0: cpus 0-15,64-79, mems 0 for vCPU 0-3",
+      "#   cgroup vcpu-node1: cpus 16-31,80-95, mems 1 for vCPU 4-7",
+      "#   pin vCPU 0-3 to host CPUs 0-15,64-79",
+      "#   pin vCPU 4-7 to host CPUs 16-31,80-95",
+    ]);
+    expect(r.stdout.split("\n").find((l) => !l.startsWith("#"))).toBe("qemu-system-x86_64 \\");
+  });
+});
+
+describe("qcvm render --format json", () => {
+  it("prints argv, the launch prefix, warnings as lines and as objects", () => {
+    const out = renderJson("profiles/snp-1node.yaml", "--host", EPYC);
+    expect(Object.keys(out)).toEqual(["argv", "prefix", "warnings", "diagnostics", "notExpressed"]);
+    expect(out.argv[0]).toBe("qemu-system-x86_64");
+    expect(out.argv).toContain("sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000");
+    expect(out.prefix).toEqual(["numactl", "--membind=0", "--"]);
+    expect(out.warnings).toHaveLength(out.diagnostics.length);
+  });
+
+  it("renders for this machine when --host is absent", () => {
+    const out = renderJson("profiles/kvm-1node.yaml");
+    expect(out.argv).toContain("memory-backend-memfd,id=mem0,size=536870912,share=on,prealloc=off,host-nodes=0,policy=bind");
+  });
+
+  it("shows plan errors as warnings and still renders: the command line is well-formed", () => {
+    const out = renderJson("profiles/kvm-1node.yaml", "--host", SINGLE, "--set", "memory.size=4T");
+    expect(out.argv).toContain("4194304M");
+    const planned = out.diagnostics.filter((d) => d.message.startsWith("plan error (launch would refuse): "));
+    expect(planned.length).toBeGreaterThan(0);
+    expect(planned.every((d) => d.severity === "warning" && d.hint?.endsWith("see qcvm plan"))).toBe(true);
+  });
+
+  it("renders for saved capabilities (--capabilities), refusing what that QEMU lacks", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "qcvm-caps-")), "caps.json");
+    saveCapabilities(builtinCapabilities("9.0"), file);
+    const r = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, "--capabilities", file);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain("confidential.type: sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0 (file)");
+  });
+});
+
+describe("qcvm render errors", () => {
+  it("exits 1 with file: path: message lines and no stack for a render error", () => {
+    const r = qcvm("render", "profiles/kvm-1node.yaml", "--host", SINGLE, "--set", 'qemu.version="4.2"');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe(
+      "qcvm: cannot render profiles/kvm-1node.yaml (1 error):\n" +
+        `${root}/profiles/kvm-1node.yaml: memory: -machine memory-backend= needs QEMU >= 5.0; target QEMU is 4.2 (give the guest numa.nodes (one backend each, -numa node,memdev= since QEMU 2.1), or target QEMU 5.0 or later)\n`,
+    );
+  });
+
+  it("exits 1 for an invalid profile, listing its errors", () => {
+    const r = qcvm("render", "profiles/kvm-1node.yaml", "--host", SINGLE, "--set", "memory.hugepages=3M");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("profiles/kvm-1node.yaml is not a valid profile (1 error):");
+    expect(r.stderr).toContain("memory.hugepages: must be one of none, 2M, 1G");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("exits 1 naming a file blob it cannot read", () => {
+    const r = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, "--set", "confidential.idBlock.file=/nonexistent/id.bin");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("confidential.idBlock.file");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
