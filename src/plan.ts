@@ -64,6 +64,8 @@ interface ProcessPolicy {
   argv: string[];
   /** What the numactl option says, for reasons: "numactl --membind=0-1". */
   shown: string;
+  /** Weighted interleave: the weights the profile wants (host-wide in sysfs, not in argv). */
+  weights?: Record<number, number>;
 }
 
 interface Strategy {
@@ -146,29 +148,23 @@ function nodeById(host: HostInfo, id: number): HostNode | undefined {
 function hostCpusFor(g: GuestNumaNode, host: HostInfo): { cpus: number[]; notes: string[] } {
   const all = union(host.nodes.map((n) => n.cpus));
   if (g.hostNodes.length === 0) return { cpus: all, notes: [] };
-  const cpus: number[][] = [];
-  const notes: string[] = [];
-  for (const id of g.hostNodes) {
-    const hn = nodeById(host, id);
-    if (!hn) continue;
-    if (hn.cpus.length > 0) {
-      cpus.push(hn.cpus);
-      continue;
-    }
-    // A memory-only node (CXL) has no CPUs to run vCPUs on: use the closest node that has some,
-    // so the vCPUs sit as near to that memory as the machine allows.
-    const withCpus = host.nodes.filter((n) => n.cpus.length > 0);
-    const nearest = withCpus
-      .map((n) => ({ n, d: hn.distances[n.id] ?? Number.POSITIVE_INFINITY }))
-      .sort((x, y) => x.d - y.d || x.n.id - y.n.id)[0];
-    if (!nearest) continue;
-    cpus.push(nearest.n.cpus);
-    notes.push(
-      `host node ${id} is memory-only (no CPUs): guest node ${g.id}'s vCPUs use host node ${nearest.n.id}'s CPUs ${formatList(nearest.n.cpus)}, the nearest node with CPUs (distance ${Number.isFinite(nearest.d) ? nearest.d : "unknown"})`,
-    );
-  }
-  const out = union(cpus);
-  return { cpus: out.length > 0 ? out : all, notes };
+  const present = g.hostNodes.map((id) => nodeById(host, id)).filter((n): n is HostNode => n !== undefined);
+  const own = union(present.map((n) => n.cpus));
+  if (own.length > 0 || present.length === 0) return { cpus: own.length > 0 ? own : all, notes: [] };
+  // Only memory-only nodes (CXL): no CPUs of their own to run the vCPUs on, so use the node with
+  // CPUs closest to them (summed distance), which keeps the vCPUs as near that memory as it gets.
+  const nearest = host.nodes
+    .filter((n) => n.cpus.length > 0)
+    .map((n) => ({ n, d: present.reduce((sum, m) => sum + (m.distances[n.id] ?? Number.POSITIVE_INFINITY), 0) }))
+    .sort((x, y) => x.d - y.d || x.n.id - y.n.id)[0];
+  if (!nearest) return { cpus: all, notes: [] };
+  const distance = present.length === 1 && Number.isFinite(nearest.d) ? `distance ${nearest.d}` : "smallest distance";
+  return {
+    cpus: nearest.n.cpus,
+    notes: [
+      `${nodesText(present.map((n) => n.id))} ${present.length === 1 ? "is" : "are"} memory-only (no CPUs): guest node ${g.id}'s vCPUs use host node ${nearest.n.id}'s CPUs ${formatList(nearest.n.cpus)}, the nearest node with CPUs (${distance})`,
+    ],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -180,6 +176,7 @@ function numactlPolicy(
   policy: MemPolicy,
   nodes: number[],
   host: HostInfo,
+  weights?: Record<number, number>,
 ): { process: ProcessPolicy; degraded?: string } | Unavailable {
   if (!numactlInstalled(host)) return { unavailable: "numactl is not installed on this host" };
   const list = formatList(nodes);
@@ -213,7 +210,9 @@ function numactlPolicy(
       if (!host.numactl.weightedInterleave) missing.push(`numactl ${host.numactl.version ?? "here"} has no --weighted-interleave (numactl 2.0.19)`);
       if (!host.weightedInterleave) missing.push(`Linux ${host.kernel} has no weighted interleave (Linux 6.9)`);
       if (missing.length > 0) return { unavailable: missing.join(", and ") };
-      return { process: make("weighted-interleave", "weighted-interleave", nodes) };
+      const process = make("weighted-interleave", "weighted-interleave", nodes);
+      if (weights) process.weights = weights;
+      return { process };
     }
     case "default":
       return { unavailable: "policy default has nothing to set" };
@@ -298,7 +297,7 @@ function tryProcessSame(ctx: Ctx): Strategy | Unavailable {
     (g) => g.policy === first.policy && sameList(g.hostNodes, first.hostNodes) && weightsKey(g.weights) === weightsKey(first.weights),
   );
   if (!same) return { unavailable: "guest nodes want different host nodes or policies, so one process-wide policy cannot be exact" };
-  const r = numactlPolicy(first.policy, first.hostNodes, ctx.host);
+  const r = numactlPolicy(first.policy, first.hostNodes, ctx.host, first.weights);
   if ("unavailable" in r) return r;
   const { process, degraded } = r;
   const outcomes = ctx.nodes.map(
@@ -330,11 +329,33 @@ function tryVcpuCpuset(ctx: Ctx): Strategy | Unavailable {
   const childMems = ctx.nodes.map((g) => (isPlaced(g) ? g.hostNodes : ctx.allHostNodes));
   const vmMems = union(childMems);
   const warnings: Diagnostic[] = [];
+  // cpuset.mems is a hard wall; leaving mems wide would drop the preference altogether.
+  const hardened = (g: GuestNumaNode, i: number) =>
+    diag(
+      "warning",
+      "placement.preferred-hardened",
+      `${ctx.paths[i]}.policy`,
+      `guest node ${g.id} asks for preferred ${formatList(g.hostNodes)}, but the cpuset that places its private memory is a hard wall: when ${nodesText(g.hostNodes)} fill, private faults fail instead of falling back`,
+      { got: "preferred", hint: "use policy bind to say so, or a host with guest_memfd mempolicy (Linux 6.19) for a real preference" },
+    );
   const outcomes = ctx.nodes.map((g, i): Outcome => {
     if (!isPlaced(g)) return defaultOutcome();
     const where = `vCPU threads of guest node ${g.id} go to cgroup vcpu-node${g.id} (cpuset.mems=${formatList(g.hostNodes)}, cpuset.cpus=${formatList(ctx.hostCpus[i]!)})`;
     const caveat = `pages QEMU's main thread populates at launch (${ctx.populate}) land anywhere in the VM cgroup's mems ${formatList(vmMems)}, and a page first touched by another guest node's vCPU lands on that vCPU's nodes`;
     const place: Placement = { policy: g.hostNodes.length > 1 ? "interleave" : "bind", nodes: g.hostNodes, hard: true };
+    // When this node's nodes are the VM cgroup's too, QEMU's main thread is walled in the same
+    // place as the vCPUs, so what it populates at launch lands right as well.
+    const everyThread = sameList(g.hostNodes, vmMems);
+    const allThreads = `every QEMU thread's cpuset (the VM cgroup's and vcpu-node${g.id}'s) has mems ${formatList(g.hostNodes)}, so every private page lands on ${nodesText(g.hostNodes)}, the ${ctx.populate} by the main thread included`;
+    if (everyThread && (g.policy === "bind" || g.policy === "preferred")) {
+      if (g.policy === "preferred") warnings.push(hardened(g, i));
+      return {
+        mechanism: "vcpu-cpuset",
+        fidelity: "exact",
+        reason: g.policy === "bind" ? allThreads : `${allThreads}; cpuset.mems is a hard wall, so preferred acts as bind (no fallback)`,
+        place,
+      };
+    }
     switch (g.policy) {
       case "bind":
         return {
@@ -344,16 +365,7 @@ function tryVcpuCpuset(ctx: Ctx): Strategy | Unavailable {
           place,
         };
       case "preferred":
-        // cpuset.mems is a hard wall; leaving mems wide would drop the preference altogether.
-        warnings.push(
-          diag(
-            "warning",
-            "placement.preferred-hardened",
-            `${ctx.paths[i]}.policy`,
-            `guest node ${g.id} asks for preferred ${formatList(g.hostNodes)}, but the vCPU cpuset that places its private memory is a hard wall: when ${nodesText(g.hostNodes)} fill, its vCPUs' private faults fail instead of falling back`,
-            { got: "preferred", hint: "use policy bind to say so, or a host with guest_memfd mempolicy (Linux 6.19) for a real preference" },
-          ),
-        );
+        warnings.push(hardened(g, i));
         return {
           mechanism: "vcpu-cpuset",
           fidelity: "first-touch",
@@ -476,7 +488,7 @@ function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpu
   const viaProcess = (what: string): SharedOutcome => ({
     mechanism: "process-mempolicy",
     reason: `${what}: the backend gets no mbind(), so its pages follow the process-wide ${process!.shown}${pool(process!.nodes)}`,
-    place: { policy: process!.policy, nodes: process!.nodes, hard: process!.policy === "bind" },
+    place: { policy: process!.policy, nodes: process!.nodes, hard: process!.policy === "bind", ...(process!.weights ? { weights: process!.weights } : {}) },
   });
   // Without prealloc a shared page is faulted by whichever thread touches it first; a policy
   // outside that thread's cpuset.mems gives way to the cpuset (the kernel ignores such a bind).
@@ -553,7 +565,7 @@ function weightedProcessPolicy(ctx: Ctx, warnings: Diagnostic[]): ProcessPolicy 
     );
     return undefined;
   }
-  const r = numactlPolicy("weighted-interleave", first.hostNodes, ctx.host);
+  const r = numactlPolicy("weighted-interleave", first.hostNodes, ctx.host, first.weights);
   if ("unavailable" in r) {
     warnings.push(
       diag(
