@@ -10,6 +10,7 @@ import { parseDocument, isMap, isSeq, isAlias, isScalar, parse as parseYaml } fr
 import type { Document, Node as YamlNode, Pair } from "yaml";
 import { diag } from "./diagnostics.js";
 import { parseFastYaml } from "./yaml-fast.js";
+import { mapPathFields } from "./normalize.js";
 import type { Diagnostic, RawProfile } from "./types.js";
 
 /** A profile may name bases that name bases; deeper than this is almost surely a mistake. */
@@ -28,6 +29,7 @@ export interface Position {
 }
 
 interface Layer {
+  abs: string;
   /** Path as shown in messages (as given for the top file, relative to cwd for bases). */
   shown: string;
   text: string;
@@ -185,8 +187,8 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
     return undefined;
   }
   const fast = parseFastYaml(text);
-  if (fast) return { shown, text, data: fast };
-  const layer: Layer = { shown, text, data: {} };
+  if (fast) return { abs: file, shown, text, data: fast };
+  const layer: Layer = { abs: file, shown, text, data: {} };
   const doc = docOf(layer);
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
@@ -357,6 +359,8 @@ function applySets(data: Record<string, unknown>, sets: readonly string[], error
       errors.push(diag("error", "set.path", formatPath(path), `cannot set: ${bad}`, { file: SET_FILE, got: expr }));
       continue;
     }
+    // A path given on the command line is relative to where the command runs.
+    mapPathFields(data, (p, field) => (path.every((seg, i) => field[i] === seg) ? resolve(p) : p));
     applied.push({ path });
   }
   return applied;
@@ -378,6 +382,9 @@ export async function loadProfileFile(file: string, opts: LoadOptions = {}): Pro
     let merged: unknown = {};
     for (const l of layers) {
       const { extends: _ext, ...rest } = l.data;
+      // A path written in a base is relative to the base's directory; the top file's paths are
+      // resolved by normalize against its own directory.
+      if (l !== top) mapPathFields(rest, (p) => resolve(dirname(l.abs), p));
       merged = layers.length === 1 ? rest : mergeDeep(merged, rest);
     }
     raw = merged as Record<string, unknown>;

@@ -64,6 +64,62 @@ export const DERIVED_DEFAULTS: readonly { field: string; value: string; when: st
   { field: "numa.distances", value: "the reverse direction with the same value", when: "only one direction is given" },
 ];
 
+/** Blob fields (FileOrBase64) of the confidential section, with their exact sizes in bytes. */
+export const BLOB_FIELDS: Record<string, number> = {
+  guestVisibleWorkarounds: 16,
+  idBlock: 96,
+  idAuth: 4096,
+  hostData: 32,
+  mrconfigid: 48,
+  mrowner: 48,
+  mrownerconfig: 48,
+};
+
+/** Every field that holds a file path ("*" = each list item). */
+const PATH_FIELDS: readonly (readonly string[])[] = [
+  ["memory", "path"],
+  ["firmware", "bios"],
+  ["firmware", "pflash", "code"],
+  ["firmware", "pflash", "vars"],
+  ["firmware", "igvm"],
+  ["boot", "kernel"],
+  ["boot", "initrd"],
+  ["disks", "*", "path"],
+  ["confidential", "dhCertFile"],
+  ["confidential", "sessionFile"],
+  ["confidential", "quoteGenerationSocket", "path"],
+  ...Object.keys(BLOB_FIELDS).map((k) => ["confidential", k, "file"]),
+  ["qmp"],
+  ["serial"],
+];
+
+/**
+ * Rewrite every relative path in `raw` (in place) with `fn`, passing the field's path. Bare
+ * `firmware.bios` names are QEMU's to look up and `serial` only holds a path after `file:`.
+ * load.ts uses it so a path written in a base profile stays relative to the base's own directory.
+ */
+export function mapPathFields(raw: Record<string, unknown>, fn: (path: string, field: (string | number)[]) => string): void {
+  const visit = (node: unknown, spec: readonly string[], at: (string | number)[]): void => {
+    if (node === null || typeof node !== "object") return;
+    const [head, ...rest] = spec;
+    if (head === "*") {
+      if (Array.isArray(node)) node.forEach((item, i) => visit(item, rest, [...at, i]));
+      return;
+    }
+    const o = node as Record<string, unknown>;
+    const v = o[head!];
+    if (rest.length > 0) return visit(v, rest, [...at, head!]);
+    if (typeof v !== "string") return;
+    const field = [...at, head!];
+    if (head === "serial") {
+      if (v.startsWith("file:") && !isAbsolute(v.slice(5))) o[head] = `file:${fn(v.slice(5), field)}`;
+    } else if (head === "bios" && at.length === 1 && !v.includes("/")) {
+      // `-bios OVMF.fd`: QEMU searches its firmware directory
+    } else if (!isAbsolute(v)) o[head!] = fn(v, field);
+  };
+  for (const spec of PATH_FIELDS) visit(raw, spec, []);
+}
+
 /** SEV / SEV-ES guest policy bits (AMD SEV API, GUEST_POLICY). */
 export const SEV_POLICY_FLAGS: Record<string, number> = {
   nodbg: 0x1,

@@ -10,7 +10,7 @@ import { formatList } from "./fsroot.js";
 import { parsePath } from "./load.js";
 import type { Position, Segment } from "./load.js";
 import { formatSize, HUGEPAGE_BYTES } from "./sizes.js";
-import { SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED } from "./normalize.js";
+import { BLOB_FIELDS, SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED } from "./normalize.js";
 import type { ConfidentialType, Diagnostic, FileOrBase64, Profile, RawProfile } from "./types.js";
 
 export interface RuleContext {
@@ -401,15 +401,7 @@ const firmware: Rule = (ctx) => {
   }
 };
 
-const BLOB_BYTES: Record<string, number> = {
-  guestVisibleWorkarounds: 16,
-  idBlock: 96,
-  idAuth: 4096,
-  hostData: 32,
-  mrconfigid: 48,
-  mrowner: 48,
-  mrownerconfig: 48,
-};
+const BLOB_BYTES = BLOB_FIELDS;
 
 function base64Bytes(text: string): number | undefined {
   const clean = text.replace(/\s+/g, "");

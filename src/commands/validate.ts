@@ -2,6 +2,7 @@
 // Exit 0 all valid, 1 any invalid (or any warning with --strict), 2 usage (nothing matched).
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
+import { Document, isPair, isScalar, visit } from "yaml";
 import { readProfile } from "../profile.js";
 import { formatDiagnostic } from "../diagnostics.js";
 import type { Diagnostic, LoadedProfile } from "../types.js";
@@ -147,6 +148,22 @@ function bigintSafe(_key: string, v: unknown): unknown {
   return typeof v === "bigint" ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : `0x${v.toString(16)}`) : v;
 }
 
+/** The normalized profile as YAML: id lists on one line, policy words in hex as AMD and Intel write them. */
+function filledYaml(profile: unknown): string {
+  const doc = new Document(profile);
+  visit(doc, {
+    Seq(_, node) {
+      if (node.items.every((i) => isScalar(i))) node.flow = true;
+    },
+    Pair(_, pair) {
+      if (isPair(pair) && isScalar(pair.key) && ["policy", "attributes"].includes(String(pair.key.value)) && isScalar(pair.value)) {
+        if (typeof pair.value.value === "number" || typeof pair.value.value === "bigint") pair.value.format = "HEX";
+      }
+    },
+  });
+  return doc.toString({ lineWidth: 0 });
+}
+
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
@@ -196,10 +213,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
       for (const d of all) lines.push(formatDiagnostic(d));
     }
     if (a.fill) {
-      const { stringify } = await import("yaml");
       for (const { l } of reports) {
         if (!l.profile) continue;
-        lines.push(`---\n# ${l.file} (normalized: defaults filled, sizes in bytes)\n${stringify(l.profile).trimEnd()}`);
+        lines.push(`---\n# ${l.file} (normalized: defaults filled, sizes in bytes)\n${filledYaml(l.profile).trimEnd()}`);
       }
     }
     lines.push(
