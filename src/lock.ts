@@ -283,11 +283,11 @@ export function acquireDiskLocks(
  * Remove every lock that belongs to VM `vm` (stop, and clean-up after a crash): its name lock and
  * the disk locks naming it. Locks of other VMs are left alone.
  */
-export function releaseVmLocks(runDir: string, vm: string): string[] {
+export function releaseVmLocks(runDir: string, vm: string, options: { keepNameLock?: boolean } = {}): string[] {
   const removed: string[] = [];
   const dir = locksDir(runDir);
   const nameLock = vmLockPath(runDir, vm);
-  if (readOwner(nameLock)?.vm === vm) {
+  if (!options.keepNameLock && readOwner(nameLock)?.vm === vm) {
     unlinkQuiet(nameLock);
     removed.push(nameLock);
   }

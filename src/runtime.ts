@@ -2,7 +2,7 @@
 // pidfile and log, and state.json, which is what status, stop and stats read. A pid alone does not
 // identify a process (pids are reused), so state records the pid's start time from /proc and a VM
 // counts as alive only when both still match.
-import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, chmodSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "./diagnostics.js";
 import type { Accel, Plan } from "./types.js";
@@ -19,6 +19,8 @@ export interface LostPlacement {
   reason: string;
   /** What happens instead. */
   consequence: string;
+  /** Only accounting is lost (no memory controller), not where memory or threads go. */
+  accountingOnly?: boolean;
 }
 
 /** Render a lost placement as the one line launch and status print. */
@@ -51,12 +53,16 @@ export interface VmState {
   log: string;
   startedAt: string;
   accel: Accel;
+  /** QEMU's version from the QMP greeting, once connected. */
+  qemuVersion?: string;
+  /** Root the host was read under (`--host`; "/" normally): where the cgroup mounts are. */
+  hostRoot: string;
   /** "starting" until the vCPUs run with placement applied, then "running". */
   phase: "starting" | "running";
-  /** True when launched with --detach (no qcvm process supervises QEMU). */
+  /** True when launched with --detach (no qcvm process supervises QEMU once it runs). */
   detached: boolean;
-  /** The foreground qcvm supervising QEMU, when there is one. */
-  supervisor?: { pid: number; startTime: string };
+  /** The qcvm that launched QEMU (and, in the foreground, supervises it). */
+  launcher: { pid: number; startTime: string };
   lost: LostPlacement[];
 }
 
@@ -206,14 +212,118 @@ export function selfIdentity(): { pid: number; startTime: string } {
   return { pid: process.pid, startTime };
 }
 
-/** Boot time from /proc/stat and clock ticks, to turn a start time in ticks into a date. */
-export function processStartDate(startTime: string): Date | undefined {
+/** What cleanupVm removed and what it could not. */
+export interface CleanupReport {
+  removed: string[];
+  errors: string[];
+}
+
+/**
+ * Remove everything a VM left on the host once its QEMU is gone: the VM cgroup (every hierarchy,
+ * vCPU children included), the runtime directory (socket, pidfile, log, state) and its locks.
+ * Idempotent, so the foreground launcher and `qcvm stop` may both run it. `hostRoot` is the root
+ * the cgroup mounts were read under at launch ("/" on a real host). `keepNameLock`: a launch
+ * clearing an earlier run's leftovers (or its own, on failure) while holding the name.
+ */
+export async function cleanupVm(
+  runDir: string,
+  name: string,
+  hostRoot = "/",
+  options: { keepNameLock?: boolean } = {},
+): Promise<CleanupReport> {
+  const report: CleanupReport = { removed: [], errors: [] };
+  const { probeHost } = await import("./probe/host.js");
+  const { openCgroupLayout, findVmCgroup } = await import("./cgroup.js");
+  const layout = openCgroupLayout(probeHost(hostRoot));
+  const cg = findVmCgroup(layout, name);
+  if (cg) {
+    const errors = cg.remove();
+    if (errors.length === 0) report.removed.push(...cg.dirs.map((d) => d.path));
+    report.errors.push(...errors.map((e) => e.message));
+  }
+  const dir = vmDir(runDir, name);
   try {
-    const btime = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1];
-    if (!btime) return undefined;
-    // USER_HZ is 100 on every Linux architecture qcvm supports (x86_64, aarch64).
-    return new Date((Number(btime) + Number(startTime) / 100) * 1000);
-  } catch {
-    return undefined;
+    rmSync(dir, { recursive: true, force: true });
+    report.removed.push(dir);
+  } catch (e) {
+    report.errors.push(`cannot remove ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const { releaseVmLocks } = await import("./lock.js");
+  report.removed.push(...releaseVmLocks(runDir, name, options));
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping QEMU (qcvm stop, and the foreground launcher on SIGINT/SIGTERM)
+// ---------------------------------------------------------------------------------------------
+
+/** How long `quit` and SIGTERM get before SIGKILL, and SIGKILL before we give up waiting. */
+const QUIT_TIMEOUT_MS = 5_000;
+const POLL_MS = 20;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitGone(pid: number, startTime: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!isProcessAlive(pid, startTime)) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(POLL_MS);
   }
 }
+
+function signal(pid: number, startTime: string, sig: NodeJS.Signals): void {
+  if (!isProcessAlive(pid, startTime)) return;
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // exited meanwhile
+  }
+}
+
+/** Run one QMP command on a fresh connection; false when QMP cannot be reached. */
+async function qmpOnce(socket: string, command: "system_powerdown" | "quit"): Promise<boolean> {
+  if (!existsSync(socket)) return false;
+  const { QmpClient, isQmpError } = await import("./qmp.js");
+  let client;
+  try {
+    client = await QmpClient.connect(socket, { timeoutMs: 3000 });
+  } catch {
+    return false;
+  }
+  const r = command === "quit" ? await client.quit(QUIT_TIMEOUT_MS) : await client.execute(command, undefined, { timeoutMs: 3000 });
+  if (!client.isClosed) await client.close();
+  return !isQmpError(r);
+}
+
+export type StopOutcome = "powered down" | "quit" | "terminated" | "killed" | "was not running";
+
+/** Bring QEMU down, gentlest first. */
+export async function stopQemu(
+  s: Pick<VmState, "pid" | "pidStartTime" | "qmp">,
+  options: { force: boolean; timeoutMs: number },
+  note: (msg: string) => void = () => {},
+): Promise<StopOutcome> {
+  const { pid, pidStartTime: st } = s;
+  if (!isProcessAlive(pid, st)) return "was not running";
+  if (!options.force) {
+    if (await qmpOnce(s.qmp, "system_powerdown")) {
+      note(`asked the guest to power down; waiting up to ${options.timeoutMs / 1000} s`);
+      if (await waitGone(pid, st, options.timeoutMs)) return "powered down";
+      note("the guest did not power down in time: quitting QEMU");
+    }
+  }
+  if (await qmpOnce(s.qmp, "quit")) {
+    if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "quit";
+  } else {
+    // No QMP (socket gone, QEMU hung): QEMU treats SIGTERM as a request to quit.
+    signal(pid, st, "SIGTERM");
+    if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "terminated";
+  }
+  signal(pid, st, "SIGKILL");
+  if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "killed";
+  throw new UserError(`pid ${pid} survived SIGKILL (stuck in the kernel, state D?); nothing was cleaned up, try again`);
+}
+

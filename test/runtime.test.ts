@@ -52,6 +52,8 @@ function stateFor(runDir: string, name: string, pid: number, pidStartTime: strin
     accel: "kvm",
     phase: "running",
     detached: true,
+    launcher: { pid: 1, startTime: "1" },
+    hostRoot: "/",
     lost: [],
   };
 }

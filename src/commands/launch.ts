@@ -1,6 +1,18 @@
-// Placeholder until the command lands.
-import { UserError } from "../diagnostics.js";
+// `qcvm launch <profile>`: see src/launch.ts for the steps.
+import type { LaunchArgs } from "../launch.js";
 
-export async function run(_args: Record<string, unknown>): Promise<number> {
-  throw new UserError("'launch' is not implemented yet", 2);
+export async function run(args: Record<string, unknown>): Promise<number> {
+  const { launchVm } = await import("../launch.js");
+  const a: LaunchArgs = {
+    profile: String(args.profile),
+    host: args.host as string | undefined,
+    capabilities: args.capabilities as string | undefined,
+    set: args.set as string[] | undefined,
+    detach: Boolean(args.detach),
+    dryRun: Boolean(args.dryRun ?? args["dry-run"]),
+    quiet: Boolean(args.quiet),
+    format: args.format === "json" ? "json" : "text",
+    runDir: (args.runDir ?? args["run-dir"]) as string | undefined,
+  };
+  return launchVm(a);
 }

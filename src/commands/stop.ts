@@ -1,6 +1,48 @@
-// Placeholder until the command lands.
+// `qcvm stop <name> [--force] [--timeout S]`: ask the guest to power down (ACPI, over QMP), wait
+// up to the timeout, then `quit` QEMU, then SIGKILL; and remove what the VM had on the host: its
+// cgroups, runtime directory (socket, pidfile, log, state) and locks. Works on a VM whose QEMU is
+// already dead (just cleans up) and on one whose launching qcvm was killed: everything needed is
+// in state.json. A pid is signalled only while it still has the start time recorded at launch,
+// so a reused pid is never killed.
 import { UserError } from "../diagnostics.js";
+import { readVmLock } from "../lock.js";
+import { cleanupVm, isProcessAlive, readState, resolveRunDir, stopQemu, vmPaths } from "../runtime.js";
+import type { StopOutcome, VmState } from "../runtime.js";
+import { existsSync } from "node:fs";
 
-export async function run(_args: Record<string, unknown>): Promise<number> {
-  throw new UserError("'stop' is not implemented yet", 2);
+export async function run(args: Record<string, unknown>): Promise<number> {
+  const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
+  const name = String(args.name);
+  const force = Boolean(args.force);
+  const timeout = Number(args.timeout ?? 30);
+  if (!Number.isFinite(timeout) || timeout < 0) throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, 2);
+  const note = (msg: string) => process.stderr.write(`qcvm: ${msg}\n`);
+
+  let state: VmState | undefined;
+  let damaged: string | undefined;
+  try {
+    state = readState(runDir, name);
+  } catch (e) {
+    damaged = (e as Error).message;
+  }
+  let outcome: StopOutcome = "was not running";
+  if (state) {
+    outcome = await stopQemu(state, { force, timeoutMs: timeout * 1000 }, note);
+  } else {
+    // No (readable) state: the lock still names QEMU once it was spawned.
+    const holder = readVmLock(runDir, name);
+    const known = holder || damaged || existsSync(vmPaths(runDir, name).dir);
+    if (!known) throw new UserError(`no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
+    if (damaged) note(damaged);
+    if (holder && holder.role === "qemu") {
+      outcome = await stopQemu({ pid: holder.pid, pidStartTime: holder.startTime, qmp: vmPaths(runDir, name).qmp }, { force, timeoutMs: timeout * 1000 }, note);
+    } else if (holder && isProcessAlive(holder.pid, holder.startTime)) {
+      throw new UserError(`VM \`${name}\` is being launched by qcvm pid ${holder.pid}; try again once it is up`);
+    }
+  }
+  const report = await cleanupVm(runDir, name, state?.hostRoot ?? "/");
+  for (const e of report.errors) process.stderr.write(`qcvm: cleanup: ${e}\n`);
+  const what = outcome === "was not running" ? `\`${name}\` was not running` : `stopped \`${name}\` (${outcome})`;
+  process.stderr.write(`qcvm: ${what}; removed ${report.removed.length ? report.removed.join(", ") : "nothing (already clean)"}\n`);
+  return report.errors.length > 0 ? 1 : 0;
 }
