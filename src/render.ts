@@ -70,6 +70,8 @@ interface MemoryRegion {
 class Renderer {
   readonly errors: Diagnostic[] = [];
   readonly warnings: Diagnostic[] = [];
+  private gmemChoice: { type: string; flag: boolean } | undefined | null = null;
+  private readonly reported = new Set<string>();
 
   constructor(
     readonly profile: Profile,
@@ -256,6 +258,8 @@ class Renderer {
             ["host-data", this.base64(`${p}.hostData`, c.hostData), `${p}.hostData`],
             ["vcek-disabled", c.vcekDisabled ? true : undefined],
             ["kernel-hashes", c.kernelHashes ? true : undefined],
+            // Private pages converted in place, so the guest_memfd policy covers them (out of tree).
+            ["convert-in-place", this.gmemBackend() && this.need("snp-convert-in-place", `${p}.type`) ? true : undefined],
           ]),
         ];
       }
@@ -339,8 +343,16 @@ class Renderer {
   memory(): string[] {
     const { memory } = this.profile;
     const out: string[] = [];
-    const backendType = `memory-backend-${memory.backend}`;
-    this.need(`memory-backend-${memory.backend}` as Feature, "memory.backend");
+    const gmem = this.gmemBackend();
+    const backendType = gmem?.type ?? `memory-backend-${memory.backend}`;
+    if (gmem?.type !== "memory-backend-guest-memfd") this.need(`memory-backend-${memory.backend}` as Feature, "memory.backend");
+    if (gmem?.flag && memory.backend !== "memfd") {
+      this.error("backend", "memory.backend", "the plan places private memory with memory-backend-memfd guest-memfd=on, so the backend must be memfd", {
+        got: memory.backend,
+      });
+    }
+    // A backend type no upstream QEMU has is rendered only with the properties the probe saw.
+    const known = gmem?.type === "memory-backend-guest-memfd" ? this.caps.properties[backendType] : undefined;
     if (memory.backend === "file" && !memory.path) {
       this.error("required", "memory.path", "the file backend needs a path (a directory such as /dev/hugepages, or a file)");
     }
@@ -370,7 +382,7 @@ class Renderer {
       // QEMU refuses node-affinity that selects none ("The nodes select no CPUs").
       let tc: string | undefined;
       const placed = pn !== undefined && pn.policy !== "default" && pn.hostNodes.length > 0;
-      if (memory.prealloc && placed) {
+      if (memory.prealloc && placed && (!known || known.includes("prealloc-context"))) {
         if (hasFeature(this.caps, "thread-context") && hasFeature(this.caps, "prealloc-context")) {
           tc = RENDER_IDS.threadContext(region.guestNode);
           const affinity: OptEntry =
@@ -382,30 +394,63 @@ class Renderer {
         }
       }
 
-      out.push(
-        "-object",
-        this.opts(region.path, backendType, [
-          ["id", id],
-          ["size", region.sizeBytes],
-          ["mem-path", memory.backend === "file" ? memory.path : undefined, "memory.path"],
-          ["share", memory.share],
-          ["hugetlb", memory.backend === "memfd" && memory.hugepages !== "none" ? true : undefined],
-          ["hugetlbsize", memory.backend === "memfd" && memory.hugepages !== "none" ? memory.hugepages : undefined],
-          ["reserve", memory.reserve],
-          ["prealloc", memory.prealloc],
-          ["prealloc-threads", memory.prealloc ? memory.preallocThreads : undefined],
-          ["prealloc-context", tc],
-          ["host-nodes", policy ? { list: policy.hostNodes } : undefined],
-          ["policy", policy?.policy],
-        ]),
-      );
+      const entries: Array<readonly [string, OptEntry[1], string?]> = [
+        ["id", id],
+        ["size", region.sizeBytes],
+        ["mem-path", memory.backend === "file" ? memory.path : undefined, "memory.path"],
+        ["share", memory.share],
+        ["hugetlb", memory.backend === "memfd" && memory.hugepages !== "none" ? true : undefined, "memory.hugepages"],
+        ["hugetlbsize", memory.backend === "memfd" && memory.hugepages !== "none" ? memory.hugepages : undefined, "memory.hugepages"],
+        ["reserve", memory.reserve, "memory.reserve"],
+        ["prealloc", memory.prealloc, "memory.prealloc"],
+        ["prealloc-threads", memory.prealloc ? memory.preallocThreads : undefined, "memory.preallocThreads"],
+        ["prealloc-context", tc],
+        ["host-nodes", policy ? { list: policy.hostNodes } : undefined],
+        ["policy", policy?.policy],
+        ["guest-memfd", gmem?.flag ? true : undefined],
+      ];
+      const usable = known ? entries.filter(([k, v, path]) => this.backendHas(backendType, known, k, v, path)) : entries;
+      out.push("-object", this.opts(region.path, backendType, usable));
     }
     return out;
   }
 
-  /** host-nodes/policy for a backend, when the plan puts this node's shared memory there by policy. */
+  /** Does a probed backend type take this property? A value the profile set that it lacks is an error. */
+  backendHas(type: string, known: string[], key: string, value: OptEntry[1], path: string | undefined): boolean {
+    if (key === "id" || value === undefined || known.includes(key)) return true;
+    // Defaults qcvm renders explicitly (share, prealloc) are dropped silently when the type lacks them.
+    if (path && !(key === "prealloc" && value === false) && !this.reported.has(`${type}.${key}`)) {
+      this.reported.add(`${type}.${key}`); // once, not once per guest node
+      this.error("backend-property", path, `${type}, which the plan uses to place private memory, has no ${key} property`, {
+        hint: "drop the field, or plan with capabilities of a QEMU whose backend has it",
+      });
+    }
+    return false;
+  }
+
+  /**
+   * The backend that carries host-nodes/policy to guest_memfd, when the plan places private
+   * memory that way (in no upstream QEMU release: detected, never assumed). The planner picks the
+   * same one: memory-backend-guest-memfd first, else memory-backend-memfd guest-memfd=on.
+   */
+  gmemBackend(): { type: string; flag: boolean } | undefined {
+    if (this.gmemChoice !== null) return this.gmemChoice;
+    this.gmemChoice = undefined;
+    if (!this.plan.nodes.some((n) => n.private.mechanism === "guest-memfd-mempolicy")) return undefined;
+    if (hasFeature(this.caps, "guest-memfd-backend")) this.gmemChoice = { type: "memory-backend-guest-memfd", flag: false };
+    else if (hasFeature(this.caps, "memfd-guest-memfd")) this.gmemChoice = { type: "memory-backend-memfd", flag: true };
+    else {
+      this.error("missing-feature", this.profile.numa.nodes.length > 0 ? "numa.nodes" : "memory", `the plan places private memory by a guest_memfd policy, but ${missingFeatureMessage(this.caps, "guest-memfd-backend")}`, {
+        hint: "plan and render with the same QEMU capabilities (--capabilities)",
+      });
+    }
+    return this.gmemChoice;
+  }
+
+  /** host-nodes/policy for a backend, when the plan places this node's memory by backend policy. */
   backendPolicy(region: MemoryRegion, pn: PlanNode | undefined): { hostNodes: number[]; policy: MemPolicy } | undefined {
-    if (!pn || pn.shared.mechanism !== "backend-policy") return undefined;
+    if (!pn) return undefined;
+    if (pn.shared.mechanism !== "backend-policy" && pn.private.mechanism !== "guest-memfd-mempolicy") return undefined;
     if (pn.policy === "default" || pn.hostNodes.length === 0) return undefined;
     if (!BACKEND_POLICIES.has(pn.policy)) {
       this.error("policy", `${region.path}.policy`, `QEMU memory backends know bind, preferred and interleave, not ${pn.policy}`, {
@@ -413,9 +458,7 @@ class Renderer {
       });
       return undefined;
     }
-    if (pn.policy === "preferred" && pn.hostNodes.length > 1 && !hasFeature(this.caps, "preferred-many")) {
-      this.warn("preferred-many", `${region.path}.hostNodes`, `only host node ${pn.hostNodes[0]} will be preferred: ${missingFeatureMessage(this.caps, "preferred-many")}`);
-    }
+    // preferred over several nodes before QEMU 8.0 prefers only the first: the planner says so.
     return { hostNodes: pn.hostNodes, policy: pn.policy };
   }
 

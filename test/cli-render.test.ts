@@ -116,6 +116,18 @@ describe("qcvm render --format json", () => {
   });
 });
 
+describe("qcvm render follows the plan", () => {
+  it("renders the guest_memfd backend the planner chose on a Linux 6.19 host with a QEMU that has it", () => {
+    const out = renderJson("profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/gmem-mempolicy", "--capabilities", "test/fixtures/plan-profiles/caps-gmem-snp.json");
+    const objects = out.argv.filter((_, i) => out.argv[i - 1] === "-object");
+    expect(objects).toEqual([
+      "sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,convert-in-place=on",
+      "memory-backend-guest-memfd,id=mem0,size=4294967296,share=on,prealloc=off,host-nodes=0,policy=bind",
+      "memory-backend-guest-memfd,id=mem1,size=4294967296,share=on,prealloc=off,host-nodes=1,policy=bind",
+    ]);
+  });
+});
+
 describe("qcvm render errors", () => {
   it("exits 1 with file: path: message lines and no stack for a render error", () => {
     const r = qcvm("render", "profiles/kvm-1node.yaml", "--host", SINGLE, "--set", 'qemu.version="4.2"');

@@ -3,7 +3,7 @@ import { builtinCapabilities } from "../src/capabilities.js";
 import { formatDiagnostic } from "../src/diagnostics.js";
 import { renderArgv } from "../src/render.js";
 import type { Plan, Profile, Result } from "../src/types.js";
-import { GiB, MiB, makePlan, makeProfile, nodes } from "./helpers/profile.js";
+import { GiB, MiB, makePlan, makeProfile, merge, nodes } from "./helpers/profile.js";
 
 function render(profile: Profile, plan: Plan = makePlan(profile)): Result<string[]> {
   return renderArgv(profile, plan, builtinCapabilities(profile.qemu.version));
@@ -148,15 +148,12 @@ describe("renderArgv: memory and NUMA", () => {
     ]);
   });
 
-  it.each([
-    ["7.2", 1],
-    ["8.0", 0],
-  ])("preferred over several host nodes on QEMU %s: %d warning(s) that only the first is preferred", (version, count) => {
+  it.each(["7.2", "8.0"])("renders preferred over several host nodes as asked on QEMU %s (the planner warns when only the first counts)", (version) => {
     const p = makeProfile({ qemu: { version }, numa: { nodes: nodes([[0, 1], 512, [2, 3], "preferred"]) } });
     const r = render(p);
     expect(r.errors).toEqual([]);
-    expect(r.warnings.map((w) => w.code)).toEqual(Array(count).fill("render.preferred-many"));
-    if (count) expect(formatDiagnostic(r.warnings[0]!)).toContain("only host node 2 will be preferred: preferred policy over several host nodes (MPOL_PREFERRED_MANY) needs QEMU >= 8.0");
+    expect(r.warnings).toEqual([]);
+    expect(values(r.value!, "-object")[0]).toMatch(/,host-nodes=2-3,policy=preferred$/);
   });
 
   it.each([
@@ -220,6 +217,58 @@ describe("renderArgv: NUMA-local preallocation (thread-context, QEMU 7.2)", () =
     expect(r.warnings.map(formatDiagnostic)).toEqual([
       "/profiles/test.yaml: warning: memory.prealloc: preallocation threads will run on any CPU, not near the target nodes: thread-context object (NUMA-local preallocation) needs QEMU >= 7.2; target QEMU is 7.1",
     ]);
+  });
+});
+
+describe("renderArgv: private memory placed by a guest_memfd policy (no upstream QEMU yet)", () => {
+  const snp2 = () => makeProfile({ qemu: { version: "10.2" }, confidential: SNP, numa: { nodes: nodes([[0], 256, [0], "bind"], [[1], 256, [1], "interleave"]) } });
+  function gmemPlan(p: Profile): Plan {
+    const plan = makePlan(p);
+    for (const n of plan.nodes) n.private = { mechanism: "guest-memfd-mempolicy", fidelity: "exact", reason: "test" };
+    return plan;
+  }
+  function capsWith(types: string[], properties: Record<string, string[]>) {
+    const caps = builtinCapabilities("10.2");
+    return { ...caps, source: "file" as const, types: [...caps.types, ...types], properties: { ...caps.properties, ...properties } };
+  }
+  const backendCaps = () =>
+    capsWith(["memory-backend-guest-memfd"], {
+      "memory-backend-guest-memfd": ["host-nodes", "policy", "prealloc", "share", "size"],
+      "sev-snp-guest": [...builtinCapabilities("10.2").properties["sev-snp-guest"]!, "convert-in-place"],
+    });
+
+  it("uses memory-backend-guest-memfd with only the properties the probe saw, and converts SNP pages in place", () => {
+    const p = snp2();
+    const r = renderArgv(p, gmemPlan(p), backendCaps());
+    expect(r.errors.map(formatDiagnostic)).toEqual([]);
+    expect(values(r.value!, "-object")).toEqual([
+      "sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,convert-in-place=on",
+      "memory-backend-guest-memfd,id=mem0,size=268435456,share=on,prealloc=off,host-nodes=0,policy=bind",
+      "memory-backend-guest-memfd,id=mem1,size=268435456,share=on,prealloc=off,host-nodes=1,policy=interleave",
+    ]);
+  });
+
+  it("falls back to memory-backend-memfd guest-memfd=on, as the planner does", () => {
+    const p = snp2();
+    const caps = capsWith([], {
+      "memory-backend-memfd": [...builtinCapabilities("10.2").properties["memory-backend-memfd"]!, "guest-memfd"],
+      "sev-snp-guest": [...builtinCapabilities("10.2").properties["sev-snp-guest"]!, "convert-in-place"],
+    });
+    const r = renderArgv(p, gmemPlan(p), caps);
+    expect(r.errors).toEqual([]);
+    expect(values(r.value!, "-object")[1]).toBe("memory-backend-memfd,id=mem0,size=268435456,share=on,prealloc=off,host-nodes=0,policy=bind,guest-memfd=on");
+  });
+
+  it.each([
+    ["a QEMU without any such backend", snp2, () => builtinCapabilities("10.2"), ["numa.nodes: the plan places private memory by a guest_memfd policy, but memory-backend-guest-memfd (host-nodes/policy reach guest_memfd) is in no upstream QEMU release yet; target QEMU is 10.2"]],
+    ["a field the probed backend lacks", () => merge(snp2(), { memory: { reserve: true } }), backendCaps, ["memory.reserve: memory-backend-guest-memfd, which the plan uses to place private memory, has no reserve property"]],
+  ])("is an error with %s", (_name, profile, caps, messages) => {
+    const p = profile();
+    const r = renderArgv(p, gmemPlan(p), caps());
+    expect(r.value).toBeUndefined();
+    const got = r.errors.map(formatDiagnostic);
+    expect(got).toHaveLength(messages.length);
+    messages.forEach((m, i) => expect(got[i]!.startsWith(`/profiles/test.yaml: ${m} (`), got[i]).toBe(true));
   });
 });
 
