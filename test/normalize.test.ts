@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { DEFAULTS, foldAttributes, foldPolicy, nameFromFile, normalizeProfile, reconcileTopology } from "../src/normalize.js";
+import { DEFAULTS, DERIVED_DEFAULTS, foldAttributes, foldPolicy, nameFromFile, normalizeProfile, reconcileTopology } from "../src/normalize.js";
 import { formatSize, parseIdList, parseSize } from "../src/sizes.js";
 import { readProfile } from "../src/profile.js";
 
@@ -79,6 +79,39 @@ describe("defaults", () => {
     [{ disks: [{ path: "d.img", format: "raw" }] }, (p: ReturnType<typeof normalizeProfile>) => p.disks[0], { path: "/vms/d.img", format: "raw", interface: "virtio-blk", readOnly: false }],
   ])("derived default %#", (raw, pick, expected) => {
     expect(pick(normalizeProfile({ apiVersion: "qcvm/v1", name: "t", ...raw }, "/vms/t.yaml"))).toEqual(expected);
+  });
+});
+
+describe("docs/profile.md", () => {
+  const doc = readFileSync("docs/profile.md", "utf8");
+
+  it("lists every derived default exactly as the code has it", () => {
+    for (const d of DERIVED_DEFAULTS) expect(doc).toContain(`| \`${d.field}\` | ${d.value} | ${d.when} |`);
+  });
+
+  it("lists every schema field", () => {
+    const schema = JSON.parse(readFileSync("schemas/profile.schema.json", "utf8")) as Tree;
+    const defs = schema.$defs as Record<string, Tree>;
+    const fields: string[] = [];
+    const walk = (s: Tree, path: string) => {
+      for (const [k, sub] of Object.entries((s.properties ?? {}) as Record<string, Tree>)) {
+        const p = path ? `${path}.${k}` : k;
+        fields.push(p);
+        const items = sub.items as Tree | undefined;
+        const ref = (items?.$ref as string | undefined)?.split("/").pop();
+        if (ref) walk(defs[ref]!, `${p}[]`);
+        else if (items) walk(items, `${p}[]`);
+        walk(sub, p);
+      }
+    };
+    walk(schema, "");
+    expect(fields.length).toBeGreaterThan(80);
+    expect(fields.filter((f) => !doc.includes(`| \`${f}\` |`))).toEqual([]);
+  });
+
+  it("is where load.ts says the precedence is documented", () => {
+    expect(readFileSync("src/load.ts", "utf8")).toContain("docs/profile.md#precedence");
+    expect(doc).toMatch(/\n## Precedence\n/);
   });
 });
 
