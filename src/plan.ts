@@ -478,6 +478,8 @@ interface SharedOutcome {
   mechanism: SharedMechanism;
   reason: string;
   place: Placement;
+  /** Shared pages are the private guest_memfd's own (in-place conversion): no second copy. */
+  inPrivate?: boolean;
 }
 
 function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpuset: boolean, warnings: Diagnostic[]): SharedOutcome {
@@ -629,6 +631,8 @@ interface NodeNeed {
  *    for pages the guest shares, and QEMU frees a page's other half on each conversion, so
  *    without prealloc the shared half is counted as "up to" (upToBytes), not as need; with
  *    prealloc it is populated up front and stays: need = private + shared, double the size.
+ *    With in-place conversion (guest_memfd mempolicy for SNP) shared pages are the guest_memfd's
+ *    own: one copy, nothing more to count.
  *  - A hugetlb shared half needs its pages from the node's pool of that size: QEMU's mapping
  *    reserves the whole size at start (unless reserve=off), so the full size counts.
  *  - Soft placements (preferred, interleave, default) spill to other nodes when one fills, so a
@@ -660,6 +664,7 @@ function planCapacity(
         if (priv[i]!.place.hard) at(n).hardNeed += b;
       }
     }
+    if (shared[i]!.inPrivate) return;
     const sharedCertain = !guestMemfd || profile.memory.prealloc;
     if (hpBytes > 0) {
       const reserveAll = sharedCertain || profile.memory.reserve !== false;
@@ -844,7 +849,9 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
   for (const g of planned) if (g.hostNodes.length === 0 && g.policy !== "default") g.policy = "default";
 
   const cpuInfo = planned.map((g) => hostCpusFor(g, host));
-  for (const c of cpuInfo) for (const note of c.notes) warnings.push(diag("warning", "placement.memory-only-node", "", note));
+  cpuInfo.forEach((c, i) => {
+    for (const note of c.notes) warnings.push(diag("warning", "placement.memory-only-node", `${paths[i]}.hostNodes`, note));
+  });
 
   const ctx: Ctx = {
     profile,
@@ -862,6 +869,16 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
   const process = strategy.process ?? weightedProcessPolicy(ctx, warnings);
   const cpuset = strategy.childMems !== undefined;
   const shared = planned.map((_, i) => planShared(ctx, i, process, cpuset, warnings));
+  // With in-place conversion the guest_memfd is also the shared memory: one file, one policy.
+  strategy.outcomes.forEach((o, i) => {
+    if (o.mechanism !== "guest-memfd-mempolicy") return;
+    shared[i] = {
+      mechanism: "backend-policy",
+      reason: `the backend's memory is the guest_memfd itself, converted in place: shared pages live in the same file under the same host-nodes=${formatList(planned[i]!.hostNodes)},policy=${planned[i]!.policy}`,
+      place: o.place,
+      inPrivate: true,
+    };
+  });
 
   const planNodes: PlanNode[] = planned.map((g, i) => {
     const o = strategy.outcomes[i]!;
@@ -920,7 +937,8 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
     });
   }
 
-  if (guestMemfd && profile.memory.prealloc) {
+  const separateShared = shared.some((sh) => !sh.inPrivate);
+  if (guestMemfd && profile.memory.prealloc && separateShared) {
     const size = profile.memory.sizeBytes;
     warnings.push(
       diag(

@@ -524,6 +524,16 @@ describe("planPlacement: capacity", () => {
     expect(plan.warnings.find((d) => d.code === "memory.prealloc-double")?.message).toContain("4 GiB private + 4 GiB shared = 8 GiB");
   });
 
+  it("SNP with in-place conversion: shared pages are the guest_memfd's own, so no up-to and no doubling", async () => {
+    const { plan } = await planFor({ name: "", profile: "snp-2node.yaml", set: ["memory.prealloc=true"], host: "gmem-mempolicy", caps: "caps-gmem-snp.json" });
+    expect(plan.capacity.map((r) => [r.hostNode, r.needBytes, r.upToBytes])).toEqual([
+      [0, 4 * GiB, undefined],
+      [1, 4 * GiB, undefined],
+    ]);
+    expect(plan.nodes[0]!.shared.reason).toContain("converted in place");
+    expect(codes(plan.warnings)).not.toContain("memory.prealloc-double");
+  });
+
   it("SEV-ES: the whole guest in the shared backend, no up-to", async () => {
     const { plan } = await planFor({ name: "", profile: "sev-es.yaml", host: "epyc-2s4n" });
     expect(plan.capacity).toEqual([expect.objectContaining({ hostNode: 0, needBytes: 4 * GiB, status: "ok" })]);
