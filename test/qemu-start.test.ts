@@ -60,8 +60,8 @@ function renderPaused(profile: Profile, plan: Plan, sock: string): string[] {
 
 async function start(argv: string[], sock: string): Promise<Started> {
   const kill = new AbortController();
-  // exec.spawn()'s promise settles when QEMU exits; it is kept as `exited`.
-  const exited = spawn(argv, { stdio: ["ignore", "ignore", "pipe"], cancelSignal: kill.signal }) as unknown as Started["exited"];
+  // The subprocess is also a promise that settles when QEMU exits: kept as `exited`.
+  const exited: Started["exited"] = spawn(argv, { stdio: ["ignore", "ignore", "pipe"], cancelSignal: kill.signal });
   const gone = new AbortController();
   void exited.then(() => gone.abort());
   cleanups.push(async () => {
