@@ -620,6 +620,8 @@ interface NodeNeed {
   hardNeed: number;
   pages: number;
   hardPages: number;
+  /** Guest nodes with memory here, for pointing a diagnostic at the field to change. */
+  guests: Set<number>;
 }
 
 /**
@@ -652,7 +654,7 @@ function planCapacity(
   const needs = new Map<number, NodeNeed>();
   const at = (n: number) => {
     let v = needs.get(n);
-    if (!v) needs.set(n, (v = { need: 0, upTo: 0, hardNeed: 0, pages: 0, hardPages: 0 }));
+    if (!v) needs.set(n, (v = { need: 0, upTo: 0, hardNeed: 0, pages: 0, hardPages: 0, guests: new Set() }));
     return v;
   };
   ctx.nodes.forEach((g, i) => {
@@ -660,6 +662,7 @@ function planCapacity(
     const sh = shared[i]!.place;
     if (guestMemfd) {
       for (const [n, b] of spread(priv[i]!.place, size, host)) {
+        at(n).guests.add(i);
         at(n).need += b;
         if (priv[i]!.place.hard) at(n).hardNeed += b;
       }
@@ -671,12 +674,14 @@ function planCapacity(
       if (reserveAll) {
         for (const [n, b] of spread(sh, size, host)) {
           const pages = Math.ceil(b / hpBytes);
+          at(n).guests.add(i);
           at(n).pages += pages;
           if (sh.hard) at(n).hardPages += pages;
         }
       }
     } else {
       for (const [n, b] of spread(sh, size, host)) {
+        at(n).guests.add(i);
         if (sharedCertain) {
           at(n).need += b;
           if (sh.hard) at(n).hardNeed += b;
@@ -705,7 +710,9 @@ function planCapacity(
     row.status = worse(memStatus, pageStatus);
     rows.push(row);
 
-    const path = "memory.size";
+    // One guest node's memory here: point at its size; several: at the total.
+    const only = v.guests.size === 1 ? [...v.guests][0]! : undefined;
+    const path = only !== undefined && ctx.paths[only] !== "memory" ? `${ctx.paths[only]}.memory` : "memory.size";
     if (memStatus === "insufficient") {
       const hard = v.hardNeed > hn.memFreeBytes || totalNeed > totalFree;
       errorsOrWarnings(hard, errors, warnings).push(

@@ -464,6 +464,7 @@ describe("planPlacement: capacity", () => {
       [1, 2816 * MiB, "tight"],
     ]);
     expect(codes(plan.errors)).toEqual(["capacity.insufficient"]);
+    expect(plan.errors[0]!.path).toBe("numa.nodes[0].memory");
     expect(plan.errors[0]!.message).toContain("host node 0 needs 2 GiB for this VM but has 1.5 GiB free");
     expect(codes(plan.warnings)).toContain("capacity.tight");
   });
