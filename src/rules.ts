@@ -455,8 +455,8 @@ const disks: Rule = (ctx) => {
 const network: Rule = (ctx) => {
   const { network: n } = ctx.profile;
   if (n.ifname !== undefined && n.type !== "tap") ctx.error("network.ifname", "network.ifname", "only tap networks have an ifname", { got: n.type });
-  if (n.type === "none" && (ctx.has("network.mac") || ctx.has("network.model"))) {
-    ctx.warn("network.unused", ctx.has("network.mac") ? "network.mac" : "network.model", "has no effect with network type none");
+  if (n.type === "none" && n.mac !== undefined) {
+    ctx.warn("network.unused", "network.mac", "has no effect with network type none", { got: n.mac, hint: "set network.type: user or tap" });
   }
 };
 
