@@ -49,7 +49,7 @@ import { createVmCgroup } from "./cgroup.js";
 import type { CgroupError, CgroupLayout, VmCgroup } from "./cgroup.js";
 import type { Context } from "./context.js";
 import type { QmpClient } from "./qmp.js";
-import type { Plan, Profile } from "./types.js";
+import type { Diagnostic, Plan, Profile } from "./types.js";
 
 export interface LaunchArgs {
   profile: string;
@@ -99,6 +99,12 @@ export class Reporter {
     else process.stderr.write(`qcvm: warning: ${message}\n`);
   }
 
+  /** A profile, plan or render diagnostic (already says "warning:"). */
+  diagnostic(d: Diagnostic): void {
+    if (this.format === "json") this.emit({ event: "warning", message: formatDiagnostic(d), diagnostic: d });
+    else process.stderr.write(`qcvm: ${formatDiagnostic(d)}\n`);
+  }
+
   note(message: string): void {
     if (this.quiet) return;
     if (this.format === "json") this.emit({ event: "note", message });
@@ -135,6 +141,9 @@ async function loadLaunchContext(a: LaunchArgs, runDir: string, r: Reporter): Pr
   const { loadContext, loadValidProfile } = await import("./context.js");
   const base = { profile: a.profile, set: a.set, host: a.host };
   if (a.capabilities) return loadContext({ ...base, capabilities: a.capabilities });
+  // A dry run for another host (--host) cannot know that host's QEMU: the profile's target
+  // version stands in, as for render and plan.
+  if (a.dryRun && a.host) return loadContext(base);
   // The binary is checked before anything else so a missing QEMU is one clear message.
   const { profile } = await loadValidProfile(a.profile, a.set);
   const binary = await which(profile.qemu.binary);
@@ -250,7 +259,7 @@ function vmMems(plan: Plan): string {
 }
 
 /** A lost vCPU cgroup for one guest node: what it costs depends on what the plan used it for. */
-function lostVcpuCgroup(plan: Plan, guestNode: number, reason: string): LostPlacement {
+function lostVcpuCgroup(plan: Plan, guestNode: number, reason: string, vmCgroupLost = false): LostPlacement {
   const node = plan.nodes.find((n) => n.guestNode === guestNode);
   const privateViaCpuset = node?.private.mechanism === "vcpu-cpuset";
   return {
@@ -260,38 +269,61 @@ function lostVcpuCgroup(plan: Plan, guestNode: number, reason: string): LostPlac
     reason,
     consequence: privateViaCpuset
       ? `it will follow QEMU's process policy (VM cgroup mems ${vmMems(plan)})`
-      : "its vCPU threads stay in the VM cgroup, on any of its CPUs",
+      : vmCgroupLost
+        ? "its vCPU threads run wherever QEMU's process may"
+        : "its vCPU threads stay in the VM cgroup, on any of its CPUs",
   };
 }
 
-/** Turn createVmCgroup / addProcess errors into lost placements, one per subject. */
-export function lostFromCgroupErrors(errors: readonly CgroupError[], plan: Plan): LostPlacement[] {
+const VM_LEVEL = new Set(["VM cgroup", "qcvm parent cgroup", "cgroup v2 root"]);
+
+/**
+ * What createVmCgroup's (or addProcess's) errors cost, as lost placements: one for the VM cgroup
+ * (QEMU's process) and one per guest node whose vCPU child is missing or failed. A child that was
+ * never made because its parent could not be is lost for the parent's reason, not a vaguer one.
+ * Returns the reason per failed child too, so thread placement does not report it twice.
+ */
+export function lostFromCgroupErrors(
+  errors: readonly CgroupError[],
+  plan: Plan,
+  existingChildren?: readonly string[],
+): { lost: LostPlacement[]; failedChildren: Map<string, string> } {
   const lost: LostPlacement[] = [];
-  const seen = new Set<string>();
-  for (const e of errors) {
-    if (seen.has(e.subject)) continue;
-    seen.add(e.subject);
-    const child = /^vCPU cgroup (.+)$/.exec(e.subject)?.[1];
-    if (child) {
-      for (const g of nodesOfChild(plan, child)) lost.push(lostVcpuCgroup(plan, g, describeErrno(e)));
-    } else if (e.subject === "VM memory accounting") {
-      lost.push({
-        what: "memory accounting",
-        mechanism: "memory cgroup",
-        reason: describeErrno(e),
-        consequence: "qcvm stats cannot attribute the VM's private memory per host node",
-        accountingOnly: true,
-      });
-    } else {
-      lost.push({
-        what: "QEMU process",
-        mechanism: "VM cgroup",
-        reason: describeErrno(e),
-        consequence: `QEMU runs in qcvm's cgroup: its memory is not confined to host nodes ${vmMems(plan)} and not accounted per VM`,
-      });
-    }
+  const failedChildren = new Map<string, string>();
+  const vmError = errors.find((e) => VM_LEVEL.has(e.subject));
+  if (vmError) {
+    // Without a planned VM cpuset the VM cgroup is only the accounting unit.
+    const planned = plan.launch.cgroups.some((c) => c.name === "" && (c.cpus.length > 0 || c.mems.length > 0));
+    lost.push({
+      what: "QEMU process",
+      mechanism: "VM cgroup",
+      reason: describeErrno(vmError),
+      consequence: planned
+        ? `QEMU runs in qcvm's own cgroup: its memory is not confined to host nodes ${vmMems(plan)} and not accounted per VM`
+        : "QEMU runs in qcvm's own cgroup: its memory is not accounted per VM (qcvm stats cannot attribute it)",
+      ...(planned ? {} : { accountingOnly: true }),
+    });
   }
-  return lost;
+  const accounting = errors.find((e) => e.subject === "VM memory accounting");
+  if (accounting) {
+    lost.push({
+      what: "memory accounting",
+      mechanism: "memory cgroup",
+      reason: describeErrno(accounting),
+      consequence: "qcvm stats cannot attribute the VM's private memory per host node",
+      accountingOnly: true,
+    });
+  }
+  for (const c of plan.launch.cgroups) {
+    if (c.name === "") continue;
+    const own = errors.find((e) => e.subject === `vCPU cgroup ${c.name}`);
+    const missing = existingChildren !== undefined && !existingChildren.includes(c.name);
+    const reason = own ? describeErrno(own) : missing ? (vmError ? describeErrno(vmError) : "the cpuset controller is not available") : undefined;
+    if (!reason) continue;
+    failedChildren.set(c.name, reason);
+    for (const g of nodesOfChild(plan, c.name)) lost.push(lostVcpuCgroup(plan, g, reason, vmError !== undefined));
+  }
+  return { lost, failedChildren };
 }
 
 function placementLosses(lost: readonly LostPlacement[]): LostPlacement[] {
@@ -313,6 +345,7 @@ async function placeVcpus(
   plan: Plan,
   cg: VmCgroup | undefined,
   accel: string,
+  failedChildren: ReadonlyMap<string, string> = new Map(),
 ): Promise<{ lost: LostPlacement[]; placed: string[] }> {
   const lost: LostPlacement[] = [];
   const placed: string[] = [];
@@ -322,7 +355,8 @@ async function placeVcpus(
   const shared = tids.size < cpus.length;
   const lostNodes = new Set<number>();
   for (const cgp of plan.launch.cgroups) {
-    if (cgp.tasks === "process") continue;
+    // Already reported as lost when the cgroup was made.
+    if (cgp.tasks === "process" || failedChildren.has(cgp.name)) continue;
     for (const vcpu of cgp.tasks.vcpus) {
       const tid = tidOf.get(vcpu);
       const nodes = nodesOfChild(plan, cgp.name);
@@ -423,7 +457,9 @@ function dryRunActions(
   actions.push(...cgroupActions(layout, name, plan));
   actions.push({
     action: "exec",
-    detail: `${prettyCommand(argv)}  (spawned from inside the VM cgroup, in its own session${detach ? ", output to " + paths.log : ""})`,
+    detail:
+      `${prettyCommand(argv)}  (${layout.systemd ? "born in its systemd scope" : "spawned from inside the VM cgroup"}, ` +
+      `in its own session${detach ? `, output to ${paths.log}` : ""})`,
   });
   actions.push({ action: "qmp", detail: `connect ${paths.qmp}; query-cpus-fast (vCPU thread ids)` });
   for (const c of plan.launch.cgroups) {
@@ -472,7 +508,7 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
         `(qcvm plan ${a.profile} shows the whole plan)`,
     );
   }
-  for (const w of ctx.warnings) r.warn(formatDiagnostic(w));
+  for (const w of ctx.warnings) r.diagnostic(w);
 
   let profile = ctx.profile;
   if (profile.machine.accel === "kvm") {
@@ -518,7 +554,7 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
     const lines = rendered.errors.map(formatDiagnostic);
     throw new UserError(`cannot render ${a.profile} (${countOf(lines.length, "error")}):\n${lines.join("\n")}`);
   }
-  for (const w of rendered.warnings) r.warn(formatDiagnostic(w));
+  for (const w of rendered.warnings) r.diagnostic(w);
 
   const { openCgroupLayout, systemdScopePrefix } = await import("./cgroup.js");
   const layout = openCgroupLayout(ctx.host);
@@ -616,6 +652,7 @@ class Launch {
   private qmp?: QmpClient;
   private nameLock?: Lock;
   private diskLocks: Lock[] = [];
+  private failedChildren = new Map<string, string>();
   private interrupted?: string;
   state?: VmState;
 
@@ -638,6 +675,13 @@ class Launch {
       this.lost.push(l);
       this.r.warn(formatLost(l), { lost: l });
     }
+  }
+
+  private addCgroupErrors(errors: readonly CgroupError[]): void {
+    const children = this.cg ? Object.keys(this.cg.paths.children) : [];
+    const r = lostFromCgroupErrors(errors, this.p.plan, children);
+    this.failedChildren = r.failedChildren;
+    this.addLost(r.lost);
   }
 
   private strictCheck(): void {
@@ -750,7 +794,7 @@ class Launch {
     }
     const made = createVmCgroupSync(this.p.layout, this.name, this.p.plan);
     this.cg = made.cgroup;
-    this.addLost(lostFromCgroupErrors(made.errors, this.p.plan));
+    this.addCgroupErrors(made.errors);
     const paths = made.cgroup.paths;
     const main = paths.cpuset ?? paths.memory;
     const cgs = this.p.plan.launch.cgroups;
@@ -786,11 +830,13 @@ class Launch {
     // cgroup than the fork itself (spawnInside moves it in and back around this call).
     const spawnNow = () => start(this.p.argv, options);
     let child: ResultPromise;
-    if (this.cg) {
+    // spawnInside only when there is a cgroup to be born in: with none (EACCES), qcvm must not
+    // try to move itself around either.
+    if (this.cg && this.cg.dirs.length > 0) {
       const res = this.cg.spawnInside(spawnNow);
       child = res.value;
       for (const e of res.errors.filter((x) => x.subject.startsWith("qcvm's own"))) this.r.warn(e.message);
-      this.addLost(lostFromCgroupErrors(res.errors.filter((x) => !x.subject.startsWith("qcvm's own")), this.p.plan));
+      this.addLost(lostFromCgroupErrors(res.errors.filter((x) => !x.subject.startsWith("qcvm's own")), this.p.plan).lost);
     } else {
       child = spawnNow();
     }
@@ -845,7 +891,7 @@ class Launch {
     if (this.p.layout.systemd) {
       const made = createVmCgroupSync(this.p.layout, this.name, plan, pid);
       this.cg = made.cgroup;
-      this.addLost(lostFromCgroupErrors(made.errors, plan));
+      this.addCgroupErrors(made.errors);
       this.state.cgroup.paths = cgroupDirs(made.cgroup);
       this.strictCheck();
     }
@@ -862,7 +908,7 @@ class Launch {
   // 7.
   private async placeThreads(): Promise<void> {
     const cpus = await this.qmp!.command<CpuInfoFast[]>("query-cpus-fast");
-    const placed = await placeVcpus(cpus, this.p.plan, this.cg, this.p.profile.machine.accel);
+    const placed = await placeVcpus(cpus, this.p.plan, this.cg, this.p.profile.machine.accel, this.failedChildren);
     this.addLost(placed.lost);
     const threads = cpus.map((x) => ({ vcpu: x["cpu-index"], tid: x["thread-id"] }));
     this.r.step(7, "vcpus", placed.placed.length ? `vCPU threads: ${placed.placed.join("; ")}` : "vCPU threads: nothing to place", { threads });

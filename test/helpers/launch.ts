@@ -1,0 +1,125 @@
+// Running the real qcvm (the built bin, as a user would) against the real QEMU, cgroup fs and
+// /proc, for the launch, status and stop tests. Each test file gets its own run dir and VM names
+// that carry the test process's pid, so files running in parallel never share a VM.
+import { execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { QmpClient } from "../../src/qmp.js";
+import { isAlive, listStates } from "../../src/runtime.js";
+import type { VmState } from "../../src/runtime.js";
+
+export const REPO = fileURLToPath(new URL("../../", import.meta.url));
+export const QCVM = join(REPO, "bin", "qcvm.js");
+export const KVM_2NODE = join(REPO, "profiles", "kvm-2node.yaml");
+
+/** /dev/kvm opens read-write for this process: QEMU will use KVM; otherwise qcvm falls back to TCG. */
+export const KVM_USABLE = (() => {
+  try {
+    closeSync(openSync("/dev/kvm", "r+"));
+    return true;
+  } catch {
+    return false;
+  }
+})();
+export const ACCEL = KVM_USABLE ? "kvm" : "tcg";
+
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run qcvm to completion. */
+export function qcvm(args: string[], options: { env?: NodeJS.ProcessEnv; prefix?: string[]; timeoutMs?: number } = {}): Promise<Ran> {
+  const argv = [...(options.prefix ?? []), process.execPath, QCVM, ...args];
+  return new Promise((resolve) => {
+    execFile(
+      argv[0]!,
+      argv.slice(1),
+      { env: options.env ?? process.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : 128) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
+  });
+}
+
+/** Start qcvm without waiting (foreground launches); stdout and stderr are collected. */
+export function startQcvm(args: string[]): { child: ChildProcess; out: { stdout: string; stderr: string }; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [QCVM, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const out = { stdout: "", stderr: "" };
+  child.stdout!.on("data", (d) => (out.stdout += d));
+  child.stderr!.on("data", (d) => (out.stderr += d));
+  // "exit", not "close": after qcvm dies, QEMU may still hold the pipes.
+  const exit = new Promise<number | null>((r) => child.once("exit", (code, sig) => r(code ?? (sig ? 128 : null))));
+  return { child, out, exit };
+}
+
+/** Resolve when `check()` is true; polls the way a person re-runs a command. */
+export async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let counter = 0;
+/** A VM name unique to this test process: [a-z0-9-]. */
+export function vmName(label: string): string {
+  return `${label}-${process.pid}-${counter++}`;
+}
+
+export function makeRunDir(label: string): string {
+  return mkdtempSync(join(tmpdir(), `qcvm-${label}-`));
+}
+
+/** Stop every VM left in a run dir (a failed test must not leak QEMUs), then remove the dir. */
+export async function sweepRunDir(runDir: string): Promise<void> {
+  for (const s of listStates(runDir)) {
+    await qcvm(["stop", s.name, "--force", "--run-dir", runDir]);
+    if (isAlive(s)) process.kill(s.pid, "SIGKILL");
+  }
+  rmSync(runDir, { recursive: true, force: true });
+}
+
+export function readStateFile(runDir: string, name: string): VmState {
+  return JSON.parse(readFileSync(join(runDir, name, "state.json"), "utf8")) as VmState;
+}
+
+/** Cpus_allowed_list and Mems_allowed_list of one thread, as the kernel reports them. */
+export function threadPlacement(pid: number, tid: number): { cpus: string; mems: string; name: string } {
+  const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+  const field = (k: string) => new RegExp(`^${k}:\\s*(\\S*)`, "m").exec(status)?.[1] ?? "";
+  return { cpus: field("Cpus_allowed_list"), mems: field("Mems_allowed_list"), name: field("Name") };
+}
+
+export function readIds(file: string): number[] {
+  return readFileSync(file, "utf8").split(/\s+/).filter(Boolean).map(Number);
+}
+
+export function threadsOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map(Number);
+}
+
+/** One QMP command on a fresh connection. */
+export async function qmpCommand<T>(socket: string, command: string): Promise<T> {
+  const c = await QmpClient.connect(socket, { timeoutMs: 5000 });
+  try {
+    return await c.command<T>(command);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Lines of `--format json` output, parsed. */
+export function events(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
