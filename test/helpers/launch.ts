@@ -94,7 +94,7 @@ export function readStateFile(runDir: string, name: string): VmState {
 /** Cpus_allowed_list and Mems_allowed_list of one thread, as the kernel reports them. */
 export function threadPlacement(pid: number, tid: number): { cpus: string; mems: string; name: string } {
   const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
-  const field = (k: string) => new RegExp(`^${k}:\\s*(\\S*)`, "m").exec(status)?.[1] ?? "";
+  const field = (k: string) => (new RegExp(`^${k}:[ \\t]*(.*)$`, "m").exec(status)?.[1] ?? "").trim();
   return { cpus: field("Cpus_allowed_list"), mems: field("Mems_allowed_list"), name: field("Name") };
 }
 
