@@ -2,8 +2,15 @@
 // machine (v1) and samples written from the kernel's documented formats (v2, multi-node); see
 // test/fixtures/observe/README.md.
 import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { createVmCgroup, openCgroupLayout } from "../src/cgroup.js";
+import { run, spawn } from "../src/exec.js";
+import { probeHost } from "../src/probe/host.js";
+import { pidStartTime, writeState } from "../src/runtime.js";
 import {
   findBackendMappings,
   formatBytes,
@@ -241,5 +248,107 @@ describe("readVmMemory on this machine", () => {
 
   it("formats sizes in binary units", () => {
     expect([formatBytes(0), formatBytes(1536), formatBytes(256 * MiB), formatBytes(1.5 * GiB)]).toEqual(["0 B", "1.5 KiB", "256.0 MiB", "1.5 GiB"]);
+  });
+});
+
+// `qcvm stats` end to end: a real QEMU born inside a VM cgroup made by qcvm's cgroup layer, with a
+// memfd backend bound to the first host node and preallocated, described by a state file as
+// launch writes it; the built CLI must find it and report the backend's pages on that node.
+describe("qcvm stats on a real QEMU", () => {
+  const repo = fileURLToPath(new URL("..", import.meta.url));
+  const qcvm = (args: string[]) => run([process.execPath, join(repo, "bin/qcvm.js"), "stats", ...args]);
+
+  it("reports the shared backend per node, the RSS contrast and drift-free placement; refuses dead and unknown VMs", async () => {
+    const host = probeHost("/");
+    const first = host.nodes[0]!.id;
+    const name = `stats-${process.pid}-${Date.now()}`;
+    const runDir = mkdtempSync(join(tmpdir(), "qcvm-stats-"));
+    const size = 64 * MiB;
+    const p = plan([node(0, size, [first])], false);
+    p.name = name;
+    p.launch.cgroups = [{ name: "", cpus: [], mems: [first], tasks: "process" }];
+    const { cgroup } = createVmCgroup(openCgroupLayout(host), name, p.launch.cgroups);
+    const argv = [
+      "qemu-system-x86_64",
+      ...["-machine", `pc,accel=${existsSync("/dev/kvm") ? "kvm:tcg" : "tcg"}`, "-m", "64M", "-S", "-display", "none", "-nodefaults"],
+      ...["-object", `memory-backend-memfd,id=mem0,size=64M,host-nodes=${first},policy=bind,prealloc=on`],
+      ...["-numa", "node,nodeid=0,memdev=mem0"],
+    ];
+    const { value: qemu } = cgroup.spawnInside(() => spawn(argv, { stdio: "ignore" }));
+    try {
+      const pid = qemu.pid!;
+      // prealloc touches every page before QEMU's main loop; wait until all are resident.
+      while (!/memory-backend-memfd.* N\d+=16384 /.test(readFileSync(`/proc/${pid}/numa_maps`, "utf8"))) {
+        expect(qemu.exitCode).toBeNull();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const dir = join(runDir, name);
+      mkdirSync(dir, { mode: 0o700 });
+      writeState({
+        version: 1,
+        name,
+        pid,
+        pidStartTime: pidStartTime(pid)!,
+        profile: "/profiles/test.yaml",
+        plan: p,
+        argv,
+        cgroup: { paths: cgroup.dirs.map((d) => d.path) },
+        dir,
+        qmp: join(dir, "qmp.sock"),
+        pidfile: join(dir, "qemu.pid"),
+        log: join(dir, "qemu.log"),
+        startedAt: new Date().toISOString(),
+        accel: "kvm",
+        hostRoot: "/",
+        phase: "running",
+        detached: true,
+        launcher: { pid: process.pid, startTime: pidStartTime(process.pid)! },
+        lost: [],
+      });
+
+      const json = await qcvm([name, "--run-dir", runDir, "--format", "json"]);
+      expect(json.stderr).toBe("");
+      expect(json.exitCode).toBe(0);
+      const s = JSON.parse(json.stdout);
+      expect(s.name).toBe(name);
+      expect(s.cgroup).toBe(cgroup.paths.memory);
+      const here = s.perNode.find((n: { hostNode: number }) => n.hostNode === first);
+      expect(here).toMatchObject({ privateBytes: 0, sharedBytes: size, planned: { private: 0, shared: size }, drift: false });
+      expect(s.backends).toMatchObject([{ kind: "memfd", sizeBytes: size, guestNode: 0, policy: { mode: "bind", nodes: [first] } }]);
+      expect(s.drift).toEqual([]);
+
+      const text = await qcvm([name, "--run-dir", runDir]);
+      expect(text.exitCode).toBe(0);
+      expect(text.stdout).toMatch(new RegExp(`^${first} +0 B +64\\.0 MiB +64\\.0 MiB +0 B / 64\\.0 MiB$`, "m"));
+      expect(text.stdout).toContain("private memory is invisible in RSS");
+
+      // --watch: samples until SIGINT, then exit 0.
+      const watch = spawn([process.execPath, join(repo, "bin/qcvm.js"), "stats", name, "--run-dir", runDir, "--watch", "--interval", "0.1", "--format", "json"], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const lines = createInterface({ input: watch.stdout! })[Symbol.asyncIterator]();
+      for (let i = 0; i < 2; i++) expect(JSON.parse((await lines.next()).value as string).perNode).toBeDefined();
+      watch.kill("SIGINT");
+      expect((await watch).exitCode).toBe(0);
+
+      qemu.kill("SIGKILL");
+      await qemu.catch(() => undefined);
+      const dead = await qcvm([name, "--run-dir", runDir]);
+      expect(dead.exitCode).toBe(1);
+      expect(dead.stderr).toMatch(new RegExp(`^qcvm: VM ${name} is not running \\(its QEMU, pid ${pid}, is gone\\)`));
+    } finally {
+      qemu.kill("SIGKILL");
+      await qemu.catch(() => undefined);
+      cgroup.remove();
+      rmSync(runDir, { recursive: true, force: true });
+    }
+
+    const unknown = await qcvm(["no-such-vm", "--run-dir", runDir]);
+    expect(unknown.exitCode).toBe(1);
+    expect(unknown.stderr).toMatch(/^qcvm: no VM named "no-such-vm" in /);
+    const bad = await qcvm(["x", "--interval", "0", "--run-dir", runDir]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain("--interval must be a positive number of seconds");
   });
 });

@@ -1,6 +1,203 @@
-// Placeholder until the command lands.
+// `qcvm stats <name>`: where a running VM's memory is, per host node: private (guest_memfd, from
+// the VM cgroup's memory.numa_stat) and shared (QEMU's backend mappings in numa_maps), next to
+// the plan's share, with drift flagged. Private memory is invisible in RSS, top and numa_maps;
+// the VM cgroup is the only place the kernel accounts it, which is why launch makes one per VM.
+// Exit codes: 0 shown (or --watch ended by SIGINT), 1 no such VM or it isn't running, 2 usage.
+import { join, relative } from "node:path";
 import { UserError } from "../diagnostics.js";
+import { FsRoot } from "../fsroot.js";
+import { formatBytes, readVmMemory } from "../observe.js";
+import type { VmMemory } from "../observe.js";
+import type { HostInfo } from "../types.js";
 
-export async function run(_args: Record<string, unknown>): Promise<number> {
-  throw new UserError("'stats' is not implemented yet", 2);
+interface StatsArgs {
+  name: string;
+  format: "text" | "json";
+  watch: boolean;
+  intervalSeconds: number;
+  runDir?: string;
+}
+
+function parseArgs(args: Record<string, unknown>): StatsArgs {
+  const name = typeof args.name === "string" ? args.name : "";
+  if (!name) throw new UserError("name the VM: qcvm stats <name> (qcvm status lists them)", 2);
+  const interval = args.interval === undefined ? 2 : Number(args.interval);
+  if (!Number.isFinite(interval) || interval <= 0) {
+    throw new UserError(`--interval must be a positive number of seconds, got ${JSON.stringify(args.interval)}`, 2);
+  }
+  const runDir = args["run-dir"] ?? args.runDir;
+  return {
+    name,
+    format: args.format === "json" ? "json" : "text",
+    watch: args.watch === true,
+    intervalSeconds: interval,
+    ...(typeof runDir === "string" && runDir !== "" ? { runDir } : {}),
+  };
+}
+
+/** One sample of a VM: its memory and where it came from. */
+export interface VmStats extends VmMemory {
+  name: string;
+  startedAt: string;
+  profile: string;
+  /** The memory cgroup directory read for private memory, or null when there is none. */
+  cgroup: string | null;
+}
+
+interface Target {
+  name: string;
+  pid: number;
+  pidStartTime: string;
+  startedAt: string;
+  profile: string;
+  plan: import("../types.js").Plan;
+  host: Pick<HostInfo, "root" | "nodes">;
+  /** memory.numa_stat of the VM cgroup, absolute. */
+  numaStat?: string;
+}
+
+/**
+ * The VM cgroup's memory.numa_stat: the state file lists every directory launch created; the one
+ * with a memory.numa_stat is the memory hierarchy's. A state without paths (or a cgroup moved
+ * since) falls back to looking the VM cgroup up by name.
+ */
+async function locateNumaStat(hostRoot: string, name: string, paths: unknown): Promise<string | undefined> {
+  const fs = new FsRoot(hostRoot);
+  const list = Array.isArray(paths) ? paths.filter((p): p is string => typeof p === "string") : [];
+  for (const p of list) {
+    const file = join(p, "memory.numa_stat");
+    if (fs.exists(relative(hostRoot, file))) return file;
+  }
+  const { probeHost } = await import("../probe/host.js");
+  const { openCgroupLayout, findVmCgroup } = await import("../cgroup.js");
+  return findVmCgroup(openCgroupLayout(probeHost(hostRoot)), name)?.memoryNumaStatPath();
+}
+
+async function findTarget(a: StatsArgs): Promise<Target> {
+  const { readState, resolveRunDir, isAlive } = await import("../runtime.js");
+  const runDir = resolveRunDir(a.runDir);
+  const state = readState(runDir, a.name);
+  if (!state) throw new UserError(`no VM named ${JSON.stringify(a.name)} in ${runDir} (qcvm status lists the VMs there)`);
+  if (!isAlive(state)) {
+    throw new UserError(`VM ${a.name} is not running (its QEMU, pid ${state.pid}, is gone): nothing to measure (qcvm stop ${a.name} cleans up)`);
+  }
+  const hostRoot = typeof state.hostRoot === "string" && state.hostRoot ? state.hostRoot : "/";
+  const { probeHost } = await import("../probe/host.js");
+  const host = probeHost(hostRoot);
+  const numaStat = await locateNumaStat(hostRoot, a.name, state.cgroup?.paths);
+  return {
+    name: state.name,
+    pid: state.pid,
+    pidStartTime: state.pidStartTime,
+    startedAt: state.startedAt,
+    profile: state.profile,
+    plan: state.plan,
+    host,
+    ...(numaStat ? { numaStat } : {}),
+  };
+}
+
+function sample(t: Target): VmStats | undefined {
+  const m = readVmMemory(t.pid, t.numaStat, t.host, { plan: t.plan });
+  if (!m) return undefined;
+  return {
+    name: t.name,
+    startedAt: t.startedAt,
+    profile: t.profile,
+    cgroup: t.numaStat ? t.numaStat.replace(/\/memory\.numa_stat$/, "") : null,
+    ...m,
+  };
+}
+
+function pad(cells: string[], widths: number[]): string {
+  return cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+}
+
+/** The per-node table and what to make of it. */
+export function formatStatsText(s: VmStats): string {
+  const out: string[] = [];
+  out.push(`${s.name}: pid ${s.pid}, memory cgroup ${s.cgroup ?? "none"}`);
+  const priv = (v: number | null) => (v === null ? "n/a" : formatBytes(v));
+  const rows: string[][] = [["HOST NODE", "PRIVATE (guest_memfd)", "SHARED", "TOTAL", "PLANNED private / shared", ""]];
+  for (const n of s.perNode) {
+    rows.push([
+      String(n.hostNode),
+      priv(n.privateBytes),
+      formatBytes(n.sharedBytes),
+      formatBytes(n.totalBytes),
+      n.planned ? `${formatBytes(n.planned.private)} / ${formatBytes(n.planned.shared)}` : "-",
+      n.drift ? "DRIFT" : "",
+    ]);
+  }
+  const plannedPrivate = s.perNode.reduce((a, n) => a + (n.planned?.private ?? 0), 0);
+  const plannedShared = s.perNode.reduce((a, n) => a + (n.planned?.shared ?? 0), 0);
+  rows.push([
+    "total",
+    priv(s.totals.privateBytes),
+    formatBytes(s.totals.sharedBytes),
+    formatBytes(s.totals.totalBytes),
+    s.perNode.some((n) => n.planned) ? `${formatBytes(plannedPrivate)} / ${formatBytes(plannedShared)}` : "-",
+    "",
+  ]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  out.push("", ...rows.map((r) => pad(r, widths)), "");
+  if (s.vmRssBytes !== undefined) {
+    out.push(
+      `VmRSS ${formatBytes(s.vmRssBytes)}: private memory is invisible in RSS (no mapping); it is read from the VM cgroup's memory.numa_stat.`,
+    );
+  }
+  for (const d of s.drift) out.push(`drift: ${d.message}`);
+  for (const n of s.notes) out.push(`note: ${n}`);
+  return `${out.join("\n")}\n`;
+}
+
+function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
+  if (format === "json") {
+    // --watch prints one JSON object per line (NDJSON), so a consumer can read samples as they come.
+    process.stdout.write(watching ? `${JSON.stringify({ at: new Date().toISOString(), ...s })}\n` : `${JSON.stringify(s, null, 2)}\n`);
+    return;
+  }
+  if (watching) {
+    // Redraw in place on a terminal; in a pipe or log, separate samples with a timestamp.
+    process.stdout.write(process.stdout.isTTY ? "\x1b[H\x1b[2J" : `\n--- ${new Date().toISOString()}\n`);
+  }
+  process.stdout.write(formatStatsText(s));
+}
+
+export async function run(args: Record<string, unknown>): Promise<number> {
+  const a = parseArgs(args);
+  const target = await findTarget(a);
+  const { isProcessAlive } = await import("../runtime.js");
+  const gone = () => new UserError(`VM ${a.name} is not running any more (pid ${target.pid} exited)`);
+  const first = sample(target);
+  if (!first) throw gone();
+  emit(first, a.format, a.watch);
+  if (!a.watch) return 0;
+
+  let stopped = false;
+  let wake: () => void = () => undefined;
+  const onSignal = () => {
+    stopped = true;
+    wake();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    for (;;) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, a.intervalSeconds * 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (stopped) return 0;
+      const s = isProcessAlive(target.pid, target.pidStartTime) ? sample(target) : undefined;
+      if (!s) throw gone();
+      emit(s, a.format, true);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
 }
