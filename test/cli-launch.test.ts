@@ -1,0 +1,192 @@
+// The launch, status and stop commands as a user runs them: dry-run output, refusals (plan
+// errors, a second launch of a name, a disk image another VM writes), stale locks from a crashed
+// run, and status/stop answers for VMs that do not exist.
+import { afterAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { vmLockPath } from "../src/lock.js";
+import { KVM_2NODE, REPO, events, makeRunDir, qcvm, readStateFile, sweepRunDir, vmName } from "./helpers/launch.js";
+
+const runDir = makeRunDir("cli-launch");
+afterAll(() => sweepRunDir(runDir));
+
+describe("launch --dry-run", () => {
+  it("prints every action, the full argv and the vCPU placement, and does none of it", async () => {
+    const name = vmName("dry");
+    const dir = join(runDir, "never-created");
+    const r = await qcvm(["launch", KVM_2NODE, "--dry-run", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--run-dir", dir]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines[0]).toBe(`# qcvm launch --dry-run ${KVM_2NODE}: nothing below is done`);
+    expect(lines).toContain(`lock    VM name: ${dir}/locks/vm-${name}.lock`);
+    expect(lines).toContain(`mkdir   ${dir}/${name} (mode 0700): qmp.sock, qemu.pid, qemu.log, state.json`);
+    // One cgroup line per directory, each with its cpus and mems.
+    expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node0: cpus \\S+, mems 0 \\(vCPU 0\\)`));
+    expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node1: cpus \\S+, mems 0 \\(vCPU 1\\)`));
+    const exec = lines.find((l) => l.startsWith("exec "))!;
+    expect(exec).toContain(`qemu-system-x86_64 -name guest=${name},debug-threads=on`);
+    expect(exec).toContain("host-nodes=0,policy=bind");
+    expect(exec).toContain(`-qmp unix:${dir}/${name}/qmp.sock,server=on,wait=off -S -pidfile ${dir}/${name}/qemu.pid`);
+    expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual(["vcpu    vCPU 0 thread -> cgroup vcpu-node0", "vcpu    vCPU 1 thread -> cgroup vcpu-node1"]);
+    expect(lines.filter((l) => l.startsWith("pin "))).toHaveLength(2);
+    expect(lines).toContain("qmp     cont (vCPUs start with placement in force)");
+    // Nothing was done: no run dir, no cgroup, no QEMU.
+    expect(existsSync(dir)).toBe(false);
+    expect(existsSync(`/sys/fs/cgroup/cpuset/qcvm/${name}`)).toBe(false);
+    expect(existsSync(`/sys/fs/cgroup/qcvm/${name}`)).toBe(false);
+  });
+
+  it("--format json gives the argv as an array and the actions as objects", async () => {
+    const name = vmName("dryjson");
+    const r = await qcvm(["launch", KVM_2NODE, "--dry-run", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ dryRun: true, name });
+    expect(out.argv[0]).toBe("qemu-system-x86_64");
+    expect(out.argv.slice(-3)).toEqual(["-S", "-pidfile", join(runDir, name, "qemu.pid")]);
+    expect(out.actions.map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(["lock", "mkdir", "cgroup", "exec", "qmp", "state"]));
+  });
+
+  it("plans for another host with --host, without probing this one's QEMU", async () => {
+    const r = await qcvm([
+      "launch",
+      join(REPO, "profiles", "snp-2node.yaml"),
+      "--dry-run",
+      "--host",
+      join(REPO, "test/fixtures/hosts/epyc-2s4n"),
+      "--run-dir",
+      runDir,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    // QEMU 7.2 here has no sev-snp-guest: the argv comes from the profile's target version.
+    expect(r.stdout).toContain("-object sev-snp-guest,id=snp0");
+    expect(r.stdout).toMatch(/vcpu-node1: cpus [0-9,-]+, mems 1 \(vCPU 4-7\)/);
+  });
+});
+
+describe("launch refusals", () => {
+  it("refuses a plan with errors, listing them, before touching anything", async () => {
+    const name = vmName("noplan");
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--host",
+      join(REPO, "test/fixtures/hosts/tight-memory"),
+      "--set",
+      `name=${name}`,
+      "--set",
+      "memory.size=64G",
+      "--set",
+      "numa.nodes[0].memory=32G",
+      "--set",
+      "numa.nodes[1].memory=32G",
+      "--run-dir",
+      runDir,
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/cannot launch .*the plan does not hold \(1 error\):\n.*host node 0 needs 64 GiB/);
+    expect(r.stderr).not.toContain("internal error");
+    expect(existsSync(join(runDir, name))).toBe(false);
+    expect(existsSync(vmLockPath(runDir, name))).toBe(false);
+  });
+
+  it("refuses a second launch of a running VM's name, and the first one runs on", async () => {
+    const name = vmName("twice");
+    const first = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir]);
+    expect(first.code, first.stderr).toBe(0);
+    const state = readStateFile(runDir, name);
+    const second = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`VM \`${name}\` is already running \\(pid ${state.pid}, started .*\\); stop it with \`qcvm stop ${name}\``));
+    expect(readStateFile(runDir, name).pid).toBe(state.pid);
+    const st = await qcvm(["status", name, "--run-dir", runDir]);
+    expect(st.code).toBe(0);
+    expect(st.stdout).toMatch(new RegExp(`^VM ${name}: running`));
+    expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+  });
+
+  it("clears a stale lock left by a crashed run, with a note, and launches", async () => {
+    const name = vmName("stale");
+    const dead = spawnSync("true").pid!;
+    mkdirSync(join(runDir, "locks"), { recursive: true });
+    writeFileSync(
+      vmLockPath(runDir, name),
+      JSON.stringify({ vm: name, pid: dead, startTime: "1", role: "qemu", since: "2026-01-01T00:00:00.000Z", nonce: "crashed" }),
+    );
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`qcvm: note: cleared stale lock for VM \`${name}\`: QEMU pid ${dead}`);
+    expect(JSON.parse(readFileSync(vmLockPath(runDir, name), "utf8")).pid).toBe(readStateFile(runDir, name).pid);
+    expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+  });
+
+  it("refuses a second VM writing the same disk image, lets read-only users share it, and never changes the image", async () => {
+    const image = join(runDir, "disk.raw");
+    writeFileSync(image, Buffer.alloc(1 << 20, 0x5a));
+    const digest = () => createHash("sha256").update(readFileSync(image)).digest("hex");
+    const before = { digest: digest(), size: statSync(image).size };
+    const disk = (ro: boolean) => `disks=[{path: ${image}, format: raw, readOnly: ${ro}}]`;
+    const [a, b, c, d] = [vmName("diska"), vmName("diskb"), vmName("diskc"), vmName("diskd")];
+    const launch = (name: string, ro: boolean) =>
+      qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--set", disk(ro), "--run-dir", runDir]);
+
+    const first = await launch(a, false);
+    expect(first.code, first.stderr).toBe(0);
+    const second = await launch(b, false);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`disk image ${image} is in use (writable) by VM \`${a}\``);
+    expect(existsSync(join(runDir, b))).toBe(false);
+    expect((await qcvm(["stop", a, "--force", "--run-dir", runDir])).code).toBe(0);
+
+    const ro1 = await launch(c, true);
+    const ro2 = await launch(d, true);
+    expect([ro1.code, ro2.code], ro1.stderr + ro2.stderr).toEqual([0, 0]);
+    const writer = await launch(b, false);
+    expect(writer.code).toBe(1);
+    expect(writer.stderr).toMatch(new RegExp(`disk image ${image} is in use \\(read-only\\) by VM \`(${c}|${d})\``));
+    for (const n of [c, d]) expect((await qcvm(["stop", n, "--force", "--run-dir", runDir])).code).toBe(0);
+
+    expect({ digest: digest(), size: statSync(image).size }).toEqual(before);
+    expect(readdirSync(join(runDir, "locks")).filter((f) => f.startsWith("disk-"))).toEqual([]);
+  });
+
+  it("names a missing disk image, exit 1, and does not create it", async () => {
+    const name = vmName("nodisk");
+    const missing = join(runDir, "missing.qcow2");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", `disks=[{path: ${missing}, format: qcow2}]`, "--run-dir", runDir]);
+    expect(r.code).toBe(1);
+    // The profile front end catches it first; launch's lock step would say the same.
+    expect(r.stderr).toMatch(/disk image does not exist \(qcvm never creates disks\), got ".*missing\.qcow2"/);
+    expect(existsSync(missing)).toBe(false);
+    expect(existsSync(join(runDir, name))).toBe(false);
+    expect(existsSync(vmLockPath(runDir, name))).toBe(false);
+  });
+});
+
+describe("status and stop", () => {
+  it("list running VMs as a table and as JSON", async () => {
+    const name = vmName("list");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(events(r.stdout).map((e) => e.event)).toEqual(["running"]);
+    const table = await qcvm(["status", "--run-dir", runDir]);
+    expect(table.code).toBe(0);
+    const [header, ...rows] = table.stdout.trimEnd().split("\n");
+    expect(header).toMatch(/^NAME +STATE +PID +UPTIME +ACCEL +FIDELITY +PROFILE$/);
+    expect(rows.find((l) => l.startsWith(`${name} `))).toMatch(/ running +\d+ +\d+s +(kvm|tcg) +0:exact,1:exact +/);
+    const json = JSON.parse((await qcvm(["status", "--format", "json", "--run-dir", runDir])).stdout);
+    expect(json.vms.find((v: { name: string }) => v.name === name)).toMatchObject({ state: "running", detached: true });
+    expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+  });
+
+  it("answer exit 1 with a clear message for a VM that does not exist", async () => {
+    const st = await qcvm(["status", "no-such-vm", "--run-dir", runDir]);
+    expect(st.code).toBe(1);
+    expect(st.stderr).toBe(`qcvm: no VM named \`no-such-vm\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
+    const sp = await qcvm(["stop", "no-such-vm", "--run-dir", runDir]);
+    expect(sp.code).toBe(1);
+    expect(sp.stderr).toContain("no VM named `no-such-vm`");
+  });
+});
