@@ -62,7 +62,8 @@ await build({
   globalName: "__qcvm",
   define: { ...common.define, "import.meta.url": JSON.stringify("file:///qcvm/dist/cli.js") },
   footer: {
-    js: 'require("v8").startupSnapshot.setDeserializeMainFunction(() => { __qcvm.main(process.argv.slice(1)).then((c) => { process.exitCode = c; }); });',
+    // QCVM_SHOW_STARTUP=1 says which entry ran (the test of this path relies on it).
+    js: 'require("v8").startupSnapshot.setDeserializeMainFunction(() => { if (process.env.QCVM_SHOW_STARTUP) process.stderr.write("qcvm: started from snapshot\\n"); __qcvm.main(process.argv.slice(1)).then((c) => { process.exitCode = c; }); });',
   },
 });
 
