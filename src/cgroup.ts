@@ -85,7 +85,9 @@ function errnoHint(errno: string, file: string): string {
     case "ENOSPC":
       return "cgroup v1 cpuset with empty cpuset.cpus or cpuset.mems cannot take tasks";
     case "EBUSY":
-      return "the cgroup still holds tasks, or its cpus/mems are in use by a child";
+      return file.endsWith("cgroup.subtree_control")
+        ? "cgroup v2 no-internal-process rule: this cgroup holds processes, as a container's cgroup root does; move them into a leaf cgroup first, or run qcvm in a delegated cgroup"
+        : "the cgroup still holds tasks, or its cpus/mems are in use by a child";
     case "EOPNOTSUPP":
       return "cgroup v2 rules: a threaded subtree cannot have domain controllers, and a domain cgroup with processes cannot have threaded children under domain controllers";
     case "ESRCH":
@@ -279,7 +281,9 @@ export class VmCgroup {
    * Moving QEMU in afterwards instead leaves early charges behind (memory charges don't follow a
    * task) and makes cpuset_attach rebind the process's existing mempolicies to the new mems
    * (mpol_rebind_mm). qcvm moves itself back to where it was, even if `fn` throws. Synchronous on
-   * purpose: no other work of qcvm's runs (and gets charged to the VM) in between.
+   * purpose: no other work of qcvm's runs (and gets charged to the VM) in between. The price: as a
+   * thread-group leader joining a migrating cpuset, qcvm's own few tens of MiB may be moved to
+   * the VM's nodes once; that is harmless and cheaper than any of the alternatives.
    */
   spawnInside<T>(fn: () => T): { value: T; errors: CgroupError[] } {
     const original = readProcessCgroups(this.layout, "self");
