@@ -202,7 +202,8 @@ async function checkMempolicy(nodes: number[]): Promise<{ ok: true } | { ok: fal
   const r = await run(["numactl", `--membind=${formatList(nodes)}`, "--", "true"]);
   if (r.exitCode === 0) return { ok: true };
   const text = (r.stderr || r.stdout).trim();
-  if (/not permitted|EPERM/i.test(text)) return { ok: false, reason: `EPERM from set_mempolicy: ${text.split("\n")[0]}` };
+  // numactl says "set_mempolicy: Operation not permitted".
+  if (/not permitted|EPERM/i.test(text)) return { ok: false, reason: "EPERM from set_mempolicy/mbind, as under a container's seccomp profile" };
   return { ok: true }; // another failure (an offline node): QEMU reports it precisely
 }
 
@@ -217,7 +218,9 @@ function dropMempolicy(plan: Plan, reason: string): { plan: Plan; lost: LostPlac
         what: "shared memory",
         mechanism: "backend-policy",
         reason,
-        consequence: `it is placed by the VM cgroup's mems${plan.launch.cgroups.length ? "" : " (none) and first touch"}`,
+        consequence: plan.launch.cgroups.some((c) => c.mems.length > 0)
+          ? `only the VM's cpuset mems (${vmMems(plan)}) bound it`
+          : "it goes wherever it is first touched",
       });
       changes.shared = { ...n.shared, mechanism: "none", reason: `lost at launch: ${reason}` };
     }

@@ -12,7 +12,8 @@ import { isAlive, listStates } from "../../src/runtime.js";
 import type { VmState } from "../../src/runtime.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
-export const QCVM = join(REPO, "bin", "qcvm.js");
+// QCVM_TEST_BIN: run these tests against another build of qcvm (dist/ is what `npm test` builds).
+export const QCVM = process.env.QCVM_TEST_BIN ?? join(REPO, "bin", "qcvm.js");
 export const KVM_2NODE = join(REPO, "profiles", "kvm-2node.yaml");
 
 /** /dev/kvm opens read-write for this process: QEMU will use KVM; otherwise qcvm falls back to TCG. */

@@ -1,0 +1,219 @@
+// Failures, each produced for real: a missing QEMU binary, QEMU refusing its command line,
+// cgroups that deny access (qcvm run as an unprivileged user, which gets EACCES from the cgroup
+// filesystem exactly as a process in a container without delegation does), memory policy denied
+// by a seccomp filter (Docker's default profile answers EPERM to mbind/set_mempolicy), QEMU
+// killed from outside, and qcvm itself killed with SIGKILL.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chownSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { vmLockPath } from "../src/lock.js";
+import { isAlive } from "../src/runtime.js";
+import {
+  KVM_2NODE,
+  REPO,
+  events,
+  makeRunDir,
+  qcvm,
+  qmpCommand,
+  readStateFile,
+  startQcvm,
+  sweepRunDir,
+  until,
+  vmName,
+} from "./helpers/launch.js";
+
+const runDir = makeRunDir("failures");
+afterAll(() => sweepRunDir(runDir));
+
+/** Nothing of VM `name` is left: no run dir, no lock, no cgroup, no QEMU with its name. */
+function expectNothingLeft(name: string): void {
+  expect(existsSync(join(runDir, name)), "run dir").toBe(false);
+  expect(existsSync(vmLockPath(runDir, name)), "name lock").toBe(false);
+  for (const cg of [`/sys/fs/cgroup/cpuset/qcvm/${name}`, `/sys/fs/cgroup/memory/qcvm/${name}`, `/sys/fs/cgroup/qcvm/${name}`]) {
+    expect(existsSync(cg), cg).toBe(false);
+  }
+  const qemus = readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(`guest=${name},`);
+      } catch {
+        return false;
+      }
+    });
+  expect(qemus, "QEMU processes of this VM").toEqual([]);
+}
+
+describe("QEMU cannot start", () => {
+  it("binary missing: one clear message, exit 1, nothing left behind", async () => {
+    const name = vmName("nobin");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "qemu.binary=/nonexistent/qemu", "--run-dir", runDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      "qcvm: QEMU binary `/nonexistent/qemu` not found (qemu.binary in profiles/kvm-2node.yaml): " +
+        "install it (Debian: apt-get install qemu-system-x86) or set qemu.binary to its path\n",
+    );
+    expectNothingLeft(name);
+  });
+
+  it("QEMU rejects its command line (detached): its own message is shown, and everything is cleaned up", async () => {
+    const name = vmName("badarg");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", 'extraArgs=["-no-such-option"]', "--run-dir", runDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/qcvm: QEMU exited during start-up \(exit code 1\); cleaned up\. QEMU said:\n.*-no-such-option: invalid option/);
+    expect(r.stderr).not.toContain("internal error");
+    expectNothingLeft(name);
+  });
+
+  it("QEMU rejects its command line (foreground): its stderr streams through, then the same clean-up", async () => {
+    const name = vmName("badfg");
+    const r = await qcvm(["launch", KVM_2NODE, "--set", `name=${name}`, "--set", 'extraArgs=["-no-such-option"]', "--run-dir", runDir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/-no-such-option: invalid option/);
+    expect(r.stderr).toContain("QEMU exited during start-up (exit code 1); cleaned up; QEMU's messages are above");
+    expectNothingLeft(name);
+  });
+});
+
+describe("placement the host does not allow", () => {
+  // As root, run qcvm as nobody; as any other user qcvm already is unprivileged.
+  const asUnprivileged = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
+  let userRunDir: string;
+  beforeAll(() => {
+    userRunDir = makeRunDir("failures-user");
+    if (process.getuid?.() === 0) chownSync(userRunDir, 65534, 65534);
+  });
+  afterAll(() => sweepRunDir(userRunDir));
+
+  it("EACCES on cgroups: the launch goes on and says exactly which placement was lost", async () => {
+    const name = vmName("eacces");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--run-dir", userRunDir], {
+      prefix: asUnprivileged,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const vmCg = `/sys/fs/cgroup/(cpuset/)?qcvm/${name}`;
+    expect(r.stderr).toMatch(new RegExp(`qcvm: warning: QEMU process: VM cgroup not applied \\(EACCES creating ${vmCg}\\)`));
+    for (const node of [0, 1]) {
+      expect(r.stderr).toMatch(
+        new RegExp(`qcvm: warning: guest node ${node} vCPU placement: vcpu-cpuset not applied \\(EACCES creating ${vmCg}\\); its vCPU threads run wherever QEMU's process may`),
+      );
+    }
+    // The same losses are kept in the state and shown by status; pinning still happened.
+    const state = readStateFile(userRunDir, name);
+    expect(state.lost.map((l) => [l.guestNode, l.mechanism])).toEqual([
+      [undefined, "VM cgroup"],
+      [0, "vcpu-cpuset"],
+      [1, "vcpu-cpuset"],
+    ]);
+    expect(await qmpCommand(state.qmp, "query-status")).toMatchObject({ running: true });
+    const st = await qcvm(["status", name, "--run-dir", userRunDir]);
+    expect(st.stdout).toMatch(/ 0 +0 +bind .* exact, lost at launch/);
+    expect(st.stdout).toContain("lost: guest node 1 vCPU placement: vcpu-cpuset not applied (EACCES");
+    const table = await qcvm(["status", "--run-dir", userRunDir]);
+    expect(table.stdout).toMatch(new RegExp(`${name} +running .* 0:lost,1:lost `));
+    expect((await qcvm(["stop", name, "--force", "--run-dir", userRunDir])).code).toBe(0);
+    expect(isAlive(state)).toBe(false);
+  });
+
+  it("EACCES on cgroups with placement.strict: the launch is refused and cleaned up", async () => {
+    const name = vmName("strict");
+    const r = await qcvm(
+      ["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--set", "placement.strict=true", "--run-dir", userRunDir],
+      { prefix: asUnprivileged },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/qcvm: placement\.strict: 3 placements could not be applied; launch aborted and cleaned up:\n  QEMU process: VM cgroup not applied \(EACCES/);
+    expect(existsSync(join(userRunDir, name))).toBe(false);
+    expect(existsSync(vmLockPath(userRunDir, name))).toBe(false);
+  });
+
+  describe("memory policy denied by seccomp (EPERM, as in a container)", () => {
+    let deny: string;
+    beforeAll(() => {
+      deny = join(runDir, "deny-mempolicy");
+      execFileSync("cc", ["-O2", "-o", deny, join(REPO, "test/helpers/deny-mempolicy.c")]);
+    });
+
+    it("non-strict: QEMU starts without its backend policies, and the launch names both lost placements", async () => {
+      const name = vmName("eperm");
+      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir], { prefix: [deny] });
+      expect(r.code, r.stderr).toBe(0);
+      const warnings = events(r.stdout)
+        .filter((e) => e.event === "warning")
+        .map((e) => e.message);
+      for (const node of [0, 1]) {
+        expect(warnings).toContain(
+          `guest node ${node} shared memory: backend-policy not applied (EPERM from set_mempolicy/mbind, as under a container's seccomp profile); it goes wherever it is first touched`,
+        );
+      }
+      const state = readStateFile(runDir, name);
+      expect(state.argv.join(" ")).not.toContain("host-nodes");
+      // Really unbound: the backends have the default policy in QEMU's numa_maps.
+      const maps = readFileSync(`/proc/${state.pid}/numa_maps`, "utf8")
+        .split("\n")
+        .filter((l) => l.includes("memfd:memory-backend-memfd"));
+      expect(maps).toHaveLength(2);
+      for (const m of maps) expect(m).toMatch(/ default /);
+      expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+    });
+
+    it("strict: refused before anything starts", async () => {
+      const name = vmName("epermstrict");
+      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.strict=true", "--run-dir", runDir], {
+        prefix: [deny],
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^qcvm: placement\.strict: 2 placements could not be applied; nothing was started:\n  guest node 0 shared memory/);
+      expectNothingLeft(name);
+    });
+  });
+});
+
+describe("QEMU or qcvm killed", () => {
+  it("QEMU killed from outside: status says dead (exit 3), stop cleans up", async () => {
+    const name = vmName("killed");
+    expect((await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir])).code).toBe(0);
+    const state = readStateFile(runDir, name);
+    process.kill(state.pid, "SIGKILL");
+    await until(() => !isAlive(state), "QEMU to die");
+    const st = await qcvm(["status", name, "--run-dir", runDir]);
+    expect(st.code).toBe(3);
+    expect(st.stdout).toMatch(new RegExp(`^VM ${name}: dead \\(pid ${state.pid} is gone\\)`));
+    expect(st.stdout).toContain(`clean up with: qcvm stop ${name}`);
+    expect(JSON.parse((await qcvm(["status", name, "--format", "json", "--run-dir", runDir])).stdout)).toMatchObject({ state: "dead" });
+    const sp = await qcvm(["stop", name, "--run-dir", runDir]);
+    expect(sp.code, sp.stderr).toBe(0);
+    expect(sp.stderr).toMatch(new RegExp(`\`${name}\` was not running; removed .*${name}`));
+    expectNothingLeft(name);
+  });
+
+  it("QEMU killed under a foreground qcvm: qcvm exits with 128+9 and cleans up", async () => {
+    const name = vmName("fgkill");
+    const fg = startQcvm(["launch", KVM_2NODE, "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    await until(() => fg.out.stdout.includes('"event":"running"'), "the guest to run");
+    const state = readStateFile(runDir, name);
+    process.kill(state.pid, "SIGKILL");
+    expect(await fg.exit).toBe(137);
+    expect(events(fg.out.stdout).at(-1)).toMatchObject({ event: "exited", exitCode: 137 });
+    expectNothingLeft(name);
+  });
+
+  it("qcvm SIGKILLed in the foreground: QEMU keeps running, and status and stop still work", async () => {
+    const name = vmName("orphan");
+    const fg = startQcvm(["launch", KVM_2NODE, "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    await until(() => fg.out.stdout.includes('"event":"running"'), "the guest to run");
+    const state = readStateFile(runDir, name);
+    fg.child.kill("SIGKILL");
+    await fg.exit;
+    // QEMU is in its own session: it survives its parent.
+    expect(isAlive(state)).toBe(true);
+    expect(await qmpCommand(state.qmp, "query-status")).toMatchObject({ status: "running" });
+    const st = await qcvm(["status", name, "--format", "json", "--run-dir", runDir]);
+    expect(JSON.parse(st.stdout)).toMatchObject({ state: "running", pid: state.pid, detached: false });
+    const sp = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
+    expect(sp.code, sp.stderr).toBe(0);
+    expect(isAlive(state)).toBe(false);
+    expectNothingLeft(name);
+  });
+});
