@@ -13,21 +13,35 @@ const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url),
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
 rmSync(dist, { recursive: true, force: true });
 
-// string-width (pulled in by yargs' help layout) builds an Intl.Segmenter at import time, which costs
-// more than all of qcvm's own start-up; make it lazy so only --help pays for it.
-const lazySegmenter = {
-  name: "lazy-string-width",
+// string-width (yargs' help layout) is slow for what qcvm prints: it builds an Intl.Segmenter at
+// import time and segments every string, and yargs lays out the help text of every command it runs
+// (to show it later on failure): ~30 ms per run. Make the segmenter lazy, and measure printable ASCII
+// (one column per character, no escapes) by its length, so only non-ASCII text takes the full path.
+const fastStringWidth = {
+  name: "fast-string-width",
   setup(b) {
     b.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, async (args) => {
-      const src = readFileSync(args.path, "utf8");
-      const patched = src.replace(
+      let src = readFileSync(args.path, "utf8");
+      src = src.replace(
         "const segmenter = new Intl.Segmenter();",
         "let realSegmenter; const segmenter = { segment: (s) => (realSegmenter ??= new Intl.Segmenter()).segment(s) };",
       );
-      return { contents: patched, loader: "js" };
+      const head = /export default function stringWidth\((\w+), options = \{\}\) \{/;
+      const m = head.exec(src);
+      if (!m) throw new Error(`fast-string-width: no stringWidth() in ${args.path}`);
+      src = src.replace(head, `${m[0]}\n\tif (typeof ${m[1]} === "string" && /^[\\x20-\\x7e]*$/.test(${m[1]})) return ${m[1]}.length;`);
+      return { contents: src, loader: "js" };
     });
   },
 };
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+const WARM_UP = [
+  ["render", `${root}profiles/kvm-1node.yaml`, "--host", `${root}test/fixtures/hosts/single-node`],
+  ["render", `${root}profiles/snp-2node.yaml`, "--format", "json", "--host", `${root}test/fixtures/hosts/epyc-2s4n`],
+  ["validate", `${root}profiles/kvm-2node.yaml`, `${root}test/fixtures/profiles/invalid-unknown-field.yaml`],
+  ["plan", `${root}profiles/snp-2node.yaml`, "--host", `${root}test/fixtures/hosts/epyc-2s4n`],
+];
 
 const common = {
   entryPoints: { cli: "src/cli.ts" },
@@ -39,7 +53,7 @@ const common = {
   minify: true,
   sourcemap: false,
   logLevel: "warning",
-  plugins: [lazySegmenter],
+  plugins: [fastStringWidth],
   define: { QCVM_VERSION: JSON.stringify(pkg.version) },
 };
 
@@ -63,9 +77,29 @@ await build({
   define: { ...common.define, "import.meta.url": JSON.stringify("file:///qcvm/dist/cli.js") },
   footer: {
     // QCVM_SHOW_STARTUP=1 says which entry ran (the test of this path relies on it).
-    js: 'require("v8").startupSnapshot.setDeserializeMainFunction(() => { if (process.env.QCVM_SHOW_STARTUP) process.stderr.write("qcvm: started from snapshot\\n"); __qcvm.main(process.argv.slice(1)).then((c) => { process.exitCode = c; }); });',
+    js: [
+      // Warm-up while building: run the commands whose start-up matters once, output discarded,
+      // so the snapshot holds their compiled bytecode instead of compiling it at every start.
+      "(async () => {",
+      "  const write = process.stdout.write, ewrite = process.stderr.write;",
+      "  process.stdout.write = process.stderr.write = () => true;",
+      "  try {",
+      `    for (const argv of ${JSON.stringify(WARM_UP)}) await __qcvm.main(argv);`,
+      "  } finally { process.stdout.write = write; process.stderr.write = ewrite; }",
+      "})();",
+      'require("v8").startupSnapshot.setDeserializeMainFunction(() => { if (process.env.QCVM_SHOW_STARTUP) process.stderr.write("qcvm: started from snapshot\\n"); __qcvm.main(process.argv.slice(1)).then((c) => { process.exitCode = c; }); });',
+    ].join("\n"),
   },
 });
+
+// The snapshot has no module loader: a dynamic import() that esbuild left in (a node: built-in)
+// would fail at run time, so it fails the build instead. Import built-ins statically.
+const entryText = readFileSync(`${dist}snapshot-entry.js`, "utf8");
+const leftover = entryText.match(/\bimport\(["'][^"']+["']\)/g);
+if (leftover) {
+  console.error(`build: dynamic import of ${[...new Set(leftover)].join(", ")} cannot run in the startup snapshot; import it statically`);
+  process.exit(1);
+}
 
 const blob = `${dist}qcvm.blob`;
 const snap = spawnSync(process.execPath, ["--snapshot-blob", blob, "--build-snapshot", `${dist}snapshot-entry.js`], {

@@ -1,5 +1,7 @@
 // The one seam through which qcvm starts child processes. argv arrays only: nothing here
 // builds or runs a shell string. Tests and the dry-run path can swap the runner.
+import { access, constants } from "node:fs/promises";
+import { join } from "node:path";
 import { execa } from "execa";
 import type { Options, ResultPromise } from "execa";
 
@@ -73,8 +75,6 @@ export function spawn(argv: readonly string[], options: Options = {}): ResultPro
 
 /** Is a program on PATH (or an existing path)? Resolved without running it. */
 export async function which(program: string): Promise<string | undefined> {
-  const { access, constants } = await import("node:fs/promises");
-  const path = await import("node:path");
   if (program.includes("/")) {
     try {
       await access(program, constants.X_OK);
@@ -85,7 +85,7 @@ export async function which(program: string): Promise<string | undefined> {
   }
   for (const dir of (process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
     if (!dir) continue;
-    const candidate = path.join(dir, program);
+    const candidate = join(dir, program);
     try {
       await access(candidate, constants.X_OK);
       return candidate;
