@@ -106,10 +106,10 @@ const snap = spawnSync(process.execPath, ["--snapshot-blob", blob, "--build-snap
   encoding: "utf8",
 });
 if (snap.status === 0) {
-  // bin/qcvm uses the blob only with the node binary that built it (same path, size and mtime).
-  const node = realpathSync(process.execPath);
-  const st = statSync(node);
-  writeFileSync(`${dist}qcvm.blob.stamp`, `${node} ${st.size} ${Math.floor(st.mtimeMs / 1000)}\n`);
+  // bin/qcvm uses the blob only with the node binary that built it (same size and mtime): a blob
+  // from another Node version would not load.
+  const st = statSync(realpathSync(process.execPath));
+  writeFileSync(`${dist}qcvm.blob.stamp`, `${st.size} ${Math.floor(st.mtimeMs / 1000)}\n`);
 } else {
   rmSync(blob, { force: true });
   console.warn(`build: no startup snapshot (bin/qcvm falls back to the ESM bundle):\n${snap.stderr.trim().split("\n").slice(-3).join("\n")}`);
