@@ -1,5 +1,6 @@
 // Diagnostics: construction and the one text format every command prints:
 //   file:line:col: path: message, got X (hint)
+import { isAbsolute, relative } from "node:path";
 import type { Diagnostic, Severity } from "./types.js";
 
 export function diag(
@@ -19,8 +20,15 @@ function showValue(v: unknown): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
+/** A file as a person in this directory would write it: relative when it is below the cwd. */
+export function displayPath(file: string): string {
+  if (!isAbsolute(file)) return file;
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : file;
+}
+
 export function formatDiagnostic(d: Diagnostic): string {
-  const where = d.file ? `${d.file}${d.line ? `:${d.line}:${d.col ?? 1}` : ""}: ` : "";
+  const where = d.file ? `${displayPath(d.file)}${d.line ? `:${d.line}:${d.col ?? 1}` : ""}: ` : "";
   const path = d.path ? `${d.path}: ` : "";
   const sev = d.severity === "warning" ? "warning: " : "";
   const got = "got" in d && d.got !== undefined ? `, got ${showValue(d.got)}` : "";

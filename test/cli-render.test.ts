@@ -71,7 +71,7 @@ describe("qcvm render --format shell", () => {
     expect(r.code).toBe(0);
     const comments = r.stdout.split("\n").filter((l) => l.startsWith("#"));
     expect(comments).toEqual([
-      `# ${root}/profiles/snp-2node.yaml: warning: numa.nodes: changing this sev-snp guest's NUMA topology (nodes, their vCPUs or sizes) changes its launch measurement: attestation needs new reference values`,
+      `# profiles/snp-2node.yaml: warning: numa.nodes: changing this sev-snp guest's NUMA topology (nodes, their vCPUs or sizes) changes its launch measurement: attestation needs new reference values`,
       "# qcvm launch would also do this, which a shell command cannot:",
       "#   cgroup (VM): cpus 0-31,64-95, mems 0-1 for QEMU process",
       "#   cgroup vcpu-node0: cpus 0-15,64-79, mems 0 for vCPU 0-3",
@@ -135,7 +135,7 @@ describe("qcvm render errors", () => {
     expect(r.stdout).toBe("");
     expect(r.stderr).toBe(
       "qcvm: cannot render profiles/kvm-1node.yaml (1 error):\n" +
-        `${root}/profiles/kvm-1node.yaml: memory: -machine memory-backend= needs QEMU >= 5.0; target QEMU is 4.2 (give the guest numa.nodes (one backend each, -numa node,memdev= since QEMU 2.1), or target QEMU 5.0 or later)\n`,
+        `profiles/kvm-1node.yaml: memory: -machine memory-backend= needs QEMU >= 5.0; target QEMU is 4.2 (give the guest numa.nodes (one backend each, -numa node,memdev= since QEMU 2.1), or target QEMU 5.0 or later)\n`,
     );
   });
 
