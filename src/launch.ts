@@ -25,7 +25,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
-import type { Options, ResultPromise } from "execa";
+import { spawn as nodeSpawn } from "node:child_process";
+import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { UserError, formatDiagnostic } from "./diagnostics.js";
 import { prettyCommand, run, which } from "./exec.js";
 import { formatList } from "./fsroot.js";
@@ -45,10 +46,17 @@ import {
   writeState,
 } from "./runtime.js";
 import type { LostPlacement, VmState } from "./runtime.js";
-import { createVmCgroup } from "./cgroup.js";
+// Static imports on purpose: launch needs all of these, and one module graph loads faster than a
+// chain of dynamic imports each waiting for the previous one.
+import { createVmCgroup, openCgroupLayout, systemdScopePrefix } from "./cgroup.js";
+import { loadValidProfile, resolveCapabilities } from "./context.js";
+import { planPlacement } from "./plan.js";
+import { probeHostAsync } from "./probe/host.js";
+import { QmpClient } from "./qmp.js";
+import { renderArgv } from "./render.js";
+import { inlineProfileFiles } from "./render-files.js";
 import type { CgroupError, CgroupLayout, VmCgroup } from "./cgroup.js";
 import type { Context } from "./context.js";
-import type { QmpClient } from "./qmp.js";
 import type { Diagnostic, Plan, Profile } from "./types.js";
 
 export interface LaunchArgs {
@@ -137,26 +145,37 @@ async function cachedCapabilitiesFile(binary: string, runDir: string, write: boo
   return file;
 }
 
+/**
+ * The same steps as loadContext (profile, host, capabilities, plan: render and plan use them too),
+ * with the profile read once: the QEMU binary it names decides which capabilities apply (a cached
+ * probe of that very binary), and the host probe runs meanwhile.
+ */
 async function loadLaunchContext(a: LaunchArgs, runDir: string, r: Reporter): Promise<Context> {
-  const { loadContext, loadValidProfile } = await import("./context.js");
-  const base = { profile: a.profile, set: a.set, host: a.host };
-  if (a.capabilities) return loadContext({ ...base, capabilities: a.capabilities });
-  // A dry run for another host (--host) cannot know that host's QEMU: the profile's target
-  // version stands in, as for render and plan.
-  if (a.dryRun && a.host) return loadContext(base);
-  // The binary is checked before anything else so a missing QEMU is one clear message.
-  const { profile } = await loadValidProfile(a.profile, a.set);
-  const binary = await which(profile.qemu.binary);
-  if (!binary) {
-    const msg =
-      `QEMU binary \`${profile.qemu.binary}\` not found (qemu.binary in ${relative(process.cwd(), profile.file) || profile.file}): ` +
-      "install it (Debian: apt-get install qemu-system-x86) or set qemu.binary to its path";
-    if (!a.dryRun) throw new UserError(msg);
-    r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
-    return loadContext(base);
-  }
-  const file = await cachedCapabilitiesFile(binary, runDir, !a.dryRun);
-  return file ? loadContext({ ...base, capabilities: file }) : loadContext({ ...base, probeQemu: true });
+  const hostRoot = a.host ?? "/";
+  const hostPromise = probeHostAsync(hostRoot);
+  hostPromise.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+  const { profile, warnings } = await loadValidProfile(a.profile, a.set);
+  const caps = await (async () => {
+    if (a.capabilities) return resolveCapabilities(profile, { profile: a.profile, capabilities: a.capabilities });
+    // A dry run for another host (--host) cannot know that host's QEMU: the profile's target
+    // version stands in, as for render and plan.
+    if (a.dryRun && a.host) return resolveCapabilities(profile, { profile: a.profile });
+    // The binary is checked before anything else so a missing QEMU is one clear message.
+    const binary = await which(profile.qemu.binary);
+    if (!binary) {
+      const msg =
+        `QEMU binary \`${profile.qemu.binary}\` not found (qemu.binary in ${relative(process.cwd(), profile.file) || profile.file}): ` +
+        "install it (Debian: apt-get install qemu-system-x86) or set qemu.binary to its path";
+      if (!a.dryRun) throw new UserError(msg);
+      r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
+      return resolveCapabilities(profile, { profile: a.profile });
+    }
+    const file = await cachedCapabilitiesFile(binary, runDir, !a.dryRun);
+    return resolveCapabilities(profile, file ? { profile: a.profile, capabilities: file } : { profile: a.profile, probeQemu: true });
+  })();
+  const host = await hostPromise;
+  const plan = planPlacement(profile, host, caps);
+  return { profile, host, caps, plan, warnings: [...warnings, ...plan.warnings] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,6 +217,9 @@ function mempolicyNodes(plan: Plan): number[] {
  */
 async function checkMempolicy(nodes: number[]): Promise<{ ok: true } | { ok: false; reason: string }> {
   if (nodes.length === 0) return { ok: true };
+  // Without a seccomp filter nothing answers EPERM to them (QEMU's MPOL_MF_MOVE needs no
+  // capability; a cpuset conflict is EINVAL, which QEMU reports itself): skip the test run.
+  if (seccompMode() === 0) return { ok: true };
   if (!(await which("numactl"))) return { ok: true }; // nothing to test with; QEMU's own error will tell
   const r = await run(["numactl", `--membind=${formatList(nodes)}`, "--", "true"]);
   if (r.exitCode === 0) return { ok: true };
@@ -205,6 +227,16 @@ async function checkMempolicy(nodes: number[]): Promise<{ ok: true } | { ok: fal
   // numactl says "set_mempolicy: Operation not permitted".
   if (/not permitted|EPERM/i.test(text)) return { ok: false, reason: "EPERM from set_mempolicy/mbind, as under a container's seccomp profile" };
   return { ok: true }; // another failure (an offline node): QEMU reports it precisely
+}
+
+/** Seccomp: field of /proc/self/status: 0 none, 1 strict, 2 filter; undefined when unknown. */
+function seccompMode(): number | undefined {
+  try {
+    const m = /^Seccomp:\s*(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The plan without kernel memory policies (no backend host-nodes, no numactl), and what that loses. */
@@ -549,8 +581,6 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
     }
   }
 
-  const { inlineProfileFiles } = await import("./render-files.js");
-  const { renderArgv } = await import("./render.js");
   const inlined = inlineProfileFiles({ ...profile, qmp: qmpPath });
   const rendered = inlined.value ? renderArgv(inlined.value, plan, ctx.caps) : { errors: inlined.errors, warnings: [], value: undefined };
   if (rendered.errors.length > 0 || !rendered.value) {
@@ -559,7 +589,6 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
   }
   for (const w of rendered.warnings) r.diagnostic(w);
 
-  const { openCgroupLayout, systemdScopePrefix } = await import("./cgroup.js");
   const layout = openCgroupLayout(ctx.host);
   const scope = layout.systemd ? systemdScopePrefix(profile.name, plan.launch.cgroups.find((c) => c.name === "")) : [];
   // -S: no vCPU runs before its thread is placed. -pidfile: for tools other than qcvm.
@@ -627,20 +656,31 @@ interface ChildExit {
 }
 
 /**
- * Start QEMU and hand back the running child. exec.spawn() cannot do this: it is async and an
- * execa subprocess is a thenable, so awaiting it waits for the process to exit. Until exec.ts
- * offers a variant that returns the child, this is the one other place qcvm starts a process
- * (argv array, no shell, like every other). execa is imported before the call so that the fork
- * happens synchronously inside VmCgroup.spawnInside.
+ * Start QEMU and hand back the running child, synchronously. exec.spawn() cannot serve here: it is
+ * async and an execa subprocess is a thenable, so awaiting it waits for QEMU to exit; and the fork
+ * must happen while qcvm sits in the VM cgroup (spawnInside), with nothing awaited in between.
+ * Until exec.ts offers such a start, this is the one other place qcvm starts a process: argv
+ * array, no shell, like every other. node:child_process also costs no module load on the
+ * launch path, which the launch-overhead benchmark counts.
  */
-async function loadStarter(): Promise<(argv: readonly string[], options: Options) => ResultPromise> {
-  // (returned through a closure, not awaited: see above)
-  const { execa } = await import("execa");
-  return (argv, options) => {
-    const [file, ...args] = argv;
-    if (!file) throw new Error("start: empty argv");
-    return execa(file, args, { reject: false, ...options });
-  };
+function startProcess(argv: readonly string[], options: SpawnOptions): ChildProcess {
+  const [file, ...args] = argv;
+  if (!file) throw new Error("start: empty argv");
+  return nodeSpawn(file, args, { ...options, shell: false });
+}
+
+/** How a child ended: exit code, or the signal that killed it, or why it could not start. */
+function waitExit(child: ChildProcess): Promise<ChildExit> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ exitCode: child.exitCode ?? undefined, signal: child.signalCode ?? undefined });
+      return;
+    }
+    child.once("error", (e: NodeJS.ErrnoException) => {
+      if (child.pid === undefined) resolve({ code: e.code ?? e.message });
+    });
+    child.once("exit", (code, signal) => resolve({ exitCode: code ?? undefined, signal: signal ?? undefined }));
+  });
 }
 
 class Launch {
@@ -648,7 +688,7 @@ class Launch {
   private readonly undo: Array<() => unknown> = [];
   private readonly died = new AbortController();
   private readonly paths: ReturnType<typeof vmPaths>;
-  private child?: ResultPromise;
+  private child?: ChildProcess;
   private exited?: Promise<ChildExit>;
   private childExit?: ChildExit;
   private cg?: VmCgroup;
@@ -693,7 +733,7 @@ class Launch {
   }
 
   /** Run every step; on failure undo what was done, in reverse, and explain. */
-  async run(): Promise<{ child: ResultPromise; state: VmState }> {
+  async run(): Promise<{ child: ChildProcess; exited: Promise<ChildExit>; state: VmState }> {
     const onSignal = (sig: NodeJS.Signals) => {
       this.interrupted = sig;
       this.killChild();
@@ -711,7 +751,7 @@ class Launch {
       await this.placeThreads();
       if (this.interrupted) throw new UserError(`interrupted by ${this.interrupted}`, 130);
       await this.runGuest();
-      return { child: this.child!, state: this.state! };
+      return { child: this.child!, exited: this.exited!, state: this.state! };
     } catch (e) {
       throw await this.fail(e);
     } finally {
@@ -816,23 +856,18 @@ class Launch {
 
   // 5.
   private async startQemu(): Promise<void> {
-    const start = await loadStarter();
     let logFd: number | undefined;
     if (this.a.detach) logFd = openSync(this.paths.log, "a", 0o600);
-    const options = {
+    const options: SpawnOptions = {
       // Foreground: QEMU's output streams straight through. Detached: everything goes to qemu.log.
-      stdin: this.a.detach ? "ignore" : "inherit",
-      stdout: logFd ?? "inherit",
-      stderr: logFd ?? "inherit",
+      stdio: logFd === undefined ? ["inherit", "inherit", "inherit"] : ["ignore", logFd, logFd],
       // Own session: Ctrl-C reaches qcvm (which powers the guest down), and QEMU outlives qcvm.
       detached: true,
-      cleanup: false,
-      buffer: false,
-    } as Options;
-    // Synchronous on purpose: node forks inside start(), so qcvm spends no more time in the VM
-    // cgroup than the fork itself (spawnInside moves it in and back around this call).
-    const spawnNow = () => start(this.p.argv, options);
-    let child: ResultPromise;
+    };
+    // node forks inside startProcess(), so qcvm spends no more time in the VM cgroup than the
+    // fork itself (spawnInside moves it in and back around this call).
+    const spawnNow = () => startProcess(this.p.argv, options);
+    let child: ChildProcess;
     // spawnInside only when there is a cgroup to be born in: with none (EACCES), qcvm must not
     // try to move itself around either.
     if (this.cg && this.cg.dirs.length > 0) {
@@ -845,7 +880,7 @@ class Launch {
     }
     if (logFd !== undefined) closeSync(logFd);
     this.child = child;
-    this.exited = (child as unknown as Promise<ChildExit>).then((res) => {
+    this.exited = waitExit(child).then((res) => {
       this.childExit = res;
       this.died.abort(`QEMU exited (exit code ${exitCodeOf(res)})`);
       return res;
@@ -902,7 +937,6 @@ class Launch {
 
   // 6.
   private async connectQmp(): Promise<void> {
-    const { QmpClient } = await import("./qmp.js");
     this.qmp = await QmpClient.connect(this.p.qmpPath, { timeoutMs: 60_000, retryMs: QMP_POLL_MS, signal: this.died.signal });
     this.state!.qemuVersion = this.qmp.version;
     this.r.step(6, "qmp", `QMP ready at ${this.p.qmpPath} (QEMU ${this.qmp.version})`);
@@ -921,9 +955,8 @@ class Launch {
   // 8.
   private async runGuest(): Promise<void> {
     const qmp = this.qmp!;
+    // cont returns once the vCPUs are resumed (vm_start): no need to ask again.
     await qmp.command("cont");
-    const status = await qmp.command<{ status: string; running: boolean }>("query-status");
-    if (!status.running) throw new UserError(`QEMU did not start the guest: status ${status.status}`);
     const state = this.state!;
     state.phase = "running";
     state.lost = this.lost;
@@ -948,20 +981,20 @@ export async function launchVm(a: LaunchArgs): Promise<number> {
     printDryRun(a, prepared, runDir, r);
     return 0;
   }
-  const { child, state } = await new Launch(a, prepared, runDir, r).run();
+  const { child, exited, state } = await new Launch(a, prepared, runDir, r).run();
   if (a.detach) {
     // Let qcvm exit while QEMU runs on: no handle of ours may keep the event loop alive.
     child.unref();
     return 0;
   }
-  return superviseForeground(child, state, runDir, r);
+  return superviseForeground(exited, state, runDir, r);
 }
 // ---------------------------------------------------------------------------------------------
 // Foreground: stream QEMU's output (inherited stdio), turn signals into a guest powerdown, mirror
 // QEMU's exit code, clean up.
 // ---------------------------------------------------------------------------------------------
 
-async function superviseForeground(child: ResultPromise, state: VmState, runDir: string, r: Reporter): Promise<number> {
+async function superviseForeground(exited: Promise<ChildExit>, state: VmState, runDir: string, r: Reporter): Promise<number> {
   // The first signal asks the guest to power down and quits QEMU after POWERDOWN_TIMEOUT_MS; a
   // second one quits at once. QMP is connected only for that (QEMU serves one QMP client at a
   // time, and `qcvm stop` or stats may want it meanwhile).
@@ -979,7 +1012,7 @@ async function superviseForeground(child: ResultPromise, state: VmState, runDir:
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
-  const res = (await child) as unknown as ChildExit;
+  const res = await exited;
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
   process.off("SIGHUP", onSignal);

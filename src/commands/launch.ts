@@ -1,8 +1,9 @@
 // `qcvm launch <profile>`: see src/launch.ts for the steps.
+// Static: this module is itself loaded only when `launch` runs.
+import { launchVm } from "../launch.js";
 import type { LaunchArgs } from "../launch.js";
 
 export async function run(args: Record<string, unknown>): Promise<number> {
-  const { launchVm } = await import("../launch.js");
   const a: LaunchArgs = {
     profile: String(args.profile),
     host: args.host as string | undefined,
