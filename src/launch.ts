@@ -696,6 +696,8 @@ class Launch {
   private nameLock?: Lock;
   private diskLocks: Lock[] = [];
   private failedChildren = new Map<string, string>();
+  private spawnedMs?: number;
+  private qmpMs?: number;
   private interrupted?: string;
   state?: VmState;
 
@@ -924,6 +926,7 @@ class Launch {
     // Written now, not at the end: if qcvm dies mid-launch, status and stop still find QEMU.
     writeState(this.state);
     const prefix = plan.launch.argvPrefix.length ? `, under ${plan.launch.argvPrefix.join(" ")}` : "";
+    this.spawnedMs = now();
     this.r.step(5, "qemu", `QEMU started (pid ${pid}, ${profile.machine.accel}${prefix})`, { pid });
 
     if (this.p.layout.systemd) {
@@ -939,6 +942,7 @@ class Launch {
   private async connectQmp(): Promise<void> {
     this.qmp = await QmpClient.connect(this.p.qmpPath, { timeoutMs: 60_000, retryMs: QMP_POLL_MS, signal: this.died.signal });
     this.state!.qemuVersion = this.qmp.version;
+    this.qmpMs = now();
     this.r.step(6, "qmp", `QMP ready at ${this.p.qmpPath} (QEMU ${this.qmp.version})`);
   }
 
@@ -963,7 +967,16 @@ class Launch {
     writeState(state);
     this.r.step(8, "running", `running: \`${this.name}\` (pid ${state.pid}); see qcvm status ${this.name}, stop with qcvm stop ${this.name}`);
     if (this.r.format === "json") {
-      this.r.emit({ event: "running", name: this.name, pid: state.pid, accel: state.accel, qmp: state.qmp, lost: this.lost.map(formatLost) });
+      // ms (added by emit) counts from qcvm's own start; the timings say where the time went.
+      this.r.emit({
+        event: "running",
+        name: this.name,
+        pid: state.pid,
+        accel: state.accel,
+        qmp: state.qmp,
+        lost: this.lost.map(formatLost),
+        timings: { spawned: this.spawnedMs, qmpReady: this.qmpMs },
+      });
     }
   }
 }

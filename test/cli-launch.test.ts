@@ -4,9 +4,10 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
+import { pidStartTime } from "../src/runtime.js";
 import { KVM_2NODE, REPO, events, makeRunDir, qcvm, readStateFile, sweepRunDir, vmName } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-launch");
@@ -179,6 +180,50 @@ describe("status and stop", () => {
     const json = JSON.parse((await qcvm(["status", "--format", "json", "--run-dir", runDir])).stdout);
     expect(json.vms.find((v: { name: string }) => v.name === name)).toMatchObject({ state: "running", detached: true });
     expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+  });
+
+  it("call a VM whose launcher died before `cont` interrupted (QEMU paused), exit 3", async () => {
+    // What a qcvm killed between spawning QEMU and starting its vCPUs leaves: state in phase
+    // "starting", a live QEMU (a real process stands in for it), a dead launcher.
+    const name = vmName("interrupted");
+    const paused = spawn("sleep", ["600"], { stdio: "ignore" });
+    await new Promise((r) => paused.once("spawn", r));
+    try {
+      const dead = spawnSync("true").pid!;
+      mkdirSync(join(runDir, name), { recursive: true });
+      const state = {
+        version: 1,
+        name,
+        pid: paused.pid!,
+        pidStartTime: pidStartTime(paused.pid!)!,
+        profile: KVM_2NODE,
+        plan: { name, confidential: "none", guestMemfd: false, nodes: [], launch: { argvPrefix: [], cgroups: [], pinning: [] }, capacity: [], warnings: [], errors: [] },
+        argv: ["qemu-system-x86_64"],
+        cgroup: { paths: [] },
+        dir: join(runDir, name),
+        qmp: join(runDir, name, "qmp.sock"),
+        pidfile: join(runDir, name, "qemu.pid"),
+        log: join(runDir, name, "qemu.log"),
+        startedAt: new Date().toISOString(),
+        accel: "kvm",
+        hostRoot: "/",
+        phase: "starting",
+        detached: true,
+        launcher: { pid: dead, startTime: "1" },
+        lost: [],
+      };
+      writeFileSync(join(runDir, name, "state.json"), JSON.stringify(state));
+      const st = await qcvm(["status", name, "--run-dir", runDir]);
+      expect(st.code).toBe(3);
+      expect(st.stdout).toMatch(new RegExp(`^VM ${name}: interrupted \\(the launching qcvm \\(pid ${dead}\\) died before the guest was started: QEMU is paused\\)`));
+      // stop has no QMP to talk to: SIGTERM, then clean-up.
+      const sp = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
+      expect(sp.code, sp.stderr).toBe(0);
+      expect(sp.stderr).toContain(`stopped \`${name}\` (terminated)`);
+      expect(existsSync(join(runDir, name))).toBe(false);
+    } finally {
+      paused.kill("SIGKILL");
+    }
   });
 
   it("answer exit 1 with a clear message for a VM that does not exist", async () => {

@@ -162,4 +162,20 @@ describe("launch in the foreground", () => {
     expect(existsSync(join(runDir, name))).toBe(false);
     for (const p of state.cgroup.paths) expect(existsSync(p), p).toBe(false);
   });
+
+  it("`qcvm stop` from elsewhere stops a foreground VM: QMP is free for it, and the launcher exits with QEMU's code", async () => {
+    const name = vmName("fgstop");
+    const fg = startQcvm(["launch", KVM_2NODE, "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    await until(() => fg.out.stdout.includes('"event":"running"'), "the guest to run");
+    const running = events(fg.out.stdout).find((e) => e.event === "running")!;
+    expect(running.timings).toEqual({ spawned: expect.any(Number), qmpReady: expect.any(Number) });
+    const state = readStateFile(runDir, name);
+    const s = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stderr).toContain(`stopped \`${name}\` (quit)`);
+    expect(await fg.exit).toBe(0);
+    expect(events(fg.out.stdout).at(-1)).toMatchObject({ event: "exited", exitCode: 0 });
+    expect(isAlive(state)).toBe(false);
+    expect(existsSync(join(runDir, name))).toBe(false);
+  });
 });
