@@ -57,7 +57,7 @@ import { renderArgv } from "./render.js";
 import { inlineProfileFiles } from "./render-files.js";
 import type { CgroupError, CgroupLayout, VmCgroup } from "./cgroup.js";
 import type { Context } from "./context.js";
-import type { Diagnostic, Plan, Profile } from "./types.js";
+import type { Diagnostic, Plan, Profile, QemuCapabilities } from "./types.js";
 
 export interface LaunchArgs {
   profile: string;
@@ -127,22 +127,34 @@ export class Reporter {
 /**
  * Capabilities of `binary`, probed once and cached in the run dir, keyed by the binary's real path,
  * inode, size and mtime: a probe starts a QEMU of its own, which would double launch time, and an
- * upgraded binary has a new inode or mtime, so it is probed again.
+ * upgraded binary has a new inode or mtime, so it is probed again. A cache that cannot be written
+ * (a read-only run dir) only costs the next launch another probe.
  */
-async function cachedCapabilitiesFile(binary: string, runDir: string, write: boolean): Promise<string | undefined> {
+async function cachedCapabilities(binary: string, runDir: string, write: boolean): Promise<QemuCapabilities> {
   const real = realpathSync(binary);
   const st = statSync(real);
   const key = createHash("sha256").update(`${real}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeMs}`).digest("hex").slice(0, 20);
   const file = join(runDir, "caps", `${key}.json`);
-  if (existsSync(file)) return file;
-  if (!write) return undefined;
-  const { probeQemu, saveCapabilities } = await import("./probe/qemu.js");
+  const { loadCapabilities, probeQemu, saveCapabilities } = await import("./probe/qemu.js");
+  if (existsSync(file)) {
+    try {
+      return loadCapabilities(file);
+    } catch {
+      // damaged: probe again and replace it
+    }
+  }
   const caps = await probeQemu(real);
-  mkdirSync(join(runDir, "caps"), { recursive: true, mode: 0o755 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  saveCapabilities(caps, tmp);
-  renameSync(tmp, file);
-  return file;
+  if (write) {
+    try {
+      mkdirSync(join(runDir, "caps"), { recursive: true, mode: 0o755 });
+      const tmp = `${file}.${process.pid}.tmp`;
+      saveCapabilities(caps, tmp);
+      renameSync(tmp, file);
+    } catch {
+      // not cached: see above
+    }
+  }
+  return caps;
 }
 
 /**
@@ -170,8 +182,7 @@ async function loadLaunchContext(a: LaunchArgs, runDir: string, r: Reporter): Pr
       r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
       return resolveCapabilities(profile, { profile: a.profile });
     }
-    const file = await cachedCapabilitiesFile(binary, runDir, !a.dryRun);
-    return resolveCapabilities(profile, file ? { profile: a.profile, capabilities: file } : { profile: a.profile, probeQemu: true });
+    return cachedCapabilities(binary, runDir, !a.dryRun);
   })();
   const host = await hostPromise;
   const plan = planPlacement(profile, host, caps);
@@ -697,6 +708,7 @@ class Launch {
   private diskLocks: Lock[] = [];
   private failedChildren = new Map<string, string>();
   private spawnedMs?: number;
+  private runningSignals = 0;
   private qmpMs?: number;
   private interrupted?: string;
   state?: VmState;
@@ -734,31 +746,44 @@ class Launch {
     if (this.p.profile.placement.strict && placement.length > 0) throw strictError(placement, "launch aborted and cleaned up");
   }
 
-  /** Run every step; on failure undo what was done, in reverse, and explain. */
-  async run(): Promise<{ child: ChildProcess; exited: Promise<ChildExit>; state: VmState }> {
-    const onSignal = (sig: NodeJS.Signals) => {
+  /**
+   * What SIGINT/SIGTERM/SIGHUP mean, from launchVm's one handler: during start-up, abandon the
+   * launch (QEMU killed, everything undone); once the guest runs in the foreground, power it down
+   * (see superviseForeground); once it runs detached, nothing (QEMU is not ours to stop then).
+   */
+  onSignal(sig: NodeJS.Signals): void {
+    if (this.state?.phase !== "running") {
       this.interrupted = sig;
       this.killChild();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    } else if (!this.a.detach) {
+      this.runningSignals++;
+      askQemuToStop(this.state, this.runningSignals > 1, sig, this.r);
+    }
+  }
+
+  /** Run every step; on failure undo what was done, in reverse, and explain. */
+  async run(): Promise<{ child: ChildProcess; exited: Promise<ChildExit>; state: VmState }> {
     try {
       this.r.step(1, "plan", `plan: ${planSummary(this.p.plan)}`, { accel: this.p.profile.machine.accel });
       for (const l of this.p.lost) this.r.warn(formatLost(l), { lost: l });
-      await this.takeLocks();
-      this.makeRunDir();
-      this.makeCgroup();
-      await this.startQemu();
-      await this.connectQmp();
-      await this.placeThreads();
-      if (this.interrupted) throw new UserError(`interrupted by ${this.interrupted}`, 130);
-      await this.runGuest();
+      const steps = [
+        () => this.takeLocks(),
+        () => this.makeRunDir(),
+        () => this.makeCgroup(),
+        () => this.startQemu(),
+        () => this.connectQmp(),
+        () => this.placeThreads(),
+        () => this.runGuest(),
+      ];
+      for (const step of steps) {
+        if (this.interrupted) throw new UserError(`interrupted by ${this.interrupted}`, 130);
+        await step();
+      }
       return { child: this.child!, exited: this.exited!, state: this.state! };
     } catch (e) {
       throw await this.fail(e);
     } finally {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
+      // QEMU serves one QMP client at a time: leave it free for `qcvm stop` and stats.
       if (this.qmp && !this.qmp.isClosed) await this.qmp.close().catch(() => undefined);
     }
   }
@@ -790,6 +815,11 @@ class Launch {
       }
     }
     if (this.interrupted) return new UserError(`launch interrupted by ${this.interrupted}; QEMU stopped and everything cleaned up`, 130);
+    // A file operation on the run dir that failed (EACCES, ENOSPC, EROFS): say which and where.
+    const err = e as NodeJS.ErrnoException;
+    if (err && typeof err.code === "string" && typeof err.path === "string") {
+      return new UserError(`cannot ${err.syscall ?? "use"} ${err.path}: ${err.code}; launch undone (check --run-dir)`);
+    }
     if (exit && !(e instanceof UserError && e.message.startsWith("placement.strict"))) {
       return new UserError(
         `QEMU exited during start-up (${describeExit(exit)}); cleaned up` +
@@ -994,41 +1024,45 @@ export async function launchVm(a: LaunchArgs): Promise<number> {
     printDryRun(a, prepared, runDir, r);
     return 0;
   }
-  const { child, exited, state } = await new Launch(a, prepared, runDir, r).run();
-  if (a.detach) {
-    // Let qcvm exit while QEMU runs on: no handle of ours may keep the event loop alive.
-    child.unref();
-    return 0;
+  // One handler from start-up to exit, so no signal ever falls between two of them (and
+  // Node's default, dying on the spot, never applies while QEMU or the host is half set up).
+  const launch = new Launch(a, prepared, runDir, r);
+  const onSignal = (sig: NodeJS.Signals) => launch.onSignal(sig);
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const sig of signals) process.on(sig, onSignal);
+  try {
+    const { child, exited, state } = await launch.run();
+    if (a.detach) {
+      // Let qcvm exit while QEMU runs on: no handle of ours may keep the event loop alive.
+      child.unref();
+      return 0;
+    }
+    return await superviseForeground(exited, state, runDir, r);
+  } finally {
+    for (const sig of signals) process.off(sig, onSignal);
   }
-  return superviseForeground(exited, state, runDir, r);
 }
+
+/**
+ * A signal to a foreground launcher: the first asks the guest to power down and quits QEMU after
+ * POWERDOWN_TIMEOUT_MS; a second quits at once. QMP is connected only for that.
+ */
+function askQemuToStop(state: VmState, force: boolean, sig: NodeJS.Signals, r: Reporter): void {
+  r.note(
+    force
+      ? `${sig} again: quitting QEMU now`
+      : `${sig}: asking the guest to power down (QEMU quits after ${POWERDOWN_TIMEOUT_MS / 1000} s; send it again to quit now)`,
+  );
+  void stopQemu(state, { force, timeoutMs: POWERDOWN_TIMEOUT_MS }).catch((e: Error) => r.warn(e.message));
+}
+
 // ---------------------------------------------------------------------------------------------
-// Foreground: stream QEMU's output (inherited stdio), turn signals into a guest powerdown, mirror
-// QEMU's exit code, clean up.
+// Foreground: QEMU's output streams through (inherited stdio); wait for it to exit, mirror its
+// exit code, clean up.
 // ---------------------------------------------------------------------------------------------
 
 async function superviseForeground(exited: Promise<ChildExit>, state: VmState, runDir: string, r: Reporter): Promise<number> {
-  // The first signal asks the guest to power down and quits QEMU after POWERDOWN_TIMEOUT_MS; a
-  // second one quits at once. QMP is connected only for that (QEMU serves one QMP client at a
-  // time, and `qcvm stop` or stats may want it meanwhile).
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    const force = signals > 1;
-    r.note(
-      force
-        ? `${sig} again: quitting QEMU now`
-        : `${sig}: asking the guest to power down (QEMU quits after ${POWERDOWN_TIMEOUT_MS / 1000} s; send it again to quit now)`,
-    );
-    void stopQemu(state, { force, timeoutMs: POWERDOWN_TIMEOUT_MS }).catch((e: Error) => r.warn(e.message));
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("SIGHUP", onSignal);
   const res = await exited;
-  process.off("SIGINT", onSignal);
-  process.off("SIGTERM", onSignal);
-  process.off("SIGHUP", onSignal);
   const code = exitCodeOf(res);
   // Clean up unless the name already belongs to a newer launch (after a `qcvm stop` cleaned up).
   const holder = readVmLock(runDir, state.name);

@@ -99,7 +99,12 @@ export function vmPaths(runDir: string, name: string) {
 
 /** Create the run dir (0755: other users' qcvm status may list it) if missing. */
 export function ensureRunDir(runDir: string): void {
-  mkdirSync(runDir, { recursive: true, mode: 0o755 });
+  try {
+    mkdirSync(runDir, { recursive: true, mode: 0o755 });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new UserError(`cannot create the run dir ${runDir}: ${code} (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)`);
+  }
 }
 
 /**

@@ -4,7 +4,7 @@
 // by a seccomp filter (Docker's default profile answers EPERM to mbind/set_mempolicy), QEMU
 // killed from outside, and qcvm itself killed with SIGKILL.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chownSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, readFileSync, readdirSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
@@ -116,6 +116,21 @@ describe("placement the host does not allow", () => {
     expect(isAlive(state)).toBe(false);
   });
 
+  it("a run dir the user cannot write: one clear message naming it, exit 1", async () => {
+    const name = vmName("rodir");
+    const readOnly = makeRunDir("failures-ro");
+    chmodSync(readOnly, 0o555);
+    try {
+      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", readOnly], { prefix: asUnprivileged });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`qcvm: cannot mkdir ${readOnly}/locks: EACCES; launch undone (check --run-dir)`);
+      expect(r.stderr).not.toContain("internal error");
+    } finally {
+      chmodSync(readOnly, 0o755);
+      await sweepRunDir(readOnly);
+    }
+  });
+
   it("EACCES on cgroups with placement.strict: the launch is refused and cleaned up", async () => {
     const name = vmName("strict");
     const r = await qcvm(
@@ -171,6 +186,20 @@ describe("placement the host does not allow", () => {
 });
 
 describe("QEMU or qcvm killed", () => {
+  it("SIGINT while QEMU starts: the launch is abandoned, QEMU killed, everything undone, exit 130", async () => {
+    const name = vmName("sigint");
+    // A server chardev with wait=on makes QEMU block in start-up until a client connects, which
+    // nobody does: qcvm is reliably caught between spawning QEMU and QMP answering.
+    const hold = join(runDir, `${name}.hold.sock`);
+    const extra = JSON.stringify(["-chardev", `socket,id=hold,path=${hold},server=on,wait=on`]);
+    const fg = startQcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", `extraArgs=${extra}`, "--run-dir", runDir]);
+    await until(() => fg.out.stderr.includes("[5/8] QEMU started") && existsSync(hold), "QEMU to block in start-up");
+    fg.child.kill("SIGINT");
+    expect(await fg.exit).toBe(130);
+    expect(fg.out.stderr).toContain("qcvm: launch interrupted by SIGINT; QEMU stopped and everything cleaned up");
+    expectNothingLeft(name);
+  });
+
   it("QEMU killed from outside: status says dead (exit 3), stop cleans up", async () => {
     const name = vmName("killed");
     expect((await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir])).code).toBe(0);
