@@ -1,7 +1,9 @@
 // `qcvm launch`: carry out the plan. The order matters and each step says why:
 //
-//   1. plan      profile -> host -> capabilities -> plan (the same loadContext as render and plan);
-//                refuse on plan errors. KVM unusable: non-confidential guests fall back to TCG.
+//   1. plan      profile -> host -> capabilities -> plan (loadContext's steps, as for render and
+//                plan); refuse on plan errors. KVM unusable: non-confidential guests fall back
+//                to TCG; the kernel refusing memory policies (seccomp) drops them, or refuses
+//                with placement.strict.
 //   2. locks     VM name, then every disk image (read-only images may be shared).
 //   3. run dir   <runDir>/<name>, mode 0700: QMP socket, pidfile, log, state.json.
 //   4. cgroup    the VM cgroup (memory + cpuset: the accounting unit) and one child per guest
@@ -484,7 +486,6 @@ function cgroupActions(layout: CgroupLayout, name: string, plan: Plan): Action[]
 }
 
 function dryRunActions(
-  ctx: Context,
   profile: Profile,
   plan: Plan,
   layout: CgroupLayout,
@@ -515,7 +516,6 @@ function dryRunActions(
   for (const p of plan.launch.pinning) actions.push({ action: "pin", detail: `taskset -pc ${formatList(p.hostCpus)} <vCPU ${p.vcpu} thread>` });
   actions.push({ action: "qmp", detail: "cont (vCPUs start with placement in force)" });
   actions.push({ action: "state", detail: paths.state });
-  void ctx;
   return actions;
 }
 
@@ -615,7 +615,7 @@ function strictError(lost: readonly LostPlacement[], what: string): UserError {
 }
 
 function printDryRun(a: LaunchArgs, p: Prepared, runDir: string, r: Reporter): void {
-  const actions = dryRunActions(p.ctx, p.profile, p.plan, p.layout, runDir, p.argv, a.detach ?? false);
+  const actions = dryRunActions(p.profile, p.plan, p.layout, runDir, p.argv, a.detach ?? false);
   if (r.format === "json") {
     const out = { dryRun: true, name: p.profile.name, accel: p.profile.machine.accel, plan: planSummary(p.plan), argv: p.argv, actions };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
