@@ -27,10 +27,9 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
-import { spawn as nodeSpawn } from "node:child_process";
-import type { ChildProcess, SpawnOptions } from "node:child_process";
+import type { Options, ResultPromise } from "execa";
 import { UserError, formatDiagnostic } from "./diagnostics.js";
-import { prettyCommand, run, which } from "./exec.js";
+import { prettyCommand, run, spawn, which } from "./exec.js";
 import { formatList } from "./fsroot.js";
 import { acquireDiskLocks, acquireVmLock, locksDir, readVmLock, vmLockPath } from "./lock.js";
 import type { Lock } from "./lock.js";
@@ -666,32 +665,15 @@ interface ChildExit {
   code?: string;
 }
 
-/**
- * Start QEMU and hand back the running child, synchronously. exec.spawn() cannot serve here: it is
- * async and an execa subprocess is a thenable, so awaiting it waits for QEMU to exit; and the fork
- * must happen while qcvm sits in the VM cgroup (spawnInside), with nothing awaited in between.
- * Until exec.ts offers such a start, this is the one other place qcvm starts a process: argv
- * array, no shell, like every other. node:child_process also costs no module load on the
- * launch path, which the launch-overhead benchmark counts.
- */
-function startProcess(argv: readonly string[], options: SpawnOptions): ChildProcess {
-  const [file, ...args] = argv;
-  if (!file) throw new Error("start: empty argv");
-  return nodeSpawn(file, args, { ...options, shell: false });
-}
-
-/** How a child ended: exit code, or the signal that killed it, or why it could not start. */
-function waitExit(child: ChildProcess): Promise<ChildExit> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve({ exitCode: child.exitCode ?? undefined, signal: child.signalCode ?? undefined });
-      return;
-    }
-    child.once("error", (e: NodeJS.ErrnoException) => {
-      if (child.pid === undefined) resolve({ code: e.code ?? e.message });
-    });
-    child.once("exit", (code, signal) => resolve({ exitCode: code ?? undefined, signal: signal ?? undefined }));
-  });
+/** How QEMU ended: exit code, or the signal that killed it, or why it could not start. */
+function waitExit(child: ResultPromise): Promise<ChildExit> {
+  // The subprocess is a thenable: this chain settles when QEMU exits (reject: false, so never
+  // rejects). It is only ever awaited through this wrapper, never returned from an async function.
+  return child.then((r) => ({
+    exitCode: r.exitCode,
+    signal: r.signal,
+    code: r.failed && r.exitCode === undefined && !r.signal ? ((r as { code?: string }).code ?? r.shortMessage) : undefined,
+  }));
 }
 
 class Launch {
@@ -699,7 +681,7 @@ class Launch {
   private readonly undo: Array<() => unknown> = [];
   private readonly died = new AbortController();
   private readonly paths: ReturnType<typeof vmPaths>;
-  private child?: ChildProcess;
+  private child?: ResultPromise;
   private exited?: Promise<ChildExit>;
   private childExit?: ChildExit;
   private cg?: VmCgroup;
@@ -762,7 +744,7 @@ class Launch {
   }
 
   /** Run every step; on failure undo what was done, in reverse, and explain. */
-  async run(): Promise<{ child: ChildProcess; exited: Promise<ChildExit>; state: VmState }> {
+  async run(): Promise<{ child: ResultPromise; exited: Promise<ChildExit>; state: VmState }> {
     try {
       this.r.step(1, "plan", `plan: ${planSummary(this.p.plan)}`, { accel: this.p.profile.machine.accel });
       for (const l of this.p.lost) this.r.warn(formatLost(l), { lost: l });
@@ -890,16 +872,20 @@ class Launch {
   private async startQemu(): Promise<void> {
     let logFd: number | undefined;
     if (this.a.detach) logFd = openSync(this.paths.log, "a", 0o600);
-    const options: SpawnOptions = {
+    const options: Options = {
       // Foreground: QEMU's output streams straight through. Detached: everything goes to qemu.log.
-      stdio: logFd === undefined ? ["inherit", "inherit", "inherit"] : ["ignore", logFd, logFd],
+      stdin: logFd === undefined ? "inherit" : "ignore",
+      stdout: logFd ?? "inherit",
+      stderr: logFd ?? "inherit",
       // Own session: Ctrl-C reaches qcvm (which powers the guest down), and QEMU outlives qcvm.
       detached: true,
-    };
-    // node forks inside startProcess(), so qcvm spends no more time in the VM cgroup than the
+      cleanup: false,
+      buffer: false,
+    } as Options;
+    // exec.spawn forks before it returns, so qcvm spends no more time in the VM cgroup than the
     // fork itself (spawnInside moves it in and back around this call).
-    const spawnNow = () => startProcess(this.p.argv, options);
-    let child: ChildProcess;
+    const spawnNow = () => spawn(this.p.argv, options);
+    let child: ResultPromise;
     // spawnInside only when there is a cgroup to be born in: with none (EACCES), qcvm must not
     // try to move itself around either.
     if (this.cg && this.cg.dirs.length > 0) {
