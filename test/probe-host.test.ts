@@ -1,8 +1,9 @@
-import { describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
-import { kernelVersion, numactlFromVersion, probeHost, probeHostAsync, readInterleaveWeights } from "../src/probe/host.js";
+import { execFileSync } from "node:child_process";
+import { kernelVersion, numactlFromVersion, probeHost, probeHostAsync, probeKvm, readInterleaveWeights } from "../src/probe/host.js";
 
 const fixture = (name: string) => join(import.meta.dirname, "fixtures", "hosts", name);
 const GiB = 1024 ** 3;
@@ -173,6 +174,63 @@ describe("version helpers", () => {
     expect(numactlFromVersion(v)).toEqual({ version: v, preferredMany: pm, weightedInterleave: wi }));
 });
 
+/** `stat -c '%F %t:%T' /dev/kvm`, or "" when there is none. */
+function kvmNode(): string {
+  try {
+    return execFileSync("stat", ["-c", "%F %t:%T", "/dev/kvm"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
+}
+
+// What a container or a half-configured host may leave at /dev/kvm, with real files and devices.
+// (scripts/test-hosts.sh runs the whole suite with each of these at the real /dev/kvm.)
+describe("probeKvm", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qcvm-kvm-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a missing node: ENOENT, not present", () => {
+    expect(probeKvm(join(dir, "kvm"))).toEqual({ ok: false, present: false, errno: "ENOENT", problem: `${join(dir, "kvm")} does not exist` });
+  });
+
+  it("an empty regular file (bound over /dev/kvm in a container) opens read-write but is no KVM", () => {
+    const file = join(dir, "file");
+    writeFileSync(file, "");
+    expect(probeKvm(file)).toEqual({
+      ok: false,
+      present: false,
+      errno: "ENODEV",
+      problem: `${file} is a regular file, not KVM's character device 10:232`,
+    });
+  });
+
+  it("another character device (/dev/null, 1:3) is no KVM either, even through a symlink", () => {
+    const link = join(dir, "null-link");
+    symlinkSync("/dev/null", link);
+    for (const p of ["/dev/null", link]) {
+      expect(probeKvm(p)).toEqual({ ok: false, present: false, errno: "ENODEV", problem: `${p} is character device 1:3, not KVM's character device 10:232` });
+    }
+  });
+
+  it("a directory cannot be opened read-write", () => {
+    expect(probeKvm(dir)).toMatchObject({ ok: false, present: false, errno: "EISDIR" });
+  });
+
+  it("this machine's /dev/kvm: usable exactly when it is 10:232 and opens read-write", () => {
+    const k = probeKvm();
+    const node = kvmNode();
+    if (node === "character special file a:e8") {
+      // Root opens any device node; an unprivileged user needs the kvm group (EACCES otherwise).
+      expect(k.present).toBe(true);
+      expect(k.ok).toBe(k.errno === undefined);
+      if (!k.ok) expect(["EACCES", "EPERM"]).toContain(k.errno);
+    } else {
+      expect(k).toMatchObject({ ok: false, present: false });
+      expect(k.errno).toEqual(node === "" ? "ENOENT" : node.startsWith("character special file") ? expect.stringMatching(/^(ENXIO|ENODEV)$/) : "ENODEV");
+    }
+  });
+});
+
 // Expectations below come from reading the real files directly, not from the probe's code.
 describe("probeHost on this machine", () => {
   it("nodes, CPUs, kernel, KVM and cgroups match the real /sys and /proc", async () => {
@@ -196,7 +254,8 @@ describe("probeHost on this machine", () => {
       const m = /MemTotal:\s+(\d+) kB/.exec(readFileSync("/sys/devices/system/node/node0/meminfo", "utf8"))!;
       expect(h.nodes.find((n) => n.id === 0)!.memTotalBytes).toBe(Number(m[1]) * 1024);
     }
-    expect(h.kvm).toBe(existsSync("/dev/kvm") && existsSync("/sys/module/kvm"));
+    // coreutils stat, not node's: KVM is misc device 10:232, printed in hex.
+    expect(h.kvm).toBe(kvmNode() === "character special file a:e8" && existsSync("/sys/module/kvm"));
 
     const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" "));
     const v1 = mounts.filter((f) => f[2] === "cgroup" && /(^|,)(cpuset|memory)(,|$)/.test(f[3] ?? ""));

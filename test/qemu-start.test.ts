@@ -1,16 +1,17 @@
 // Every published profile that this machine's QEMU (7.2) can start is rendered exactly as
 // `qcvm render` does, started paused (-S) with a QMP socket, and checked through QMP: the memory
 // backends (query-memdev) and the vCPU-to-node assignment (query-cpus-fast) are what the profile
-// asked for. KVM when /dev/kvm can be opened read-write, TCG otherwise. SEV, SEV-ES, SEV-SNP and
+// asked for. KVM when /dev/kvm is KVM's device and opens read-write, TCG otherwise. SEV, SEV-ES, SEV-SNP and
 // TDX need the hardware, so confidential profiles are not started here (their argv is covered by
 // the golden tests).
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { builtinCapabilities } from "../src/capabilities.js";
 import { loadContext } from "../src/context.js";
 import { spawn } from "../src/exec.js";
+import { probeKvm } from "../src/probe/host.js";
 import { QmpClient } from "../src/qmp.js";
 import { renderArgv } from "../src/render.js";
 import { inlineProfileFiles } from "../src/render-files.js";
@@ -19,15 +20,9 @@ import { makePlan, makeProfile } from "./helpers/profile.js";
 
 const root = join(import.meta.dirname, "..");
 
-function kvmUsable(): boolean {
-  try {
-    closeSync(openSync("/dev/kvm", "r+"));
-    return true;
-  } catch {
-    return false;
-  }
-}
-const KVM = kvmUsable();
+// KVM's device opens read-write: an empty file or a driverless node at /dev/kvm does not count.
+const kvm = probeKvm();
+const KVM = kvm.ok;
 
 interface Started {
   client: QmpClient;
@@ -111,7 +106,7 @@ for (const file of published) typeOf.set(file, (await loadContext({ profile: joi
 const startable = published.filter((f) => typeOf.get(f) === "none");
 
 describe(`published profiles start under QEMU (${KVM ? "KVM" : "TCG: /dev/kvm is not usable here"})`, () => {
-  if (!KVM) console.log("qemu-start: /dev/kvm cannot be opened read-write; starting guests with accel=tcg instead");
+  if (!KVM) console.log(`qemu-start: ${kvm.problem}; starting guests with accel=tcg instead`);
 
   it("starts every plain profile, and leaves out only confidential ones", () => {
     expect(startable).toEqual(expect.arrayContaining(["profiles/kvm-1node.yaml", "profiles/kvm-2node.yaml"]));

@@ -1,13 +1,14 @@
 // qcvm doctor: what this host and QEMU can do, and for everything missing, which profile features
 // that rules out. Doctor reports; it does not fail: exit 0 whatever it finds, 2 only when a probe
 // itself cannot run (no QEMU binary, QEMU dies, an unreadable --capabilities file).
-import { accessSync, constants, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { FEATURES, compareVersions, hasFeature } from "../capabilities.js";
 import type { Feature, FeatureDef } from "../capabilities.js";
 import { UserError } from "../diagnostics.js";
 import { formatList } from "../fsroot.js";
-import { probeHostAsync, readInterleaveWeights } from "../probe/host.js";
+import { probeHostAsync, probeKvm, readInterleaveWeights } from "../probe/host.js";
+import type { KvmAccess } from "../probe/host.js";
 import type { HostInfo, QemuCapabilities } from "../types.js";
 
 interface Args {
@@ -54,15 +55,9 @@ function gib(bytes: number): string {
   return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 }
 
-/** Is /dev/kvm usable by this user? Only meaningful on the real host. */
-function kvmAccessible(host: HostInfo): boolean {
-  if (resolve(host.root) !== "/") return true;
-  try {
-    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
+/** /dev/kvm as this user meets it; a fixture tree (--host) says nothing about that, so it passes. */
+function kvmAccess(host: HostInfo): KvmAccess {
+  return resolve(host.root) !== "/" ? { ok: true, present: true } : probeKvm("/dev/kvm");
 }
 
 export function diagnoseHost(host: HostInfo): Finding[] {
@@ -71,11 +66,17 @@ export function diagnoseHost(host: HostInfo): Finding[] {
   const info = (item: string, detail: string) => f.push({ area: "host", item, status: "info", detail });
 
   info("kernel", `Linux ${host.kernel}`);
-  const usable = kvmAccessible(host);
+  const kvm = kvmAccess(host);
   h(
     "KVM",
-    host.kvm && usable,
-    host.kvm ? (usable ? "/dev/kvm present" : "/dev/kvm present but not read/write for this user") : "no /dev/kvm (or kvm module not loaded)",
+    host.kvm && kvm.ok,
+    host.kvm
+      ? kvm.ok
+        ? "/dev/kvm present"
+        : `/dev/kvm present but not read/write for this user (${kvm.errno})`
+      : resolve(host.root) === "/"
+        ? (kvm.problem ?? "the kvm module is not loaded")
+        : "no /dev/kvm (or kvm module not loaded)",
     "machine.accel kvm profiles cannot run (TCG only), and no confidential guest can",
   );
   h(
@@ -213,7 +214,7 @@ export function diagnoseQemu(caps: QemuCapabilities): Finding[] {
 }
 
 const CONFIDENTIAL: { type: string; host: (h: HostInfo) => boolean; feature: Feature | null }[] = [
-  { type: "none (plain KVM)", host: (h) => h.kvm && kvmAccessible(h), feature: null },
+  { type: "none (plain KVM)", host: (h) => h.kvm && kvmAccess(h).ok, feature: null },
   { type: "sev", host: (h) => h.sev, feature: "sev-guest" },
   { type: "sev-es", host: (h) => h.sevEs, feature: "sev-guest" },
   { type: "sev-snp", host: (h) => h.sevSnp && kernelAtLeast(h, KERNEL.snp), feature: "sev-snp-guest" },

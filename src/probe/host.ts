@@ -4,10 +4,13 @@
 // nothing here throws for a host that lacks a feature.
 //
 // Conventions a fixture tree (`--host DIR`) relies on:
-//   - dev/kvm: on a real host a character device; the probe only tests that it exists.
+//   - dev/kvm: in a tree, a file that exists (any kind). On the real host (root "/") existence
+//     proves nothing: a container may bind an empty file there, or udev leave the node of an
+//     unloaded module; probeKvm() checks it is KVM's own character device.
 //   - run/systemd/system: the directory systemd creates when it is the init system.
 //   - qcvm/numactl-version: numactl is a program, not a sysfs file. In a tree this file names the
 //     version that host has ("none" = not installed). On a real host probeNumactl() asks the binary.
+import { closeSync, fstatSync, openSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { FsRoot, parseList } from "../fsroot.js";
 import { compareVersions } from "../capabilities.js";
@@ -41,6 +44,90 @@ const V1_CONTROLLERS = new Set([
   "rdma",
   "misc",
 ]);
+
+// KVM registers /dev/kvm as misc device 10:232 (KVM_MINOR, include/linux/miscdevice.h), a fixed
+// number: anything else at that path (an empty file, /dev/null bound over it, a stale node) is not
+// KVM, however well it opens.
+const KVM_MAJOR = 10n;
+const KVM_MINOR = 232n;
+
+/** Whether a path is KVM's device and this process can use it, as QEMU's -accel kvm needs. */
+export interface KvmAccess {
+  /** Opens read-write and is KVM's character device. QEMU may still fail (KVM_CREATE_VM refused,
+   *  say, by nested-virtualization limits): its own -accel kvm is the last word. */
+  ok: boolean;
+  /** KVM's device node is there with its driver behind it, whether or not this user may open it
+   *  (EACCES/EPERM): the host has KVM, this user may lack the kvm group. */
+  present: boolean;
+  /** Why not ok: ENOENT (no node), EACCES/EPERM (permissions), ENXIO/ENODEV (no driver behind
+   *  the node), or ENODEV for a node that opens but is not KVM's. */
+  errno?: string;
+  /** The same for people: what is at the path and why it does not do. */
+  problem?: string;
+}
+
+function devNumbers(rdev: bigint): { major: bigint; minor: bigint } {
+  // glibc's gnu_dev_major/gnu_dev_minor (sysmacros.h): 12 bits of major and 20 of minor, split.
+  return {
+    major: ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn),
+    minor: (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn),
+  };
+}
+
+function describeNode(st: { isFile(): boolean; isCharacterDevice(): boolean; isDirectory(): boolean; rdev: bigint }): string {
+  if (st.isCharacterDevice()) {
+    const { major, minor } = devNumbers(st.rdev);
+    return `character device ${major}:${minor}`;
+  }
+  return st.isFile() ? "a regular file" : st.isDirectory() ? "a directory" : "not a device";
+}
+
+/**
+ * Can this process use KVM through `path`? Opens it read-write (what QEMU does) and checks that what
+ * opened is KVM's device, 10:232: existence alone is fooled by a file bound over /dev/kvm, and a
+ * permission check by a node with no driver. Sync, no ioctl (node has none): QEMU's own
+ * KVM_CREATE_VM stays the final check.
+ */
+export function probeKvm(path = "/dev/kvm"): KvmAccess {
+  let fd: number;
+  try {
+    fd = openSync(path, "r+");
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).code ?? "EIO";
+    let isKvm = false;
+    let what = "";
+    try {
+      const st = statSync(path, { bigint: true });
+      const { major, minor } = devNumbers(st.rdev);
+      isKvm = st.isCharacterDevice() && major === KVM_MAJOR && minor === KVM_MINOR;
+      what = describeNode(st);
+    } catch {
+      // gone between open and stat, or never there: errno says which
+    }
+    const problem =
+      errno === "ENOENT"
+        ? `${path} does not exist`
+        : errno === "EACCES" || errno === "EPERM"
+          ? `${path} is not read-write for this user (${errno})`
+          : errno === "ENXIO" || errno === "ENODEV"
+            ? `${path} (${what || "a device"}) has no driver behind it (${errno}): the kvm module is not loaded`
+            : `${path} cannot be opened read-write (${errno})`;
+    return { ok: false, present: isKvm && (errno === "EACCES" || errno === "EPERM"), errno, problem };
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    const { major, minor } = devNumbers(st.rdev);
+    if (st.isCharacterDevice() && major === KVM_MAJOR && minor === KVM_MINOR) return { ok: true, present: true };
+    return {
+      ok: false,
+      present: false,
+      errno: "ENODEV",
+      problem: `${path} is ${describeNode(st)}, not KVM's character device ${KVM_MAJOR}:${KVM_MINOR}`,
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** "6.11.0-29-generic" -> "6.11.0"; "6.19.0-rc5" -> "6.19.0". */
 export function kernelVersion(release: string): string {
@@ -206,7 +293,7 @@ export function probeHost(root = "/"): HostInfo {
     root,
     kernel,
     nodes: probeNodes(fs),
-    kvm: fs.exists("dev/kvm") && fs.exists("sys/module/kvm"),
+    kvm: (resolve(root) === "/" ? probeKvm(fs.path("dev/kvm")).present : fs.exists("dev/kvm")) && fs.exists("sys/module/kvm"),
     sev: readFlag(fs, "sys/module/kvm_amd/parameters/sev"),
     sevEs: readFlag(fs, "sys/module/kvm_amd/parameters/sev_es"),
     sevSnp: readFlag(fs, "sys/module/kvm_amd/parameters/sev_snp"),

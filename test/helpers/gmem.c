@@ -4,7 +4,7 @@
  *
  *   gmem <MiB>
  *
- * Opens /dev/kvm, creates a default VM (type 0), checks KVM_CAP_GUEST_MEMFD on the VM, creates a
+ * Opens /dev/kvm (and checks it is KVM's device, 10:232), creates a default VM (type 0), checks KVM_CAP_GUEST_MEMFD on the VM, creates a
  * guest_memfd of <MiB> and prints "created". It then waits for a line on stdin (the test moves it
  * into a cgroup meanwhile), fallocate()s the whole file (FALLOC_FL_KEEP_SIZE) and prints "ready <bytes>", and waits
  * for a second line (or EOF) before exiting. Failures print one word and the errno name, and
@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define KVMIO 0xAE
@@ -59,6 +61,14 @@ int main(int argc, char **argv)
 
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0) return fail("no-kvm");
+	/* KVM is misc device 10:232 (KVM_MINOR); an empty file bound over /dev/kvm opens as well, so
+	 * "no-kvm ENODEV" says what qcvm's probeKvm says for it. */
+	struct stat st;
+	if (fstat(kvm, &st) < 0) return fail("no-kvm");
+	if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 || minor(st.st_rdev) != 232) {
+		errno = ENODEV;
+		return fail("no-kvm");
+	}
 	int vm = ioctl(kvm, KVM_CREATE_VM, 0);
 	if (vm < 0) return fail("create-vm");
 	int cap = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_);
