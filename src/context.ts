@@ -12,8 +12,11 @@ export interface ContextArgs {
   host?: string;
   /** Saved capabilities file (`--capabilities FILE`). */
   capabilities?: string;
-  /** Probe the real QEMU binary instead of using built-in capabilities (launch does). */
+  /** Probe the real QEMU binary instead of using built-in capabilities. */
   probeQemu?: boolean;
+  /** Decide the capabilities another way once the profile is known (launch: a per-binary cache);
+   *  used when no --capabilities file is given. */
+  resolveCaps?: (profile: Profile) => Promise<QemuCapabilities>;
 }
 
 export interface Context {
@@ -50,12 +53,22 @@ export async function resolveCapabilities(profile: Profile, args: ContextArgs): 
   return builtinCapabilities(profile.qemu.version);
 }
 
+/** Can the plan for this profile use a process-wide numactl policy? */
+export function needsNumactl(profile: Profile): boolean {
+  const guestMemfd = profile.confidential.type === "sev-snp" || profile.confidential.type === "tdx";
+  const weighted = [profile.memory.policy, ...profile.numa.nodes.map((n) => n.policy)].includes("weighted-interleave");
+  return guestMemfd || weighted;
+}
+
 export async function loadContext(args: ContextArgs): Promise<Context> {
   const { profile, warnings } = await loadValidProfile(args.profile, args.set);
-  const { probeHostAsync } = await import("./probe/host.js");
-  // Async: on the real host it also asks numactl which policies it supports.
-  const host = await probeHostAsync(args.host ?? "/");
-  const caps = await resolveCapabilities(profile, args);
+  const { probeHost, probeHostAsync } = await import("./probe/host.js");
+  // Asking the real numactl what it supports costs two process starts; only a process-wide policy
+  // needs it (private memory of SNP/TDX guests, weighted interleave), so only then is it asked.
+  const root = args.host ?? "/";
+  const host = needsNumactl(profile) ? await probeHostAsync(root) : probeHost(root);
+  const caps =
+    !args.capabilities && args.resolveCaps ? await args.resolveCaps(profile) : await resolveCapabilities(profile, args);
   const { planPlacement } = await import("./plan.js");
   const plan = planPlacement(profile, host, caps);
   return { profile, host, caps, plan, warnings: [...warnings, ...plan.warnings] };

@@ -50,9 +50,7 @@ import type { LostPlacement, VmState } from "./runtime.js";
 // Static imports on purpose: launch needs all of these, and one module graph loads faster than a
 // chain of dynamic imports each waiting for the previous one.
 import { createVmCgroup, openCgroupLayout, systemdScopePrefix } from "./cgroup.js";
-import { loadValidProfile, resolveCapabilities } from "./context.js";
-import { planPlacement } from "./plan.js";
-import { probeHostAsync } from "./probe/host.js";
+import { loadContext, resolveCapabilities } from "./context.js";
 import { QmpClient } from "./qmp.js";
 import { renderArgv } from "./render.js";
 import { inlineProfileFiles } from "./render-files.js";
@@ -164,30 +162,28 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
  * probe of that very binary), and the host probe runs meanwhile.
  */
 async function loadLaunchContext(a: LaunchArgs, runDir: string, r: Reporter): Promise<Context> {
-  const hostRoot = a.host ?? "/";
-  const hostPromise = probeHostAsync(hostRoot);
-  hostPromise.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
-  const { profile, warnings } = await loadValidProfile(a.profile, a.set);
-  const caps = await (async () => {
-    if (a.capabilities) return resolveCapabilities(profile, { profile: a.profile, capabilities: a.capabilities });
-    // A dry run for another host (--host) cannot know that host's QEMU: the profile's target
-    // version stands in, as for render and plan.
-    if (a.dryRun && a.host) return resolveCapabilities(profile, { profile: a.profile });
-    // The binary is checked before anything else so a missing QEMU is one clear message.
-    const binary = await which(profile.qemu.binary);
-    if (!binary) {
-      const msg =
-        `QEMU binary \`${profile.qemu.binary}\` not found (qemu.binary in ${relative(process.cwd(), profile.file) || profile.file}): ` +
-        "install it (Debian: apt-get install qemu-system-x86) or set qemu.binary to its path";
-      if (!a.dryRun) throw new UserError(msg);
-      r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
-      return resolveCapabilities(profile, { profile: a.profile });
-    }
-    return cachedCapabilities(binary, runDir, !a.dryRun);
-  })();
-  const host = await hostPromise;
-  const plan = planPlacement(profile, host, caps);
-  return { profile, host, caps, plan, warnings: [...warnings, ...plan.warnings] };
+  return loadContext({
+    profile: a.profile,
+    set: a.set,
+    host: a.host,
+    capabilities: a.capabilities,
+    resolveCaps: async (profile) => {
+      // A dry run for another host (--host) cannot know that host's QEMU: the profile's target
+      // version stands in, as for render and plan.
+      if (a.dryRun && a.host) return resolveCapabilities(profile, { profile: a.profile });
+      // The binary is checked before anything else so a missing QEMU is one clear message.
+      const binary = await which(profile.qemu.binary);
+      if (!binary) {
+        const msg =
+          `QEMU binary \`${profile.qemu.binary}\` not found (qemu.binary in ${relative(process.cwd(), profile.file) || profile.file}): ` +
+          "install it (Debian: apt-get install qemu-system-x86) or set qemu.binary to its path";
+        if (!a.dryRun) throw new UserError(msg);
+        r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
+        return resolveCapabilities(profile, { profile: a.profile });
+      }
+      return cachedCapabilities(binary, runDir, !a.dryRun);
+    },
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
