@@ -81,7 +81,34 @@ export function resolveRunDir(arg: unknown): string {
   return typeof arg === "string" && arg !== "" ? resolve(arg) : defaultRunDir();
 }
 
+/** A profile's name rule (schemas/profile.schema.json): a VM name is one path segment, never `..`. */
+const VM_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Subdirectories of the run dir that qcvm keeps for itself: a VM by one of these names would
+ *  replace them (createVmDir empties its directory, stop removes it). */
+export const RESERVED_VM_NAMES: readonly string[] = ["locks", "caps"];
+
+/** Why `name` cannot name a VM directory, or undefined when it can. */
+export function vmNameProblem(name: string): string | undefined {
+  if (RESERVED_VM_NAMES.includes(name)) return `\`${name}\` cannot be a VM name: the run dir keeps qcvm's ${name} under that name`;
+  if (!VM_NAME.test(name)) {
+    return `${JSON.stringify(name)} is not a VM name: names are lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters`;
+  }
+  return undefined;
+}
+
+/** A VM name given on the command line (status, stop, stats): checked before any path is built from it. */
+export function requireVmName(name: unknown): string {
+  const text = typeof name === "string" ? name : "";
+  const problem = vmNameProblem(text);
+  if (problem) throw new UserError(`${problem} (qcvm status lists the VMs)`, 2);
+  return text;
+}
+
 export function vmDir(runDir: string, name: string): string {
+  // The name becomes a directory that launch empties and stop removes recursively: `..`, `/x` or
+  // `locks` would point those at something that is not this VM's.
+  const problem = vmNameProblem(name);
+  if (problem) throw new UserError(`${problem} (rename the VM: \`name:\` in the profile, or --set name=...)`);
   return join(runDir, name);
 }
 

@@ -74,12 +74,13 @@ async function locateNumaStat(hostRoot: string, name: string, paths: unknown): P
 }
 
 async function findTarget(a: StatsArgs): Promise<Target> {
-  const { readState, resolveRunDir, isAlive } = await import("../runtime.js");
+  const { readState, resolveRunDir, isAlive, requireVmName } = await import("../runtime.js");
+  requireVmName(a.name);
   const runDir = resolveRunDir(a.runDir);
   const state = readState(runDir, a.name);
-  if (!state) throw new UserError(`no VM named ${JSON.stringify(a.name)} in ${runDir} (qcvm status lists the VMs there)`);
+  if (!state) throw new UserError(`no VM named \`${a.name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
   if (!isAlive(state)) {
-    throw new UserError(`VM ${a.name} is not running (its QEMU, pid ${state.pid}, is gone): nothing to measure (qcvm stop ${a.name} cleans up)`);
+    throw new UserError(`VM \`${a.name}\` is not running (its QEMU, pid ${state.pid}, is gone): nothing to measure (qcvm stop ${a.name} cleans up)`);
   }
   const hostRoot = typeof state.hostRoot === "string" && state.hostRoot ? state.hostRoot : "/";
   const { probeHost } = await import("../probe/host.js");

@@ -5,7 +5,7 @@
 import { relative } from "node:path";
 import { UserError } from "../diagnostics.js";
 import { formatList } from "../fsroot.js";
-import { formatLost, isAlive, isProcessAlive, listStates, pidStartTime, readState, resolveRunDir } from "../runtime.js";
+import { formatLost, isAlive, isProcessAlive, listStates, pidStartTime, readState, requireVmName, resolveRunDir } from "../runtime.js";
 import type { VmState } from "../runtime.js";
 import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../types.js";
 
@@ -152,7 +152,8 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
   const json = args.format === "json";
   const name = args.name as string | undefined;
-  if (name) {
+  if (name !== undefined) {
+    requireVmName(name);
     const state = readState(runDir, name);
     if (!state) throw new UserError(`no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
     const v = describeVm(state);

@@ -6,13 +6,13 @@
 // so a reused pid is never killed.
 import { UserError } from "../diagnostics.js";
 import { readVmLock } from "../lock.js";
-import { cleanupVm, isProcessAlive, readState, resolveRunDir, stopQemu, vmPaths } from "../runtime.js";
+import { cleanupVm, isProcessAlive, readState, requireVmName, resolveRunDir, stopQemu, vmPaths } from "../runtime.js";
 import type { StopOutcome, VmState } from "../runtime.js";
 import { existsSync } from "node:fs";
 
 export async function run(args: Record<string, unknown>): Promise<number> {
   const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
-  const name = String(args.name);
+  const name = requireVmName(args.name);
   const force = Boolean(args.force);
   const timeout = Number(args.timeout ?? 30);
   if (!Number.isFinite(timeout) || timeout < 0) throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, 2);
