@@ -2,8 +2,10 @@
 // exit codes, and nothing the user owns touched. Each case runs the built bin/qcvm.js.
 import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { KVM_2NODE, makeRunDir, qcvm, sweepRunDir } from "./helpers/launch.js";
+import { vmLockPath } from "../src/lock.js";
+import { KVM_2NODE, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-user");
 afterAll(() => sweepRunDir(runDir));
@@ -47,5 +49,49 @@ describe("VM names typed on the command line", () => {
     expect(r.stderr).toContain("`locks` cannot be a VM name");
     expect(r.stderr).toContain("rename the VM: `name:` in the profile, or --set name=...");
     expect(existsSync(join(run, "locks", "vm-other.lock"))).toBe(true);
+  });
+});
+
+describe("status shows what a launch killed early left behind", () => {
+  // What a launch killed between taking its lock and writing state.json leaves: the name lock
+  // (its holder, the launching qcvm, is gone) and the runtime directory.
+  function leaveInterruptedLaunch(run: string, name: string): void {
+    const dead = spawnSync("true").pid!;
+    mkdirSync(join(run, "locks"), { recursive: true });
+    mkdirSync(join(run, name), { mode: 0o700 });
+    writeFileSync(
+      vmLockPath(run, name),
+      JSON.stringify({ vm: name, pid: dead, startTime: "1", role: "qcvm", since: "2026-01-01T00:00:00.000Z", nonce: "killed" }),
+    );
+  }
+
+  it("lists it as interrupted, exits 3 for its name, and stop cleans it up", async () => {
+    const run = join(runDir, "interrupted");
+    const name = vmName("early");
+    leaveInterruptedLaunch(run, name);
+    const list = await qcvm(["status", "--run-dir", run]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`^${name}\\s+interrupted\\s+-\\s`, "m"));
+    const one = await qcvm(["status", name, "--run-dir", run]);
+    expect(one.code, one.stderr).toBe(3);
+    expect(one.stdout).toContain(`VM ${name}: interrupted (a launch`);
+    expect(one.stdout).toContain("left: its name lock, its runtime directory");
+    expect(one.stdout).toContain(`clean up with: qcvm stop ${name}`);
+    const json = await qcvm(["status", "--format", "json", "--run-dir", run]);
+    expect(JSON.parse(json.stdout).vms.map((v: { name: string; state: string }) => [v.name, v.state])).toEqual([[name, "interrupted"]]);
+    const stop = await qcvm(["stop", name, "--run-dir", run]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(existsSync(join(run, name))).toBe(false);
+    expect((await qcvm(["status", "--run-dir", run])).stdout).toBe(`no VMs in ${run}\n`);
+  });
+
+  it("lists a damaged state.json as damaged instead of hiding it", async () => {
+    const run = join(runDir, "damaged");
+    const name = vmName("damaged");
+    mkdirSync(join(run, name), { recursive: true });
+    writeFileSync(join(run, name, "state.json"), "{ not json");
+    const list = await qcvm(["status", "--run-dir", run]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`^${name}\\s+damaged\\s`, "m"));
   });
 });

@@ -1,15 +1,32 @@
 // `qcvm status [name]`: what runs, for how long, from which profile, and how faithfully its plan
 // was applied. A VM is alive only while its pid exists with the start time recorded at launch, so
 // a pid the kernel has since given to another process reads as dead, not as "running".
-// Exit codes: 0 listing, or the named VM runs; 3 the named VM is dead (as LSB `status`); 1 no such VM.
+// A launch killed before it wrote state.json still leaves a lock, a runtime directory and cgroups;
+// status lists it as interrupted (so `qcvm stop <name>` is not a guess), and a damaged state.json
+// as damaged, instead of leaving them out.
+// Exit codes: 0 listing, or the named VM runs (or is starting); 3 the named VM is dead or
+// interrupted (as LSB `status`); 1 no such VM or a damaged state file; 2 usage.
+import { existsSync, readdirSync } from "node:fs";
 import { relative } from "node:path";
 import { UserError } from "../diagnostics.js";
 import { formatList } from "../fsroot.js";
-import { formatLost, isAlive, isProcessAlive, listStates, pidStartTime, readState, requireVmName, resolveRunDir } from "../runtime.js";
+import { locksDir, readVmLock } from "../lock.js";
+import {
+  formatLost,
+  isAlive,
+  isProcessAlive,
+  listStates,
+  pidStartTime,
+  readState,
+  requireVmName,
+  resolveRunDir,
+  vmNameProblem,
+  vmPaths,
+} from "../runtime.js";
 import type { VmState } from "../runtime.js";
 import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../types.js";
 
-export type VmCondition = "running" | "starting" | "interrupted" | "dead";
+export type VmCondition = "running" | "starting" | "interrupted" | "dead" | "damaged";
 
 export interface NodeStatus {
   guestNode: number;
@@ -27,8 +44,9 @@ export interface NodeStatus {
 export interface VmStatus {
   name: string;
   state: VmCondition;
-  /** Why a VM is dead or interrupted. */
+  /** Why a VM is dead, interrupted or damaged. */
   reason?: string;
+  /** QEMU's pid; 0 when a launch died before QEMU was started or recorded. */
   pid: number;
   startedAt: string;
   uptimeSeconds?: number;
@@ -93,6 +111,82 @@ export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
   };
 }
 
+/**
+ * A VM with no readable state.json: a launch that died before writing it (its lock, runtime
+ * directory or cgroups are left), or a damaged file (`damaged` is readState's message).
+ * Undefined when nothing of `name` is in the run dir.
+ */
+export function describeLeftover(runDir: string, name: string, damaged?: string): VmStatus | undefined {
+  const paths = vmPaths(runDir, name);
+  const holder = readVmLock(runDir, name);
+  if (!holder && !damaged && !existsSync(paths.dir)) return undefined;
+  const holderAlive = holder !== undefined && isProcessAlive(holder.pid, holder.startTime);
+  let state: VmCondition;
+  let reason: string;
+  if (damaged) {
+    state = "damaged";
+    reason = damaged;
+  } else if (holderAlive && holder.role === "qcvm") {
+    state = "starting";
+    reason = `qcvm pid ${holder.pid} is launching it`;
+  } else if (holderAlive) {
+    state = "interrupted";
+    reason = `QEMU (pid ${holder.pid}) runs, but the launch died before writing ${paths.state}`;
+  } else {
+    const left = [holder ? "its name lock" : "", existsSync(paths.dir) ? "its runtime directory" : ""].filter(Boolean);
+    state = "interrupted";
+    reason = `a launch${holder ? ` (qcvm pid ${holder.pid})` : ""} died before writing ${paths.state}; left: ${left.join(", ")}`;
+  }
+  return {
+    name,
+    state,
+    reason,
+    pid: holder?.role === "qemu" ? holder.pid : 0,
+    startedAt: holder?.since ?? "",
+    profile: "-",
+    accel: "-",
+    detached: false,
+    dir: paths.dir,
+    qmp: paths.qmp,
+    log: paths.log,
+    cgroups: [],
+    nodes: [],
+    lost: [],
+  };
+}
+
+/** Every VM in the run dir, sorted by name: those with state, and the leftovers of launches that died early. */
+export function listVms(runDir: string): VmStatus[] {
+  const out = new Map<string, VmStatus>();
+  for (const s of listStates(runDir)) out.set(s.name, describeVm(s));
+  const names = new Set<string>();
+  try {
+    for (const d of readdirSync(runDir, { withFileTypes: true })) if (d.isDirectory()) names.add(d.name);
+  } catch {
+    // No run dir yet: no VMs.
+  }
+  try {
+    for (const f of readdirSync(locksDir(runDir))) {
+      const m = /^vm-(.+)\.lock$/.exec(f);
+      if (m) names.add(m[1]!);
+    }
+  } catch {
+    // No locks dir: no lock-only leftovers.
+  }
+  for (const name of names) {
+    if (out.has(name) || vmNameProblem(name)) continue;
+    let damaged: string | undefined;
+    try {
+      readState(runDir, name);
+    } catch (e) {
+      damaged = (e as Error).message;
+    }
+    const v = describeLeftover(runDir, name, damaged);
+    if (v) out.set(name, v);
+  }
+  return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
 export function formatUptime(seconds: number | undefined): string {
   if (seconds === undefined) return "-";
   const d = Math.floor(seconds / 86400);
@@ -117,7 +211,7 @@ function shortPath(p: string): string {
 
 function formatTable(rows: VmStatus[]): string {
   const header = ["NAME", "STATE", "PID", "UPTIME", "ACCEL", "FIDELITY", "PROFILE"];
-  const cells = rows.map((v) => [v.name, v.state, String(v.pid), formatUptime(v.uptimeSeconds), v.accel, fidelityCell(v), shortPath(v.profile)]);
+  const cells = rows.map((v) => [v.name, v.state, v.pid ? String(v.pid) : "-", formatUptime(v.uptimeSeconds), v.accel, fidelityCell(v), shortPath(v.profile)]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   return [header, ...cells].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n") + "\n";
 }
@@ -125,6 +219,12 @@ function formatTable(rows: VmStatus[]): string {
 function formatDetail(v: VmStatus): string {
   const lines: string[] = [];
   lines.push(`VM ${v.name}: ${v.state}${v.reason ? ` (${v.reason})` : ""}`);
+  if (v.profile === "-") {
+    // A leftover: no state.json to say more.
+    lines.push(`  run dir   ${v.dir}`);
+    if (v.state !== "starting") lines.push(`  clean up with: qcvm stop ${v.name}`);
+    return `${lines.join("\n")}\n`;
+  }
   lines.push(`  pid       ${v.pid} (${v.accel}${v.qemuVersion ? `, QEMU ${v.qemuVersion}` : ""}${v.detached ? ", detached" : ", foreground"})`);
   lines.push(`  uptime    ${formatUptime(v.uptimeSeconds)} (started ${v.startedAt})`);
   lines.push(`  profile   ${v.profile}`);
@@ -155,12 +255,12 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   if (name !== undefined) {
     requireVmName(name);
     const state = readState(runDir, name);
-    if (!state) throw new UserError(`no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
-    const v = describeVm(state);
+    const v = state ? describeVm(state) : describeLeftover(runDir, name);
+    if (!v) throw new UserError(`no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
     process.stdout.write(json ? `${JSON.stringify(v, null, 2)}\n` : formatDetail(v));
     return v.state === "dead" || v.state === "interrupted" ? 3 : 0;
   }
-  const all = listStates(runDir).map((s) => describeVm(s));
+  const all = listVms(runDir);
   if (json) process.stdout.write(`${JSON.stringify({ runDir, vms: all }, null, 2)}\n`);
   else process.stdout.write(all.length ? formatTable(all) : `no VMs in ${runDir}\n`);
   return 0;
