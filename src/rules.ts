@@ -249,6 +249,14 @@ const prealloc: Rule = (ctx) => {
     needVersion(ctx, "prealloc-threads", "memory.preallocThreads");
   }
   if (memory.reserve !== undefined) needVersion(ctx, "reserve", "memory.reserve");
+  // backends/hostmem.c refuses the pair in either order: "'prealloc=on' and 'reserve=off' are
+  // incompatible" (QEMU 6.1, when reserve came).
+  if (memory.prealloc && memory.reserve === false) {
+    ctx.error("memory.reserve-prealloc", "memory.reserve", "reserve: false cannot go with prealloc: true; QEMU refuses 'prealloc=on' with 'reserve=off'", {
+      got: false,
+      hint: "drop reserve (preallocated memory is reserved anyway), or turn prealloc off",
+    });
+  }
 };
 
 // --- Confidential ----------------------------------------------------------------------------

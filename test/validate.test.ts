@@ -127,6 +127,9 @@ const EXPECTED: [string, string[]][] = [
   ["invalid-policy-flag.yaml", [
     "test/fixtures/profiles/invalid-policy-flag.yaml:8:19: confidential.policy[1]: is not a sev policy flag; sev flags: nodbg, noks, es, nosend, domain, sev, got \"smt\"",
   ]],
+  ["invalid-prealloc-reserve.yaml", [
+    "test/fixtures/profiles/invalid-prealloc-reserve.yaml:7:12: memory.reserve: reserve: false cannot go with prealloc: true; QEMU refuses 'prealloc=on' with 'reserve=off', got false (drop reserve (preallocated memory is reserved anyway), or turn prealloc off)",
+  ]],
   ["invalid-property-none.yaml", [
     "test/fixtures/profiles/invalid-property-none.yaml:5:12: confidential.cbitpos: is a sev/sev-es/sev-snp property; confidential.type is none (remove cbitpos)",
   ]],
