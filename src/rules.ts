@@ -208,6 +208,23 @@ const distances: Rule = (ctx) => {
       ctx.error("numa.distance-value", `${path}.value`, "distances between different nodes must be 11..255 (10 means local)", { got: d.value });
     }
   });
+  // Once any -numa dist is given, QEMU wants one for every pair of nodes and exits otherwise:
+  // "The distance between node 0 and 2 is missing" (hw/core/numa.c validate_numa_distance, since
+  // QEMU 2.10; checked with QEMU 7.2). The reverse direction is implied (normalize adds it).
+  if (written.length === 0) return;
+  const missing: string[] = [];
+  for (let a = 0; a < nodes.length; a++) {
+    for (let b = a + 1; b < nodes.length; b++) {
+      if (!list.some((d) => (d.from === a && d.to === b) || (d.from === b && d.to === a))) missing.push(`${a}-${b}`);
+    }
+  }
+  if (missing.length > 0) {
+    const [a, b] = missing[0]!.split("-");
+    ctx.error("numa.distance-missing", "numa.distances", `no distance for guest node pair${missing.length === 1 ? "" : "s"} ${missing.join(", ")}: once any distance is given, QEMU needs one for every pair of nodes`, {
+      got: missing,
+      hint: `add e.g. {from: ${a}, to: ${b}, value: 20}, or remove numa.distances to let QEMU use its defaults`,
+    });
+  }
 };
 
 const hugepages: Rule = (ctx) => {

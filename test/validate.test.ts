@@ -54,6 +54,9 @@ const EXPECTED: [string, string[]][] = [
     "test/fixtures/profiles/invalid-distance-self.yaml:9:31: numa.distances[0].value: the distance from a node to itself must be 10, got 20",
     "test/fixtures/profiles/invalid-distance-self.yaml:10:31: numa.distances[1].value: distances between different nodes must be 11..255 (10 means local), got 10",
   ]],
+  ["invalid-distance-missing.yaml", [
+    "test/fixtures/profiles/invalid-distance-missing.yaml:14:5: numa.distances: no distance for guest node pairs 0-2, 1-2: once any distance is given, QEMU needs one for every pair of nodes, got [\"0-2\",\"1-2\"] (add e.g. {from: 0, to: 2, value: 20}, or remove numa.distances to let QEMU use its defaults)",
+  ]],
   ["invalid-duplicate-key.yaml", [
     "test/fixtures/profiles/invalid-duplicate-key.yaml:6:3: duplicate key `size` (each key may appear once in a mapping)",
   ]],
