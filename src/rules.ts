@@ -10,7 +10,7 @@ import { formatList } from "./fsroot.js";
 import { parsePath } from "./load.js";
 import type { Position, Segment } from "./load.js";
 import { formatSize, HUGEPAGE_BYTES } from "./sizes.js";
-import { BLOB_FIELDS, SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED } from "./normalize.js";
+import { BLOB_FIELDS, SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED, TDX_ATTRIBUTE_FLAGS } from "./normalize.js";
 import type { ConfidentialType, Diagnostic, FileOrBase64, Profile, RawProfile } from "./types.js";
 
 export interface RuleContext {
@@ -376,6 +376,13 @@ const guestPolicy: Rule = (ctx) => {
   }
 };
 
+/**
+ * TD attribute bits QEMU lets a profile set (target/i386/kvm/tdx.c TDX_SUPPORTED_TD_ATTRS, QEMU
+ * 10.1 through master of 2026-02): any other bit, debug (bit 0) included, makes tdx_validate_attributes
+ * fail "Some QEMU unsupported TD attribute bits being requested".
+ */
+const TDX_QEMU_ATTRIBUTES = (1n << 28n) | (1n << 30n) | (1n << 63n);
+
 const attributes: Rule = (ctx) => {
   const written = ctx.written("confidential.attributes");
   if (typeof written === "number" && !Number.isSafeInteger(written)) {
@@ -385,6 +392,16 @@ const attributes: Rule = (ctx) => {
     });
   }
   const c = ctx.profile.confidential;
+  if (c.type === "tdx" && c.attributes !== undefined && (c.attributes & ~TDX_QEMU_ATTRIBUTES) !== 0n) {
+    const extra = c.attributes & ~TDX_QEMU_ATTRIBUTES;
+    const names = Object.entries(TDX_ATTRIBUTE_FLAGS)
+      .filter(([, bit]) => (extra & bit) !== 0n)
+      .map(([n]) => n);
+    ctx.error("confidential.attributes-unsupported", "confidential.attributes", `sets TD attribute bits QEMU refuses (0x${extra.toString(16)}${names.length > 0 ? `: ${names.join(", ")}` : ""}); QEMU accepts only sept-ve-disable (bit 28), pks (bit 30) and perfmon (bit 63)`, {
+      got: written,
+      hint: names.includes("debug") ? "remove debug: upstream QEMU cannot launch a debug TD" : "remove those bits",
+    });
+  }
   if (c.attributes !== undefined && c.septVeDisable !== undefined) {
     const bit = (c.attributes & (1n << 28n)) !== 0n;
     if (bit !== c.septVeDisable) {

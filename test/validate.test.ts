@@ -176,6 +176,9 @@ const EXPECTED: [string, string[]][] = [
   ["invalid-tcg-confidential.yaml", [
     "test/fixtures/profiles/invalid-tcg-confidential.yaml:5:10: machine.accel: confidential guests (sev) need KVM, got \"tcg\" (use accel kvm on a host with the hardware, or confidential.type none)",
   ]],
+  ["invalid-tdx-attributes.yaml", [
+    "test/fixtures/profiles/invalid-tdx-attributes.yaml:8:15: confidential.attributes: sets TD attribute bits QEMU refuses (0x1: debug); QEMU accepts only sept-ve-disable (bit 28), pks (bit 30) and perfmon (bit 63), got [\"debug\",\"sept-ve-disable\"] (remove debug: upstream QEMU cannot launch a debug TD)",
+  ]],
   ["invalid-tdx-irqchip.yaml", [
     "test/fixtures/profiles/invalid-tdx-irqchip.yaml:7:18: machine.kernelIrqchip: TDX needs kernelIrqchip split, got \"on\" (use split, or leave it out)",
   ]],
