@@ -416,6 +416,15 @@ const attributes: Rule = (ctx) => {
 const machineFlags: Rule = (ctx) => {
   const { confidential, machine } = ctx.profile;
   if (confidential.type === "tdx") {
+    // tdx_cpu_instance_init (target/i386/kvm/tdx.c, QEMU 10.1): "Named cpu model is not supported
+    // for TDX yet!" and exit. Only models without a CPUID definition (host, max) get through.
+    const model = ctx.profile.cpu.model;
+    if (model !== "host" && model !== "max") {
+      ctx.error("tdx.cpu-model", ctx.has("cpu.model") ? "cpu.model" : "cpu", "TDX guests need cpu.model host (or max): QEMU refuses a named CPU model for a TD", {
+        got: model,
+        hint: "use host; the TDX module decides the guest's CPUID",
+      });
+    }
     if (ctx.has("machine.kernelIrqchip") && machine.kernelIrqchip !== "split") {
       ctx.error("tdx.irqchip", "machine.kernelIrqchip", "TDX needs kernelIrqchip split", { got: machine.kernelIrqchip, hint: "use split, or leave it out" });
     }

@@ -179,6 +179,9 @@ const EXPECTED: [string, string[]][] = [
   ["invalid-tdx-attributes.yaml", [
     "test/fixtures/profiles/invalid-tdx-attributes.yaml:8:15: confidential.attributes: sets TD attribute bits QEMU refuses (0x1: debug); QEMU accepts only sept-ve-disable (bit 28), pks (bit 30) and perfmon (bit 63), got [\"debug\",\"sept-ve-disable\"] (remove debug: upstream QEMU cannot launch a debug TD)",
   ]],
+  ["invalid-tdx-cpu-model.yaml", [
+    "test/fixtures/profiles/invalid-tdx-cpu-model.yaml:7:10: cpu.model: TDX guests need cpu.model host (or max): QEMU refuses a named CPU model for a TD, got \"SapphireRapids\" (use host; the TDX module decides the guest's CPUID)",
+  ]],
   ["invalid-tdx-irqchip.yaml", [
     "test/fixtures/profiles/invalid-tdx-irqchip.yaml:7:18: machine.kernelIrqchip: TDX needs kernelIrqchip split, got \"on\" (use split, or leave it out)",
   ]],
