@@ -221,7 +221,7 @@ class Renderer {
       case "sev-es": {
         if (!this.need("sev-guest", `${p}.type`)) return [];
         if (c.kernelHashes) this.need("sev-kernel-hashes", `${p}.kernelHashes`);
-        if (c.legacyVmType) this.need("sev-legacy-vm-type", `${p}.legacyVmType`);
+        if (c.legacyVmType !== undefined) this.need("sev-legacy-vm-type", `${p}.legacyVmType`);
         this.requireAmd();
         // sev-es means the ES policy bit; without it the guest would silently launch as plain SEV.
         // Defaults are QEMU's: 0x1 (NODBG), plus ES for sev-es.
@@ -237,7 +237,10 @@ class Renderer {
             ["dh-cert-file", c.dhCertFile, `${p}.dhCertFile`],
             ["session-file", c.sessionFile, `${p}.sessionFile`],
             ["kernel-hashes", c.kernelHashes ? true : undefined],
-            ["legacy-vm-type", c.legacyVmType ? true : undefined],
+            // Both values are rendered: QEMU's default is auto (OnOffAuto since 9.1.0, target/i386/
+            // sev.c), which keeps the legacy KVM_SEV_INIT unless another option needs INIT2, so
+            // `false` must say off to get the KVM_SEV_INIT2 VM type (and its measurement).
+            ["legacy-vm-type", c.legacyVmType],
           ]),
         ];
       }

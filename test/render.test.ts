@@ -282,6 +282,7 @@ describe("renderArgv: features the target QEMU lacks are errors naming the versi
     ["igvm", { qemu: { version: "9.1" }, firmware: { igvm: "/fw/coconut.igvm" } }, "firmware.igvm: -machine igvm-cfg= (IGVM firmware) needs QEMU >= 10.1; target QEMU is 9.1"],
     ["kernel-hashes", { qemu: { version: "6.1" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, kernelHashes: true } }, "confidential.kernelHashes: sev-guest kernel-hashes needs QEMU >= 6.2; target QEMU is 6.1"],
     ["legacy-vm-type", { qemu: { version: "9.0" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: true } }, "confidential.legacyVmType: sev-guest legacy-vm-type needs QEMU >= 9.1; target QEMU is 9.0"],
+    ["legacy-vm-type off", { qemu: { version: "9.0" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: false } }, "confidential.legacyVmType: sev-guest legacy-vm-type needs QEMU >= 9.1; target QEMU is 9.0"],
   ] as const)("%s", (_name, over, message) => {
     const errors = errorsOf(makeProfile(over as never));
     expect(errors).toHaveLength(1);
@@ -301,6 +302,9 @@ describe("renderArgv: confidential guests", () => {
     ["sev with policy and files", { type: "sev", cbitpos: 47, reducedPhysBits: 5, policy: 0x3, handle: 7, dhCertFile: "/v/dh,1.cert", sessionFile: "/v/s.bin", kernelHashes: true }, "sev0", "sev-guest,id=sev0,cbitpos=47,reduced-phys-bits=5,policy=0x3,handle=7,dh-cert-file=/v/dh,,1.cert,session-file=/v/s.bin,kernel-hashes=on"],
     ["sev-es adds the ES policy bit", { type: "sev-es", cbitpos: 51, reducedPhysBits: 1, policy: 0x1 }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5"],
     ["sev-es default policy", { type: "sev-es", cbitpos: 51, reducedPhysBits: 1 }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5"],
+    // QEMU's default is auto, which means legacy unless INIT2 is needed: false must be said.
+    ["sev legacyVmType false asks for KVM_SEV_INIT2", { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: false }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1,legacy-vm-type=off"],
+    ["sev-es legacyVmType true", { type: "sev-es", cbitpos: 51, reducedPhysBits: 1, legacyVmType: true }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5,legacy-vm-type=on"],
     ["sev-snp", SNP, "snp0", "sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000"],
     [
       "sev-snp with every property",
