@@ -42,7 +42,9 @@ export const FEATURES = {
   "sev-snp-guest": { what: "sev-snp-guest (SEV-SNP, guest_memfd private memory)", since: "9.1", type: "sev-snp-guest" },
   "tdx-guest": { what: "tdx-guest (Intel TDX, guest_memfd private memory)", since: "10.1", type: "tdx-guest" },
   igvm: { what: "-machine igvm-cfg= (IGVM firmware)", since: "10.1", type: "igvm-cfg" },
-  "memory-backend-shm": { what: "memory-backend-shm", since: "10.2", type: "memory-backend-shm" },
+  // The type is QEMU 9.1 (qapi/qom.json MemoryBackendShmProperties "Since: 9.1"); it gets a
+  // guest_memfd beside it for SNP/TDX only from 10.2 (DOMAIN.md).
+  "memory-backend-shm": { what: "memory-backend-shm", since: "9.1", type: "memory-backend-shm" },
   // Not in any upstream release (checked to QEMU master of 2026-02): proposed series add a
   // mmap'able guest_memfd backend whose host-nodes/policy reach private memory. Detect, never assume.
   "guest-memfd-backend": {

@@ -27,7 +27,7 @@ describe("probeQemu with the real qemu-system-x86_64", async () => {
     expect(caps.types).toContain("memory-backend-memfd");
     expect(caps.types).toContain("thread-context");
     expect(caps.types).toContain("sev-guest");
-    // QEMU 7.2 predates SEV-SNP (9.1), TDX (10.1), IGVM (10.1) and memory-backend-shm (10.2).
+    // QEMU 7.2 predates SEV-SNP (9.1), TDX (10.1), IGVM (10.1) and memory-backend-shm (9.1).
     for (const t of ["sev-snp-guest", "tdx-guest", "igvm-cfg", "memory-backend-shm"]) expect(caps.types).not.toContain(t);
     expect(caps.types).toEqual([...caps.types].sort());
   });
