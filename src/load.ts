@@ -4,7 +4,8 @@
 // Precedence (lowest to highest) is documented in ONE place, docs/profile.md#precedence:
 //   built-in defaults < bases named by `extends:` (in order) < the file itself < --set
 // Defaults are applied later, by normalize.ts, so this module only merges bases, file and --set.
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { isUtf8 } from "node:buffer";
 import { dirname, resolve, relative, isAbsolute } from "node:path";
 import { parseDocument, isMap, isSeq, isAlias, isScalar, parse as parseYaml } from "yaml";
 import type { Document, Node as YamlNode, Pair } from "yaml";
@@ -17,6 +18,11 @@ import type { Diagnostic, RawProfile } from "./types.js";
 export const MAX_EXTENDS_DEPTH = 8;
 /** Profiles are small; a bigger file is the wrong file (and must not be read into memory whole). */
 export const MAX_PROFILE_BYTES = 1024 * 1024;
+/** Deeper `[`/`{` nesting than any profile has. The `yaml` package recurses per level and runs the
+ *  process out of memory (a fatal abort, not an exception) at about 20,000, which fits in 40 KB. */
+export const MAX_FLOW_DEPTH = 64;
+/** Aliases `yaml` may expand while building the profile: enough for real reuse, not a billion laughs. */
+export const MAX_ALIAS_COUNT = 100;
 /** The pseudo file name of diagnostics about --set overrides. */
 export const SET_FILE = "--set";
 
@@ -147,23 +153,65 @@ type Tree = { layers: Layer[]; errors: Diagnostic[]; warnings: Diagnostic[] };
  * Read a profile. Synchronous on purpose: profiles are small and in the page cache, and one
  * openSync/fstatSync/readSync costs a fraction of a FileHandle round trip through the thread pool
  * (validating 1,000 profiles spent more time in FileHandle bookkeeping than in reading).
+ * At most MAX_PROFILE_BYTES + 1 bytes are read whatever the size says: /dev/zero, a pipe or a
+ * /proc file report 0 and would otherwise be read until memory runs out.
  */
-function readText(file: string): { text?: string; error?: string } {
+function readText(file: string): { text?: string; error?: string; hint?: string } {
   let fd: number | undefined;
   try {
     fd = openSync(file, "r");
     const st = fstatSync(fd);
-    if (st.isDirectory()) return { error: "is a directory, not a profile file" };
-    if (st.size > MAX_PROFILE_BYTES) return { error: `file is ${st.size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}` };
-    return { text: readFileSync(fd, "utf8") };
+    if (st.isDirectory()) return { error: "is a directory, not a profile file", hint: "name a .yaml file in it; qcvm validate also takes directories" };
+    const tooBig = (size: number) => ({
+      error: `file is ${size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
+      hint: "is this the profile? profiles are a few KB of YAML",
+    });
+    if (st.size > MAX_PROFILE_BYTES) return tooBig(st.size);
+    // A regular file's size is right (+1 to see EOF in one read); anything else grows as it reads.
+    let buf = Buffer.allocUnsafe(st.isFile() ? st.size + 1 : 64 * 1024);
+    let used = 0;
+    for (;;) {
+      if (used === buf.length) {
+        if (buf.length > MAX_PROFILE_BYTES) break;
+        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, MAX_PROFILE_BYTES + 1));
+        buf.copy(bigger, 0, 0, used);
+        buf = bigger;
+      }
+      const n = readSync(fd, buf, used, buf.length - used, null);
+      if (n === 0) break;
+      used += n;
+    }
+    if (used > MAX_PROFILE_BYTES) return { ...tooBig(used), error: `file is over ${MAX_PROFILE_BYTES} bytes; profiles are limited to ${MAX_PROFILE_BYTES}` };
+    const bytes = buf.subarray(0, used);
+    if (bytes.includes(0) || !isUtf8(bytes)) {
+      return { error: "is not a text file: binary data, or text that is not UTF-8", hint: "a profile is UTF-8 YAML text; is this the right file?" };
+    }
+    return { text: bytes.toString("utf8") };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    const why =
-      err.code === "ENOENT" ? "no such file" : err.code === "EACCES" ? "permission denied" : err.code === "EISDIR" ? "is a directory" : err.message;
-    return { error: `cannot read file: ${why}` };
+    if (err.code === "ENOENT") return { error: "cannot read file: no such file", hint: "check the path: it is relative to the current directory" };
+    if (err.code === "EACCES" || err.code === "EPERM") {
+      return { error: "cannot read file: permission denied", hint: "make it readable to this user, or run qcvm as a user who can read it" };
+    }
+    if (err.code === "ENOTDIR") return { error: "cannot read file: a directory in its path is a file", hint: "check the path" };
+    return { error: `cannot read file: ${err.code ?? err.message}` };
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** Deepest `[`/`{` nesting, counted over the raw text (quotes and comments too: a real profile is
+ *  nowhere near the limit either way, and over-counting only refuses absurd input). */
+function flowDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return max;
 }
 
 const YAML_CODES: Record<string, string> = {
@@ -174,15 +222,32 @@ const YAML_CODES: Record<string, string> = {
   MULTILINE_IMPLICIT_KEY: "implicit keys must be on one line",
 };
 
+/** Messages that replace yaml's own, which name its API rather than the fix. */
+const YAML_MESSAGES: Record<string, { message: string; hint: string }> = {
+  MULTIPLE_DOCS: { message: "a profile is one YAML document, and this file has more", hint: "remove the `---` line, or put each profile in its own file" },
+};
+
 /** Parse one file. `from` is where it was named (an extends: entry) for messages about reading it. */
 async function parseLayer(file: string, from: Position | undefined, tree: Tree): Promise<Layer | undefined> {
   const shown = showPath(file);
-  const { text, error } = readText(file);
+  const { text, error, hint } = readText(file);
   if (text === undefined) {
     tree.errors.push(
       from
-        ? diag("error", "load.extends-read", "extends", `cannot read base profile ${shown}: ${error!.replace(/^cannot read file: /, "")}`, from)
-        : diag("error", "load.read", "", error!, { file: shown }),
+        ? diag("error", "load.extends-read", "extends", `cannot read base profile ${shown}: ${error!.replace(/^cannot read file: /, "")}`, {
+            ...from,
+            hint: "paths in extends: are relative to the profile that names them",
+          })
+        : diag("error", "load.read", "", error!, { file: shown, ...(hint ? { hint } : {}) }),
+    );
+    return undefined;
+  }
+  if (flowDepth(text) > MAX_FLOW_DEPTH) {
+    tree.errors.push(
+      diag("error", "load.too-deep", "", `[ ] or { } nested more than ${MAX_FLOW_DEPTH} levels deep`, {
+        file: shown,
+        hint: "a profile nests a few levels; is this the right file?",
+      }),
     );
     return undefined;
   }
@@ -195,11 +260,12 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
       const what = YAML_CODES[e.code] ?? "YAML syntax error";
       const detail =
         e.code === "DUPLICATE_KEY" ? ` \`${duplicateKeyAt(text, e.pos[0])}\`` : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
+      const own = YAML_MESSAGES[e.code];
       const pos = layerPos(layer, e.pos[0]);
       tree.errors.push(
-        diag("error", `yaml.${e.code.toLowerCase().replace(/_/g, "-")}`, "", `${what}${detail}`, {
+        diag("error", `yaml.${e.code.toLowerCase().replace(/_/g, "-")}`, "", own?.message ?? `${what}${detail}`, {
           ...pos,
-          ...(e.code === "DUPLICATE_KEY" ? { hint: "each key may appear once in a mapping" } : {}),
+          ...(own ? { hint: own.hint } : e.code === "DUPLICATE_KEY" ? { hint: "each key may appear once in a mapping" } : {}),
         }),
       );
     }
@@ -210,9 +276,15 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
   }
   let data: unknown;
   try {
-    data = doc.toJS({ maxAliasCount: 100 });
-  } catch (e) {
-    tree.errors.push(diag("error", "yaml.alias", "", (e as Error).message, { file: shown }));
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch {
+    // yaml's only toJS error for parsed input: "Excessive alias count indicates a resource exhaustion attack".
+    tree.errors.push(
+      diag("error", "yaml.alias", "", `aliases (*name) expand to too much: over ${MAX_ALIAS_COUNT} expansions`, {
+        file: shown,
+        hint: "write the values out, or share them through extends: base profiles",
+      }),
+    );
     return undefined;
   }
   if (!isPlainObject(data)) {

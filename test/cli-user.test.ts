@@ -95,3 +95,40 @@ describe("status shows what a launch killed early left behind", () => {
     expect(list.stdout).toMatch(new RegExp(`^${name}\\s+damaged\\s`, "m"));
   });
 });
+
+describe("bad profile files: a message naming the file and the fix, an exit code, never a crash", () => {
+  const dir = join(runDir, "bad");
+  mkdirSync(dir, { recursive: true });
+  const file = (name: string, content: string | Buffer) => {
+    const p = join(dir, name);
+    writeFileSync(p, content);
+    return p;
+  };
+  const laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"];
+  for (const [i, n] of ["b", "c", "d", "e", "f", "g", "h", "i"].entries()) {
+    const prev = i === 0 ? "a" : ["b", "c", "d", "e", "f", "g", "h"][i - 1]!;
+    laughs.push(`${n}: &${n} [${Array(9).fill(`*${prev}`).join(", ")}]`);
+  }
+  const cases: Array<[string, () => string, string]> = [
+    ["binary data", () => file("binary.yaml", Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 0xff, 0x0a])), "is not a text file: binary data, or text that is not UTF-8"],
+    ["text that is not UTF-8", () => file("latin1.yaml", Buffer.from("apiVersion: qcvm/v1\nname: caf\xe9\n", "latin1")), "is not a text file"],
+    // Read until memory runs out before: its size is 0 and it never ends.
+    ["a device that never ends", () => "/dev/zero", "/dev/zero: file is over 1048576 bytes; profiles are limited to 1048576"],
+    // yaml's recursion aborts the process (out of memory, no exception) at ~20,000 levels.
+    ["deeply nested brackets", () => file("deep.yaml", `a: ${"[".repeat(30000)}${"]".repeat(30000)}\n`), "[ ] or { } nested more than 64 levels deep"],
+    ["a billion laughs", () => file("laughs.yaml", `${laughs.join("\n")}\n`), "aliases (*name) expand to too much: over 100 expansions"],
+    ["two YAML documents", () => file("two.yaml", "apiVersion: qcvm/v1\n---\nname: x\n"), "two.yaml:2:1: a profile is one YAML document, and this file has more (remove the `---` line"],
+    ["a missing file", () => join(dir, "missing.yaml"), "missing.yaml: cannot read file: no such file (check the path"],
+  ];
+  it.each(cases)("%s", async (_what, make, message) => {
+    const path = make();
+    for (const command of ["validate", "render", "plan"]) {
+      const r = await qcvm([command, path]);
+      expect(r.code, `${command}: ${r.stderr}`).toBe(1);
+      const out = command === "validate" ? r.stdout : r.stderr;
+      expect(out, command).toContain(message);
+      expect(r.stderr, command).not.toContain("internal error");
+      expect(r.stderr, command).not.toMatch(/\n\s+at /);
+    }
+  });
+});

@@ -53,7 +53,7 @@ describe("qcvm validate: exit codes", () => {
   it("1 for a file that does not exist (a diagnostic, not a crash)", () => {
     const r = qcvm("validate", `${FIX}/nope.yaml`);
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(new RegExp(`^${FIX}/nope.yaml: cannot read file: no such file\n`));
+    expect(r.stdout).toMatch(new RegExp(`^${FIX}/nope.yaml: cannot read file: no such file \\(check the path: it is relative to the current directory\\)\n`));
   });
 
   it("2 when a glob or directory matches nothing", () => {

@@ -61,7 +61,7 @@ describe("extends", () => {
 
   it("reports a missing base at its extends entry, and still checks the rest", async () => {
     expect(await messages(`${EXT}/missing-base.yaml`)).toEqual([
-      `${EXT}/missing-base.yaml:4:21: extends[1]: cannot read base profile ${EXT}/no-such-base.yaml: no such file`,
+      `${EXT}/missing-base.yaml:4:21: extends[1]: cannot read base profile ${EXT}/no-such-base.yaml: no such file (paths in extends: are relative to the profile that names them)`,
       `${EXT}/snp.yaml:4:9: confidential.type: SEV-SNP (sev-snp-guest) needs qemu.version >= 9.1, got "7.2" (set qemu.version: "9.1" or newer, and use a QEMU that new)`,
     ]);
   });

@@ -287,7 +287,7 @@ describe("rules", () => {
 
   it("report an unreadable file as a diagnostic, not an exception", async () => {
     const r = await readProfile(`${DIR}/no-such-profile.yaml`);
-    expect(r.errors.map(formatDiagnostic)).toEqual([`${DIR}/no-such-profile.yaml: cannot read file: no such file`]);
+    expect(r.errors.map(formatDiagnostic)).toEqual([`${DIR}/no-such-profile.yaml: cannot read file: no such file (check the path: it is relative to the current directory)`]);
     expect(r.profile).toBeUndefined();
   });
 
