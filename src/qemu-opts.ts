@@ -57,8 +57,12 @@ function formatValue(value: Exclude<OptValue, IntList>, index: number): string {
 
 /**
  * `head,key=value,...`: head is the implied first value (machine type, object type, chardev
- * backend) or undefined. Lists become repeated keys with ranges (`cpus=0-1,cpus=4`), the one
- * form QEMU accepts for non-contiguous lists in both QemuOpts (-numa) and keyval (-object).
+ * backend) or undefined. Lists become repeated keys with ranges (`cpus=0-1,cpus=4`): -numa and
+ * qemu-system's -object both go through QemuOpts and the OptsVisitor (hw/core/numa.c parse_numa,
+ * system/vl.c object_option_parse), which gathers repeated keys into a uint16List and expands
+ * `a-b` ranges (QEMU 7.2: `cpu-affinity=1,cpu-affinity=0` reads back [0,1]). keyval, used by
+ * -blockdev and by -object in the tools, would keep only the last one (`key.0=`, `key.1=` there):
+ * never pass a list to an option parsed that way.
  */
 export function formatOpts(head: string | undefined, entries: readonly OptEntry[]): string {
   const parts: string[] = [];
@@ -101,7 +105,7 @@ function stringifyJson(v: JsonValue): string {
 /**
  * The JSON `-object '{"qom-type":...}'` form, for properties whose type is a structure (a
  * SocketAddress) that `key=value` cannot express. Types must match QEMU's exactly here: integers
- * as numbers, booleans as booleans (the keyval form parses strings instead).
+ * as numbers, booleans as booleans (the key=value form parses strings instead).
  */
 export function formatJsonObject(qomType: string, id: string, props: Record<string, JsonValue | undefined>): string {
   const obj: Record<string, JsonValue> = { "qom-type": qomType, id };

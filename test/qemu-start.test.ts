@@ -16,7 +16,7 @@ import { QmpClient } from "../src/qmp.js";
 import { renderArgv } from "../src/render.js";
 import { inlineProfileFiles } from "../src/render-files.js";
 import type { Plan, Profile } from "../src/types.js";
-import { makePlan, makeProfile } from "./helpers/profile.js";
+import { makePlan, makeProfile, nodes } from "./helpers/profile.js";
 
 const root = join(import.meta.dirname, "..");
 
@@ -163,6 +163,27 @@ describe("escaped values reach QEMU as one value", () => {
     expect(chardevs.find((c) => c.label === "serial0")?.filename).toBe("file");
     expect(readdirSync(dir).sort()).toEqual(["mem,share=off", "qmp,server=off.sock", "serial,append=on.log"]);
 
+    await quit(s);
+  });
+});
+
+describe("lists reach QEMU as lists", () => {
+  // Non-contiguous sets are repeated keys (`cpus=0,cpus=2`): QemuOpts' OptsVisitor gathers them
+  // into one list. If QEMU kept only the last key, vCPU 0 would land in no node (node 0 by default).
+  it("non-contiguous vCPU sets put each vCPU in the node the profile names", async () => {
+    const dir = tempDir();
+    const sock = join(dir, "qmp.sock");
+    const profile = makeProfile({
+      machine: { accel: KVM ? "kvm" : "tcg" },
+      cpu: { model: "qemu64", count: 4, cores: 4 },
+      memory: { sizeBytes: 256 * 1024 * 1024 },
+      numa: { nodes: nodes([[0, 2], 128, [], "default"], [[1, 3], 128, [], "default"]), distances: [] },
+    });
+    const argv = renderPaused(profile, makePlan(profile), sock);
+    expect(argv).toContain("node,nodeid=0,cpus=0,cpus=2,memdev=mem0");
+    const s = await start(argv, sock);
+    const cpus = await s.client.command<CpuInfo[]>("query-cpus-fast");
+    expect(cpus.map((c) => [c["cpu-index"], c.props["node-id"]]).sort()).toEqual([[0, 0], [1, 1], [2, 0], [3, 1]]);
     await quit(s);
   });
 });
