@@ -23,6 +23,17 @@
 #              host's namespace, so this v2 root offers neither. That models a cgroup-v2-only host
 #              that has not delegated cpuset/memory to qcvm (a container, a systemd user slice).
 #   all        every scenario above in turn; exits non-zero if any failed.
+#   vm-cgroup2 (not in all: a VM boot, and Debian packages) cgroup v2 *with* cpuset and memory,
+#              which no namespace can give here: a controller stays bound to the host's v1
+#              hierarchy while that exists (`+cpuset` into the v2 root's subtree_control is ENOENT),
+#              and unmounting the host's v1 hierarchies is not ours to do. So a real kernel boots
+#              under this machine's QEMU with no v1 mount, this machine's / shared read-only
+#              over virtio-9p (under a tmpfs overlay) and the repository read-write, and the suite
+#              runs there as root on a cgroup2-only /sys/fs/cgroup. The kernel is Debian's
+#              (linux-image-amd64 and busybox-static, fetched once with `apt-get download` into
+#              $QCVM_TEST_HOSTS_CACHE, default /var/cache/qcvm-test-hosts). The guest runs under
+#              TCG (QCVM_TEST_HOSTS_VM_ACCEL=kvm where nested KVM boots Linux), has no /dev/kvm,
+#              and its QEMU tests use TCG inside TCG: slow, so name test files to run a subset.
 #
 # Needs root, Linux, util-linux unshare. Builds dist/ first (the CLI tests run the built bin).
 set -euo pipefail
@@ -93,15 +104,136 @@ inner() {
   npx vitest run "$@"
 }
 
+# ---------------------------------------------------------------------------------------------
+# vm-cgroup2: a guest kernel whose only cgroup hierarchy is v2, holding every controller.
+# ---------------------------------------------------------------------------------------------
+CACHE=${QCVM_TEST_HOSTS_CACHE:-/var/cache/qcvm-test-hosts}
+# Modules the initramfs loads, dependencies first: virtio PCI transport, 9p over virtio, overlay.
+VM_MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay)
+
+# The Debian kernel, the modules the initramfs loads and static busybox, unpacked from the .debs
+# into the cache (not installed: nothing else on this machine changes); the rest is dropped.
+vm_fetch() {
+  [ -e "$CACHE/ready" ] && return 0
+  command -v apt-get >/dev/null || { echo "test-hosts: vm-cgroup2 fetches Debian's kernel with apt-get; elsewhere put vmlinuz, busybox and modules/*.ko in $CACHE" >&2; return 1; }
+  local image tmp kver m f
+  image=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
+  [ -n "$image" ] || { echo "test-hosts: no linux-image-amd64 in apt's lists (run apt-get update)" >&2; return 1; }
+  tmp=$(mktemp -d /tmp/qcvm-hosts-debs.XXXXXX)
+  (cd "$tmp" && apt-get download "$image" busybox-static) || { rm -rf "$tmp"; return 1; }
+  for f in "$tmp"/*.deb; do dpkg-deb -x "$f" "$tmp/root"; done
+  rm -rf "$CACHE" && mkdir -p "$CACHE/modules"
+  cp "$tmp"/root/boot/vmlinuz-* "$CACHE/vmlinuz"
+  cp "$tmp/root/bin/busybox" "$CACHE/busybox"
+  kver=$(ls "$tmp/root/lib/modules")
+  for m in "${VM_MODULES[@]}"; do
+    f=$(find "$tmp/root/lib/modules/$kver" -name "$m.ko" -o -name "$m.ko.xz" | head -1)
+    [ -n "$f" ] || { echo "test-hosts: module $m not in $kver" >&2; rm -rf "$tmp"; return 1; }
+    case $f in *.xz) xz -dc "$f" >"$CACHE/modules/$m.ko" ;; *) cp "$f" "$CACHE/modules/$m.ko" ;; esac
+  done
+  echo "$kver" >"$CACHE/ready"
+  rm -rf "$tmp"
+}
+
+vm_initramfs() {
+  local out=$1 work
+  work=$(mktemp -d /tmp/qcvm-hosts-initrd.XXXXXX)
+  mkdir -p "$work"/{bin,lib,proc,sys,dev,host,newroot,ovl}
+  cp "$CACHE/busybox" "$work/bin/busybox"
+  cp "$CACHE"/modules/*.ko "$work/lib/"
+  cat >"$work/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev
+for m in MODULES; do insmod /lib/$m.ko || echo "init: insmod $m failed"; done
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro hostroot /host || exec poweroff -f
+# The host's / read-only under a tmpfs: the guest writes /tmp, /run and caches without touching it.
+mount -t tmpfs -o size=75% tmpfs /ovl && mkdir /ovl/upper /ovl/work
+mount -t overlay -o lowerdir=/host,upperdir=/ovl/upper,workdir=/ovl/work overlay /newroot || exec poweroff -f
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 repo "/newroot$qcvm_repo" || exec poweroff -f
+mount --move /proc /newroot/proc && mount --move /sys /newroot/sys && mount --move /dev /newroot/dev
+exec chroot /newroot /bin/bash "$qcvm_repo/scripts/test-hosts.sh" --vm-inner
+INIT
+  sed -i "s/MODULES/${VM_MODULES[*]}/" "$work/init"
+  chmod +x "$work/init"
+  (cd "$work" && find . | "$CACHE/busybox" cpio -o -H newc | gzip -1) >"$out"
+  rm -rf "$work"
+}
+
+# The guest's userland half: runs as root in the chroot of the overlay, then powers off.
+vm_inner() {
+  local state="$here/.test-hosts-vm"
+  mkdir -p /dev/pts /dev/shm
+  mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
+  # /tmp is already the overlay's (the repository may live under it); /run starts empty, as
+  # after a boot, not with this machine's locks and sockets.
+  mount -t tmpfs tmpfs /run
+  # Whatever the host had at /sys/fs/cgroup is not here: /sys is the guest's own sysfs.
+  mount -t cgroup2 cgroup2 /sys/fs/cgroup
+  # TERM=dumb: the serial console is a tty, and vitest would redraw its progress on it.
+  export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+  # However this ends, power off: the host reads the exit code from $state/rc.
+  trap 'sync; echo o >/proc/sysrq-trigger; sleep 10' EXIT
+  mapfile -t args <"$state/args"
+  {
+    echo "test-hosts[vm-cgroup2]: guest $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print $2" kB"}' /proc/meminfo)"
+    echo "test-hosts[vm-cgroup2]: /dev/kvm: $(stat -c '%F %t:%T' /dev/kvm 2>&1 | sed 's/^stat: //')"
+    echo "test-hosts[vm-cgroup2]: cgroup mounts: $(awk '$3 ~ /^cgroup/ {printf "%s(%s) ", $2, $3}' /proc/mounts)"
+    echo "test-hosts[vm-cgroup2]: v2 root controllers: '$(cat /sys/fs/cgroup/cgroup.controllers)'"
+  } >&2
+  local rc=0
+  cd "$here" && npx vitest run "${args[@]}" || rc=$?
+  echo "$rc" >"$state/rc"
+}
+
+run_vm() {
+  vm_fetch
+  local state="$here/.test-hosts-vm" kernel
+  rm -rf "$state" && mkdir -p "$state"
+  trap 'rm -rf "$here/.test-hosts-vm"' EXIT
+  printf '%s\n' "$@" >"$state/args"
+  vm_initramfs "$state/initrd.gz"
+  kernel=$CACHE/vmlinuz
+  echo "=== test-hosts: vm-cgroup2 (Debian kernel $(cat "$CACHE/ready")) ===" >&2
+  local mem_kb
+  mem_kb=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
+  # Half of what is free, at most 8 GiB: the guest starts QEMUs of its own.
+  local mem_mb=$(( mem_kb / 2048 < 8192 ? mem_kb / 2048 : 8192 ))
+  # TCG by default: on the machine this was written on (itself a VM) a nested KVM guest kernel did
+  # not get past its decompressor in minutes, while TCG boots it in two seconds.
+  # QCVM_TEST_HOSTS_VM_ACCEL=kvm where nested KVM works (-arch-capabilities: nested, KVM may
+  # refuse that MSR and QEMU aborts).
+  local cpu=max
+  [ "${QCVM_TEST_HOSTS_VM_ACCEL:-tcg}" = kvm ] && cpu=host,-arch-capabilities
+  # In a PID namespace of its own, killed with this script (--kill-child) if that is interrupted.
+  unshare --pid --fork --kill-child -- qemu-system-x86_64 -machine "q35,accel=${QCVM_TEST_HOSTS_VM_ACCEL:-tcg}" -cpu "$cpu" -smp "$(nproc)" -m "${mem_mb}M" \
+    -nodefaults -display none -no-reboot -serial stdio \
+    -kernel "$kernel" -initrd "$state/initrd.gz" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3 qcvm_repo=$here" \
+    -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+    -fsdev local,id=repo,path="$here",security_model=passthrough -device virtio-9p-pci,fsdev=repo,mount_tag=repo \
+    </dev/null
+  local rc
+  rc=$(cat "$state/rc" 2>/dev/null || echo "boot failed")
+  rm -rf "$state"
+  echo "test-hosts[vm-cgroup2]: vitest exit $rc" >&2
+  [ "$rc" = 0 ]
+}
+
 run_one() {
   local scenario=$1
   shift
   echo "=== test-hosts: $scenario ===" >&2
   # --mount-proc: the PID namespace's own /proc, so /proc/<pid> of QEMUs started here resolves.
-  unshare --mount --propagation private --pid --fork --mount-proc -- "$0" --inner "$scenario" "$@"
+  # --kill-child: if this script is interrupted, the namespace's init dies and everything in it.
+  unshare --mount --propagation private --pid --fork --mount-proc --kill-child -- "$0" --inner "$scenario" "$@"
 }
 
 [ $# -ge 1 ] || usage
+if [ "$1" = --vm-inner ]; then
+  vm_inner
+  exit
+fi
 if [ "$1" = --inner ]; then
   shift
   inner "$@"
@@ -122,6 +254,10 @@ case $scenario in
       exit 1
     fi
     echo "test-hosts: all scenarios passed: ${SCENARIOS[*]}" >&2
+    ;;
+  vm-cgroup2)
+    (cd "$here" && node scripts/build.mjs)
+    run_vm "$@"
     ;;
   host | no-kvm | kvm-file | kvm-dead | cgroup2)
     (cd "$here" && node scripts/build.mjs)
