@@ -515,7 +515,11 @@ function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpu
     }
     case "preferred":
       if (g.hostNodes.length > 1) {
-        if (hasFeature(caps, "preferred-many")) {
+        // QEMU (8.0) switches to MPOL_PREFERRED_MANY only when numa_has_preferred_many() says the
+        // running kernel has it (Linux 5.15, backends/hostmem.c); otherwise mbind() gets
+        // MPOL_PREFERRED, which keeps only the first node of the mask.
+        const kernelMany = compareVersions(ctx.host.kernel, "5.15") >= 0;
+        if (hasFeature(caps, "preferred-many") && kernelMany) {
           return {
             mechanism: "backend-policy",
             reason: `QEMU mbind()s the backend's shared mapping to host-nodes=${formatList(g.hostNodes)},policy=preferred, which QEMU ${caps.version} makes MPOL_PREFERRED_MANY (QEMU 8.0)${pool(g.hostNodes)}${cpusetCaveat}`,
@@ -523,18 +527,21 @@ function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpu
           };
         }
         const first = g.hostNodes[0]!;
+        const lacks = hasFeature(caps, "preferred-many")
+          ? `Linux ${ctx.host.kernel} has no MPOL_PREFERRED_MANY (Linux 5.15)`
+          : `QEMU ${caps.version} has no MPOL_PREFERRED_MANY (QEMU 8.0)`;
         warnings.push(
           diag(
             "warning",
             "placement.preferred-first-node",
             `${ctx.paths[i]}.hostNodes`,
-            `QEMU ${caps.version} has no MPOL_PREFERRED_MANY (QEMU 8.0): preferred over ${nodesText(g.hostNodes)} prefers only host node ${first}`,
-            { got: formatList(g.hostNodes), hint: "target QEMU >= 8.0, or name one preferred node" },
+            `${lacks}: preferred over ${nodesText(g.hostNodes)} prefers only host node ${first}`,
+            { got: formatList(g.hostNodes), hint: hasFeature(caps, "preferred-many") ? "run on Linux >= 5.15, or name one preferred node" : "target QEMU >= 8.0, or name one preferred node" },
           ),
         );
         return {
           mechanism: "backend-policy",
-          reason: `QEMU mbind()s the backend's shared mapping with policy=preferred, but QEMU ${caps.version} (< 8.0) has no MPOL_PREFERRED_MANY, so the kernel prefers only the first node, host node ${first}${pool([first])}${cpusetCaveat}`,
+          reason: `QEMU mbind()s the backend's shared mapping with policy=preferred, but ${lacks}, so the kernel prefers only the first node, host node ${first}${pool([first])}${cpusetCaveat}`,
           place: { policy: "preferred", nodes: [first], hard: false },
         };
       }

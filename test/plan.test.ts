@@ -450,6 +450,15 @@ describe("planPlacement: preferred over several nodes by QEMU version", () => {
     expect(plan.nodes[0]!.shared.hostNodes).toEqual([0, 1]);
     expect(codes(plan.warnings)).not.toContain("placement.preferred-first-node");
   });
+
+  it("QEMU 8.2 on Linux 5.10: QEMU asks numa_has_preferred_many(), gets no, and binds MPOL_PREFERRED to the first node", async () => {
+    const host = () => ({ ...fixtureHost("cgroup2-only"), kernel: "5.10.0" });
+    const { plan } = await planFor({ name: "", profile: fx("kvm-preferred-many.yaml"), set: ['qemu.version="8.2"'], host });
+    expect(plan.nodes[0]!.shared.reason).toContain("Linux 5.10.0 has no MPOL_PREFERRED_MANY (Linux 5.15)");
+    expect(plan.nodes[0]!.shared.hostNodes).toEqual([0]);
+    const w = plan.warnings.find((d) => d.code === "placement.preferred-first-node");
+    expect(w?.hint).toBe("run on Linux >= 5.15, or name one preferred node");
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
