@@ -38,12 +38,45 @@ function hostOptions(y: Argv) {
 }
 
 function setOptions(y: Argv) {
-  return y.option("set", {
-    type: "string",
-    array: true,
-    describe: "Override a profile field: --set memory.size=8G (applied after extends:, before defaults)",
-  });
+  return y
+    .option("set", {
+      type: "string",
+      array: true,
+      describe: "Override a profile field: --set memory.size=8G (applied after extends:, before defaults)",
+    })
+    .check((argv) => {
+      // yargs turns a bare `--set` (or `--set=`) into [], which would silently override nothing.
+      if (Array.isArray(argv.set) && argv.set.length === 0) throw new UsageError("--set needs path=value, e.g. --set memory.size=8G");
+      return true;
+    });
 }
+
+/**
+ * A number of seconds. Taken as a string and converted here: yargs' own `number` type turns
+ * `--timeout abc` into NaN, and the message could then only say "got NaN".
+ */
+function secondsOption(name: string, describe: string, dflt: number, min: "zero" | "positive") {
+  return {
+    describe,
+    default: dflt,
+    requiresArg: true,
+    coerce: (v: unknown): number => {
+      const text = Array.isArray(v) ? String(v.at(-1)) : String(v);
+      const n = text.trim() === "" ? NaN : Number(text);
+      if (!Number.isFinite(n) || (min === "zero" ? n < 0 : n <= 0)) {
+        throw new UsageError(`--${name} must be a number of seconds ${min === "zero" ? ">= 0" : "> 0"}, got ${JSON.stringify(text)}`);
+      }
+      return n;
+    },
+  } as const;
+}
+
+/** One line of help per command: what its exit codes mean (every command: 2 usage, 70 internal error). */
+function exitCodes(text: string): string {
+  return `Exit codes: ${text}; 2 usage error; 70 internal error (a bug in qcvm).`;
+}
+
+const RUN_DIR = "Runtime state directory (default $QCVM_RUN_DIR, /run/qcvm as root, else $XDG_RUNTIME_DIR/qcvm)";
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -64,12 +97,14 @@ export async function main(argv: string[]): Promise<number> {
         setOptions(
           y
             .positional("files", { type: "string", array: true, describe: "Profiles, directories or globs" })
-            .option("format", { choices: ["text", "json"] as const, default: "text" as const })
+            .option("format", { choices: ["text", "json"] as const, default: "text" as const, describe: "json: one report on stdout" })
             .option("strict", { type: "boolean", default: false, describe: "Warnings fail validation too" })
             .option("fill", { type: "boolean", default: false, describe: "Print the normalized profile (defaults filled)" }),
         )
           .example("$0 validate profiles/", "Validate every profile in a directory")
-          .example("$0 validate 'vms/**/*.yaml' --format json --strict", "CI: JSON report, warnings fail"),
+          .example("$0 validate 'vms/**/*.yaml' --format json --strict", "CI: JSON report, warnings fail")
+          .example("$0 validate base.yaml --fill", "Show the profile with every default filled in")
+          .epilog(exitCodes("0 every profile valid; 1 any profile invalid (with --strict: or any warning)")),
       dispatch("validate"),
     )
     .command(
@@ -80,11 +115,17 @@ export async function main(argv: string[]): Promise<number> {
           hostOptions(
             y
               .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("format", { choices: ["shell", "json"] as const, default: "shell" as const }),
+              .option("format", {
+                choices: ["shell", "json"] as const,
+                default: "shell" as const,
+                describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
+              }),
           ),
         )
           .example("$0 render profiles/snp-2node.yaml", "Pasteable shell command, one option per line")
-          .example("$0 render profiles/kvm-1node.yaml --format json", '{"argv": [...], "warnings": [...]}'),
+          .example("$0 render profiles/kvm-1node.yaml --format json", '{"argv": [...], "warnings": [...]}')
+          .example("$0 render profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n", "For another host's topology")
+          .epilog(exitCodes("0 command line printed; 1 the profile is invalid or cannot be rendered for its QEMU")),
       dispatch("render"),
     )
     .command(
@@ -93,7 +134,9 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         y
           .option("plan", { type: "boolean", default: false, describe: "Print the plan schema instead" })
-          .example("$0 schema > profile.schema.json", "Save the schema for an editor"),
+          .example("$0 schema > profile.schema.json", "Save the schema for an editor")
+          .example("$0 schema --plan", "The schema of `qcvm plan --format json`")
+          .epilog(exitCodes("0 schema printed")),
       dispatch("schema"),
     )
     .command(
@@ -104,11 +147,16 @@ export async function main(argv: string[]): Promise<number> {
           hostOptions(
             y
               .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("format", { choices: ["text", "json", "dot", "svg"] as const, default: "text" as const }),
+              .option("format", {
+                choices: ["text", "json", "dot", "svg"] as const,
+                default: "text" as const,
+                describe: "dot/svg: a graph of guest and host nodes (svg needs graphviz)",
+              }),
           ),
         )
           .example("$0 plan profiles/snp-2node.yaml", "Placement table with fidelity and capacity")
-          .example("$0 plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n --format json", "Plan for another host"),
+          .example("$0 plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n --format json", "Plan for another host")
+          .epilog(exitCodes("0 the plan holds; 1 the profile is invalid, or the plan has errors (printed in full)")),
       dispatch("plan"),
     )
     .command(
@@ -116,11 +164,13 @@ export async function main(argv: string[]): Promise<number> {
       "Report what this host and QEMU can do, and which profile features that rules out",
       (y) =>
         hostOptions(y)
-          .option("format", { choices: ["text", "json"] as const, default: "text" as const })
+          .option("format", { choices: ["text", "json"] as const, default: "text" as const, describe: "json: the whole report on stdout" })
           .option("qemu", { type: "string", default: "qemu-system-x86_64", describe: "QEMU binary to probe" })
           .option("save", { type: "string", describe: "Save the probed QEMU capabilities to this file" })
           .example("$0 doctor", "Readable report")
-          .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)"),
+          .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)")
+          .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
+          .epilog(exitCodes("0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed")),
       dispatch("doctor"),
     )
     .command(
@@ -134,12 +184,18 @@ export async function main(argv: string[]): Promise<number> {
               .option("detach", { type: "boolean", default: false, describe: "Return once the guest runs" })
               .option("dry-run", { type: "boolean", default: false, describe: "Print every action without doing it" })
               .option("quiet", { type: "boolean", default: false, describe: "No progress lines" })
-              .option("format", { choices: ["text", "json"] as const, default: "text" as const })
-              .option("run-dir", { type: "string", describe: "Runtime state directory (default /run/qcvm, or $XDG_RUNTIME_DIR/qcvm)" }),
+              .option("format", { choices: ["text", "json"] as const, default: "text" as const, describe: "json: one event per line on stdout (--dry-run: one object)" })
+              .option("run-dir", { type: "string", describe: RUN_DIR }),
           ),
         )
           .example("$0 launch profiles/kvm-2node.yaml --detach", "Start in the background")
-          .example("$0 launch profiles/snp-2node.yaml --dry-run", "Show cgroups, argv and pinning"),
+          .example("$0 launch profiles/snp-2node.yaml --dry-run", "Show cgroups, argv and pinning")
+          .example("$0 launch profiles/kvm-1node.yaml", "Run in the foreground: Ctrl-C powers the guest down")
+          .epilog(
+            exitCodes(
+              "0 the guest runs (--detach) or would (--dry-run); 1 refused or failed (what was set up is undone); in the foreground, QEMU's exit code once it exits (128+N when killed by signal N)",
+            ),
+          ),
       dispatch("launch"),
     )
     .command(
@@ -147,11 +203,17 @@ export async function main(argv: string[]): Promise<number> {
       "Show running VMs: pid, uptime, profile, plan fidelity",
       (y) =>
         y
-          .positional("name", { type: "string" })
+          .positional("name", { type: "string", describe: "One VM, in detail (default: a table of all)" })
           .option("format", { choices: ["text", "json"] as const, default: "text" as const })
-          .option("run-dir", { type: "string" })
+          .option("run-dir", { type: "string", describe: RUN_DIR })
           .example("$0 status", "All VMs")
-          .example("$0 status kvm-2node --format json", "One VM as JSON"),
+          .example("$0 status kvm-2node --format json", "One VM as JSON")
+          .example("$0 status kvm-2node || qcvm stop kvm-2node", "Clean up after a VM that died")
+          .epilog(
+            exitCodes(
+              "0 the table printed, or the named VM runs (or is starting); 3 the named VM is dead, or its launch was interrupted (qcvm stop cleans up); 1 no such VM, or its state file is damaged",
+            ),
+          ),
       dispatch("status"),
     )
     .command(
@@ -159,12 +221,13 @@ export async function main(argv: string[]): Promise<number> {
       "Stop a VM: powerdown, then quit, then kill; clean up its cgroup, socket and pidfile",
       (y) =>
         y
-          .positional("name", { type: "string" })
+          .positional("name", { type: "string", describe: "The VM (qcvm status lists them)" })
           .option("force", { type: "boolean", default: false, describe: "Skip the guest powerdown" })
-          .option("timeout", { type: "number", default: 30, describe: "Seconds to wait for powerdown" })
-          .option("run-dir", { type: "string" })
+          .option("timeout", secondsOption("timeout", "Seconds to wait for powerdown", 30, "zero"))
+          .option("run-dir", { type: "string", describe: RUN_DIR })
           .example("$0 stop kvm-2node", "Graceful stop")
-          .example("$0 stop kvm-2node --force", "Quit QEMU now"),
+          .example("$0 stop kvm-2node --force", "Quit QEMU now")
+          .epilog(exitCodes("0 stopped and cleaned up (also when it had died); 1 no such VM, or clean-up left something (named)")),
       dispatch("stop"),
     )
     .command(
@@ -172,13 +235,14 @@ export async function main(argv: string[]): Promise<number> {
       "Where a VM's memory is, per host node: private (guest_memfd) and shared, against the plan",
       (y) =>
         y
-          .positional("name", { type: "string" })
+          .positional("name", { type: "string", describe: "A running VM (qcvm status lists them)" })
           .option("format", { choices: ["text", "json"] as const, default: "text" as const })
-          .option("watch", { type: "boolean", default: false })
-          .option("interval", { type: "number", default: 2, describe: "Seconds between refreshes with --watch" })
-          .option("run-dir", { type: "string" })
+          .option("watch", { type: "boolean", default: false, describe: "Refresh until the VM exits or Ctrl-C" })
+          .option("interval", secondsOption("interval", "Seconds between refreshes with --watch", 2, "positive"))
+          .option("run-dir", { type: "string", describe: RUN_DIR })
           .example("$0 stats snp-2node", "Per-node table")
-          .example("$0 stats snp-2node --watch", "Refresh every 2 s"),
+          .example("$0 stats snp-2node --watch", "Refresh every 2 s")
+          .epilog(exitCodes("0 measured; 1 no such VM, or it is not running")),
       dispatch("stats"),
     )
     .demandCommand(1, "Name a command: qcvm --help lists them")
@@ -187,11 +251,15 @@ export async function main(argv: string[]): Promise<number> {
     .version(typeof QCVM_VERSION === "string" ? QCVM_VERSION : "0.0.0-dev")
     .help()
     .alias("h", "help")
-    .wrap(Math.min(110, process.stdout.columns || 110))
+    // The terminal's width; piped, $COLUMNS when set (so `COLUMNS=80 qcvm --help | less` fits).
+    .wrap(Math.min(110, process.stdout.columns || Number(process.env.COLUMNS) || 110))
     .exitProcess(false)
     .fail((msg, err) => {
-      if (err) throw err;
-      throw new UsageError(msg);
+      // yargs reports its own validation (requiresArg, a throwing coerce or check) as a YError:
+      // that is the user's command line, not a bug.
+      if (err instanceof UsageError) throw err;
+      if (err && err.name !== "YError") throw err;
+      throw new UsageError(msg || err?.message || "bad command line");
     });
 
   try {
@@ -199,15 +267,17 @@ export async function main(argv: string[]): Promise<number> {
     if (!handled && exitCode === EXIT.ok) return EXIT.ok; // --help / --version
     return exitCode;
   } catch (e) {
-    return reportError(e);
+    // Point a usage error at the help of the command that was typed, when one was.
+    const typed = argv.find((a) => !a.startsWith("-"));
+    return reportError(e, typed !== undefined && Object.hasOwn(commands, typed) ? `qcvm ${typed} --help` : "qcvm --help");
   }
 }
 
 class UsageError extends Error {}
 
-function reportError(e: unknown): number {
+function reportError(e: unknown, help: string): number {
   if (e instanceof UsageError) {
-    process.stderr.write(`qcvm: ${e.message}\nRun 'qcvm --help' for usage.\n`);
+    process.stderr.write(`qcvm: ${e.message}\nRun '${help}' for usage.\n`);
     return EXIT.usage;
   }
   if (e instanceof UserError) {

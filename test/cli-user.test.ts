@@ -132,3 +132,38 @@ describe("bad profile files: a message naming the file and the fix, an exit code
     }
   });
 });
+
+describe("help and the command line", () => {
+  const COMMANDS = ["validate", "render", "plan", "doctor", "launch", "status", "stop", "stats", "schema"];
+
+  it.each(COMMANDS)("%s --help has examples and exit codes, and fits 80 columns", async (command) => {
+    const r = await qcvm([command, "--help"], { env: { ...process.env, COLUMNS: "80" } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("\nExamples:\n");
+    expect(r.stdout).toMatch(/\nExit codes: 0 [^\n]*/);
+    expect(r.stdout).toContain("2 usage error");
+    expect(r.stdout.split("\n").filter((l) => l.length > 80)).toEqual([]);
+  });
+
+  it("status --help documents exit 3 for a dead or interrupted VM", async () => {
+    const r = await qcvm(["status", "--help"]);
+    expect(r.stdout.replace(/\s+/g, " ")).toContain("3 the named VM is dead, or its launch was interrupted (qcvm stop cleans up)");
+  });
+
+  it.each([
+    [["stop", "x", "--timeout", "abc"], '--timeout must be a number of seconds >= 0, got "abc"', "qcvm stop --help"],
+    [["stop", "x", "--timeout"], "Not enough arguments following: timeout", "qcvm stop --help"],
+    [["stats", "x", "--interval", "0"], '--interval must be a number of seconds > 0, got "0"', "qcvm stats --help"],
+    // A bare --set overrode nothing, silently.
+    [["render", KVM_2NODE, "--set"], "--set needs path=value, e.g. --set memory.size=8G", "qcvm render --help"],
+    [["render", KVM_2NODE, "--format", "yaml"], 'Given: "yaml", Choices: "shell", "json"', "qcvm render --help"],
+    [["frobnicate"], "Unknown argument: frobnicate", "qcvm --help"],
+  ])("%j is a usage error (exit 2) that names the problem and the help to read", async (args, message, help) => {
+    const r = await qcvm(args, { env: { ...process.env, QCVM_RUN_DIR: join(runDir, "usage") } });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toContain(message);
+    expect(r.stderr).toContain(`Run '${help}' for usage.`);
+    expect(r.stderr).not.toContain("internal error");
+  });
+});
