@@ -1,6 +1,7 @@
 // The front half every profile command shares: read the profile, probe (or load) the host and
 // QEMU capabilities, and plan. render, plan and launch all start here, so they cannot disagree.
 import { readProfile } from "./profile.js";
+import { checkHostRoot } from "./fsroot.js";
 import { UserError, formatDiagnostic } from "./diagnostics.js";
 import { builtinCapabilities } from "./capabilities.js";
 import type { Diagnostic, HostInfo, Plan, Profile, QemuCapabilities } from "./types.js";
@@ -61,6 +62,7 @@ export function needsNumactl(profile: Profile): boolean {
 }
 
 export async function loadContext(args: ContextArgs): Promise<Context> {
+  if (args.host !== undefined) checkHostRoot(args.host);
   const { profile, warnings } = await loadValidProfile(args.profile, args.set);
   const { probeHost, probeHostAsync } = await import("./probe/host.js");
   // Asking the real numactl what it supports costs two process starts; only a process-wide policy

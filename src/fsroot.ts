@@ -1,7 +1,8 @@
 // The one seam for reading the host: every path under /sys and /proc is resolved against a root,
 // `/` on a real host or a sysfs-shaped fixture tree (`--host DIR`) in tests and offline plans.
-import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { UserError } from "./diagnostics.js";
 
 export class FsRoot {
   constructor(readonly root: string = "/") {}
@@ -58,4 +59,26 @@ export function formatList(values: readonly number[]): string {
     i = j + 1;
   }
   return parts.join(",");
+}
+
+/**
+ * `--host DIR` must be a tree shaped like /: the probe reads what is there and takes anything
+ * missing as "this host has none", so a mistyped path planned for an empty host, silently.
+ */
+export function checkHostRoot(root: string): void {
+  const fix = "give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has";
+  let isDir = false;
+  try {
+    isDir = statSync(root).isDirectory();
+  } catch {
+    throw new UserError(`--host ${root}: no such directory (${fix})`, 2);
+  }
+  if (!isDir) throw new UserError(`--host ${root}: not a directory (${fix})`, 2);
+  let hasSys = false;
+  try {
+    hasSys = statSync(join(root, "sys")).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!hasSys) throw new UserError(`--host ${root}: has no sys/ directory, so it is not a host tree (${fix})`, 2);
 }

@@ -123,7 +123,7 @@ describe("qcvm doctor when a probe cannot run", () => {
   it("--host that is not a directory is a usage error without a stack", async () => {
     const r = await qcvm("doctor", "--host", "/nonexistent/qcvm-host");
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe("qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/)\n");
+    expect(r.stderr).toBe("qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n");
     expect(r.stdout).toBe("");
   });
 });

@@ -167,3 +167,23 @@ describe("help and the command line", () => {
     expect(r.stderr).not.toContain("internal error");
   });
 });
+
+describe("--host that is not a host tree", () => {
+  // The probe takes whatever is missing as "this host has none": a mistyped --host planned, and
+  // rendered, for an empty host with exit 0.
+  const notHost = join(runDir, "not-a-host");
+  mkdirSync(join(notHost, "proc"), { recursive: true });
+  it.each([
+    [join(runDir, "no-such-host"), "no such directory"],
+    [notHost, "has no sys/ directory, so it is not a host tree"],
+    [KVM_2NODE, "not a directory"],
+  ])("%s: render, plan, launch --dry-run and doctor refuse it (exit 2)", async (host, problem) => {
+    const launch = ["launch", KVM_2NODE, "--dry-run", "--run-dir", join(runDir, "host-run")];
+    for (const args of [["render", KVM_2NODE], ["plan", KVM_2NODE], launch, ["doctor"]]) {
+      const r = await qcvm([...args, "--host", host]);
+      expect(r.code, `${args[0]}: ${r.stderr}`).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).toBe(`qcvm: --host ${host}: ${problem} (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n`);
+    }
+  });
+});

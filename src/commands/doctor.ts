@@ -1,12 +1,11 @@
 // qcvm doctor: what this host and QEMU can do, and for everything missing, which profile features
 // that rules out. Doctor reports; it does not fail: exit 0 whatever it finds, 2 only when a probe
 // itself cannot run (no QEMU binary, QEMU dies, an unreadable --capabilities file).
-import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { FEATURES, compareVersions, hasFeature } from "../capabilities.js";
 import type { Feature, FeatureDef } from "../capabilities.js";
 import { UserError } from "../diagnostics.js";
-import { formatList } from "../fsroot.js";
+import { checkHostRoot, formatList } from "../fsroot.js";
 import { probeHostAsync, probeKvm, readInterleaveWeights } from "../probe/host.js";
 import type { KvmAccess } from "../probe/host.js";
 import type { HostInfo, QemuCapabilities } from "../types.js";
@@ -284,13 +283,7 @@ export function formatDoctorText(r: DoctorReport): string {
 
 export async function buildReport(args: Args): Promise<{ report: DoctorReport; probeFailed: boolean }> {
   const root = args.host ?? "/";
-  let isDir = false;
-  try {
-    isDir = statSync(root).isDirectory();
-  } catch {
-    // reported below
-  }
-  if (!isDir) throw new UserError(`--host ${root}: no such directory (give a tree shaped like /, with sys/ and proc/)`, 2);
+  if (args.host !== undefined) checkHostRoot(root);
   const host = await probeHostAsync(root);
 
   let qemu: QemuCapabilities | null = null;
