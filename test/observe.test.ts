@@ -340,7 +340,7 @@ describe("qcvm stats on a real QEMU", () => {
       await qemu.catch(() => undefined);
       const dead = await qcvm([name, "--run-dir", runDir]);
       expect(dead.exitCode).toBe(1);
-      expect(dead.stderr).toMatch(new RegExp(`^qcvm: VM ${name} is not running \\(its QEMU, pid ${pid}, is gone\\)`));
+      expect(dead.stderr).toMatch(new RegExp(`^qcvm: VM \`${name}\` is not running \\(its QEMU, pid ${pid}, is gone\\)`));
     } finally {
       qemu.kill("SIGKILL");
       await qemu.catch(() => undefined);
@@ -350,7 +350,7 @@ describe("qcvm stats on a real QEMU", () => {
 
     const unknown = await qcvm(["no-such-vm", "--run-dir", runDir]);
     expect(unknown.exitCode).toBe(1);
-    expect(unknown.stderr).toMatch(/^qcvm: no VM named "no-such-vm" in /);
+    expect(unknown.stderr).toMatch(/^qcvm: no VM named `no-such-vm` in /);
     const bad = await qcvm(["x", "--interval", "0", "--run-dir", runDir]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain("--interval must be a positive number of seconds");
