@@ -64,7 +64,8 @@ function secondsOption(name: string, describe: string, dflt: number, min: "zero"
       const text = Array.isArray(v) ? String(v.at(-1)) : String(v);
       const n = text.trim() === "" ? NaN : Number(text);
       if (!Number.isFinite(n) || (min === "zero" ? n < 0 : n <= 0)) {
-        throw new UsageError(`--${name} must be a number of seconds ${min === "zero" ? ">= 0" : "> 0"}, got ${JSON.stringify(text)}`);
+        const what = min === "zero" ? "a number of seconds >= 0" : "a positive number of seconds";
+        throw new UsageError(`--${name} must be ${what}, got ${JSON.stringify(text)}`);
       }
       return n;
     },

@@ -153,7 +153,7 @@ describe("help and the command line", () => {
   it.each([
     [["stop", "x", "--timeout", "abc"], '--timeout must be a number of seconds >= 0, got "abc"', "qcvm stop --help"],
     [["stop", "x", "--timeout"], "Not enough arguments following: timeout", "qcvm stop --help"],
-    [["stats", "x", "--interval", "0"], '--interval must be a number of seconds > 0, got "0"', "qcvm stats --help"],
+    [["stats", "x", "--interval", "0"], '--interval must be a positive number of seconds, got "0"', "qcvm stats --help"],
     // A bare --set overrode nothing, silently.
     [["render", KVM_2NODE, "--set"], "--set needs path=value, e.g. --set memory.size=8G", "qcvm render --help"],
     [["render", KVM_2NODE, "--format", "yaml"], 'Given: "yaml", Choices: "shell", "json"', "qcvm render --help"],
