@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
-import { KVM_2NODE, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
+import { KVM_2NODE, REPO, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-user");
 afterAll(() => sweepRunDir(runDir));
@@ -185,5 +185,30 @@ describe("--host that is not a host tree", () => {
       expect(r.stdout).toBe("");
       expect(r.stderr).toBe(`qcvm: --host ${host}: ${problem} (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n`);
     }
+  });
+});
+
+describe("README", () => {
+  const readme = readFileSync(join(REPO, "README.md"), "utf8");
+  // The command table: `| \`qcvm name ...\` | what | exit codes |`.
+  const rows = [...readme.matchAll(/^\| `qcvm (\w+)[^|]*\|[^|]*(?:\\\|[^|]*)*\| ([^|]+) \|$/gm)].map((m) => ({ command: m[1]!, exits: m[2]! }));
+
+  it("has one command-table row per command in --help, each with exit codes", async () => {
+    const help = await qcvm(["--help"], { env: { ...process.env, COLUMNS: "200" } });
+    const commands = [...help.stdout.matchAll(/^ {2}qcvm (\w+)/gm)].map((m) => m[1]!).sort();
+    expect(rows.map((r) => r.command).sort()).toEqual(commands);
+    for (const r of rows) expect(r.exits, r.command).toMatch(/^0\b/);
+  });
+
+  it("gives status exit 3 in the table, as status --help and the code do", () => {
+    expect(rows.find((r) => r.command === "status")!.exits).toContain("**3** the named VM is dead or interrupted");
+  });
+
+  it("its quick-start render works as written, from the repository root", async () => {
+    const m = /^npm ci && \.\/bin\/qcvm (render .*)$/m.exec(readme);
+    expect(m, "the quick start command").not.toBeNull();
+    const r = await qcvm(m![1]!.split(" ")); // vitest runs in the repository root
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("qemu-system-x86_64 \\\n");
   });
 });
