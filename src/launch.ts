@@ -661,6 +661,18 @@ interface ChildExit {
   code?: string;
 }
 
+/**
+ * QEMU 7.2 under KVM asserts ("failed to set MSR 0x10a", SIGABRT) with -cpu host or max on some
+ * hosts, nested AMD ones among them: a profile left at the default model fails with nothing that
+ * says which field to change.
+ */
+export function cpuAbortHint(exit: ChildExit, argv: readonly string[]): string {
+  const i = argv.indexOf("-cpu");
+  const model = i === -1 ? undefined : argv[i + 1]?.split(",")[0];
+  if (exit.signal !== "SIGABRT" || (model !== "host" && model !== "max")) return "";
+  return `\n(QEMU aborted with -cpu ${model}, as QEMU 7.2 does on some KVM hosts: set cpu.model: qemu64, or a named model such as EPYC-v4)`;
+}
+
 /** How QEMU ended: exit code, or the signal that killed it, or why it could not start. */
 function waitExit(child: ResultPromise): Promise<ChildExit> {
   // The subprocess is a thenable: this chain settles when QEMU exits (reject: false, so never
@@ -801,7 +813,8 @@ class Launch {
     if (exit && !(e instanceof UserError && e.message.startsWith("placement.strict"))) {
       return new UserError(
         `QEMU exited during start-up (${describeExit(exit)}); cleaned up` +
-          (this.a.detach ? (said ? `. QEMU said:\n${said}` : "; it printed nothing") : "; QEMU's messages are above"),
+          (this.a.detach ? (said ? `. QEMU said:\n${said}` : "; it printed nothing") : "; QEMU's messages are above") +
+          cpuAbortHint(exit, this.p.argv),
       );
     }
     return e;

@@ -212,3 +212,19 @@ describe("README", () => {
     expect(r.stdout).toContain("qemu-system-x86_64 \\\n");
   });
 });
+
+describe("a QEMU that aborts on -cpu host", () => {
+  // QEMU 7.2 under KVM asserts with "failed to set MSR 0x10a" on some hosts for host and max; the
+  // default cpu.model with KVM is host, so the message must name the field to change.
+  it.each([
+    [{ signal: "SIGABRT" }, ["qemu-system-x86_64", "-cpu", "host", "-m", "1G"], "set cpu.model: qemu64"],
+    [{ signal: "SIGABRT" }, ["qemu-system-x86_64", "-cpu", "max,+pdpe1gb"], "-cpu max"],
+    [{ signal: "SIGABRT" }, ["qemu-system-x86_64", "-cpu", "qemu64"], ""],
+    [{ exitCode: 1 }, ["qemu-system-x86_64", "-cpu", "host"], ""],
+  ])("%j %j", async (exit, argv, hint) => {
+    const { cpuAbortHint } = await import("../src/launch.js");
+    const text = cpuAbortHint(exit, argv);
+    if (hint) expect(text).toContain(hint);
+    else expect(text).toBe("");
+  });
+});
