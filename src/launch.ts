@@ -29,7 +29,8 @@ import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import type { Options, ResultPromise } from "execa";
 import { UserError, formatDiagnostic } from "./diagnostics.js";
-import { prettyCommand, run, spawn, which } from "./exec.js";
+import { prettyCommand, run, shellQuote, spawn, which } from "./exec.js";
+import { groupOptions } from "./commands/render.js";
 import { formatList } from "./fsroot.js";
 import { acquireDiskLocks, acquireVmLock, locksDir, readVmLock, vmLockPath } from "./lock.js";
 import type { Lock } from "./lock.js";
@@ -617,10 +618,19 @@ function printDryRun(a: LaunchArgs, p: Prepared, runDir: string, r: Reporter): v
     return;
   }
   const width = Math.max(4, ...actions.map((x) => x.action.length));
+  const text = (x: { action: string; detail: string }) => {
+    if (x.action !== "exec") return `${x.action.padEnd(width)}  ${x.detail}\n`;
+    // The command as `render` prints it, one option per line, so it reads on an 80-column
+    // terminal and pastes into a shell; how it is started goes on the line after.
+    const indent = " ".repeat(width + 2);
+    const command = groupOptions(p.argv).map((g) => g.map(shellQuote).join(" ")).join(` \\\n${indent}  `);
+    const how = x.detail.slice(prettyCommand(p.argv).length).trim();
+    return `${x.action.padEnd(width)}  ${command}\n${indent}${how}\n`;
+  };
   process.stdout.write(
     `# qcvm launch --dry-run ${a.profile}: nothing below is done\n` +
       `${"plan".padEnd(width)}  ${planSummary(p.plan)} [accel ${p.profile.machine.accel}]\n` +
-      actions.map((x) => `${x.action.padEnd(width)}  ${x.detail}\n`).join(""),
+      actions.map(text).join(""),
   );
 }
 

@@ -26,7 +26,12 @@ describe("launch --dry-run", () => {
     // One cgroup line per directory, each with its cpus and mems.
     expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node0: cpus \\S+, mems 0 \\(vCPU 0\\)`));
     expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node1: cpus \\S+, mems 0 \\(vCPU 1\\)`));
-    const exec = lines.find((l) => l.startsWith("exec "))!;
+    // The command is printed one option per line with ` \` continuations, as render prints it.
+    const execLines = r.stdout.slice(r.stdout.indexOf("\nexec ") + 1).split("\nqmp ")[0]!.split("\n");
+    expect(execLines.slice(0, -2).every((l) => l.endsWith(" \\"))).toBe(true);
+    expect(execLines.slice(1, -1).every((l) => /^ {10}-/.test(l))).toBe(true);
+    expect(execLines.at(-1)).toMatch(/^ {8}\(spawned from inside the VM cgroup, in its own session\)$/);
+    const exec = execLines.join("\n").replace(/ \\\n\s+/g, " ");
     expect(exec).toContain(`qemu-system-x86_64 -name guest=${name},debug-threads=on`);
     expect(exec).toContain("host-nodes=0,policy=bind");
     expect(exec).toContain(`-qmp unix:${dir}/${name}/qmp.sock,server=on,wait=off -S -pidfile ${dir}/${name}/qemu.pid`);
