@@ -170,8 +170,7 @@ vm_inner() {
   mount -t tmpfs tmpfs /run
   # Whatever the host had at /sys/fs/cgroup is not here: /sys is the guest's own sysfs.
   mount -t cgroup2 cgroup2 /sys/fs/cgroup
-  # TERM=dumb: the serial console is a tty, and vitest would redraw its progress on it.
-  export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+  export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
   # However this ends, power off: the host reads the exit code from $state/rc.
   trap 'sync; echo o >/proc/sysrq-trigger; sleep 10' EXIT
   mapfile -t args <"$state/args"
@@ -182,7 +181,12 @@ vm_inner() {
     echo "test-hosts[vm-cgroup2]: v2 root controllers: '$(cat /sys/fs/cgroup/cgroup.controllers)'"
   } >&2
   local rc=0
-  cd "$here" && npx vitest run "${args[@]}" || rc=$?
+  # Through cat: the serial console is a tty, on which vitest would redraw its progress.
+  cd "$here"
+  set +e
+  npx vitest run "${args[@]}" 2>&1 | cat
+  rc=${PIPESTATUS[0]}
+  set -e
   echo "$rc" >"$state/rc"
 }
 
