@@ -1,7 +1,7 @@
 // qcvm as a user meets it: names and paths typed on the command line, bad input of every kind,
 // exit codes, and nothing the user owns touched. Each case runs the built bin/qcvm.js.
 import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
@@ -226,5 +226,36 @@ describe("a QEMU that aborts on -cpu host", () => {
     const text = cpuAbortHint(exit, argv);
     if (hint) expect(text).toContain(hint);
     else expect(text).toBe("");
+  });
+});
+
+describe("validate never passes over what it could not read", () => {
+  // As root, run qcvm as nobody (root reads any directory); as any other user, mode 000 suffices.
+  const asUnprivileged = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
+  const tree = join(runDir, "tree");
+  mkdirSync(join(tree, "ok"), { recursive: true });
+  mkdirSync(join(tree, "locked"), { recursive: true });
+  writeFileSync(join(tree, "ok", "a.yaml"), readFileSync(KVM_2NODE));
+  writeFileSync(join(tree, "locked", "b.yaml"), "apiVersion: qcvm/v2\n");
+  for (const d of [runDir, tree, join(tree, "ok")]) chmodSync(d, 0o755);
+  chmodSync(join(tree, "ok", "a.yaml"), 0o644);
+  chmodSync(join(tree, "locked"), 0o000);
+  afterAll(() => chmodSync(join(tree, "locked"), 0o755));
+
+  // An unreadable subdirectory was skipped silently: "1 profile: 1 valid", exit 0, in CI.
+  it.each([[tree], [`${tree}/**/*.yaml`], [`${tree}/*/b.yaml`]])("%s: the unreadable directory is an error", async (input) => {
+    const r = await qcvm(["validate", input], { prefix: asUnprivileged });
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines.filter((l) => l.includes("cannot read directory"))).toEqual([
+      `${join(tree, "locked")}: cannot read directory: permission denied (profiles in it were not checked; make it readable to this user)`,
+    ]);
+    expect(lines.at(-1)).toMatch(/ profiles?: \d+ valid, 1 invalid \(1 error, 0 warnings\)$/);
+  });
+
+  it("a glob whose directories are all readable is unaffected by one it never needs", async () => {
+    const r = await qcvm(["validate", `${tree}/ok/*.yaml`], { prefix: asUnprivileged });
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toBe("1 profile: 1 valid, 0 invalid (0 errors, 0 warnings)\n");
   });
 });

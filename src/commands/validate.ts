@@ -4,7 +4,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Document, isPair, isScalar, visit } from "yaml";
 import { readProfile } from "../profile.js";
-import { formatDiagnostic } from "../diagnostics.js";
+import { diag, formatDiagnostic } from "../diagnostics.js";
 import type { Diagnostic, LoadedProfile } from "../types.js";
 
 interface Args {
@@ -23,18 +23,27 @@ function skipDir(name: string): boolean {
   return name === "node_modules" || name.startsWith(".");
 }
 
-async function walk(dir: string, out: string[]): Promise<void> {
-  let entries;
+/** Directories a walk could not read: reported as errors, so a CI run never passes on a tree it
+ *  only partly saw (an unreadable subdirectory was skipped silently). */
+type Unreadable = Array<{ dir: string; code: string }>;
+
+async function readDir(dir: string, unreadable: Unreadable) {
   try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
+    return await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    // `**` reads a directory twice (zero levels, then one more): report it once.
+    if (!unreadable.some((u) => u.dir === dir)) unreadable.push({ dir, code: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    return [];
   }
+}
+
+async function walk(dir: string, out: string[], unreadable: Unreadable): Promise<void> {
+  const entries = await readDir(dir, unreadable);
   const subdirs: Promise<void>[] = [];
   for (const e of entries) {
     const p = join(dir, e.name);
     if (e.isDirectory()) {
-      if (!skipDir(e.name)) subdirs.push(walk(p, out));
+      if (!skipDir(e.name)) subdirs.push(walk(p, out, unreadable));
     } else if (PROFILE_EXT.test(e.name) && (e.isFile() || e.isSymbolicLink())) out.push(p);
   }
   await Promise.all(subdirs);
@@ -78,57 +87,87 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-async function expandGlob(pattern: string): Promise<string[]> {
+async function expandGlob(pattern: string, unreadable: Unreadable): Promise<string[]> {
   const posix = pattern.split(sep).join("/");
   const segs = posix.split("/");
   const firstGlob = segs.findIndex((s) => GLOB_CHARS.test(s));
   const baseSegs = segs.slice(0, firstGlob);
   const base = baseSegs.length === 0 ? "." : baseSegs.join("/") || "/";
-  const re = globToRegExp(resolve(base).split(sep).join("/") + "/" + segs.slice(firstGlob).join("/"));
-  const all: string[] = [];
-  await walkAll(resolve(base), all);
-  return all.filter((p) => re.test(p.split(sep).join("/"))).sort();
+  const out: string[] = [];
+  await walkGlob(resolve(base), segs.slice(firstGlob).filter((s) => s !== ""), out, unreadable);
+  return out.sort();
 }
 
-async function walkAll(dir: string, out: string[]): Promise<void> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch {
+/**
+ * Match the glob one path segment at a time, reading only directories a match could be in: so an
+ * unreadable directory on the way is one that could hold a profile, and is reported.
+ */
+async function walkGlob(dir: string, segs: readonly string[], out: string[], unreadable: Unreadable): Promise<void> {
+  const [seg, ...rest] = segs;
+  if (seg === undefined) return;
+  if (seg === "**") {
+    // Zero directories here, or one more and `**` again.
+    await walkGlob(dir, rest, out, unreadable);
+    const entries = await readDir(dir, unreadable);
+    await Promise.all(entries.filter((e) => e.isDirectory() && !skipDir(e.name)).map((e) => walkGlob(join(dir, e.name), segs, out, unreadable)));
     return;
   }
-  await Promise.all(
-    entries.map(async (e) => {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) {
-        if (!skipDir(e.name)) await walkAll(p, out);
-      } else out.push(p);
-    }),
-  );
+  const literal = !GLOB_CHARS.test(seg);
+  const re = globToRegExp(seg);
+  const entries = await readDir(dir, unreadable);
+  const subdirs: Promise<void>[] = [];
+  for (const e of entries) {
+    if (!re.test(e.name) || (!literal && e.isDirectory() && skipDir(e.name))) continue;
+    const p = join(dir, e.name);
+    if (rest.length === 0) {
+      if (!e.isDirectory()) out.push(p);
+    } else if (e.isDirectory()) subdirs.push(walkGlob(p, rest, out, unreadable));
+  }
+  await Promise.all(subdirs);
 }
 
 /** Files, directories (recursive *.yaml, *.yml) and globs -> profile files, and inputs that matched nothing. */
-export async function expandInputs(inputs: readonly string[]): Promise<{ files: string[]; unmatched: string[] }> {
+export async function expandInputs(
+  inputs: readonly string[],
+): Promise<{ files: string[]; unmatched: string[]; unreadable: Unreadable }> {
   const files: string[] = [];
   const unmatched: string[] = [];
+  const unreadable: Unreadable = [];
   for (const input of inputs) {
     const st = await stat(input).catch(() => undefined);
+    const before = unreadable.length;
     if (st?.isDirectory()) {
       const found: string[] = [];
-      await walk(input, found);
+      await walk(input, found, unreadable);
       found.sort();
-      if (found.length === 0) unmatched.push(input);
+      if (found.length === 0 && unreadable.length === before) unmatched.push(input);
       files.push(...found);
     } else if (st || !GLOB_CHARS.test(input)) {
       // An explicit file, or a path that does not exist: readProfile reports it as unreadable.
       files.push(input);
     } else {
-      const found = await expandGlob(input);
-      if (found.length === 0) unmatched.push(input);
+      const found = await expandGlob(input, unreadable);
+      if (found.length === 0 && unreadable.length === before) unmatched.push(input);
       files.push(...found);
     }
   }
-  return { files: [...new Set(files)], unmatched };
+  return { files: [...new Set(files)], unmatched, unreadable };
+}
+
+/** An unreadable directory, as a result among the profiles: it fails the run like an invalid one. */
+function unreadableResult({ dir, code }: Unreadable[number]): LoadedProfile {
+  const why = code === "EACCES" || code === "EPERM" ? "permission denied" : code;
+  return {
+    file: dir,
+    raw: {},
+    errors: [
+      diag("error", "load.read-dir", "", `cannot read directory: ${why}`, {
+        file: dir,
+        hint: "profiles in it were not checked; make it readable to this user",
+      }),
+    ],
+    warnings: [],
+  };
 }
 
 async function readAll(files: readonly string[], set: string[] | undefined): Promise<LoadedProfile[]> {
@@ -171,16 +210,16 @@ function plural(n: number, word: string): string {
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a = args as Args;
   const inputs = a.files ?? [];
-  const { files, unmatched } = await expandInputs(inputs);
+  const { files, unmatched, unreadable } = await expandInputs(inputs);
   if (unmatched.length > 0) {
     process.stderr.write(`qcvm: no profiles (*.yaml, *.yml) matched ${unmatched.map((u) => JSON.stringify(u)).join(", ")}\n`);
     return 2;
   }
-  if (files.length === 0) {
+  if (files.length === 0 && unreadable.length === 0) {
     process.stderr.write("qcvm: name at least one profile, directory or glob\n");
     return 2;
   }
-  const loaded = await readAll(files, a.set);
+  const loaded = [...(await readAll(files, a.set)), ...unreadable.map(unreadableResult)];
   const strict = a.strict === true;
   let valid = 0;
   let errors = 0;
@@ -192,7 +231,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     warnings += l.warnings.length;
     return { l, ok };
   });
-  const summary = { profiles: files.length, valid, invalid: files.length - valid, errors, warnings };
+  const summary = { profiles: loaded.length, valid, invalid: loaded.length - valid, errors, warnings };
 
   if (a.format === "json") {
     const out = {
