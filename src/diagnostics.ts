@@ -47,6 +47,28 @@ export function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
   );
 }
 
+/** A failed file operation in words a person acts on ("no such file or directory", not ENOENT). */
+export function describeFsError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  switch (err?.code) {
+    case "ENOENT":
+      return "no such file or directory";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EISDIR":
+      return "is a directory";
+    case "ENOTDIR":
+      return "a directory in the path is a file";
+    case "EROFS":
+      return "read-only file system";
+    case "ENOSPC":
+      return "no space left on the device";
+    default:
+      return err?.code ?? err?.message ?? String(e);
+  }
+}
+
 /** An error the user can fix; the CLI prints its message (no stack) and exits with `code`. */
 export class UserError extends Error {
   constructor(

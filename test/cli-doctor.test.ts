@@ -107,7 +107,7 @@ describe("qcvm doctor when a probe cannot run", () => {
     expect(r.exitCode).toBe(2);
     expect(r.stdout).toContain("✓ SEV-SNP");
     expect(r.stdout).toContain("QEMU: not probed: QEMU binary `qcvm-no-such-qemu` not found on PATH");
-    expect(r.stderr).toBe("qcvm: QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86 or set qemu.binary)\n");
+    expect(r.stderr).toBe("qcvm: QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)\n");
   });
 
   it("a bad capabilities file names the file and the field", async () => {

@@ -259,3 +259,25 @@ describe("validate never passes over what it could not read", () => {
     expect(r.stdout).toBe("1 profile: 1 valid, 0 invalid (0 errors, 0 warnings)\n");
   });
 });
+
+describe("capability files and QEMU binaries named on the command line", () => {
+  it("a missing --capabilities file and an unwritable --save say why in words, not errno codes", async () => {
+    const missing = join(runDir, "no-such-caps.json");
+    const r = await qcvm(["render", KVM_2NODE, "--capabilities", missing]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`qcvm: ${missing}: cannot read capabilities file: no such file or directory (save a fresh one with: qcvm doctor --save ${missing})\n`);
+    const save = join(runDir, "no-such-dir", "caps.json");
+    const d = await qcvm(["doctor", "--save", save, "--format", "json"]);
+    expect(d.code, d.stderr).toBe(1);
+    expect(d.stderr).toContain(`qcvm: cannot write capabilities to ${save}: no such file or directory\n`);
+    expect(() => JSON.parse(d.stdout)).not.toThrow();
+  });
+
+  it("a QEMU path that does not exist is not said to be missing from PATH", async () => {
+    const r = await qcvm(["doctor", "--qemu", "/nonexistent/qemu-system-x86_64", "--format", "json"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "qcvm: QEMU binary `/nonexistent/qemu-system-x86_64` not found or not executable (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)\n",
+    );
+  });
+});

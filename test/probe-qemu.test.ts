@@ -78,7 +78,7 @@ describe("probeQemu failures", () => {
     const err = await probeQemu("qcvm-no-such-qemu").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
     expect((err as Error).message).toBe(
-      "QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86 or set qemu.binary)",
+      "QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)",
     );
   });
 
@@ -124,7 +124,7 @@ describe("loadCapabilities", () => {
   });
 
   it.each([
-    ["missing file", null, /caps\.json: cannot read capabilities file: ENOENT \(save a fresh one with: qcvm doctor --save .*caps\.json\)$/],
+    ["missing file", null, /caps\.json: cannot read capabilities file: no such file or directory \(save a fresh one with: qcvm doctor --save .*caps\.json\)$/],
     ["invalid JSON", "{ version: 9", /caps\.json: not a capabilities file: invalid JSON: /],
     ["an array", "[]", /caps\.json: \(document\): must be a JSON object, got \[\]/],
     ["bad version", '{"version": "latest", "types": [], "properties": {}}', /caps\.json: version: must be a QEMU version such as "9\.1\.0", got "latest"/],

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UserError } from "../diagnostics.js";
+import { UserError, describeFsError } from "../diagnostics.js";
 import { run, spawn, which } from "../exec.js";
 import { QmpClient, isQmpError } from "../qmp.js";
 import type { QemuCapabilities } from "../types.js";
@@ -36,7 +36,8 @@ export function parseQemuVersion(text: string): string | undefined {
 async function resolveBinary(binary: string): Promise<string> {
   const path = await which(binary);
   if (!path) {
-    throw new UserError(`QEMU binary \`${binary}\` not found on PATH (install qemu-system-x86 or set qemu.binary)`, 2);
+    const where = binary.includes("/") ? "not found or not executable" : "not found on PATH";
+    throw new UserError(`QEMU binary \`${binary}\` ${where} (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)`, 2);
   }
   return path;
 }
@@ -113,7 +114,7 @@ export function saveCapabilities(caps: QemuCapabilities, file: string): void {
   try {
     writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   } catch (e) {
-    throw new UserError(`cannot write capabilities to ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UserError(`cannot write capabilities to ${file}: ${describeFsError(e)}`);
   }
 }
 
@@ -126,7 +127,7 @@ export function loadCapabilities(file: string): QemuCapabilities {
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new UserError(`${file}: cannot read capabilities file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (${fix})`);
+    throw new UserError(`${file}: cannot read capabilities file: ${describeFsError(e)} (${fix})`);
   }
   let data: unknown;
   try {
