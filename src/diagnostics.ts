@@ -58,6 +58,8 @@ export function describeFsError(e: unknown): string {
       return "permission denied";
     case "EISDIR":
       return "is a directory";
+    case "EEXIST":
+      return "a file of that name is in the way";
     case "ENOTDIR":
       return "a directory in the path is a file";
     case "EROFS":

@@ -10,11 +10,11 @@
 // nonce matches), so two launchers clearing the same stale lock cannot delete each other's fresh one.
 //
 // Disk images are only stat()ed here, never opened: qcvm never creates, truncates or modifies one.
-import { linkSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, readFileSync, readdirSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "./diagnostics.js";
-import { isProcessAlive, selfIdentity } from "./runtime.js";
+import { isProcessAlive, makeDirs, selfIdentity } from "./runtime.js";
 
 export interface LockOwner {
   vm: string;
@@ -167,7 +167,7 @@ export function vmLockPath(runDir: string, name: string): string {
  */
 export function acquireVmLock(runDir: string, name: string, notes: string[]): Lock {
   if (!VM_NAME.test(name)) throw new UserError(`VM name \`${name}\` must match [a-z0-9][a-z0-9-]*`);
-  mkdirSync(locksDir(runDir), { recursive: true, mode: 0o755 });
+  makeDirs(locksDir(runDir), 0o755);
   const path = vmLockPath(runDir, name);
   const owner = newOwner(name);
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -221,7 +221,7 @@ export function acquireDiskLock(runDir: string, vm: string, image: string, readO
   const owner = newOwner(vm, { image, mode });
   const mine = join(dir, readOnly ? `ro-${vm}` : "rw");
   for (let attempt = 0; attempt < 5; attempt++) {
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    makeDirs(dir, 0o755);
     let created: boolean;
     try {
       created = tryCreate(mine, owner);

@@ -2,9 +2,9 @@
 // pidfile and log, and state.json, which is what status, stop and stats read. A pid alone does not
 // identify a process (pids are reused), so state records the pid's start time from /proc and a VM
 // counts as alive only when both still match.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync, chmodSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { UserError } from "./diagnostics.js";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { UserError, describeFsError } from "./diagnostics.js";
 import type { Accel, Plan } from "./types.js";
 
 /** One placement the plan asked for that the launch could not apply (EACCES, EPERM, TCG, ...). */
@@ -124,13 +124,36 @@ export function vmPaths(runDir: string, name: string) {
   };
 }
 
+/**
+ * mkdir -p. Not mkdirSync's `recursive`: on Node 20-24 it loops forever, at full CPU, when mkdir
+ * answers ENOENT although the parent exists, as /proc and /proc/self do (`--run-dir /proc/x` hung
+ * qcvm). Here an ENOENT with the parent present is that file system's refusal, and is thrown.
+ */
+export function makeDirs(dir: string, mode: number): void {
+  try {
+    mkdirSync(dir, { mode });
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST" && statSync(dir).isDirectory()) return;
+    if (code !== "ENOENT") throw e;
+    const parent = dirname(dir);
+    if (parent === dir || existsSync(parent)) throw e;
+  }
+  makeDirs(dirname(dir), mode);
+  try {
+    mkdirSync(dir, { mode });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST" || !statSync(dir).isDirectory()) throw e;
+  }
+}
+
 /** Create the run dir (0755: other users' qcvm status may list it) if missing. */
 export function ensureRunDir(runDir: string): void {
   try {
-    mkdirSync(runDir, { recursive: true, mode: 0o755 });
+    makeDirs(runDir, 0o755);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new UserError(`cannot create the run dir ${runDir}: ${code} (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)`);
+    throw new UserError(`cannot create the run dir ${runDir}: ${describeFsError(e)} (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)`);
   }
 }
 

@@ -281,3 +281,24 @@ describe("capability files and QEMU binaries named on the command line", () => {
     );
   });
 });
+
+describe("a run dir that cannot be made", () => {
+  // mkdirSync({recursive: true}) loops forever at full CPU where mkdir says ENOENT under an
+  // existing parent, as /proc does: `launch --run-dir /proc/x` never returned.
+  it.each([["/proc/qcvm-no-such-dir"], ["/proc/self"]])("launch --run-dir %s fails at once with exit 1", async (dir) => {
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${vmName("procdir")}`, "--run-dir", dir], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^qcvm: cannot (create the run dir|mkdir) \/proc\//);
+    expect(r.stderr).not.toContain("internal error");
+  });
+
+  it("launch --run-dir naming a file says a file is in the way", async () => {
+    const file = join(runDir, "a-file");
+    writeFileSync(file, "");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--run-dir", file]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toBe(
+      `qcvm: cannot create the run dir ${file}: a file of that name is in the way (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)\n`,
+    );
+  });
+});
