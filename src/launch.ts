@@ -1,9 +1,12 @@
 // `qcvm launch`: carry out the plan. The order matters and each step says why:
 //
 //   1. plan      profile -> host -> capabilities -> plan (loadContext's steps, as for render and
-//                plan); refuse on plan errors. KVM unusable: non-confidential guests fall back
-//                to TCG; the kernel refusing memory policies (seccomp) drops them, or refuses
-//                with placement.strict.
+//                plan); refuse on plan errors. KVM unusable (probeKvm: no KVM device 10:232 that
+//                opens read-write): non-confidential guests fall back to TCG, with one warning;
+//                the kernel refusing memory policies (seccomp) drops them, or refuses with
+//                placement.strict. Should QEMU itself then fail to initialize KVM (a detached
+//                launch reads that in qemu.log), the whole launch is undone and retried once
+//                under TCG.
 //   2. locks     VM name, then every disk image (read-only images may be shared).
 //   3. run dir   <runDir>/<name>, mode 0700: QMP socket, pidfile, log, state.json.
 //   4. cgroup    the VM cgroup (memory + cpuset: the accounting unit) and one child per guest
@@ -24,11 +27,11 @@
 // TCG without a thread per vCPU) is recorded as a LostPlacement naming the node, the mechanism, the
 // errno and the file, printed, and kept in state.json; with placement.strict it aborts the launch
 // and everything created so far is removed.
-import { closeSync, existsSync, openSync, readFileSync, realpathSync, renameSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import type { Options, ResultPromise } from "execa";
-import { UserError, formatDiagnostic } from "./diagnostics.js";
+import { UserError, diag, formatDiagnostic } from "./diagnostics.js";
 import { prettyCommand, run, shellQuote, spawn, which } from "./exec.js";
 import { groupOptions } from "./commands/render.js";
 import { formatList } from "./fsroot.js";
@@ -38,7 +41,6 @@ import {
   cleanupVm,
   createVmDir,
   ensureRunDir,
-  makeDirs,
   formatLost,
   pidStartTime,
   readState,
@@ -53,6 +55,8 @@ import type { LostPlacement, VmState } from "./runtime.js";
 // chain of dynamic imports each waiting for the previous one.
 import { createVmCgroup, openCgroupLayout, systemdScopePrefix } from "./cgroup.js";
 import { loadContext, resolveCapabilities } from "./context.js";
+import { probeKvm } from "./probe/host.js";
+import type { KvmAccess } from "./probe/host.js";
 import { QmpClient } from "./qmp.js";
 import { renderArgv } from "./render.js";
 import { inlineProfileFiles } from "./render-files.js";
@@ -85,12 +89,21 @@ function now(): number {
   return Math.round(performance.now() * 100) / 100;
 }
 
-/** Progress on stderr (text) or one JSON event per line on stdout (json). */
+/**
+ * Progress on stderr (text) or one JSON event per line on stdout (json). A JSON dry run prints one
+ * document, not events: its warnings and notes are kept (`held`) and go inside that document, so
+ * stdout stays a single JSON value for `jq` and JSON.parse.
+ */
 export class Reporter {
+  readonly held?: { warnings: Array<Record<string, unknown>>; notes: string[] };
+
   constructor(
     readonly format: "text" | "json",
     readonly quiet: boolean,
-  ) {}
+    options: { hold?: boolean } = {},
+  ) {
+    if (options.hold && format === "json") this.held = { warnings: [], notes: [] };
+  }
 
   emit(event: Record<string, unknown>): void {
     process.stdout.write(`${JSON.stringify({ ...event, ms: now() })}\n`);
@@ -104,19 +117,31 @@ export class Reporter {
 
   /** Warnings are not silenced by --quiet: a lost placement must never pass unnoticed. */
   warn(message: string, data: Record<string, unknown> = {}): void {
-    if (this.format === "json") this.emit({ event: "warning", message, ...data });
+    if (this.held) this.held.warnings.push({ message, ...data });
+    else if (this.format === "json") this.emit({ event: "warning", message, ...data });
     else process.stderr.write(`qcvm: warning: ${message}\n`);
   }
 
   /** A profile, plan or render diagnostic (already says "warning:"). */
   diagnostic(d: Diagnostic): void {
-    if (this.format === "json") this.emit({ event: "warning", message: formatDiagnostic(d), diagnostic: d });
+    if (this.held) this.held.warnings.push({ message: formatDiagnostic(d), diagnostic: d });
+    else if (this.format === "json") this.emit({ event: "warning", message: formatDiagnostic(d), diagnostic: d });
     else process.stderr.write(`qcvm: ${formatDiagnostic(d)}\n`);
+  }
+
+  /** A dry run that fails prints no document: what it held goes to stderr, before the error. */
+  releaseHeld(): void {
+    for (const w of this.held?.warnings ?? []) {
+      const text = String(w.message);
+      process.stderr.write(w.diagnostic ? `qcvm: ${text}\n` : `qcvm: warning: ${text}\n`);
+    }
+    for (const n of this.held?.notes ?? []) process.stderr.write(`qcvm: note: ${n}\n`);
   }
 
   note(message: string): void {
     if (this.quiet) return;
-    if (this.format === "json") this.emit({ event: "note", message });
+    if (this.held) this.held.notes.push(message);
+    else if (this.format === "json") this.emit({ event: "note", message });
     else process.stderr.write(`qcvm: note: ${message}\n`);
   }
 }
@@ -147,7 +172,7 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
   const caps = await probeQemu(real);
   if (write) {
     try {
-      makeDirs(join(runDir, "caps"), 0o755);
+      mkdirSync(join(runDir, "caps"), { recursive: true, mode: 0o755 });
       const tmp = `${file}.${process.pid}.tmp`;
       saveCapabilities(caps, tmp);
       renameSync(tmp, file);
@@ -192,16 +217,6 @@ async function loadLaunchContext(a: LaunchArgs, runDir: string, r: Reporter): Pr
 // Accelerator fallback and the mempolicy preflight
 // ---------------------------------------------------------------------------------------------
 
-/** Can this process open /dev/kvm read-write (what QEMU needs for -accel kvm)? */
-export function kvmAccess(path = "/dev/kvm"): { ok: boolean; errno?: string } {
-  try {
-    closeSync(openSync(path, "r+"));
-    return { ok: true };
-  } catch (e) {
-    return { ok: false, errno: (e as NodeJS.ErrnoException).code ?? "EIO" };
-  }
-}
-
 /** The profile with TCG instead of KVM; `-cpu host` exists only with KVM, `max` is TCG's closest. */
 export function withTcg(profile: Profile): Profile {
   return {
@@ -210,6 +225,35 @@ export function withTcg(profile: Profile): Profile {
     cpu: { ...profile.cpu, model: profile.cpu.model === "host" ? "max" : profile.cpu.model },
   };
 }
+
+/**
+ * The one warning that this launch runs under TCG instead of KVM. The planner warns too when the
+ * host has no KVM at all (host.kvm); launch knows more (an EACCES, a file where the device should
+ * be), so its warning takes the planner's place and keeps its position in the profile.
+ */
+function kvmFallbackWarning(
+  profile: Profile,
+  problem: string,
+  planned: readonly Diagnostic[],
+  hint = "set machine.accel: tcg to say so, or load kvm_amd/kvm_intel and give this user read-write access to /dev/kvm",
+): Diagnostic {
+  const where = planned.find((w) => w.code === "host.kvm");
+  return diag(
+    "warning",
+    "host.kvm",
+    "machine.accel",
+    `${problem}: falling back to tcg (software emulation, much slower${profile.cpu.model === "host" ? "; cpu.model host becomes max" : ""})`,
+    {
+      got: "kvm",
+      hint,
+      file: where?.file ?? profile.file,
+      ...(where?.line ? { line: where.line, col: where.col } : {}),
+    },
+  );
+}
+
+/** QEMU's own words when KVM fails in its hands (KVM_CREATE_VM refused, say, by a nested host). */
+const KVM_INIT_FAILED = /failed to initialize kvm|Could not access KVM kernel module/;
 
 /** Host nodes the plan asks the kernel to bind memory to (backend mbind or numactl). */
 function mempolicyNodes(plan: Plan): number[] {
@@ -478,8 +522,15 @@ function cgroupActions(layout: CgroupLayout, name: string, plan: Plan): Action[]
       }
     }
   }
-  for (const c of layout.missing) out.push({ action: "cgroup", detail: `no ${c} controller on this host: that placement would be lost` });
+  for (const c of layout.missing) out.push({ action: "cgroup", detail: `no ${c} controller on this host: ${missingControllerCost(c, plan)}` });
   return out;
+}
+
+/** What a controller the host lacks costs this plan (the planner already avoided cpusets then). */
+function missingControllerCost(c: "cpuset" | "memory", plan: Plan): string {
+  if (c === "memory") return "the VM's memory would not be accounted per VM (qcvm stats cannot attribute it)";
+  if (plan.launch.cgroups.length > 0) return "the planned cgroup cpus and mems would be lost";
+  return `the plan uses no cpuset${plan.launch.pinning.length > 0 ? " (vCPUs are pinned by thread affinity)" : ""}`;
 }
 
 function dryRunActions(
@@ -502,7 +553,9 @@ function dryRunActions(
   actions.push({
     action: "exec",
     detail:
-      `${prettyCommand(argv)}  (${layout.systemd ? "born in its systemd scope" : "spawned from inside the VM cgroup"}, ` +
+      `${prettyCommand(argv)}  (${
+        layout.systemd ? "born in its systemd scope" : layout.hierarchies.length > 0 ? "spawned from inside the VM cgroup" : "no VM cgroup to be born in"
+      }, ` +
       `in its own session${detach ? `, output to ${paths.log}` : ""})`,
   });
   actions.push({ action: "qmp", detail: `connect ${paths.qmp}; query-cpus-fast (vCPU thread ids)` });
@@ -551,26 +604,28 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
         `(qcvm plan ${a.profile} shows the whole plan)`,
     );
   }
-  for (const w of ctx.warnings) r.diagnostic(w);
-
   let profile = ctx.profile;
+  let fallback: Diagnostic | undefined;
   if (profile.machine.accel === "kvm") {
-    // A fixture host (--host) in a dry run answers for its own /dev/kvm; otherwise QEMU runs here.
-    const kvm = a.dryRun && a.host ? { ok: ctx.host.kvm, errno: "ENOENT" } : kvmAccess();
+    // A fixture host (--host) in a dry run answers for its own /dev/kvm; otherwise QEMU runs here,
+    // and probeKvm (KVM's own device 10:232, opened read-write) is what -accel kvm will need.
+    const kvm: KvmAccess =
+      a.dryRun && a.host ? { ok: ctx.host.kvm, present: ctx.host.kvm, problem: "the host tree has no usable dev/kvm" } : probeKvm();
     if (!kvm.ok) {
+      const problem = kvm.problem ?? "/dev/kvm is not usable";
       if (profile.confidential.type !== "none") {
         throw new UserError(
-          `${profile.confidential.type} guests need KVM, but /dev/kvm cannot be opened read-write (${kvm.errno}): ` +
+          `${profile.confidential.type} guests need KVM, but ${problem}: ` +
             "load kvm_amd or kvm_intel, and run qcvm as root or as a member of the kvm group",
         );
       }
-      r.warn(
-        `machine.accel is kvm but /dev/kvm cannot be opened read-write (${kvm.errno}): falling back to tcg ` +
-          `(software emulation, much slower${profile.cpu.model === "host" ? "; cpu model host becomes max" : ""})`,
-      );
+      fallback = kvmFallbackWarning(profile, problem, ctx.warnings);
       profile = withTcg(profile);
     }
   }
+  // The fallback replaces the planner's host.kvm warning: one warning, with the precise cause.
+  for (const w of ctx.warnings) if (!(fallback && w.code === "host.kvm")) r.diagnostic(w);
+  if (fallback) r.diagnostic(fallback);
   const paths = vmPaths(runDir, profile.name);
   const qmpPath = profile.qmp ?? paths.qmp;
   if (qmpPath.length > SUN_PATH_MAX) {
@@ -589,19 +644,52 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
     }
   }
 
-  const inlined = inlineProfileFiles({ ...profile, qmp: qmpPath });
+  const rendered = renderLaunch(a, ctx, profile, plan, runDir);
+  for (const w of rendered.warnings) r.diagnostic(w);
+  return { ctx, profile, plan, layout: rendered.layout, argv: rendered.argv, qmpPath, lost };
+}
+
+/** QEMU's argv for this profile and plan: the systemd scope, numactl, QEMU, -S and -pidfile. */
+function renderLaunch(a: LaunchArgs, ctx: Context, profile: Profile, plan: Plan, runDir: string) {
+  const paths = vmPaths(runDir, profile.name);
+  const inlined = inlineProfileFiles({ ...profile, qmp: profile.qmp ?? paths.qmp });
   const rendered = inlined.value ? renderArgv(inlined.value, plan, ctx.caps) : { errors: inlined.errors, warnings: [], value: undefined };
   if (rendered.errors.length > 0 || !rendered.value) {
     const lines = rendered.errors.map(formatDiagnostic);
     throw new UserError(`cannot render ${a.profile} (${countOf(lines.length, "error")}):\n${lines.join("\n")}`);
   }
-  for (const w of rendered.warnings) r.diagnostic(w);
-
   const layout = openCgroupLayout(ctx.host);
   const scope = layout.systemd ? systemdScopePrefix(profile.name, plan.launch.cgroups.find((c) => c.name === "")) : [];
   // -S: no vCPU runs before its thread is placed. -pidfile: for tools other than qcvm.
   const argv = [...scope, ...plan.launch.argvPrefix, ...rendered.value, "-S", "-pidfile", paths.pidfile];
-  return { ctx, profile, plan, layout, argv, qmpPath, lost };
+  return { argv, layout, warnings: rendered.warnings };
+}
+
+/**
+ * The launch again under TCG, after QEMU itself could not use KVM although /dev/kvm looked right
+ * (probeKvm cannot issue KVM_CREATE_VM, which a nested host or a seccomp filter may refuse).
+ * Render warnings already printed are not printed again.
+ */
+function prepareTcgRetry(a: LaunchArgs, p: Prepared, runDir: string, r: Reporter, said: string): Prepared {
+  const planned = p.ctx.warnings.filter((w) => w.code === "host.kvm");
+  r.diagnostic(
+    kvmFallbackWarning(
+      p.profile,
+      `QEMU could not use KVM ("${said}")`,
+      planned,
+      "set machine.accel: tcg to say so; on a VM host, enable nested virtualization; in a container, allow KVM's ioctls",
+    ),
+  );
+  r.note("retrying the launch once with tcg");
+  const profile = withTcg(p.profile);
+  const before = new Set(renderLaunch(a, p.ctx, p.profile, p.plan, runDir).warnings.map(formatDiagnostic));
+  const rendered = renderLaunch(a, p.ctx, profile, p.plan, runDir);
+  for (const w of rendered.warnings) if (!before.has(formatDiagnostic(w))) r.diagnostic(w);
+  return { ...p, profile, argv: rendered.argv, layout: rendered.layout };
+}
+
+function interruptedError(sig: string): UserError {
+  return new UserError(`launch interrupted by ${sig}; QEMU stopped and everything cleaned up`, 130);
 }
 
 function strictError(lost: readonly LostPlacement[], what: string): UserError {
@@ -614,7 +702,16 @@ function strictError(lost: readonly LostPlacement[], what: string): UserError {
 function printDryRun(a: LaunchArgs, p: Prepared, runDir: string, r: Reporter): void {
   const actions = dryRunActions(p.profile, p.plan, p.layout, runDir, p.argv, a.detach ?? false);
   if (r.format === "json") {
-    const out = { dryRun: true, name: p.profile.name, accel: p.profile.machine.accel, plan: planSummary(p.plan), argv: p.argv, actions };
+    const out = {
+      dryRun: true,
+      name: p.profile.name,
+      accel: p.profile.machine.accel,
+      plan: planSummary(p.plan),
+      argv: p.argv,
+      actions,
+      warnings: r.held?.warnings ?? [],
+      notes: r.held?.notes ?? [],
+    };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return;
   }
@@ -712,6 +809,8 @@ class Launch {
   private runningSignals = 0;
   private qmpMs?: number;
   private interrupted?: string;
+  /** QEMU's line saying it could not use KVM, when that is why a detached launch failed. */
+  kvmInitFailure?: string;
   state?: VmState;
 
   constructor(
@@ -789,6 +888,10 @@ class Launch {
     }
   }
 
+  get interruptedBy(): string | undefined {
+    return this.interrupted;
+  }
+
   private killChild(): void {
     const pid = this.child?.pid;
     if (pid === undefined || this.childExit) return;
@@ -815,11 +918,15 @@ class Launch {
         // keep undoing the rest
       }
     }
-    if (this.interrupted) return new UserError(`launch interrupted by ${this.interrupted}; QEMU stopped and everything cleaned up`, 130);
+    if (this.interrupted) return interruptedError(this.interrupted);
     // A file operation on the run dir that failed (EACCES, ENOSPC, EROFS): say which and where.
     const err = e as NodeJS.ErrnoException;
     if (err && typeof err.code === "string" && typeof err.path === "string") {
       return new UserError(`cannot ${err.syscall ?? "use"} ${err.path}: ${err.code}; launch undone (check --run-dir)`);
+    }
+    const kvmLine = said.split("\n").find((l) => KVM_INIT_FAILED.test(l));
+    if (exit && kvmLine && this.p.profile.machine.accel === "kvm" && this.p.profile.confidential.type === "none") {
+      this.kvmInitFailure = kvmLine.trim();
     }
     if (exit && !(e instanceof UserError && e.message.startsWith("placement.strict"))) {
       return new UserError(
@@ -1023,21 +1130,37 @@ function createVmCgroupSync(layout: CgroupLayout, name: string, plan: Plan, adop
 }
 
 export async function launchVm(a: LaunchArgs): Promise<number> {
-  const r = new Reporter(a.format ?? "text", a.quiet ?? false);
+  const r = new Reporter(a.format ?? "text", a.quiet ?? false, { hold: a.dryRun });
   const runDir = resolveRunDir(a.runDir);
-  const prepared = await prepare(a, runDir, r);
+  const prepared = await prepare(a, runDir, r).catch((e: unknown) => {
+    r.releaseHeld();
+    throw e;
+  });
   if (a.dryRun) {
     printDryRun(a, prepared, runDir, r);
     return 0;
   }
   // One handler from start-up to exit, so no signal ever falls between two of them (and
   // Node's default, dying on the spot, never applies while QEMU or the host is half set up).
-  const launch = new Launch(a, prepared, runDir, r);
+  let launch = new Launch(a, prepared, runDir, r);
   const onSignal = (sig: NodeJS.Signals) => launch.onSignal(sig);
   const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   for (const sig of signals) process.on(sig, onSignal);
   try {
-    const { child, exited, state } = await launch.run();
+    let started: Awaited<ReturnType<Launch["run"]>>;
+    try {
+      started = await launch.run();
+    } catch (e) {
+      // QEMU could not use KVM although /dev/kvm looked usable: once, under TCG, as when
+      // /dev/kvm is missing. Only detached launches see QEMU's words (in qemu.log); in the
+      // foreground they went to the terminal.
+      const said = launch.kvmInitFailure;
+      if (!said) throw e;
+      if (launch.interruptedBy) throw interruptedError(launch.interruptedBy);
+      launch = new Launch(a, prepareTcgRetry(a, prepared, runDir, r, said), runDir, r);
+      started = await launch.run();
+    }
+    const { child, exited, state } = started;
     if (a.detach) {
       // Let qcvm exit while QEMU runs on: no handle of ours may keep the event loop alive.
       child.unref();

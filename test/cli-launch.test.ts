@@ -8,7 +8,23 @@ import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
 import { pidStartTime } from "../src/runtime.js";
-import { KVM_2NODE, REPO, events, makeRunDir, qcvm, readStateFile, sweepRunDir, vmName } from "./helpers/launch.js";
+import {
+  ACCEL,
+  CGROUPS,
+  KVM_2NODE,
+  KVM_USABLE,
+  NO_CPUSET,
+  NO_MEMORY_CGROUP,
+  REPO,
+  events,
+  makeRunDir,
+  qcvm,
+  readStateFile,
+  sweepRunDir,
+  takeHostWarnings,
+  vmName,
+  warningLines,
+} from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-launch");
 afterAll(() => sweepRunDir(runDir));
@@ -23,19 +39,33 @@ describe("launch --dry-run", () => {
     expect(lines[0]).toBe(`# qcvm launch --dry-run ${KVM_2NODE}: nothing below is done`);
     expect(lines).toContain(`lock    VM name: ${dir}/locks/vm-${name}.lock`);
     expect(lines).toContain(`mkdir   ${dir}/${name} (mode 0700): qmp.sock, qemu.pid, qemu.log, state.json`);
-    // One cgroup line per directory, each with its cpus and mems.
-    expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node0: cpus \\S+, mems 0 \\(vCPU 0\\)`));
-    expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node1: cpus \\S+, mems 0 \\(vCPU 1\\)`));
+    expect(takeHostWarnings(warningLines(r.stderr), { beforeCgroups: true })).toEqual([]);
+    if (NO_CPUSET) {
+      // No cpuset controller (a cgroup-v2 host that did not delegate it): the planner pinned the
+      // vCPU threads by affinity instead, and the dry run says what the missing controller costs.
+      expect(lines).toContain("cgroup  no cpuset controller on this host: the plan uses no cpuset (vCPUs are pinned by thread affinity)");
+      expect(r.stdout).not.toMatch(/cgroup  mkdir \S+\/vcpu-node/);
+      expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual([]);
+    } else {
+      // One cgroup line per directory, each with its cpus and mems.
+      expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node0: cpus \\S+, mems 0 \\(vCPU 0\\)`));
+      expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node1: cpus \\S+, mems 0 \\(vCPU 1\\)`));
+      expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual(["vcpu    vCPU 0 thread -> cgroup vcpu-node0", "vcpu    vCPU 1 thread -> cgroup vcpu-node1"]);
+    }
+    expect(lines.includes("cgroup  no memory controller on this host: the VM's memory would not be accounted per VM (qcvm stats cannot attribute it)")).toBe(
+      NO_MEMORY_CGROUP,
+    );
     // The command is printed one option per line with ` \` continuations, as render prints it.
     const execLines = r.stdout.slice(r.stdout.indexOf("\nexec ") + 1).split("\nqmp ")[0]!.split("\n");
     expect(execLines.slice(0, -2).every((l) => l.endsWith(" \\"))).toBe(true);
     expect(execLines.slice(1, -1).every((l) => /^ {10}-/.test(l))).toBe(true);
-    expect(execLines.at(-1)).toMatch(/^ {8}\(spawned from inside the VM cgroup, in its own session\)$/);
+    const bornIn = CGROUPS.hierarchies.length > 0 ? "spawned from inside the VM cgroup" : "no VM cgroup to be born in";
+    expect(execLines.at(-1)).toBe(`        (${bornIn}, in its own session)`);
     const exec = execLines.join("\n").replace(/ \\\n\s+/g, " ");
     expect(exec).toContain(`qemu-system-x86_64 -name guest=${name},debug-threads=on`);
+    expect(exec).toContain(`-machine q35,accel=${ACCEL}`);
     expect(exec).toContain("host-nodes=0,policy=bind");
     expect(exec).toContain(`-qmp unix:${dir}/${name}/qmp.sock,server=on,wait=off -S -pidfile ${dir}/${name}/qemu.pid`);
-    expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual(["vcpu    vCPU 0 thread -> cgroup vcpu-node0", "vcpu    vCPU 1 thread -> cgroup vcpu-node1"]);
     expect(lines.filter((l) => l.startsWith("pin "))).toHaveLength(2);
     expect(lines).toContain("qmp     cont (vCPUs start with placement in force)");
     // Nothing was done: no run dir, no cgroup, no QEMU.
@@ -44,12 +74,18 @@ describe("launch --dry-run", () => {
     expect(existsSync(`/sys/fs/cgroup/qcvm/${name}`)).toBe(false);
   });
 
-  it("--format json gives the argv as an array and the actions as objects", async () => {
+  it("--format json prints one document: the argv as an array, the actions as objects, the warnings inside", async () => {
     const name = vmName("dryjson");
     const r = await qcvm(["launch", KVM_2NODE, "--dry-run", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
     expect(r.code, r.stderr).toBe(0);
+    // stdout is one JSON value, whatever this host lacks; stderr has nothing to say.
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ dryRun: true, name });
+    expect(r.stderr).toBe("");
+    expect(out).toMatchObject({ dryRun: true, name, accel: ACCEL, notes: [] });
+    const warnings = out.warnings as Array<{ message: string; diagnostic?: { code: string } }>;
+    expect(takeHostWarnings(warnings.map((w) => w.message), { beforeCgroups: true })).toEqual([]);
+    // The TCG fallback is a diagnostic a program can recognize by its code.
+    expect(warnings.filter((w) => w.diagnostic?.code === "host.kvm")).toHaveLength(KVM_USABLE ? 0 : 1);
     expect(out.argv[0]).toBe("qemu-system-x86_64");
     expect(out.argv.slice(-3)).toEqual(["-S", "-pidfile", join(runDir, name, "qemu.pid")]);
     expect(out.actions.map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(["lock", "mkdir", "cgroup", "exec", "qmp", "state"]));
@@ -176,7 +212,12 @@ describe("status and stop", () => {
     const name = vmName("list");
     const r = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(events(r.stdout).map((e) => e.event)).toEqual(["running"]);
+    // --quiet: no steps; warnings stay (the TCG fallback, the lost memory accounting, exactly
+    // when this host lacks KVM or a memory controller), and the last event says it runs.
+    const ev = events(r.stdout);
+    expect(ev.at(-1)).toMatchObject({ event: "running", name, accel: ACCEL });
+    expect(ev.filter((e) => e.event !== "warning").map((e) => e.event)).toEqual(["running"]);
+    expect(takeHostWarnings(ev.filter((e) => e.event === "warning").map((e) => String(e.message)))).toEqual([]);
     const table = await qcvm(["status", "--run-dir", runDir]);
     expect(table.code).toBe(0);
     const [header, ...rows] = table.stdout.trimEnd().split("\n");

@@ -8,9 +8,14 @@ import { chmodSync, chownSync, existsSync, readFileSync, readdirSync } from "nod
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
-import { isAlive } from "../src/runtime.js";
+import { formatLost, isAlive } from "../src/runtime.js";
 import {
+  CGROUPS,
+  KVM,
   KVM_2NODE,
+  KVM_FALLBACK,
+  KVM_USABLE,
+  NO_CPUSET,
   REPO,
   events,
   makeRunDir,
@@ -19,8 +24,10 @@ import {
   readStateFile,
   startQcvm,
   sweepRunDir,
+  takeHostWarnings,
   until,
   vmName,
+  warningLines,
 } from "./helpers/launch.js";
 
 const runDir = makeRunDir("failures");
@@ -76,6 +83,38 @@ describe("QEMU cannot start", () => {
   });
 });
 
+describe("KVM that looks usable but refuses QEMU (KVM_CREATE_VM denied by seccomp, as on a host without nested virtualization)", () => {
+  let denyKvm: string;
+  beforeAll(() => {
+    denyKvm = join(runDir, "deny-kvm");
+    execFileSync("cc", ["-O2", "-o", denyKvm, join(REPO, "test/helpers/deny-kvm.c")]);
+  });
+
+  it("detached: QEMU's own words are shown, the launch is retried once under TCG, and the guest runs", async () => {
+    const name = vmName("kvmdenied");
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir], { prefix: [denyKvm] });
+    expect(r.code, r.stderr).toBe(0);
+    const fallbacks = warningLines(r.stderr).filter((l) => KVM_FALLBACK.test(l));
+    expect(fallbacks, r.stderr).toHaveLength(1);
+    if (KVM_USABLE) {
+      // /dev/kvm is KVM's and opens, so QEMU got -accel kvm and failed; qcvm read why in qemu.log.
+      expect(KVM_FALLBACK.exec(fallbacks[0]!)![1]).toBe('QEMU could not use KVM ("qemu-system-x86_64: failed to initialize kvm: Operation not permitted")');
+      expect(r.stderr).toContain("qcvm: note: retrying the launch once with tcg");
+      expect(r.stderr.match(/\[5\/8\] QEMU started \(pid \d+, (\w+)/g)!.map((l) => l.split(", ")[1])).toEqual(["kvm", "tcg"]);
+    } else {
+      // No usable KVM here at all: the fallback happened before QEMU was started, and once.
+      expect(KVM_FALLBACK.exec(fallbacks[0]!)![1]).toBe(KVM.problem);
+      expect(r.stderr).not.toContain("retrying");
+    }
+    const state = readStateFile(runDir, name);
+    expect(state.accel).toBe("tcg");
+    expect(state.argv).toContain("q35,accel=tcg");
+    expect(await qmpCommand(state.qmp, "query-status")).toMatchObject({ running: true });
+    expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+    expectNothingLeft(name);
+  });
+});
+
 describe("placement the host does not allow", () => {
   // As root, run qcvm as nobody; as any other user qcvm already is unprivileged.
   const asUnprivileged = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
@@ -92,6 +131,26 @@ describe("placement the host does not allow", () => {
       prefix: asUnprivileged,
     });
     expect(r.code, r.stderr).toBe(0);
+    if (NO_CPUSET) {
+      // No cpuset controller (a cgroup-v2 host that did not delegate it): the planner pinned the
+      // vCPUs by affinity and put no placement in a cgroup, so no EACCES can cost placement; what
+      // is lost is the VM's memory accounting, named as such, and pinning still happens.
+      const state = readStateFile(userRunDir, name);
+      expect(state.plan.launch.cgroups).toEqual([]);
+      expect(state.lost).toHaveLength(1);
+      expect(state.lost[0]).toMatchObject({ accountingOnly: true });
+      expect(r.stderr).toContain(`qcvm: warning: ${formatLost(state.lost[0]!)}`);
+      expect(formatLost(state.lost[0]!)).toMatch(
+        CGROUPS.hierarchies.length === 0 ? /^memory accounting: memory cgroup not applied \(memory controller not available\)/ : /^QEMU process: VM cgroup not applied \(EACCES /,
+      );
+      expect(r.stderr).toContain("[7/8] vCPU threads: vCPU 0 pinned to CPUs");
+      expect(await qmpCommand(state.qmp, "query-status")).toMatchObject({ running: true });
+      const table = await qcvm(["status", "--run-dir", userRunDir]);
+      expect(table.stdout).toMatch(new RegExp(`${name} +running .* 0:exact,1:exact `));
+      expect((await qcvm(["stop", name, "--force", "--run-dir", userRunDir])).code).toBe(0);
+      expect(isAlive(state)).toBe(false);
+      return;
+    }
     const vmCg = `/sys/fs/cgroup/(cpuset/)?qcvm/${name}`;
     expect(r.stderr).toMatch(new RegExp(`qcvm: warning: QEMU process: VM cgroup not applied \\(EACCES creating ${vmCg}\\)`));
     for (const node of [0, 1]) {
@@ -137,6 +196,18 @@ describe("placement the host does not allow", () => {
       ["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--set", "placement.strict=true", "--run-dir", userRunDir],
       { prefix: asUnprivileged },
     );
+    if (NO_CPUSET) {
+      // No placement of this plan lives in a cgroup here (see above): strict has nothing to
+      // refuse, and launches with the lost accounting named. Accounting is not placement.
+      expect(r.code, r.stderr).toBe(0);
+      const state = readStateFile(userRunDir, name);
+      expect(state.lost.map((l) => l.accountingOnly)).toEqual([true]);
+      expect(r.stderr).toContain(`qcvm: warning: ${formatLost(state.lost[0]!)}`);
+      expect(r.stderr).not.toContain("placement.strict");
+      expect((await qcvm(["stop", name, "--force", "--run-dir", userRunDir])).code).toBe(0);
+      expect(isAlive(state)).toBe(false);
+      return;
+    }
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/qcvm: placement\.strict: 3 placements could not be applied; launch aborted and cleaned up:\n  QEMU process: VM cgroup not applied \(EACCES/);
     expect(existsSync(join(userRunDir, name))).toBe(false);
@@ -179,7 +250,13 @@ describe("placement the host does not allow", () => {
         prefix: [deny],
       });
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^qcvm: placement\.strict: 2 placements could not be applied; nothing was started:\n  guest node 0 shared memory/);
+      // The refusal is all qcvm says, after the warnings this host gives any launch (KVM missing).
+      expect(takeHostWarnings(warningLines(r.stderr), { beforeCgroups: true })).toEqual([]);
+      const said = r.stderr
+        .split("\n")
+        .filter((l) => !warningLines(l).length)
+        .join("\n");
+      expect(said).toMatch(/^qcvm: placement\.strict: 2 placements could not be applied; nothing was started:\n  guest node 0 shared memory/);
       expectNothingLeft(name);
     });
   });

@@ -3,10 +3,13 @@
 // that carry the test process's pid, so files running in parallel never share a VM.
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
+import { openCgroupLayout } from "../../src/cgroup.js";
+import { probeHost, probeKvm } from "../../src/probe/host.js";
 import { QmpClient } from "../../src/qmp.js";
 import { isAlive, listStates } from "../../src/runtime.js";
 import type { VmState } from "../../src/runtime.js";
@@ -16,16 +19,48 @@ export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 export const QCVM = process.env.QCVM_TEST_BIN ?? join(REPO, "bin", "qcvm.js");
 export const KVM_2NODE = join(REPO, "profiles", "kvm-2node.yaml");
 
-/** /dev/kvm opens read-write for this process: QEMU will use KVM; otherwise qcvm falls back to TCG. */
-export const KVM_USABLE = (() => {
-  try {
-    closeSync(openSync("/dev/kvm", "r+"));
-    return true;
-  } catch {
-    return false;
-  }
-})();
+/**
+ * KVM as qcvm judges it (probeKvm: KVM's device 10:232, opened read-write): usable, and QEMU runs
+ * under KVM; otherwise qcvm falls back to TCG and warns once. An empty file or a driverless node
+ * at /dev/kvm (scripts/test-hosts.sh kvm-file, kvm-dead) opens, or exists, yet is no KVM.
+ */
+export const KVM = probeKvm("/dev/kvm");
+export const KVM_USABLE = KVM.ok;
 export const ACCEL = KVM_USABLE ? "kvm" : "tcg";
+
+/** Where qcvm's cgroups can go on this host; `missing` controllers cost placement or accounting
+ *  (scripts/test-hosts.sh cgroup2: a v2 root offering neither cpuset nor memory). */
+export const CGROUPS = openCgroupLayout(probeHost("/"));
+export const NO_CPUSET = CGROUPS.missing.includes("cpuset");
+export const NO_MEMORY_CGROUP = CGROUPS.missing.includes("memory");
+
+/** The TCG fallback warning (a diagnostic on machine.accel), in text and JSON alike. */
+export const KVM_FALLBACK = /warning: machine\.accel: (.*): falling back to tcg /;
+/** The loss launch reports where no memory controller is: accounting, not placement. */
+export const MEMORY_ACCOUNTING_LOST =
+  "memory accounting: memory cgroup not applied (memory controller not available); qcvm stats cannot attribute the VM's private memory per host node";
+
+/**
+ * The warnings any launch of a plain-KVM profile gives on this host, checked and taken out: the
+ * TCG fallback exactly when probeKvm finds KVM unusable (naming its problem), and the lost memory
+ * accounting exactly when the host has no memory controller. Returns the other warnings.
+ * `messages`: warning events' messages, or stderr's `qcvm: ... warning: ...` lines.
+ */
+export function takeHostWarnings(messages: readonly string[], options: { beforeCgroups?: boolean } = {}): string[] {
+  const kvm = messages.filter((m) => KVM_FALLBACK.test(m));
+  expect(kvm, "TCG fallback warnings").toHaveLength(KVM_USABLE ? 0 : 1);
+  if (!KVM_USABLE) expect(KVM_FALLBACK.exec(kvm[0]!)![1]).toBe(KVM.problem);
+  // Before the cgroup step (a dry run, a refusal) nothing is lost: a dry run lists the missing
+  // controller as an action instead.
+  const accounting = messages.filter((m) => m.endsWith(MEMORY_ACCOUNTING_LOST));
+  expect(accounting, "lost memory accounting warnings").toHaveLength(NO_MEMORY_CGROUP && !options.beforeCgroups ? 1 : 0);
+  return messages.filter((m) => !kvm.includes(m) && !accounting.includes(m));
+}
+
+/** The warning lines of qcvm's text output (stderr). */
+export function warningLines(stderr: string): string[] {
+  return stderr.split("\n").filter((l) => /^qcvm: (\S+: )?warning: /.test(l));
+}
 
 export interface Ran {
   code: number;
