@@ -194,7 +194,7 @@ export async function main(argv: string[]): Promise<number> {
           .example("$0 launch profiles/kvm-1node.yaml", "Run in the foreground: Ctrl-C powers the guest down")
           .epilog(
             exitCodes(
-              "0 the guest runs (--detach) or would (--dry-run); 1 refused or failed (what was set up is undone); in the foreground, QEMU's exit code once it exits (128+N when killed by signal N)",
+              "0 the guest runs (--detach) or would (--dry-run); 1 refused or failed (what was set up is undone); 130 interrupted (Ctrl-C) before the guest ran, all undone; in the foreground, QEMU's exit code once it exits (128+N when killed by signal N)",
             ),
           ),
       dispatch("launch"),

@@ -302,3 +302,11 @@ describe("a run dir that cannot be made", () => {
     );
   });
 });
+
+describe("launch --help and README agree on an interrupted launch", () => {
+  it("both name exit 130", async () => {
+    const help = (await qcvm(["launch", "--help"])).stdout.replace(/\s+/g, " ");
+    expect(help).toContain("130 interrupted (Ctrl-C) before the guest ran, all undone");
+    expect(readFileSync(join(REPO, "README.md"), "utf8")).toContain("130 interrupted before the guest ran");
+  });
+});
