@@ -189,6 +189,30 @@ describe("launch in the foreground", () => {
     for (const p of state.cgroup.paths) expect(existsSync(p), p).toBe(false);
   });
 
+  it("a SIGTERM the moment the guest runs is a power-down request, not an abandoned launch", async () => {
+    const name = vmName("fgrace");
+    const fg = startQcvm(["launch", KVM_2NODE, "--set", `name=${name}`, "--run-dir", runDir]);
+    // Sent from the handler that first sees "[8/8] running" (startQcvm's own listener, registered
+    // first, has appended it): qcvm has just marked the guest running and is still returning from
+    // the launch steps, where a signal used to be able to SIGKILL QEMU as if start-up had failed.
+    let sent = false;
+    fg.child.stderr!.on("data", () => {
+      if (!sent && fg.out.stderr.includes("[8/8] running")) {
+        sent = true;
+        fg.child.kill("SIGTERM");
+      }
+    });
+    await until(() => fg.out.stderr.includes("asking the guest to power down"), "the powerdown note");
+    const state = readStateFile(runDir, name);
+    expect(state.phase).toBe("running");
+    expect(isAlive(state)).toBe(true);
+    expect(fg.out.stderr).not.toContain("interrupted");
+    fg.child.kill("SIGTERM");
+    expect(await fg.exit, fg.out.stderr).toBe(0);
+    expect(fg.out.stderr).toMatch(new RegExp(`\`${name}\` exited \\(exit code 0\\); cleaned up`));
+    expect(existsSync(join(runDir, name))).toBe(false);
+  });
+
   it("`qcvm stop` from elsewhere stops a foreground VM: QMP is free for it, and the launcher exits with QEMU's code", async () => {
     const name = vmName("fgstop");
     const fg = startQcvm(["launch", KVM_2NODE, "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
