@@ -171,7 +171,7 @@ export async function main(argv: string[]): Promise<number> {
           .example("$0 doctor", "Readable report")
           .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)")
           .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
-          .epilog(exitCodes("0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed")),
+          .epilog(exitCodes("0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed, or --save names a file that is not a capabilities file")),
       dispatch("doctor"),
     )
     .command(

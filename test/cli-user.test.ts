@@ -310,3 +310,24 @@ describe("launch --help and README agree on an interrupted launch", () => {
     expect(readFileSync(join(REPO, "README.md"), "utf8")).toContain("130 interrupted before the guest ran");
   });
 });
+
+describe("doctor --save never overwrites what is not its own", () => {
+  it("refuses a profile (exit 2, file unchanged) and replaces a capabilities file", async () => {
+    const profile = join(runDir, "save-target.yaml");
+    writeFileSync(profile, readFileSync(KVM_2NODE));
+    const r = await qcvm(["doctor", "--save", profile]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toBe(
+      `qcvm: --save ${profile}: the file exists and is not a qcvm capabilities file; not overwriting it (remove it, or save to another name)\n`,
+    );
+    expect(readFileSync(profile, "utf8")).toBe(readFileSync(KVM_2NODE, "utf8"));
+
+    const caps = join(runDir, "caps-target.json");
+    const first = await qcvm(["doctor", "--save", caps]);
+    expect(first.code, first.stderr).toBe(0);
+    const again = await qcvm(["doctor", "--save", caps]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(caps, "utf8")).format).toBe("qcvm-capabilities/v1");
+  });
+});

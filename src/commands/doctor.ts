@@ -1,6 +1,8 @@
 // qcvm doctor: what this host and QEMU can do, and for everything missing, which profile features
 // that rules out. Doctor reports; it does not fail: exit 0 whatever it finds, 2 only when a probe
-// itself cannot run (no QEMU binary, QEMU dies, an unreadable --capabilities file).
+// itself cannot run (no QEMU binary, QEMU dies, an unreadable --capabilities file) or --save
+// would overwrite a file that is not a capabilities file; 1 when --save cannot write.
+import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { FEATURES, compareVersions, hasFeature } from "../capabilities.js";
 import type { Feature, FeatureDef } from "../capabilities.js";
@@ -313,8 +315,34 @@ export async function buildReport(args: Args): Promise<{ report: DoctorReport; p
   return { report: { host, qemu, ...(qemuError ? { qemuError } : {}), findings }, probeFailed: qemu === null };
 }
 
+/**
+ * `--save FILE` replaces FILE. Refuse when FILE exists and is not a capabilities file: a slip such
+ * as `--save profiles/snp.yaml` would otherwise overwrite a profile. Checked before probing, so the
+ * refusal comes first and nothing is half done.
+ */
+function checkSaveTarget(file: string): void {
+  let text: string;
+  try {
+    if (statSync(file).isDirectory()) throw new UserError(`--save ${file}: is a directory (name the file to write, e.g. ${file}/caps.json)`, 2);
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    return; // missing (to be created) or unreadable (the write reports it)
+  }
+  let format: unknown;
+  try {
+    format = (JSON.parse(text) as { format?: unknown }).format;
+  } catch {
+    // not JSON: not ours
+  }
+  if (format !== "qcvm-capabilities/v1") {
+    throw new UserError(`--save ${file}: the file exists and is not a qcvm capabilities file; not overwriting it (remove it, or save to another name)`, 2);
+  }
+}
+
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a = args as Args;
+  if (a.save) checkSaveTarget(a.save);
   const { report, probeFailed } = await buildReport(a);
   if (a.format === "json") {
     const findings = report.findings.map((f) => ({ ...f, message: findingMessage(f) }));
