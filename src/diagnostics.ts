@@ -47,6 +47,15 @@ export function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
   );
 }
 
+/**
+ * Columns for human-readable reports: the terminal's width, else $COLUMNS, else `max`; never more
+ * than `max` (prose wider than ~100 columns reads badly even on a wide terminal).
+ */
+export function outputWidth(max = 100): number {
+  const columns = process.stdout.columns || Number(process.env.COLUMNS) || max;
+  return Math.max(40, Math.min(max, columns));
+}
+
 /** A failed file operation in words a person acts on ("no such file or directory", not ENOENT). */
 export function describeFsError(e: unknown): string {
   const err = e as NodeJS.ErrnoException;

@@ -83,6 +83,8 @@ function capacityCells(r: CapacityRow): string[] {
 export interface TextOptions {
   /** Host root the plan was made for, shown in the heading. */
   host?: string;
+  /** Columns to wrap explanations at (default 100). */
+  width?: number;
 }
 
 export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
@@ -91,7 +93,7 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
     plan.confidential === "none"
       ? "plain KVM guest"
       : `${plan.confidential} guest${plan.guestMemfd ? ", private memory in guest_memfd" : ", memory encrypted in place (no guest_memfd)"}`;
-  out.push(`Plan for ${plan.name}: ${kind}${opts.host ? `, on host ${opts.host}` : ""}`);
+  out.push(...wrap(`Plan for ${plan.name}: ${kind}${opts.host ? `, on host ${opts.host}` : ""}`, "", "  ", opts.width));
   out.push("");
   out.push(
     formatTable(
@@ -112,8 +114,8 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
   out.push("");
   out.push("Why:");
   for (const n of plan.nodes) {
-    out.push(...wrap(`guest node ${n.guestNode} shared: ${n.shared.reason}`, "  ", "      "));
-    out.push(...wrap(`guest node ${n.guestNode} private: ${n.private.reason}`, "  ", "      "));
+    out.push(...wrap(`guest node ${n.guestNode} shared: ${n.shared.reason}`, "  ", "      ", opts.width));
+    out.push(...wrap(`guest node ${n.guestNode} private: ${n.private.reason}`, "  ", "      ", opts.width));
   }
   out.push("");
   out.push("Launch:");
@@ -132,18 +134,18 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
     const table = formatTable(["HOST NODE", "NEED", "UP TO", "FREE", "HUGEPAGES", "STATUS"], plan.capacity.map(capacityCells));
     out.push(...table.split("\n").map((l) => `  ${l}`));
     if (plan.capacity.some((r) => r.upToBytes)) {
-      out.push("  UP TO: shared pages the guest may add; QEMU frees a page's private copy when the guest shares it");
+      out.push(...wrap("UP TO: shared pages the guest may add; QEMU frees a page's private copy when the guest shares it", "  ", "    ", opts.width));
     }
   }
   if (plan.warnings.length > 0) {
     out.push("");
     out.push(`Warnings (${plan.warnings.length}):`);
-    for (const w of plan.warnings) out.push(`  ${formatDiagnostic(w)}`);
+    for (const w of plan.warnings) out.push(...wrap(formatDiagnostic(w), "  ", "      ", opts.width));
   }
   out.push("");
   if (plan.errors.length > 0) {
     out.push(`Errors (${plan.errors.length}):`);
-    for (const e of plan.errors) out.push(`  ${formatDiagnostic(e)}`);
+    for (const e of plan.errors) out.push(...wrap(formatDiagnostic(e), "  ", "      ", opts.width));
     out.push("");
     out.push(`The plan does not hold: ${plan.errors.length} error${plan.errors.length === 1 ? "" : "s"}.`);
   } else {

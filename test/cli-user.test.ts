@@ -331,3 +331,19 @@ describe("doctor --save never overwrites what is not its own", () => {
     expect(JSON.parse(readFileSync(caps, "utf8")).format).toBe("qcvm-capabilities/v1");
   });
 });
+
+describe("reports fit the terminal", () => {
+  // A report's prose wraps at the terminal's width (here $COLUMNS, as stdout is a pipe); only
+  // tables, which cannot wrap, and single words longer than a line (a /sys path) may exceed it.
+  const overflow = (text: string, width: number) =>
+    text.split("\n").filter((l) => [...l].length > width && l.trim().includes(" ") && !/^\s*(GUEST NODE|\d+ {2,}|node {2}|\d+ {5})/.test(l));
+  it.each([
+    [["plan", "profiles/snp-hugepages.yaml", "--host", "test/fixtures/hosts/tight-memory"]],
+    [["plan", "profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/epyc-2s4n"]],
+    [["doctor", "--host", "test/fixtures/hosts/cxl-memonly", "--capabilities", "test/fixtures/plan-profiles/caps-gmem-snp.json"]],
+  ])("%j at 80 columns", async (args) => {
+    const r = await qcvm(args, { env: { ...process.env, COLUMNS: "80" } });
+    expect(r.stdout.length).toBeGreaterThan(500);
+    expect(overflow(r.stdout, 80)).toEqual([]);
+  });
+});

@@ -64,7 +64,7 @@ describe("formatPlanText", () => {
   it("a plan with errors ends saying it does not hold, each error with its reason", async () => {
     const text = formatPlanText(await plan("test/fixtures/plan-profiles/kvm-tight.yaml", "tight-memory"));
     expect(text).toContain("Errors (1):\n  ");
-    expect(text).toContain("numa.nodes[0].memory: host node 0 needs 2 GiB for this VM but has 1.5 GiB free");
+    expect(text.replace(/\n {6}/g, " ")).toContain("numa.nodes[0].memory: host node 0 needs 2 GiB for this VM but has 1.5 GiB free");
     expect(text).toMatch(/\n {2}0 .* insufficient\n {2}1 .* tight\n/);
     expect(text.trimEnd().endsWith("The plan does not hold: 1 error.")).toBe(true);
   });

@@ -6,8 +6,9 @@ import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { FEATURES, compareVersions, hasFeature } from "../capabilities.js";
 import type { Feature, FeatureDef } from "../capabilities.js";
-import { UserError } from "../diagnostics.js";
+import { UserError, outputWidth } from "../diagnostics.js";
 import { checkHostRoot, formatList } from "../fsroot.js";
+import { wrap } from "../plan-format.js";
 import { probeHostAsync, probeKvm, readInterleaveWeights } from "../probe/host.js";
 import type { KvmAccess } from "../probe/host.js";
 import type { HostInfo, QemuCapabilities } from "../types.js";
@@ -263,9 +264,11 @@ function findingLines(list: Finding[]): string[] {
   );
 }
 
-export function formatDoctorText(r: DoctorReport): string {
+/** The report as text; lines longer than `width` wrap with a hanging indent (the node table does not). */
+export function formatDoctorText(r: DoctorReport, width = 100): string {
   const hostFindings = r.findings.filter((f) => f.area === "host");
-  const out: string[] = [`Host ${r.host.root}`, `  Linux ${r.host.kernel}, ${r.host.nodes.length} NUMA node(s):`, ...nodesTable(r.host)];
+  const table = nodesTable(r.host);
+  const out: string[] = [`Host ${r.host.root}`, `  Linux ${r.host.kernel}, ${r.host.nodes.length} NUMA node(s):`, ...table];
   out.push(...findingLines(hostFindings.filter((f) => f.item !== "kernel")));
   out.push("");
   if (r.qemu) {
@@ -280,7 +283,13 @@ export function formatDoctorText(r: DoctorReport): string {
   }
   const missing = r.findings.filter((f) => f.status === "missing" && f.area !== "summary").length;
   out.push("", missing === 0 ? "Nothing missing." : `${missing} missing item${missing === 1 ? "" : "s"} rule out profile features (✗ above).`);
-  return `${out.join("\n")}\n`;
+  const fixed = new Set(table);
+  const fit = (line: string): string[] => {
+    if (line.length <= width || fixed.has(line)) return [line];
+    const indent = /^ */.exec(line)![0];
+    return wrap(line.slice(indent.length), indent, `${indent}    `, width);
+  };
+  return `${out.flatMap((l) => l.split("\n")).flatMap(fit).join("\n")}\n`;
 }
 
 export async function buildReport(args: Args): Promise<{ report: DoctorReport; probeFailed: boolean }> {
@@ -348,7 +357,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     const findings = report.findings.map((f) => ({ ...f, message: findingMessage(f) }));
     process.stdout.write(`${JSON.stringify({ ...report, findings }, null, 2)}\n`);
   } else {
-    process.stdout.write(formatDoctorText(report));
+    process.stdout.write(formatDoctorText(report, outputWidth()));
   }
   if (probeFailed) {
     process.stderr.write(`qcvm: ${report.qemuError}\n`);

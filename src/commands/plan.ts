@@ -2,7 +2,7 @@
 // mechanism and how faithfully, and whether it fits. Exit 0 when the plan holds, 1 when it has
 // errors (the plan is still printed in full, so the errors can be read in context).
 import { loadContext } from "../context.js";
-import { formatDiagnostic } from "../diagnostics.js";
+import { formatDiagnostic, outputWidth } from "../diagnostics.js";
 
 type Format = "text" | "json" | "dot" | "svg";
 
@@ -34,7 +34,10 @@ export async function run(args: Record<string, unknown>): Promise<number> {
       break;
     }
     default:
-      text = fmt.formatPlanText({ ...plan, warnings: [...profileWarnings, ...plan.warnings] }, { host: (args.host as string | undefined) ?? "/" });
+      text = fmt.formatPlanText(
+        { ...plan, warnings: [...profileWarnings, ...plan.warnings] },
+        { host: (args.host as string | undefined) ?? "/", width: outputWidth() },
+      );
   }
   process.stdout.write(text);
   if (format !== "text") {
