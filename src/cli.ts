@@ -1,6 +1,7 @@
 // qcvm's command line. Only argument parsing lives here: each command's module is imported when
 // that command runs, so `qcvm render` never loads the launcher, the probe or ajv's compiler.
 // main() returns the exit code; only bin/qcvm.js sets it on the process.
+import { startupSnapshot } from "node:v8";
 import yargs from "yargs";
 import type { Argv } from "yargs";
 import { UserError } from "./diagnostics.js";
@@ -79,7 +80,27 @@ function exitCodes(text: string): string {
 
 const RUN_DIR = "Runtime state directory (default $QCVM_RUN_DIR, /run/qcvm as root, else $XDG_RUNTIME_DIR/qcvm)";
 
+let pipesGuarded = false;
+
+/**
+ * A reader that stops early (`qcvm schema | head -1`) closes the pipe, and the next write fails
+ * with EPIPE: Node's default is an unhandled 'error' event and a stack trace. Stop quietly
+ * instead, with the status of a process killed by SIGPIPE (128 + 13), as cat or grep would.
+ * Not while the startup snapshot is built: its warm-up runs main() with output discarded.
+ */
+function guardPipes(): void {
+  if (pipesGuarded || startupSnapshot.isBuildingSnapshot()) return;
+  pipesGuarded = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(141);
+      throw e;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  guardPipes();
   let exitCode: number = EXIT.ok;
   let handled = false;
   const dispatch = (name: string) => async (args: Record<string, unknown>) => {

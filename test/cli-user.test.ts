@@ -2,10 +2,10 @@
 // exit codes, and nothing the user owns touched. Each case runs the built bin/qcvm.js.
 import { afterAll, describe, expect, it } from "vitest";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
-import { KVM_2NODE, REPO, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
+import { KVM_2NODE, QCVM, REPO, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-user");
 afterAll(() => sweepRunDir(runDir));
@@ -346,4 +346,20 @@ describe("reports fit the terminal", () => {
     expect(r.stdout.length).toBeGreaterThan(500);
     expect(overflow(r.stdout, 80)).toEqual([]);
   });
+});
+
+describe("a reader that stops early", () => {
+  // `qcvm schema | head -1`: the closed pipe made Node print an unhandled EPIPE stack trace.
+  it.each([[["schema"]], [["render", KVM_2NODE, "--format", "json"]], [["validate", "profiles", "examples", "test/fixtures/profiles"]]])(
+    "%j exits like cat would (141, SIGPIPE), with nothing on stderr",
+    async (args) => {
+      const child = spawn(process.execPath, [QCVM, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout!.destroy();
+      let stderr = "";
+      child.stderr!.on("data", (d) => (stderr += d));
+      const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+      expect(stderr).toBe("");
+      expect(code).toBe(141);
+    },
+  );
 });
