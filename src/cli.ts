@@ -264,7 +264,7 @@ export async function main(argv: string[]): Promise<number> {
           .option("run-dir", { type: "string", describe: RUN_DIR })
           .example("$0 stats snp-2node", "Per-node table")
           .example("$0 stats snp-2node --watch", "Refresh every 2 s")
-          .epilog(exitCodes("0 measured; 1 no such VM, or it is not running")),
+          .epilog(exitCodes("0 measured (--watch: until Ctrl-C); 1 no such VM, or it is not running (--watch: it stopped)")),
       dispatch("stats"),
     )
     .demandCommand(1, "Name a command: qcvm --help lists them")

@@ -363,3 +363,28 @@ describe("a reader that stops early", () => {
     },
   );
 });
+
+describe("stats --watch on a VM that stops", () => {
+  it("ends with exit 1 and says the VM stopped; stats and stop on it afterwards say there is no such VM", async () => {
+    const name = vmName("watch");
+    const up = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir]);
+    expect(up.code, up.stderr).toBe(0);
+    const watch = spawn(process.execPath, [QCVM, "stats", name, "--watch", "--interval", "0.2", "--run-dir", runDir], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    watch.stdout!.on("data", (d) => (out += d));
+    watch.stderr!.on("data", (d) => (err += d));
+    const exited = new Promise<number | null>((r) => watch.on("close", (c) => r(c)));
+    while (!out.includes("HOST NODE")) await new Promise((r) => setTimeout(r, 20));
+    const stop = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(await exited).toBe(1);
+    expect(err).toMatch(new RegExp(`qcvm: VM \`${name}\` is not running any more \\(pid \\d+ exited\\)\\n$`));
+    const again = await qcvm(["stop", name, "--run-dir", runDir]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
+    const stats = await qcvm(["stats", name, "--run-dir", runDir]);
+    expect(stats.code).toBe(1);
+    expect(stats.stderr).toBe(`qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
+  });
+});

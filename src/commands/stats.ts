@@ -169,7 +169,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const a = parseArgs(args);
   const target = await findTarget(a);
   const { isProcessAlive } = await import("../runtime.js");
-  const gone = () => new UserError(`VM ${a.name} is not running any more (pid ${target.pid} exited)`);
+  const gone = () => new UserError(`VM \`${a.name}\` is not running any more (pid ${target.pid} exited)`);
   const first = sample(target);
   if (!first) throw gone();
   emit(first, a.format, a.watch);
