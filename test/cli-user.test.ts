@@ -388,3 +388,31 @@ describe("stats --watch on a VM that stops", () => {
     expect(stats.stderr).toBe(`qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
   });
 });
+
+describe("schema messages speak the user's language", () => {
+  // A pattern with no message of its own was shown as the regular expression itself:
+  // "cpu.model: must match ^[A-Za-z0-9][A-Za-z0-9._+=,-]*$".
+  it("no field reports a regular expression", async () => {
+    const bad = join(runDir, "patterns.yaml");
+    writeFileSync(
+      bad,
+      [
+        "apiVersion: qcvm/v1",
+        "name: Bad_Name",
+        'qemu: {version: "seven", binary: ""}',
+        'machine: {type: "q 35"}',
+        'cpu: {model: "-x", count: 1}',
+        "memory: {size: 12Q, hostNodes: a-b}",
+        'network: {type: tap, ifname: "way-too-long-interface-name", mac: zz}',
+        'serial: "tty"',
+        "confidential: {type: sev-snp, cbitpos: 51, reducedPhysBits: 1, policy: 0xZZ, hostData: {base64: '***'}}",
+        "",
+      ].join("\n"),
+    );
+    const r = await qcvm(["validate", bad, "--format", "json"]);
+    expect(r.code).toBe(1);
+    const messages = (JSON.parse(r.stdout) as { files: { errors: { path: string; message: string }[] }[] }).files[0]!.errors;
+    expect(messages.filter((m) => /must match|\^|\$$/.test(m.message))).toEqual([]);
+    expect(messages.map((m) => m.path)).toEqual(expect.arrayContaining(["machine.type", "cpu.model"]));
+  });
+});
