@@ -184,13 +184,22 @@ export function writeState(state: VmState): void {
 }
 
 /** A VM's state, or undefined when there is no such VM (no state file). */
+/** A VM's state that this user may not read: the VM is another user's (the run dir is shared). */
+export class StateAccessError extends UserError {}
+
 export function readState(runDir: string, name: string): VmState | undefined {
   const file = vmPaths(runDir, name).state;
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    if (code === "EACCES" || code === "EPERM") {
+      throw new StateAccessError(
+        `VM \`${name}\` belongs to another user: ${file} is not readable by this one (run qcvm as the user who launched it, or as root)`,
+      );
+    }
     throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
   }
   try {

@@ -416,3 +416,42 @@ describe("schema messages speak the user's language", () => {
     expect(messages.map((m) => m.path)).toEqual(expect.arrayContaining(["machine.type", "cpu.model"]));
   });
 });
+
+describe("another user's VM", () => {
+  // As root, act as nobody on root's VM; as anyone else, a state.json of mode 000 is unreadable too.
+  const asOther = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
+
+  it("status lists it as not yours; stop tries nothing and says whose it is", async () => {
+    const run = join(runDir, "shared-run");
+    const name = vmName("theirs");
+    mkdirSync(join(run, name), { recursive: true });
+    mkdirSync(join(run, "locks"), { recursive: true });
+    for (const d of [runDir, run, join(run, "locks")]) chmodSync(d, 0o755);
+    writeFileSync(join(run, name, "state.json"), "{}");
+    chmodSync(join(run, name, "state.json"), 0o000);
+    // Their "QEMU": stop must not signal it (as root it was refused with EPERM and reported as
+    // "survived SIGKILL"; as its owner it would have been killed on an unreadable state).
+    const qemu = spawn("sleep", ["120"], { stdio: "ignore" });
+    try {
+      const { pidStartTime } = await import("../src/runtime.js");
+      writeFileSync(
+        vmLockPath(run, name),
+        JSON.stringify({ vm: name, pid: qemu.pid, startTime: pidStartTime(qemu.pid!), role: "qemu", since: "2026-01-01T00:00:00.000Z", nonce: "theirs" }),
+      );
+      chmodSync(vmLockPath(run, name), 0o644);
+      const list = await qcvm(["status", "--run-dir", run], { prefix: asOther });
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toMatch(new RegExp(`^${name}\\s+not yours\\s+${qemu.pid}\\s`, "m"));
+      const message = `qcvm: VM \`${name}\` belongs to another user: ${join(run, name, "state.json")} is not readable by this one (run qcvm as the user who launched it, or as root)\n`;
+      const stop = await qcvm(["stop", name, "--force", "--run-dir", run], { prefix: asOther });
+      expect(stop.code).toBe(1);
+      expect(stop.stderr).toBe(message);
+      expect(qemu.exitCode).toBeNull();
+      expect(existsSync(join(run, name))).toBe(true);
+      expect(existsSync(vmLockPath(run, name))).toBe(true);
+    } finally {
+      qemu.kill("SIGKILL");
+      chmodSync(join(run, name, "state.json"), 0o644);
+    }
+  });
+});

@@ -20,13 +20,14 @@ import {
   readState,
   requireVmName,
   resolveRunDir,
+  StateAccessError,
   vmNameProblem,
   vmPaths,
 } from "../runtime.js";
 import type { VmState } from "../runtime.js";
 import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../types.js";
 
-export type VmCondition = "running" | "starting" | "interrupted" | "dead" | "damaged";
+export type VmCondition = "running" | "starting" | "interrupted" | "dead" | "damaged" | "not yours";
 
 export interface NodeStatus {
   guestNode: number;
@@ -116,14 +117,17 @@ export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
  * directory or cgroups are left), or a damaged file (`damaged` is readState's message).
  * Undefined when nothing of `name` is in the run dir.
  */
-export function describeLeftover(runDir: string, name: string, damaged?: string): VmStatus | undefined {
+export function describeLeftover(runDir: string, name: string, damaged?: string, notYours?: string): VmStatus | undefined {
   const paths = vmPaths(runDir, name);
   const holder = readVmLock(runDir, name);
   if (!holder && !damaged && !existsSync(paths.dir)) return undefined;
   const holderAlive = holder !== undefined && isProcessAlive(holder.pid, holder.startTime);
   let state: VmCondition;
   let reason: string;
-  if (damaged) {
+  if (notYours) {
+    state = "not yours";
+    reason = notYours;
+  } else if (damaged) {
     state = "damaged";
     reason = damaged;
   } else if (holderAlive && holder.role === "qcvm") {
@@ -176,12 +180,14 @@ export function listVms(runDir: string): VmStatus[] {
   for (const name of names) {
     if (out.has(name) || vmNameProblem(name)) continue;
     let damaged: string | undefined;
+    let notYours: string | undefined;
     try {
       readState(runDir, name);
     } catch (e) {
-      damaged = (e as Error).message;
+      if (e instanceof StateAccessError) notYours = e.message;
+      else damaged = (e as Error).message;
     }
-    const v = describeLeftover(runDir, name, damaged);
+    const v = describeLeftover(runDir, name, damaged, notYours);
     if (v) out.set(name, v);
   }
   return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -222,7 +228,7 @@ function formatDetail(v: VmStatus): string {
   if (v.profile === "-") {
     // A leftover: no state.json to say more.
     lines.push(`  run dir   ${v.dir}`);
-    if (v.state !== "starting") lines.push(`  clean up with: qcvm stop ${v.name}`);
+    if (v.state === "interrupted" || v.state === "damaged") lines.push(`  clean up with: qcvm stop ${v.name}`);
     return `${lines.join("\n")}\n`;
   }
   lines.push(`  pid       ${v.pid} (${v.accel}${v.qemuVersion ? `, QEMU ${v.qemuVersion}` : ""}${v.detached ? ", detached" : ", foreground"})`);

@@ -6,7 +6,7 @@
 // so a reused pid is never killed.
 import { UserError } from "../diagnostics.js";
 import { readVmLock } from "../lock.js";
-import { cleanupVm, isProcessAlive, readState, requireVmName, resolveRunDir, stopQemu, vmPaths } from "../runtime.js";
+import { StateAccessError, cleanupVm, isProcessAlive, readState, requireVmName, resolveRunDir, stopQemu, vmPaths } from "../runtime.js";
 import type { StopOutcome, VmState } from "../runtime.js";
 import { existsSync } from "node:fs";
 
@@ -23,6 +23,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   try {
     state = readState(runDir, name);
   } catch (e) {
+    // Another user's VM: its QEMU cannot be signalled nor its files removed by this one, so try
+    // nothing (a kill refused with EPERM used to read as "survived SIGKILL").
+    if (e instanceof StateAccessError) throw e;
     damaged = (e as Error).message;
   }
   let outcome: StopOutcome = "was not running";
