@@ -291,6 +291,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     // Point a usage error at the help of the command that was typed, when one was.
     const typed = argv.find((a) => !a.startsWith("-"));
+    // yargs' suggestion alone ("Did you mean render?") does not say what was wrong.
+    if (e instanceof UsageError && e.message.startsWith("Did you mean") && typed !== undefined) {
+      e.message = `unknown command \`${typed}\`. ${e.message}`;
+    }
     return reportError(e, typed !== undefined && Object.hasOwn(commands, typed) ? `qcvm ${typed} --help` : "qcvm --help");
   }
 }

@@ -158,6 +158,7 @@ describe("help and the command line", () => {
     [["render", KVM_2NODE, "--set"], "--set needs path=value, e.g. --set memory.size=8G", "qcvm render --help"],
     [["render", KVM_2NODE, "--format", "yaml"], 'Given: "yaml", Choices: "shell", "json"', "qcvm render --help"],
     [["frobnicate"], "Unknown argument: frobnicate", "qcvm --help"],
+    [["rendr", KVM_2NODE], "unknown command `rendr`. Did you mean render?", "qcvm --help"],
   ])("%j is a usage error (exit 2) that names the problem and the help to read", async (args, message, help) => {
     const r = await qcvm(args, { env: { ...process.env, QCVM_RUN_DIR: join(runDir, "usage") } });
     expect(r.code, r.stderr).toBe(2);
