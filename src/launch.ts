@@ -27,7 +27,7 @@
 // TCG without a thread per vCPU) is recorded as a LostPlacement naming the node, the mechanism, the
 // errno and the file, printed, and kept in state.json; with placement.strict it aborts the launch
 // and everything created so far is removed.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, realpathSync, renameSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import type { Options, ResultPromise } from "execa";
@@ -41,6 +41,7 @@ import {
   cleanupVm,
   createVmDir,
   ensureRunDir,
+  makeDirs,
   formatLost,
   pidStartTime,
   readState,
@@ -172,7 +173,7 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
   const caps = await probeQemu(real);
   if (write) {
     try {
-      mkdirSync(join(runDir, "caps"), { recursive: true, mode: 0o755 });
+      makeDirs(join(runDir, "caps"), 0o755);
       const tmp = `${file}.${process.pid}.tmp`;
       saveCapabilities(caps, tmp);
       renameSync(tmp, file);
