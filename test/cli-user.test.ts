@@ -456,3 +456,31 @@ describe("another user's VM", () => {
     }
   });
 });
+
+describe("examples/ci", () => {
+  const workflow = readFileSync(join(REPO, "examples/ci/.github/workflows/qcvm.yml"), "utf8");
+
+  it("installs qcvm from a pinned checkout, never from the npm registry by name", async () => {
+    const { parse } = await import("yaml");
+    const steps = (parse(workflow) as { jobs: { validate: { steps: Array<Record<string, unknown>> } } }).jobs.validate.steps;
+    // `npm install --global qcvm` installed whatever the registry has under that name (today:
+    // nothing, a 404), and a global install from git cannot build qcvm (npm/cli#8440).
+    expect(steps.filter((s) => /npm (i|install)\b/.test(String(s.run ?? "")))).toEqual([]);
+    const checkout = steps.find((s) => (s.with as { path?: string } | undefined)?.path === ".qcvm")!;
+    expect((checkout.with as { ref: string }).ref).toMatch(/^v\d|^[0-9a-f]{40}$/);
+    expect(steps.some((s) => s.run === "npm ci --no-audit --no-fund" && s["working-directory"] === ".qcvm")).toBe(true);
+  });
+
+  it("validate-profiles.sh counts in words that agree with the number", () => {
+    const dir = join(runDir, "ci-one-error");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "typo.yaml"), "apiVersion: qcvm/v1\nname: typo\nmemory: {size: 1G, hugepages: 3M}\n");
+    const r = spawnSync("sh", ["examples/ci/validate-profiles.sh", dir], {
+      cwd: REPO,
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, QCVM: `${process.execPath} ${QCVM}` },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stdout.trimEnd().split("\n").at(-1)).toBe("1 profile: 0 valid, 1 invalid (1 error, 0 warnings)");
+  });
+});

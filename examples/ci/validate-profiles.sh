@@ -42,7 +42,8 @@ for (const f of report.files) {
   }
 }
 const s = report.summary;
-console.log(`${s.profiles} profiles: ${s.valid} valid, ${s.invalid} invalid (${s.errors} errors, ${s.warnings} warnings)`);
+const n = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
+console.log(`${n(s.profiles, "profile")}: ${s.valid} valid, ${s.invalid} invalid (${n(s.errors, "error")}, ${n(s.warnings, "warning")})`);
 JS
 
 # Render every file validate accepted: catches what only the renderer knows (a feature the target
