@@ -1,7 +1,7 @@
 // qcvm as a user meets it: names and paths typed on the command line, bad input of every kind,
 // exit codes, and nothing the user owns touched. Each case runs the built bin/qcvm.js.
 import { afterAll, describe, expect, it } from "vitest";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/lock.js";
@@ -482,5 +482,20 @@ describe("examples/ci", () => {
     });
     expect(r.status).toBe(1);
     expect(r.stdout.trimEnd().split("\n").at(-1)).toBe("1 profile: 0 valid, 1 invalid (1 error, 0 warnings)");
+  });
+});
+
+describe("validate globs", () => {
+  // examples/ holds profiles and non-YAML files (walkthrough.md, ci/).
+  const count = readdirSync(join(REPO, "examples")).filter((f) => /\.ya?ml$/.test(f)).length;
+  it.each([
+    // A glob's non-YAML matches were read as profiles: examples/walkthrough.md gave 367 YAML errors.
+    ["examples/*"],
+    // A trailing ** matched nothing once globs were matched a segment at a time.
+    ["examples/**"],
+  ])("%s: every profile in examples/, all valid", async (glob) => {
+    const r = await qcvm(["validate", glob]);
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toBe(`${count} profiles: ${count} valid, 0 invalid (0 errors, 0 warnings)\n`);
   });
 });

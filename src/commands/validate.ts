@@ -105,6 +105,11 @@ async function expandGlob(pattern: string, unreadable: Unreadable): Promise<stri
 async function walkGlob(dir: string, segs: readonly string[], out: string[], unreadable: Unreadable): Promise<void> {
   const [seg, ...rest] = segs;
   if (seg === undefined) return;
+  if (seg === "**" && rest.length === 0) {
+    // A trailing `**`: every profile below, as for a directory.
+    await walk(dir, out, unreadable);
+    return;
+  }
   if (seg === "**") {
     // Zero directories here, or one more and `**` again.
     await walkGlob(dir, rest, out, unreadable);
@@ -120,7 +125,8 @@ async function walkGlob(dir: string, segs: readonly string[], out: string[], unr
     if (!re.test(e.name) || (!literal && e.isDirectory() && skipDir(e.name))) continue;
     const p = join(dir, e.name);
     if (rest.length === 0) {
-      if (!e.isDirectory()) out.push(p);
+      // Only profiles: `examples/*` must not read a README as YAML.
+      if (!e.isDirectory() && PROFILE_EXT.test(e.name)) out.push(p);
     } else if (e.isDirectory()) subdirs.push(walkGlob(p, rest, out, unreadable));
   }
   await Promise.all(subdirs);
