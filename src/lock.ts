@@ -14,7 +14,7 @@ import { linkSync, readFileSync, readdirSync, realpathSync, renameSync, rmdirSyn
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "./diagnostics.js";
-import { isProcessAlive, makeDirs, selfIdentity } from "./runtime.js";
+import { isProcessAlive, makeDirs, selfIdentity, vmNameProblem } from "./runtime.js";
 
 export interface LockOwner {
   vm: string;
@@ -155,8 +155,6 @@ function newOwner(vm: string, extra: Partial<LockOwner> = {}): LockOwner {
   };
 }
 
-const VM_NAME = /^[a-z0-9][a-z0-9-]*$/;
-
 export function vmLockPath(runDir: string, name: string): string {
   return join(locksDir(runDir), `vm-${name}.lock`);
 }
@@ -166,7 +164,8 @@ export function vmLockPath(runDir: string, name: string): string {
  * and a note pushed to `notes`.
  */
 export function acquireVmLock(runDir: string, name: string, notes: string[]): Lock {
-  if (!VM_NAME.test(name)) throw new UserError(`VM name \`${name}\` must match [a-z0-9][a-z0-9-]*`);
+  const problem = vmNameProblem(name);
+  if (problem) throw new UserError(problem);
   makeDirs(locksDir(runDir), 0o755);
   const path = vmLockPath(runDir, name);
   const owner = newOwner(name);

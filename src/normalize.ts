@@ -4,6 +4,7 @@
 // total...) are left visible in the result for rules.ts to report with positions.
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseIdList, parseSize } from "./sizes.js";
+import { VM_NAME } from "./vm-name.js";
 import type {
   ConfidentialType,
   Disk,
@@ -203,7 +204,7 @@ export function foldAttributes(value: unknown): bigint | undefined {
 export function nameFromFile(file: string): string | undefined {
   const base = file.split(/[\\/]/).pop() ?? "";
   const name = base.replace(/\.ya?ml$/i, "");
-  return /^[a-z0-9][a-z0-9-]{0,62}$/.test(name) ? name : undefined;
+  return VM_NAME.test(name) ? name : undefined;
 }
 
 function resolvePath(dir: string, p: string | undefined): string | undefined {

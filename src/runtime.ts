@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync,
 import { dirname, join, resolve } from "node:path";
 import { UserError, describeFsError } from "./diagnostics.js";
 import type { Accel, Plan } from "./types.js";
+import { VM_NAME } from "./vm-name.js";
 
 /** One placement the plan asked for that the launch could not apply (EACCES, EPERM, TCG, ...). */
 export interface LostPlacement {
@@ -81,8 +82,6 @@ export function resolveRunDir(arg: unknown): string {
   return typeof arg === "string" && arg !== "" ? resolve(arg) : defaultRunDir();
 }
 
-/** A profile's name rule (schemas/profile.schema.json): a VM name is one path segment, never `..`. */
-const VM_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Subdirectories of the run dir that qcvm keeps for itself: a VM by one of these names would
  *  replace them (createVmDir empties its directory, stop removes it). */
 export const RESERVED_VM_NAMES: readonly string[] = ["locks", "caps"];
