@@ -4,7 +4,7 @@
 import { startupSnapshot } from "node:v8";
 import yargs from "yargs";
 import type { Argv } from "yargs";
-import { UserError } from "./diagnostics.js";
+import { UserError } from "./core/diagnostics.js";
 
 declare const QCVM_VERSION: string | undefined;
 

@@ -2,8 +2,8 @@
 // (qapi/qom.json "Since:", the commit that added it) and, for 7.2, the real binary here. A gate
 // that is too late refuses profiles a user's QEMU can run; one too early renders argv it refuses.
 import { describe, expect, it } from "vitest";
-import { FEATURES, builtinCapabilities, hasFeature } from "../src/capabilities.js";
-import type { Feature } from "../src/capabilities.js";
+import { FEATURES, builtinCapabilities, hasFeature } from "../src/probe/capabilities.js";
+import type { Feature } from "../src/probe/capabilities.js";
 
 const FIRST_RELEASE: [Feature, string, string][] = [
   ["machine-memory-backend", "5.0", "-machine memory-backend= (hw/core/machine.c)"],

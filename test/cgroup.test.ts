@@ -14,12 +14,12 @@ import {
   readTaskPlacement,
   scopeUnitName,
   systemdScopePrefix,
-} from "../src/cgroup.js";
-import type { CgroupLayout, VmCgroup } from "../src/cgroup.js";
+} from "../src/vm/cgroup.js";
+import type { CgroupLayout, VmCgroup } from "../src/vm/cgroup.js";
 import { probeHost } from "../src/probe/host.js";
-import { spawn } from "../src/exec.js";
-import { parseList } from "../src/fsroot.js";
-import type { CgroupPlan } from "../src/types.js";
+import { spawn } from "../src/io/exec.js";
+import { parseList } from "../src/io/fsroot.js";
+import type { CgroupPlan } from "../src/core/types.js";
 
 const fixtures = fileURLToPath(new URL("./fixtures/hosts/", import.meta.url));
 const host = probeHost("/");

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { builtinCapabilities } from "../src/capabilities.js";
+import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { saveCapabilities } from "../src/probe/qemu.js";
 
 const root = join(import.meta.dirname, "..");

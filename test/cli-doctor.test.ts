@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "../src/exec.js";
+import { run } from "../src/io/exec.js";
 import { loadCapabilities } from "../src/probe/qemu.js";
 
 const repo = join(import.meta.dirname, "..");

@@ -6,8 +6,8 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { vmLockPath } from "../src/lock.js";
-import { pidStartTime } from "../src/runtime.js";
+import { vmLockPath } from "../src/vm/lock.js";
+import { pidStartTime } from "../src/vm/runtime.js";
 import {
   ACCEL,
   CGROUPS,

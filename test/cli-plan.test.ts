@@ -6,10 +6,10 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { which } from "../src/exec.js";
+import { which } from "../src/io/exec.js";
 import { REPO } from "./helpers/host.js";
 import { checkXml } from "./helpers/xml.js";
-import type { Plan } from "../src/types.js";
+import type { Plan } from "../src/core/types.js";
 
 const BIN = join(REPO, "bin/qcvm.js");
 const hostDir = (h: string) => `test/fixtures/hosts/${h}`;

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { vmLockPath } from "../src/lock.js";
+import { vmLockPath } from "../src/vm/lock.js";
 import { KVM_2NODE, QCVM, REPO, makeRunDir, qcvm, sweepRunDir, takeHostWarnings, vmName, warningLines } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-user");
@@ -223,7 +223,7 @@ describe("a QEMU that aborts on -cpu host", () => {
     [{ signal: "SIGABRT" }, ["qemu-system-x86_64", "-cpu", "qemu64"], ""],
     [{ exitCode: 1 }, ["qemu-system-x86_64", "-cpu", "host"], ""],
   ])("%j %j", async (exit, argv, hint) => {
-    const { cpuAbortHint } = await import("../src/launch.js");
+    const { cpuAbortHint } = await import("../src/launch/launch.js");
     const text = cpuAbortHint(exit, argv);
     if (hint) expect(text).toContain(hint);
     else expect(text).toBe("");
@@ -444,7 +444,7 @@ describe("another user's VM", () => {
     // "survived SIGKILL"; as its owner it would have been killed on an unreadable state).
     const qemu = spawn("sleep", ["120"], { stdio: "ignore" });
     try {
-      const { pidStartTime } = await import("../src/runtime.js");
+      const { pidStartTime } = await import("../src/vm/runtime.js");
       writeFileSync(
         vmLockPath(run, name),
         JSON.stringify({ vm: name, pid: qemu.pid, startTime: pidStartTime(qemu.pid!), role: "qemu", since: "2026-01-01T00:00:00.000Z", nonce: "theirs" }),

@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { readProfile } from "../src/profile.js";
-import { formatDiagnostic } from "../src/diagnostics.js";
+import { readProfile } from "../src/pipeline/read-profile.js";
+import { formatDiagnostic } from "../src/core/diagnostics.js";
 
 const FIX = "test/fixtures/profiles";
 

@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chmodSync, chownSync, existsSync, readFileSync, readdirSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { vmLockPath } from "../src/lock.js";
-import { formatLost, isAlive } from "../src/runtime.js";
+import { vmLockPath } from "../src/vm/lock.js";
+import { formatLost, isAlive } from "../src/vm/runtime.js";
 import {
   CGROUPS,
   KVM,

@@ -10,11 +10,11 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
-import { createVmCgroup, openCgroupLayout } from "../src/cgroup.js";
-import { run, spawn } from "../src/exec.js";
-import { parseProcStatus, readVmMemory } from "../src/observe.js";
+import { createVmCgroup, openCgroupLayout } from "../src/vm/cgroup.js";
+import { run, spawn } from "../src/io/exec.js";
+import { parseProcStatus, readVmMemory } from "../src/observe/observe.js";
 import { probeHost, probeKvm } from "../src/probe/host.js";
-import type { Plan } from "../src/types.js";
+import type { Plan } from "../src/core/types.js";
 
 const MiB = 1024 * 1024;
 const SIZE_MIB = 128;

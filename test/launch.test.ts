@@ -5,8 +5,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { formatList } from "../src/fsroot.js";
-import { formatLost, isAlive } from "../src/runtime.js";
+import { formatList } from "../src/io/fsroot.js";
+import { formatLost, isAlive } from "../src/vm/runtime.js";
 import {
   ACCEL,
   CGROUPS,

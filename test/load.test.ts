@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatPath, loadProfileFile, mergeDeep, parsePath, MAX_EXTENDS_DEPTH, MAX_PROFILE_BYTES } from "../src/load.js";
-import { readProfile } from "../src/profile.js";
-import { formatDiagnostic } from "../src/diagnostics.js";
+import { formatPath, loadProfileFile, mergeDeep, parsePath, MAX_EXTENDS_DEPTH, MAX_PROFILE_BYTES } from "../src/load/load.js";
+import { readProfile } from "../src/pipeline/read-profile.js";
+import { formatDiagnostic } from "../src/core/diagnostics.js";
 
 const EXT = "test/fixtures/profiles/extends";
 const tmp = mkdtempSync(join(tmpdir(), "qcvm-load-"));

@@ -12,8 +12,8 @@ import {
   locksDir,
   releaseVmLocks,
   vmLockPath,
-} from "../src/lock.js";
-import { pidStartTime } from "../src/runtime.js";
+} from "../src/vm/lock.js";
+import { pidStartTime } from "../src/vm/runtime.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "qcvm-lock-test-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -191,7 +191,7 @@ describe("disk image locks", () => {
 describe("racing launchers (separate processes)", () => {
   it("exactly one of several processes clearing the same stale lock gets it", async () => {
     const bundle = join(tmp, "lock-bundle.mjs");
-    await build({ entryPoints: ["src/lock.ts"], bundle: true, format: "esm", platform: "node", outfile: bundle, logLevel: "silent" });
+    await build({ entryPoints: ["src/vm/lock.ts"], bundle: true, format: "esm", platform: "node", outfile: bundle, logLevel: "silent" });
     const runDir = freshRunDir();
     writeLock(vmLockPath(runDir, "race"), { vm: "race", ...deadProcess() });
     // Each racer tries once, reports, then holds what it got until the parent closes its stdin.

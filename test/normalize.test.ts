@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { DEFAULTS, DERIVED_DEFAULTS, foldAttributes, foldPolicy, nameFromFile, normalizeProfile, reconcileTopology } from "../src/normalize.js";
-import { formatSize, parseIdList, parseSize } from "../src/sizes.js";
-import { readProfile } from "../src/profile.js";
+import { DEFAULTS, DERIVED_DEFAULTS, foldAttributes, foldPolicy, nameFromFile, normalizeProfile, reconcileTopology } from "../src/normalize/normalize.js";
+import { formatSize, parseIdList, parseSize } from "../src/core/sizes.js";
+import { readProfile } from "../src/pipeline/read-profile.js";
 
 type Tree = Record<string, unknown>;
 
@@ -110,7 +110,7 @@ describe("docs/profile.md", () => {
   });
 
   it("is where load.ts says the precedence is documented", () => {
-    expect(readFileSync("src/load.ts", "utf8")).toContain("docs/profile.md#precedence");
+    expect(readFileSync("src/load/load.ts", "utf8")).toContain("docs/profile.md#precedence");
     expect(doc).toMatch(/\n## Precedence\n/);
   });
 });

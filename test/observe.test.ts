@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { createVmCgroup, openCgroupLayout } from "../src/cgroup.js";
-import { run, spawn } from "../src/exec.js";
+import { createVmCgroup, openCgroupLayout } from "../src/vm/cgroup.js";
+import { run, spawn } from "../src/io/exec.js";
 import { probeHost } from "../src/probe/host.js";
-import { pidStartTime, writeState } from "../src/runtime.js";
+import { pidStartTime, writeState } from "../src/vm/runtime.js";
 import {
   findBackendMappings,
   formatBytes,
@@ -21,8 +21,8 @@ import {
   privateBytesPerNode,
   readVmMemory,
   summarizeVmMemory,
-} from "../src/observe.js";
-import type { Plan, PlanNode } from "../src/types.js";
+} from "../src/observe/observe.js";
+import type { Plan, PlanNode } from "../src/core/types.js";
 
 const dir = fileURLToPath(new URL("./fixtures/observe/", import.meta.url));
 const read = (p: string) => readFileSync(dir + p, "utf8");

@@ -1,9 +1,9 @@
 // How plans are shown: the text table, the Graphviz digraph and both SVG paths (Graphviz and the
 // built-in layout). Plans come from the real planner on fixture hosts and real profiles.
 import { describe, expect, it } from "vitest";
-import { planPlacement } from "../src/plan.js";
-import { builtinCapabilities } from "../src/capabilities.js";
-import { which } from "../src/exec.js";
+import { planPlacement } from "../src/plan/plan.js";
+import { builtinCapabilities } from "../src/probe/capabilities.js";
+import { which } from "../src/io/exec.js";
 import {
   formatPlanDot,
   formatPlanSvg,
@@ -13,8 +13,8 @@ import {
   planGraph,
   wrap,
   xmlEscape,
-} from "../src/plan-format.js";
-import type { HostInfo, Plan } from "../src/types.js";
+} from "../src/plan/format.js";
+import type { HostInfo, Plan } from "../src/core/types.js";
 import { fixtureHost, loadProfile, withoutCpuset, withoutNumactl } from "./helpers/host.js";
 import { checkXml } from "./helpers/xml.js";
 

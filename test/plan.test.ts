@@ -6,10 +6,10 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { planPlacement, planFidelity } from "../src/plan.js";
-import { builtinCapabilities } from "../src/capabilities.js";
+import { planPlacement, planFidelity } from "../src/plan/plan.js";
+import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { loadCapabilities } from "../src/probe/qemu.js";
-import type { Fidelity, HostInfo, Plan, PrivateMechanism, Profile, QemuCapabilities, SharedMechanism } from "../src/types.js";
+import type { Fidelity, HostInfo, Plan, PrivateMechanism, Profile, QemuCapabilities, SharedMechanism } from "../src/core/types.js";
 import {
   FIXTURE_HOSTS,
   PLAN_PROFILES_DIR,

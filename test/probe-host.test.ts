@@ -270,7 +270,7 @@ describe("probeHost on this machine", () => {
   });
 
   it("numactl is asked directly on the real host", async () => {
-    const { run, which } = await import("../src/exec.js");
+    const { run, which } = await import("../src/io/exec.js");
     const h = await probeHostAsync("/");
     if (!(await which("numactl"))) {
       expect(h.numactl.version).toBeUndefined();

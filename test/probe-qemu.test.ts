@@ -3,9 +3,9 @@ import { describe, expect, it } from "vitest";
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hasFeature } from "../src/capabilities.js";
-import { UserError } from "../src/diagnostics.js";
-import { run } from "../src/exec.js";
+import { hasFeature } from "../src/probe/capabilities.js";
+import { UserError } from "../src/core/diagnostics.js";
+import { run } from "../src/io/exec.js";
 import { loadCapabilities, parseQemuVersion, probeQemu, saveCapabilities } from "../src/probe/qemu.js";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "qcvm-caps-"));

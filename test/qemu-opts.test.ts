@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { QemuValueError, escapeOptValue, formatJsonObject, formatOpts, hex } from "../src/qemu-opts.js";
+import { QemuValueError, escapeOptValue, formatJsonObject, formatOpts, hex } from "../src/render/qemu-opts.js";
 
 describe("escapeOptValue", () => {
   it.each([

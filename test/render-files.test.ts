@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { formatDiagnostic } from "../src/diagnostics.js";
-import { inlineProfileFiles } from "../src/render-files.js";
+import { formatDiagnostic } from "../src/core/diagnostics.js";
+import { inlineProfileFiles } from "../src/render/files.js";
 import { makeProfile } from "./helpers/profile.js";
 
 describe("inlineProfileFiles", () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { builtinCapabilities } from "../src/capabilities.js";
-import { formatDiagnostic } from "../src/diagnostics.js";
-import { renderArgv } from "../src/render.js";
-import type { Plan, Profile, Result } from "../src/types.js";
+import { builtinCapabilities } from "../src/probe/capabilities.js";
+import { formatDiagnostic } from "../src/core/diagnostics.js";
+import { renderArgv } from "../src/render/render.js";
+import type { Plan, Profile, Result } from "../src/core/types.js";
 import { GiB, MiB, makePlan, makeProfile, merge, nodes } from "./helpers/profile.js";
 
 function render(profile: Profile, plan: Plan = makePlan(profile)): Result<string[]> {

@@ -15,9 +15,9 @@ import {
   selfIdentity,
   vmPaths,
   writeState,
-} from "../src/runtime.js";
-import type { VmState } from "../src/runtime.js";
-import type { Plan } from "../src/types.js";
+} from "../src/vm/runtime.js";
+import type { VmState } from "../src/vm/runtime.js";
+import type { Plan } from "../src/core/types.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "qcvm-runtime-test-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -2,12 +2,12 @@
 // per outcome. A changed message is a reviewed diff here, never a regenerated one.
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { readProfile } from "../src/profile.js";
-import { formatDiagnostic } from "../src/diagnostics.js";
-import { didYouMean, editDistance } from "../src/validate.js";
-import { RULES, runRules } from "../src/rules.js";
-import { loadProfileFile } from "../src/load.js";
-import { normalizeProfile } from "../src/normalize.js";
+import { readProfile } from "../src/pipeline/read-profile.js";
+import { formatDiagnostic } from "../src/core/diagnostics.js";
+import { didYouMean, editDistance } from "../src/validate/schema.js";
+import { RULES, runRules } from "../src/validate/rules.js";
+import { loadProfileFile } from "../src/load/load.js";
+import { normalizeProfile } from "../src/normalize/normalize.js";
 import { generateValidator } from "../scripts/gen-validator.mjs";
 
 const DIR = "test/fixtures/profiles";

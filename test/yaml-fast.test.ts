@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { parseFastYaml } from "../src/yaml-fast.js";
+import { parseFastYaml } from "../src/load/yaml-fast.js";
 
 function yamlFiles(dir: string): string[] {
   const out: string[] = [];

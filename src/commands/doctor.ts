@@ -4,14 +4,14 @@
 // would overwrite a file that is not a capabilities file; 1 when --save cannot write.
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { FEATURES, compareVersions, hasFeature } from "../capabilities.js";
-import type { Feature, FeatureDef } from "../capabilities.js";
-import { UserError, outputWidth } from "../diagnostics.js";
-import { checkHostRoot, formatList } from "../fsroot.js";
-import { wrap } from "../plan-format.js";
+import { FEATURES, compareVersions, hasFeature } from "../probe/capabilities.js";
+import type { Feature, FeatureDef } from "../probe/capabilities.js";
+import { UserError, outputWidth } from "../core/diagnostics.js";
+import { checkHostRoot, formatList } from "../io/fsroot.js";
+import { wrap } from "../plan/format.js";
 import { probeHostAsync, probeKvm, readInterleaveWeights } from "../probe/host.js";
 import type { KvmAccess } from "../probe/host.js";
-import type { HostInfo, QemuCapabilities } from "../types.js";
+import type { HostInfo, QemuCapabilities } from "../core/types.js";
 
 interface Args {
   host?: string;

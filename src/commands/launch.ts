@@ -1,7 +1,7 @@
-// `qcvm launch <profile>`: see src/launch.ts for the steps.
+// `qcvm launch <profile>`: see src/launch/launch.ts for the steps.
 // Static: this module is itself loaded only when `launch` runs.
-import { launchVm } from "../launch.js";
-import type { LaunchArgs } from "../launch.js";
+import { launchVm } from "../launch/launch.js";
+import type { LaunchArgs } from "../launch/launch.js";
 
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a: LaunchArgs = {

@@ -1,8 +1,8 @@
 // qcvm plan <profile>: where each guest node's shared and private memory will go, by which
 // mechanism and how faithfully, and whether it fits. Exit 0 when the plan holds, 1 when it has
 // errors (the plan is still printed in full, so the errors can be read in context).
-import { loadContext } from "../context.js";
-import { formatDiagnostic, outputWidth } from "../diagnostics.js";
+import { loadContext } from "../pipeline/context.js";
+import { formatDiagnostic, outputWidth } from "../core/diagnostics.js";
 
 type Format = "text" | "json" | "dot" | "svg";
 
@@ -18,7 +18,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   // Validation warnings belong to the profile, not the plan: shown on stderr except in text,
   // where they join the plan's own list.
   const profileWarnings = ctx.warnings.filter((w) => !plan.warnings.includes(w));
-  const fmt = await import("../plan-format.js");
+  const fmt = await import("../plan/format.js");
   let text: string;
   switch (format) {
     case "json":

@@ -5,10 +5,10 @@
 // not fit the host, an unenforceable strict placement) are shown as warnings with a pointer to
 // `qcvm plan`: the command line is still well-formed, and render is how you look at it; `launch`
 // is where plan errors stop you.
-import { formatDiagnostic, sortDiagnostics } from "../diagnostics.js";
-import { shellQuote } from "../exec.js";
-import { formatList } from "../fsroot.js";
-import type { Diagnostic, Plan } from "../types.js";
+import { formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
+import { shellQuote } from "../io/exec.js";
+import { formatList } from "../io/fsroot.js";
+import type { Diagnostic, Plan } from "../core/types.js";
 
 export interface RenderArgs {
   profile: string;
@@ -34,9 +34,9 @@ export interface RenderOutput {
 
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a = args as unknown as RenderArgs;
-  const { loadContext } = await import("../context.js");
-  const { inlineProfileFiles } = await import("../render-files.js");
-  const { renderArgv } = await import("../render.js");
+  const { loadContext } = await import("../pipeline/context.js");
+  const { inlineProfileFiles } = await import("../render/files.js");
+  const { renderArgv } = await import("../render/render.js");
 
   const ctx = await loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
   const inlined = inlineProfileFiles(ctx.profile);

@@ -4,11 +4,11 @@
 // the VM cgroup is the only place the kernel accounts it, which is why launch makes one per VM.
 // Exit codes: 0 shown (or --watch ended by SIGINT), 1 no such VM or it isn't running, 2 usage.
 import { join, relative } from "node:path";
-import { UserError } from "../diagnostics.js";
-import { FsRoot } from "../fsroot.js";
-import { formatBytes, readVmMemory } from "../observe.js";
-import type { VmMemory } from "../observe.js";
-import type { HostInfo } from "../types.js";
+import { UserError } from "../core/diagnostics.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatBytes, readVmMemory } from "../observe/observe.js";
+import type { VmMemory } from "../observe/observe.js";
+import type { HostInfo } from "../core/types.js";
 
 interface StatsArgs {
   name: string;
@@ -50,7 +50,7 @@ interface Target {
   pidStartTime: string;
   startedAt: string;
   profile: string;
-  plan: import("../types.js").Plan;
+  plan: import("../core/types.js").Plan;
   host: Pick<HostInfo, "root" | "nodes">;
   /** memory.numa_stat of the VM cgroup, absolute. */
   numaStat?: string;
@@ -69,12 +69,12 @@ async function locateNumaStat(hostRoot: string, name: string, paths: unknown): P
     if (fs.exists(relative(hostRoot, file))) return file;
   }
   const { probeHost } = await import("../probe/host.js");
-  const { openCgroupLayout, findVmCgroup } = await import("../cgroup.js");
+  const { openCgroupLayout, findVmCgroup } = await import("../vm/cgroup.js");
   return findVmCgroup(openCgroupLayout(probeHost(hostRoot)), name)?.memoryNumaStatPath();
 }
 
 async function findTarget(a: StatsArgs): Promise<Target> {
-  const { readState, resolveRunDir, isAlive, requireVmName } = await import("../runtime.js");
+  const { readState, resolveRunDir, isAlive, requireVmName } = await import("../vm/runtime.js");
   requireVmName(a.name);
   const runDir = resolveRunDir(a.runDir);
   const state = readState(runDir, a.name);
@@ -168,7 +168,7 @@ function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a = parseArgs(args);
   const target = await findTarget(a);
-  const { isProcessAlive } = await import("../runtime.js");
+  const { isProcessAlive } = await import("../vm/runtime.js");
   const gone = () => new UserError(`VM \`${a.name}\` is not running any more (pid ${target.pid} exited)`);
   const first = sample(target);
   if (!first) throw gone();

@@ -8,9 +8,9 @@
 // interrupted (as LSB `status`); 1 no such VM or a damaged state file; 2 usage.
 import { existsSync, readdirSync } from "node:fs";
 import { relative } from "node:path";
-import { UserError } from "../diagnostics.js";
-import { formatList } from "../fsroot.js";
-import { locksDir, readVmLock } from "../lock.js";
+import { UserError } from "../core/diagnostics.js";
+import { formatList } from "../io/fsroot.js";
+import { locksDir, readVmLock } from "../vm/lock.js";
 import {
   formatLost,
   isAlive,
@@ -23,9 +23,9 @@ import {
   StateAccessError,
   vmNameProblem,
   vmPaths,
-} from "../runtime.js";
-import type { VmState } from "../runtime.js";
-import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../types.js";
+} from "../vm/runtime.js";
+import type { VmState } from "../vm/runtime.js";
+import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../core/types.js";
 
 export type VmCondition = "running" | "starting" | "interrupted" | "dead" | "damaged" | "not yours";
 

@@ -4,10 +4,10 @@
 // already dead (just cleans up) and on one whose launching qcvm was killed: everything needed is
 // in state.json. A pid is signalled only while it still has the start time recorded at launch,
 // so a reused pid is never killed.
-import { UserError } from "../diagnostics.js";
-import { readVmLock } from "../lock.js";
-import { StateAccessError, cleanupVm, isProcessAlive, readState, requireVmName, resolveRunDir, stopQemu, vmPaths } from "../runtime.js";
-import type { StopOutcome, VmState } from "../runtime.js";
+import { UserError } from "../core/diagnostics.js";
+import { readVmLock } from "../vm/lock.js";
+import { StateAccessError, cleanupVm, isProcessAlive, readState, requireVmName, resolveRunDir, stopQemu, vmPaths } from "../vm/runtime.js";
+import type { StopOutcome, VmState } from "../vm/runtime.js";
 import { existsSync } from "node:fs";
 
 export async function run(args: Record<string, unknown>): Promise<number> {

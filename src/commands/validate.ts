@@ -3,9 +3,9 @@
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Document, isPair, isScalar, visit } from "yaml";
-import { readProfile } from "../profile.js";
-import { diag, formatDiagnostic } from "../diagnostics.js";
-import type { Diagnostic, LoadedProfile } from "../types.js";
+import { readProfile } from "../pipeline/read-profile.js";
+import { diag, formatDiagnostic } from "../core/diagnostics.js";
+import type { Diagnostic, LoadedProfile } from "../core/types.js";
 
 interface Args {
   files?: string[];

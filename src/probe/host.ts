@@ -12,9 +12,9 @@
 //     version that host has ("none" = not installed). On a real host probeNumactl() asks the binary.
 import { closeSync, fstatSync, openSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { FsRoot, parseList } from "../fsroot.js";
-import { compareVersions } from "../capabilities.js";
-import type { HostInfo, HostNode } from "../types.js";
+import { FsRoot, parseList } from "../io/fsroot.js";
+import { compareVersions } from "./capabilities.js";
+import type { HostInfo, HostNode } from "../core/types.js";
 
 const NODE_DIR = "sys/devices/system/node";
 const NUMACTL_OVERRIDE = "qcvm/numactl-version";
@@ -284,7 +284,7 @@ function readNumactlOverride(fs: FsRoot): HostInfo["numactl"] | undefined {
 /**
  * Probe the host under `root` (sync, files only). numactl is a program: a fixture tree states its
  * version in qcvm/numactl-version; for a real host this returns "unknown" numactl (no version, no
- * features) and probeHostAsync() fills it in by running numactl through src/exec.ts.
+ * features) and probeHostAsync() fills it in by running numactl through src/io/exec.ts.
  */
 export function probeHost(root = "/"): HostInfo {
   const fs = new FsRoot(root);
@@ -324,7 +324,7 @@ export function readInterleaveWeights(root = "/"): Record<number, number> {
  * accepts; the version comes from --version when it works, else from dpkg's record.
  */
 export async function probeNumactl(binary = "numactl"): Promise<HostInfo["numactl"]> {
-  const { run, which } = await import("../exec.js");
+  const { run, which } = await import("../io/exec.js");
   if (!(await which(binary))) return numactlFromVersion(undefined);
   let version: string | undefined;
   let usage = "";

@@ -5,12 +5,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UserError, describeFsError } from "../diagnostics.js";
-import { run, spawn, which } from "../exec.js";
-import { QmpClient, isQmpError } from "../qmp.js";
-import type { QemuCapabilities } from "../types.js";
+import { UserError, describeFsError } from "../core/diagnostics.js";
+import { run, spawn, which } from "../io/exec.js";
+import { QmpClient, isQmpError } from "../vm/qmp.js";
+import type { QemuCapabilities } from "../core/types.js";
 
-/** QOM types whose properties decide features (see FEATURES in src/capabilities.ts). */
+/** QOM types whose properties decide features (see FEATURES in src/probe/capabilities.ts). */
 export const PROBED_TYPES = [
   "memory-backend-memfd",
   "memory-backend-ram",

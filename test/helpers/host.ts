@@ -6,9 +6,9 @@ import { readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { probeHost } from "../../src/probe/host.js";
-import { readProfile } from "../../src/profile.js";
-import { formatDiagnostic } from "../../src/diagnostics.js";
-import type { HostInfo, Profile } from "../../src/types.js";
+import { readProfile } from "../../src/pipeline/read-profile.js";
+import { formatDiagnostic } from "../../src/core/diagnostics.js";
+import type { HostInfo, Profile } from "../../src/core/types.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 export const HOSTS_DIR = join(REPO, "test/fixtures/hosts");

@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
-import { openCgroupLayout } from "../../src/cgroup.js";
+import { openCgroupLayout } from "../../src/vm/cgroup.js";
 import { probeHost, probeKvm } from "../../src/probe/host.js";
-import { QmpClient } from "../../src/qmp.js";
-import { isAlive, listStates } from "../../src/runtime.js";
-import type { VmState } from "../../src/runtime.js";
+import { QmpClient } from "../../src/vm/qmp.js";
+import { isAlive, listStates } from "../../src/vm/runtime.js";
+import type { VmState } from "../../src/vm/runtime.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 // QCVM_TEST_BIN: run these tests against another build of qcvm (dist/ is what `npm test` builds).

@@ -1,6 +1,6 @@
 // Normalized Profile and Plan objects built in code, for renderer tests that must not depend on
 // the YAML front end or the planner: each test states exactly the inputs it renders.
-import type { GuestNumaNode, Plan, PlanNode, Profile } from "../../src/types.js";
+import type { GuestNumaNode, Plan, PlanNode, Profile } from "../../src/core/types.js";
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;

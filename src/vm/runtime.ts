@@ -4,9 +4,9 @@
 // counts as alive only when both still match.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { UserError, describeFsError } from "./diagnostics.js";
-import type { Accel, Plan } from "./types.js";
-import { VM_NAME } from "./vm-name.js";
+import { UserError, describeFsError } from "../core/diagnostics.js";
+import type { Accel, Plan } from "../core/types.js";
+import { VM_NAME } from "../core/vm-name.js";
 
 /** One placement the plan asked for that the launch could not apply (EACCES, EPERM, TCG, ...). */
 export interface LostPlacement {
@@ -295,7 +295,7 @@ export async function cleanupVm(
   options: { keepNameLock?: boolean } = {},
 ): Promise<CleanupReport> {
   const report: CleanupReport = { removed: [], errors: [] };
-  const { probeHost } = await import("./probe/host.js");
+  const { probeHost } = await import("../probe/host.js");
   const { openCgroupLayout, findVmCgroup } = await import("./cgroup.js");
   const layout = openCgroupLayout(probeHost(hostRoot));
   const cg = findVmCgroup(layout, name);

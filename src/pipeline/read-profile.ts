@@ -1,12 +1,12 @@
 // readProfile: load (YAML with positions, extends, --set) -> schema -> normalize -> rules.
 // Every user mistake comes back as a diagnostic in the result; nothing here throws for them.
-import { loadProfileFile } from "./load.js";
-import type { Segment } from "./load.js";
-import { checkSchema } from "./validate.js";
-import { normalizeProfile } from "./normalize.js";
-import { runRules } from "./rules.js";
-import { sortDiagnostics } from "./diagnostics.js";
-import type { Diagnostic, LoadedProfile, RawProfile } from "./types.js";
+import { loadProfileFile } from "../load/load.js";
+import type { Segment } from "../load/load.js";
+import { checkSchema } from "../validate/schema.js";
+import { normalizeProfile } from "../normalize/normalize.js";
+import { runRules } from "../validate/rules.js";
+import { sortDiagnostics } from "../core/diagnostics.js";
+import type { Diagnostic, LoadedProfile, RawProfile } from "../core/types.js";
 
 export interface ReadOptions {
   /** `--set path=value` overrides, applied after extends and before defaults. */

@@ -1,10 +1,10 @@
 // The front half every profile command shares: read the profile, probe (or load) the host and
 // QEMU capabilities, and plan. render, plan and launch all start here, so they cannot disagree.
-import { readProfile } from "./profile.js";
-import { checkHostRoot } from "./fsroot.js";
-import { UserError, formatDiagnostic } from "./diagnostics.js";
-import { builtinCapabilities } from "./capabilities.js";
-import type { Diagnostic, HostInfo, Plan, Profile, QemuCapabilities } from "./types.js";
+import { readProfile } from "./read-profile.js";
+import { checkHostRoot } from "../io/fsroot.js";
+import { UserError, formatDiagnostic } from "../core/diagnostics.js";
+import { builtinCapabilities } from "../probe/capabilities.js";
+import type { Diagnostic, HostInfo, Plan, Profile, QemuCapabilities } from "../core/types.js";
 
 export interface ContextArgs {
   profile: string;
@@ -44,11 +44,11 @@ export async function loadValidProfile(file: string, set?: string[]): Promise<{ 
 /** Capabilities: a saved file, a live probe, or the built-in table for the profile's target version. */
 export async function resolveCapabilities(profile: Profile, args: ContextArgs): Promise<QemuCapabilities> {
   if (args.capabilities) {
-    const { loadCapabilities } = await import("./probe/qemu.js");
+    const { loadCapabilities } = await import("../probe/qemu.js");
     return loadCapabilities(args.capabilities);
   }
   if (args.probeQemu) {
-    const { probeQemu } = await import("./probe/qemu.js");
+    const { probeQemu } = await import("../probe/qemu.js");
     return probeQemu(profile.qemu.binary);
   }
   return builtinCapabilities(profile.qemu.version);
@@ -64,14 +64,14 @@ export function needsNumactl(profile: Profile): boolean {
 export async function loadContext(args: ContextArgs): Promise<Context> {
   if (args.host !== undefined) checkHostRoot(args.host);
   const { profile, warnings } = await loadValidProfile(args.profile, args.set);
-  const { probeHost, probeHostAsync } = await import("./probe/host.js");
+  const { probeHost, probeHostAsync } = await import("../probe/host.js");
   // Asking the real numactl what it supports costs two process starts; only a process-wide policy
   // needs it (private memory of SNP/TDX guests, weighted interleave), so only then is it asked.
   const root = args.host ?? "/";
   const host = needsNumactl(profile) ? await probeHostAsync(root) : probeHost(root);
   const caps =
     !args.capabilities && args.resolveCaps ? await args.resolveCaps(profile) : await resolveCapabilities(profile, args);
-  const { planPlacement } = await import("./plan.js");
+  const { planPlacement } = await import("../plan/plan.js");
   const plan = planPlacement(profile, host, caps);
   return { profile, host, caps, plan, warnings: [...warnings, ...plan.warnings] };
 }

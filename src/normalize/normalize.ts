@@ -3,8 +3,8 @@
 // directory. Nothing here rejects anything: inconsistencies (topology vs count, node memory vs
 // total...) are left visible in the result for rules.ts to report with positions.
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parseIdList, parseSize } from "./sizes.js";
-import { VM_NAME } from "./vm-name.js";
+import { parseIdList, parseSize } from "../core/sizes.js";
+import { VM_NAME } from "../core/vm-name.js";
 import type {
   ConfidentialType,
   Disk,
@@ -15,7 +15,7 @@ import type {
   Profile,
   RawProfile,
   SocketAddress,
-} from "./types.js";
+} from "../core/types.js";
 
 /**
  * THE table of built-in defaults (lowest precedence; see docs/profile.md#precedence). A test

@@ -9,10 +9,10 @@ import { isUtf8 } from "node:buffer";
 import { dirname, resolve, relative, isAbsolute } from "node:path";
 import { parseDocument, isMap, isSeq, isAlias, isScalar, parse as parseYaml } from "yaml";
 import type { Document, Node as YamlNode, Pair } from "yaml";
-import { diag } from "./diagnostics.js";
+import { diag } from "../core/diagnostics.js";
 import { parseFastYaml } from "./yaml-fast.js";
-import { mapPathFields } from "./normalize.js";
-import type { Diagnostic, RawProfile } from "./types.js";
+import { mapPathFields } from "../normalize/normalize.js";
+import type { Diagnostic, RawProfile } from "../core/types.js";
 
 /** A profile may name bases that name bases; deeper than this is almost surely a mistake. */
 export const MAX_EXTENDS_DEPTH = 8;

@@ -15,9 +15,9 @@
 // - `-display none`: qcvm guests are headless; the console is the serial port.
 // - memory: one backend per guest NUMA node (`-numa node,memdev=`), or one backend attached with
 //   `-machine memory-backend=` when the guest has no NUMA nodes; QEMU refuses both at once.
-import { FEATURES, hasFeature, missingFeatureMessage } from "./capabilities.js";
-import type { Feature } from "./capabilities.js";
-import { diag } from "./diagnostics.js";
+import { FEATURES, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
+import type { Feature } from "../probe/capabilities.js";
+import { diag } from "../core/diagnostics.js";
 import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
 import type {
@@ -30,7 +30,7 @@ import type {
   Profile,
   QemuCapabilities,
   Result,
-} from "./types.js";
+} from "../core/types.js";
 
 const MiB = 1024 * 1024;
 const HUGEPAGE_BYTES = { "2M": 2 * MiB, "1G": 1024 * MiB } as const;

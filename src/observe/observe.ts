@@ -13,8 +13,8 @@
 // Everything here is a pure parser or a pure summary, except readVmMemory() at the bottom, which
 // reads the files through FsRoot.
 import { join, relative } from "node:path";
-import { FsRoot, formatList, parseList } from "./fsroot.js";
-import type { HostInfo, Plan } from "./types.js";
+import { FsRoot, formatList, parseList } from "../io/fsroot.js";
+import type { HostInfo, Plan } from "../core/types.js";
 
 // ---------------------------------------------------------------------------------------------
 // /proc/<pid>/numa_maps

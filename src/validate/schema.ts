@@ -2,12 +2,12 @@
 // compiled at run time), and its errors turned into diagnostics a person can act on: unknown keys
 // with "did you mean", enums listing their values, one message per bad value instead of one per
 // schema branch. The schema itself is only loaded when there is an error to explain.
-import { validate as validateSchema } from "./generated/profile-validator.js";
-import type { AjvError } from "./generated/profile-validator.js";
-import { diag } from "./diagnostics.js";
-import { formatPath } from "./load.js";
-import type { Position, Segment } from "./load.js";
-import type { Diagnostic } from "./types.js";
+import { validate as validateSchema } from "../generated/profile-validator.js";
+import type { AjvError } from "../generated/profile-validator.js";
+import { diag } from "../core/diagnostics.js";
+import { formatPath } from "../load/load.js";
+import type { Position, Segment } from "../load/load.js";
+import type { Diagnostic } from "../core/types.js";
 
 type Locate = (path: readonly Segment[], key?: boolean) => Position;
 type Schema = Record<string, unknown>;
@@ -22,7 +22,7 @@ export interface SchemaResult {
 export async function checkSchema(data: unknown, locate: Locate): Promise<SchemaResult> {
   if (validateSchema(data)) return { errors: [], onlyUnknownFields: true };
   const raw = validateSchema.errors ?? [];
-  const schema = (await import("../schemas/profile.schema.json", { with: { type: "json" } })).default as Schema;
+  const schema = (await import("../../schemas/profile.schema.json", { with: { type: "json" } })).default as Schema;
   const errors = explainErrors(raw, data, schema, locate);
   return { errors, onlyUnknownFields: errors.every((e) => e.code === "schema.unknown-field") };
 }

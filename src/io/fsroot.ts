@@ -2,7 +2,7 @@
 // `/` on a real host or a sysfs-shaped fixture tree (`--host DIR`) in tests and offline plans.
 import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { UserError } from "./diagnostics.js";
+import { UserError } from "../core/diagnostics.js";
 
 export class FsRoot {
   constructor(readonly root: string = "/") {}

@@ -2,7 +2,7 @@
 // detection (qom-list-types / qom-list-properties from a probe or a saved file); without a probe,
 // the built-in table below stands in for "what upstream QEMU X.Y has". Every entry carries the
 // first upstream release with the feature (sources: ../shared/DOMAIN.md, qapi/qom.json).
-import type { QemuCapabilities } from "./types.js";
+import type { QemuCapabilities } from "../core/types.js";
 
 export interface FeatureDef {
   /** Human description for messages and `qcvm doctor`. */

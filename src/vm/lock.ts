@@ -13,7 +13,7 @@
 import { linkSync, readFileSync, readdirSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { UserError } from "./diagnostics.js";
+import { UserError } from "../core/diagnostics.js";
 import { isProcessAlive, makeDirs, selfIdentity, vmNameProblem } from "./runtime.js";
 
 export interface LockOwner {

@@ -22,8 +22,8 @@
 // and decide (strict: abort; otherwise: warn and continue).
 import { closeSync, mkdirSync, openSync, rmdirSync, writeSync } from "node:fs";
 import { join, relative } from "node:path";
-import { FsRoot, formatList, parseList } from "./fsroot.js";
-import type { CgroupPlan, HostInfo } from "./types.js";
+import { FsRoot, formatList, parseList } from "../io/fsroot.js";
+import type { CgroupPlan, HostInfo } from "../core/types.js";
 
 export type CgroupController = "cpuset" | "memory";
 const CONTROLLERS: readonly CgroupController[] = ["cpuset", "memory"];

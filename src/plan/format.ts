@@ -1,10 +1,10 @@
 // How a plan is shown: a table read at a glance (text), a Graphviz digraph (dot), and an SVG
 // picture, drawn by Graphviz where it is installed and by a small two-column layout otherwise.
-// All pure except formatPlanSvg, which may run `dot` through src/exec.ts.
-import { formatList } from "./fsroot.js";
-import { formatDiagnostic } from "./diagnostics.js";
+// All pure except formatPlanSvg, which may run `dot` through src/io/exec.ts.
+import { formatList } from "../io/fsroot.js";
+import { formatDiagnostic } from "../core/diagnostics.js";
 import { formatBytes, planFidelity } from "./plan.js";
-import type { CapacityRow, Fidelity, Plan, PlanNode } from "./types.js";
+import type { CapacityRow, Fidelity, Plan, PlanNode } from "../core/types.js";
 
 // ---------------------------------------------------------------------------------------------
 // Text
@@ -374,7 +374,7 @@ export function formatPlanSvgBuiltin(plan: Plan): string {
 export async function formatPlanSvg(plan: Plan, opts: { graphviz?: boolean } = {}): Promise<{ svg: string; via: "graphviz" | "builtin"; note?: string }> {
   const wantGraphviz = opts.graphviz ?? !process.env.QCVM_NO_GRAPHVIZ;
   if (wantGraphviz) {
-    const { run, which } = await import("./exec.js");
+    const { run, which } = await import("../io/exec.js");
     const dot = await which("dot");
     if (dot) {
       try {

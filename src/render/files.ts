@@ -3,8 +3,8 @@
 // renderArgv() stays pure by seeing only base64; `render` and `launch` call this first.
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { diag } from "./diagnostics.js";
-import type { Diagnostic, FileOrBase64, Profile, Result } from "./types.js";
+import { diag } from "../core/diagnostics.js";
+import type { Diagnostic, FileOrBase64, Profile, Result } from "../core/types.js";
 
 const FILE_FIELDS = [
   "guestVisibleWorkarounds",

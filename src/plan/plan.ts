@@ -13,9 +13,9 @@
 //   (e) nothing                                                                 none
 // The best worst-node fidelity wins; ties go to the earlier lever ((b) beats (c) at equal
 // fidelity because it also covers what QEMU's main thread populates at launch).
-import { formatList } from "./fsroot.js";
-import { FEATURES, compareVersions, hasFeature } from "./capabilities.js";
-import { diag } from "./diagnostics.js";
+import { formatList } from "../io/fsroot.js";
+import { FEATURES, compareVersions, hasFeature } from "../probe/capabilities.js";
+import { diag } from "../core/diagnostics.js";
 import type {
   CapacityRow,
   CgroupPlan,
@@ -33,7 +33,7 @@ import type {
   QemuCapabilities,
   SharedMechanism,
   ThreadPin,
-} from "./types.js";
+} from "../core/types.js";
 
 const HUGEPAGE_BYTES = { "2M": 2 ** 21, "1G": 2 ** 30 } as const;
 /** More than this share of a node's free memory (or free hugepages) is "tight". */

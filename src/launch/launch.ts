@@ -31,12 +31,12 @@ import { closeSync, existsSync, openSync, readFileSync, realpathSync, renameSync
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import type { Options, ResultPromise } from "execa";
-import { UserError, diag, formatDiagnostic } from "./diagnostics.js";
-import { prettyCommand, run, shellQuote, spawn, which } from "./exec.js";
-import { groupOptions } from "./commands/render.js";
-import { formatList } from "./fsroot.js";
-import { acquireDiskLocks, acquireVmLock, locksDir, readVmLock, vmLockPath } from "./lock.js";
-import type { Lock } from "./lock.js";
+import { UserError, diag, formatDiagnostic } from "../core/diagnostics.js";
+import { prettyCommand, run, shellQuote, spawn, which } from "../io/exec.js";
+import { groupOptions } from "../commands/render.js";
+import { formatList } from "../io/fsroot.js";
+import { acquireDiskLocks, acquireVmLock, locksDir, readVmLock, vmLockPath } from "../vm/lock.js";
+import type { Lock } from "../vm/lock.js";
 import {
   cleanupVm,
   createVmDir,
@@ -50,20 +50,20 @@ import {
   stopQemu,
   vmPaths,
   writeState,
-} from "./runtime.js";
-import type { LostPlacement, VmState } from "./runtime.js";
+} from "../vm/runtime.js";
+import type { LostPlacement, VmState } from "../vm/runtime.js";
 // Static imports on purpose: launch needs all of these, and one module graph loads faster than a
 // chain of dynamic imports each waiting for the previous one.
-import { createVmCgroup, openCgroupLayout, systemdScopePrefix } from "./cgroup.js";
-import { loadContext, resolveCapabilities } from "./context.js";
-import { probeKvm } from "./probe/host.js";
-import type { KvmAccess } from "./probe/host.js";
-import { QmpClient } from "./qmp.js";
-import { renderArgv } from "./render.js";
-import { inlineProfileFiles } from "./render-files.js";
-import type { CgroupError, CgroupLayout, VmCgroup } from "./cgroup.js";
-import type { Context } from "./context.js";
-import type { Diagnostic, Plan, Profile, QemuCapabilities } from "./types.js";
+import { createVmCgroup, openCgroupLayout, systemdScopePrefix } from "../vm/cgroup.js";
+import { loadContext, resolveCapabilities } from "../pipeline/context.js";
+import { probeKvm } from "../probe/host.js";
+import type { KvmAccess } from "../probe/host.js";
+import { QmpClient } from "../vm/qmp.js";
+import { renderArgv } from "../render/render.js";
+import { inlineProfileFiles } from "../render/files.js";
+import type { CgroupError, CgroupLayout, VmCgroup } from "../vm/cgroup.js";
+import type { Context } from "../pipeline/context.js";
+import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";
 
 export interface LaunchArgs {
   profile: string;
@@ -162,7 +162,7 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
   const st = statSync(real);
   const key = createHash("sha256").update(`${real}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeMs}`).digest("hex").slice(0, 20);
   const file = join(runDir, "caps", `${key}.json`);
-  const { loadCapabilities, probeQemu, saveCapabilities } = await import("./probe/qemu.js");
+  const { loadCapabilities, probeQemu, saveCapabilities } = await import("../probe/qemu.js");
   if (existsSync(file)) {
     try {
       return loadCapabilities(file);

@@ -3,15 +3,15 @@
 // or warnings with a path; positions come from the load step's path -> file:line:col lookup.
 // Version gates read FEATURES in capabilities.ts, the one table of "first QEMU with X".
 import { existsSync, statSync } from "node:fs";
-import { FEATURES, versionAtLeast } from "./capabilities.js";
-import type { Feature } from "./capabilities.js";
-import { diag } from "./diagnostics.js";
-import { formatList } from "./fsroot.js";
-import { parsePath } from "./load.js";
-import type { Position, Segment } from "./load.js";
-import { formatSize, HUGEPAGE_BYTES } from "./sizes.js";
-import { BLOB_FIELDS, SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED, TDX_ATTRIBUTE_FLAGS } from "./normalize.js";
-import type { ConfidentialType, Diagnostic, FileOrBase64, Profile, RawProfile } from "./types.js";
+import { FEATURES, versionAtLeast } from "../probe/capabilities.js";
+import type { Feature } from "../probe/capabilities.js";
+import { diag } from "../core/diagnostics.js";
+import { formatList } from "../io/fsroot.js";
+import { parsePath } from "../load/load.js";
+import type { Position, Segment } from "../load/load.js";
+import { formatSize, HUGEPAGE_BYTES } from "../core/sizes.js";
+import { BLOB_FIELDS, SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED, TDX_ATTRIBUTE_FLAGS } from "../normalize/normalize.js";
+import type { ConfidentialType, Diagnostic, FileOrBase64, Profile, RawProfile } from "../core/types.js";
 
 export interface RuleContext {
   raw: RawProfile;
