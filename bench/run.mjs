@@ -6,7 +6,7 @@
 //                vs QEMU alone reaching QMP-ready                          target <= 2x
 // Options: --only render|validate|launch, --runs N. Exit 1 when a target is missed.
 import { spawnSync, spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, readdirSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, readdirSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -48,7 +48,7 @@ function compare(name, a, b, runs, check) {
 }
 
 const results = [];
-function report(r, target, better = "lower") {
+function report(r, target) {
   const ratio = r.a.median / r.b.median;
   const ok = ratio <= target;
   results.push({ ...r, ratio, target, ok });
@@ -109,7 +109,8 @@ if (!only || only === "validate") {
     },
     runsArg ?? 7,
     (cmd, w) => {
-      if (w.status !== 0) throw new Error(`${cmd.label} failed (${w.status}):\n${(w.stderr || w.stdout).slice(0, 2000)}`);
+      if (w.status !== 0)
+        throw new Error(`${cmd.label} failed (${w.status}):\n${(w.stderr || w.stdout).slice(0, 2000)}`);
     },
   );
   rmSync(dir, { recursive: true, force: true });
@@ -148,9 +149,7 @@ async function launchBench() {
   const name = `bench-${process.pid}`;
   const env = { ...process.env, QCVM_RUN_DIR: runDir };
   // The argv QEMU alone runs: the same command qcvm renders (with its own QMP socket).
-  const rendered = JSON.parse(
-    timeSync([qcvm, "render", profile, "--format", "json", "--set", `name=${name}`]).stdout,
-  );
+  const rendered = JSON.parse(timeSync([qcvm, "render", profile, "--format", "json", "--set", `name=${name}`]).stdout);
   const kvmOk = (() => {
     try {
       return existsSync("/dev/kvm") && spawnSync("sh", ["-c", "test -w /dev/kvm"]).status === 0;
@@ -174,7 +173,9 @@ async function launchBench() {
     await new Promise((r) => child.once("exit", r));
 
     // qcvm: invocation -> vCPUs running with placement applied (launch --detach returns then).
-    const l = timeSync([qcvm, "launch", profile, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir], { env });
+    const l = timeSync([qcvm, "launch", profile, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir], {
+      env,
+    });
     if (l.status !== 0) throw new Error(`qcvm launch failed (${l.status}):\n${l.stderr}`);
     const s = timeSync([qcvm, "stop", name, "--force", "--run-dir", runDir], { env });
     if (s.status !== 0) throw new Error(`qcvm stop failed (${s.status}):\n${s.stderr}`);

@@ -29,7 +29,10 @@ const fastStringWidth = {
       const head = /export default function stringWidth\((\w+), options = \{\}\) \{/;
       const m = head.exec(src);
       if (!m) throw new Error(`fast-string-width: no stringWidth() in ${args.path}`);
-      src = src.replace(head, `${m[0]}\n\tif (typeof ${m[1]} === "string" && /^[\\x20-\\x7e]*$/.test(${m[1]})) return ${m[1]}.length;`);
+      src = src.replace(
+        head,
+        `${m[0]}\n\tif (typeof ${m[1]} === "string" && /^[\\x20-\\x7e]*$/.test(${m[1]})) return ${m[1]}.length;`,
+      );
       return { contents: src, loader: "js" };
     });
   },
@@ -63,7 +66,9 @@ await build({
   splitting: true,
   format: "esm",
   // createRequire shim: some CommonJS dependencies call require().
-  banner: { js: "import { createRequire as __qcvmCreateRequire } from 'node:module'; const require = __qcvmCreateRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __qcvmCreateRequire } from 'node:module'; const require = __qcvmCreateRequire(import.meta.url);",
+  },
 });
 
 // Snapshot entry: one IIFE script (the snapshot builder runs a single script with only built-in
@@ -97,7 +102,9 @@ await build({
 const entryText = readFileSync(`${dist}snapshot-entry.js`, "utf8");
 const leftover = entryText.match(/\bimport\(["'][^"']+["']\)/g);
 if (leftover) {
-  console.error(`build: dynamic import of ${[...new Set(leftover)].join(", ")} cannot run in the startup snapshot; import it statically`);
+  console.error(
+    `build: dynamic import of ${[...new Set(leftover)].join(", ")} cannot run in the startup snapshot; import it statically`,
+  );
   process.exit(1);
 }
 
@@ -112,5 +119,7 @@ if (snap.status === 0) {
   writeFileSync(`${dist}qcvm.blob.stamp`, `${st.size} ${Math.floor(st.mtimeMs / 1000)}\n`);
 } else {
   rmSync(blob, { force: true });
-  console.warn(`build: no startup snapshot (bin/qcvm falls back to the ESM bundle):\n${snap.stderr.trim().split("\n").slice(-3).join("\n")}`);
+  console.warn(
+    `build: no startup snapshot (bin/qcvm falls back to the ESM bundle):\n${snap.stderr.trim().split("\n").slice(-3).join("\n")}`,
+  );
 }

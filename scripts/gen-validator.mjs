@@ -42,7 +42,9 @@ if (isMain) {
     let current = "";
     try {
       current = readFileSync(outFile, "utf8");
-    } catch {}
+    } catch {
+      // no file yet: it is written below
+    }
     if (current !== fresh) {
       process.stderr.write("src/generated/profile-validator.js is stale: run node scripts/gen-validator.mjs\n");
       process.exit(1);

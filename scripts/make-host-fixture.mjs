@@ -23,7 +23,7 @@ const out = join(dirname(fileURLToPath(import.meta.url)), "..", "test", "fixture
 function formatList(values) {
   const s = [...new Set(values)].sort((a, b) => a - b);
   const parts = [];
-  for (let i = 0; i < s.length; ) {
+  for (let i = 0; i < s.length;) {
     let j = i;
     while (j + 1 < s.length && s[j + 1] === s[j] + 1) j++;
     parts.push(i === j ? `${s[i]}` : `${s[i]}-${s[j]}`);
@@ -134,9 +134,24 @@ const hosts = {
   "epyc-2s4n": {
     kernel: "6.11.0-29-generic",
     nodes: [
-      { cpus: [...range(0, 15), ...range(64, 79)], totalKb: 197_951_200, freeKb: 180_112_340, hugepages: { "2M": [1024, 1024] } },
-      { cpus: [...range(16, 31), ...range(80, 95)], totalKb: 198_180_864, freeKb: 165_803_112, hugepages: { "1G": [16, 12] } },
-      { cpus: [...range(32, 47), ...range(96, 111)], totalKb: 198_180_864, freeKb: 190_441_028, hugepages: { "2M": [2048, 512] } },
+      {
+        cpus: [...range(0, 15), ...range(64, 79)],
+        totalKb: 197_951_200,
+        freeKb: 180_112_340,
+        hugepages: { "2M": [1024, 1024] },
+      },
+      {
+        cpus: [...range(16, 31), ...range(80, 95)],
+        totalKb: 198_180_864,
+        freeKb: 165_803_112,
+        hugepages: { "1G": [16, 12] },
+      },
+      {
+        cpus: [...range(32, 47), ...range(96, 111)],
+        totalKb: 198_180_864,
+        freeKb: 190_441_028,
+        hugepages: { "2M": [2048, 512] },
+      },
       { cpus: [...range(48, 63), ...range(112, 127)], totalKb: 198_164_480, freeKb: 193_870_216 },
     ],
     distance: [
@@ -156,8 +171,18 @@ const hosts = {
   "spr-tdx-2n": {
     kernel: "6.16.0-1004-intel",
     nodes: [
-      { cpus: [...range(0, 55), ...range(112, 167)], totalKb: 527_946_752, freeKb: 498_112_004, hugepages: { "1G": [64, 64] } },
-      { cpus: [...range(56, 111), ...range(168, 223)], totalKb: 528_337_920, freeKb: 510_220_880, hugepages: { "1G": [64, 60] } },
+      {
+        cpus: [...range(0, 55), ...range(112, 167)],
+        totalKb: 527_946_752,
+        freeKb: 498_112_004,
+        hugepages: { "1G": [64, 64] },
+      },
+      {
+        cpus: [...range(56, 111), ...range(168, 223)],
+        totalKb: 528_337_920,
+        freeKb: 510_220_880,
+        hugepages: { "1G": [64, 60] },
+      },
     ],
     distance: [
       [10, 21],
@@ -227,8 +252,18 @@ const hosts = {
   "gmem-mempolicy": {
     kernel: "6.19.0-rc5",
     nodes: [
-      { cpus: [...range(0, 23), ...range(48, 71)], totalKb: 263_854_080, freeKb: 250_118_776, hugepages: { "2M": [4096, 4096] } },
-      { cpus: [...range(24, 47), ...range(72, 95)], totalKb: 264_245_248, freeKb: 255_600_316, hugepages: { "2M": [4096, 4096] } },
+      {
+        cpus: [...range(0, 23), ...range(48, 71)],
+        totalKb: 263_854_080,
+        freeKb: 250_118_776,
+        hugepages: { "2M": [4096, 4096] },
+      },
+      {
+        cpus: [...range(24, 47), ...range(72, 95)],
+        totalKb: 264_245_248,
+        freeKb: 255_600_316,
+        hugepages: { "2M": [4096, 4096] },
+      },
     ],
     distance: [
       [10, 32],

@@ -48,7 +48,13 @@ export const STEPS = [
   {
     title: "What a host and a QEMU can do",
     text: "`qcvm doctor` for the CXL host with saved QEMU capabilities.",
-    args: ["doctor", "--host", "test/fixtures/hosts/cxl-memonly", "--capabilities", "test/fixtures/plan-profiles/caps-gmem-snp.json"],
+    args: [
+      "doctor",
+      "--host",
+      "test/fixtures/hosts/cxl-memonly",
+      "--capabilities",
+      "test/fixtures/plan-profiles/caps-gmem-snp.json",
+    ],
   },
 ];
 
@@ -83,7 +89,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   let before = "";
   try {
     before = readFileSync(file, "utf8");
-  } catch {}
+  } catch {
+    // first run: nothing to compare with
+  }
   writeFileSync(file, text);
-  console.log(before === text ? "examples/walkthrough.md is up to date" : "examples/walkthrough.md written: review the diff");
+  console.log(
+    before === text ? "examples/walkthrough.md is up to date" : "examples/walkthrough.md written: review the diff",
+  );
 }

@@ -47,7 +47,8 @@ function setOptions(y: Argv) {
     })
     .check((argv) => {
       // yargs turns a bare `--set` (or `--set=`) into [], which would silently override nothing.
-      if (Array.isArray(argv.set) && argv.set.length === 0) throw new UsageError("--set needs path=value, e.g. --set memory.size=8G");
+      if (Array.isArray(argv.set) && argv.set.length === 0)
+        throw new UsageError("--set needs path=value, e.g. --set memory.size=8G");
       return true;
     });
 }
@@ -111,7 +112,9 @@ export async function main(argv: string[]): Promise<number> {
 
   const parser = yargs(argv)
     .scriptName("qcvm")
-    .usage("qcvm: launch QEMU confidential guests from YAML profiles, with NUMA placement that reaches private memory\n\nUsage: $0 <command> [options]")
+    .usage(
+      "qcvm: launch QEMU confidential guests from YAML profiles, with NUMA placement that reaches private memory\n\nUsage: $0 <command> [options]",
+    )
     .command(
       "validate <files..>",
       "Validate profiles (files, directories or globs): every problem at once, file:line:col",
@@ -119,9 +122,17 @@ export async function main(argv: string[]): Promise<number> {
         setOptions(
           y
             .positional("files", { type: "string", array: true, describe: "Profiles, directories or globs" })
-            .option("format", { choices: ["text", "json"] as const, default: "text" as const, describe: "json: one report on stdout" })
+            .option("format", {
+              choices: ["text", "json"] as const,
+              default: "text" as const,
+              describe: "json: one report on stdout",
+            })
             .option("strict", { type: "boolean", default: false, describe: "Warnings fail validation too" })
-            .option("fill", { type: "boolean", default: false, describe: "Print the normalized profile (defaults filled)" }),
+            .option("fill", {
+              type: "boolean",
+              default: false,
+              describe: "Print the normalized profile (defaults filled)",
+            }),
         )
           .example("$0 validate profiles/", "Validate every profile in a directory")
           .example("$0 validate 'vms/**/*.yaml' --format json --strict", "CI: JSON report, warnings fail")
@@ -135,18 +146,19 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         setOptions(
           hostOptions(
-            y
-              .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("format", {
-                choices: ["shell", "json"] as const,
-                default: "shell" as const,
-                describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
-              }),
+            y.positional("profile", { type: "string", describe: "Profile YAML file" }).option("format", {
+              choices: ["shell", "json"] as const,
+              default: "shell" as const,
+              describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
+            }),
           ),
         )
           .example("$0 render profiles/snp-2node.yaml", "Pasteable shell command, one option per line")
           .example("$0 render profiles/kvm-1node.yaml --format json", '{"argv": [...], "warnings": [...]}')
-          .example("$0 render profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n", "For another host's topology")
+          .example(
+            "$0 render profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n",
+            "For another host's topology",
+          )
           .epilog(exitCodes("0 command line printed; 1 the profile is invalid or cannot be rendered for its QEMU")),
       dispatch("render"),
     )
@@ -167,17 +179,18 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         setOptions(
           hostOptions(
-            y
-              .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("format", {
-                choices: ["text", "json", "dot", "svg"] as const,
-                default: "text" as const,
-                describe: "dot/svg: a graph of guest and host nodes (svg needs graphviz)",
-              }),
+            y.positional("profile", { type: "string", describe: "Profile YAML file" }).option("format", {
+              choices: ["text", "json", "dot", "svg"] as const,
+              default: "text" as const,
+              describe: "dot/svg: a graph of guest and host nodes (svg needs graphviz)",
+            }),
           ),
         )
           .example("$0 plan profiles/snp-2node.yaml", "Placement table with fidelity and capacity")
-          .example("$0 plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n --format json", "Plan for another host")
+          .example(
+            "$0 plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n --format json",
+            "Plan for another host",
+          )
           .epilog(exitCodes("0 the plan holds; 1 the profile is invalid, or the plan has errors (printed in full)")),
       dispatch("plan"),
     )
@@ -186,13 +199,21 @@ export async function main(argv: string[]): Promise<number> {
       "Report what this host and QEMU can do, and which profile features that rules out",
       (y) =>
         hostOptions(y)
-          .option("format", { choices: ["text", "json"] as const, default: "text" as const, describe: "json: the whole report on stdout" })
+          .option("format", {
+            choices: ["text", "json"] as const,
+            default: "text" as const,
+            describe: "json: the whole report on stdout",
+          })
           .option("qemu", { type: "string", default: "qemu-system-x86_64", describe: "QEMU binary to probe" })
           .option("save", { type: "string", describe: "Save the probed QEMU capabilities to this file" })
           .example("$0 doctor", "Readable report")
           .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)")
           .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
-          .epilog(exitCodes("0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed, or --save names a file that is not a capabilities file")),
+          .epilog(
+            exitCodes(
+              "0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed, or --save names a file that is not a capabilities file",
+            ),
+          ),
       dispatch("doctor"),
     )
     .command(
@@ -206,7 +227,11 @@ export async function main(argv: string[]): Promise<number> {
               .option("detach", { type: "boolean", default: false, describe: "Return once the guest runs" })
               .option("dry-run", { type: "boolean", default: false, describe: "Print every action without doing it" })
               .option("quiet", { type: "boolean", default: false, describe: "No progress lines" })
-              .option("format", { choices: ["text", "json"] as const, default: "text" as const, describe: "json: one event per line on stdout (--dry-run: one object)" })
+              .option("format", {
+                choices: ["text", "json"] as const,
+                default: "text" as const,
+                describe: "json: one event per line on stdout (--dry-run: one object)",
+              })
               .option("run-dir", { type: "string", describe: RUN_DIR }),
           ),
         )
@@ -249,7 +274,11 @@ export async function main(argv: string[]): Promise<number> {
           .option("run-dir", { type: "string", describe: RUN_DIR })
           .example("$0 stop kvm-2node", "Graceful stop")
           .example("$0 stop kvm-2node --force", "Quit QEMU now")
-          .epilog(exitCodes("0 stopped and cleaned up (also when it had died); 1 no such VM, or clean-up left something (named)")),
+          .epilog(
+            exitCodes(
+              "0 stopped and cleaned up (also when it had died); 1 no such VM, or clean-up left something (named)",
+            ),
+          ),
       dispatch("stop"),
     )
     .command(
@@ -264,7 +293,9 @@ export async function main(argv: string[]): Promise<number> {
           .option("run-dir", { type: "string", describe: RUN_DIR })
           .example("$0 stats snp-2node", "Per-node table")
           .example("$0 stats snp-2node --watch", "Refresh every 2 s")
-          .epilog(exitCodes("0 measured (--watch: until Ctrl-C); 1 no such VM, or it is not running (--watch: it stopped)")),
+          .epilog(
+            exitCodes("0 measured (--watch: until Ctrl-C); 1 no such VM, or it is not running (--watch: it stopped)"),
+          ),
       dispatch("stats"),
     )
     .demandCommand(1, "Name a command: qcvm --help lists them")
@@ -295,7 +326,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError && e.message.startsWith("Did you mean") && typed !== undefined) {
       e.message = `unknown command \`${typed}\`. ${e.message}`;
     }
-    return reportError(e, typed !== undefined && Object.hasOwn(commands, typed) ? `qcvm ${typed} --help` : "qcvm --help");
+    return reportError(
+      e,
+      typed !== undefined && Object.hasOwn(commands, typed) ? `qcvm ${typed} --help` : "qcvm --help",
+    );
   }
 }
 

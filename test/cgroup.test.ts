@@ -60,7 +60,9 @@ const SUBJECT = { cpuset: "VM cpuset placement", memory: "VM memory accounting" 
  * naming the placement it costs, and nothing else fails.
  */
 function expectOnlyMissing(errors: CgroupError[]): void {
-  expect(errors.map((e) => [e.op, e.file, e.errno, e.subject])).toEqual(layout.missing.map((c) => ["mkdir", `${c} controller`, "EMISSING", SUBJECT[c]]));
+  expect(errors.map((e) => [e.op, e.file, e.errno, e.subject])).toEqual(
+    layout.missing.map((c) => ["mkdir", `${c} controller`, "EMISSING", SUBJECT[c]]),
+  );
 }
 
 /** A process with several threads (node's worker pool) that idles until killed. */
@@ -70,7 +72,8 @@ async function startThreaded() {
   });
   const pid = child.pid!;
   // node starts its V8 platform and libuv threads before running the script.
-  for (let i = 0; i < 200 && readdirSync(`/proc/${pid}/task`).length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 200 && readdirSync(`/proc/${pid}/task`).length < 3; i++)
+    await new Promise((r) => setTimeout(r, 10));
   return { child, pid, tids: readdirSync(`/proc/${pid}/task`).map(Number) };
 }
 
@@ -107,7 +110,11 @@ describe("openCgroupLayout", () => {
   });
 
   it("reports controllers that no hierarchy offers as missing", () => {
-    const l = openCgroupLayout({ ...host, root: "/nonexistent-root", cgroup: { version: "none", v1Mounts: {}, controllers: [], systemd: false } });
+    const l = openCgroupLayout({
+      ...host,
+      root: "/nonexistent-root",
+      cgroup: { version: "none", v1Mounts: {}, controllers: [], systemd: false },
+    });
     expect(l.hierarchies).toEqual([]);
     expect(l.missing).toEqual(["cpuset", "memory"]);
     const { errors } = createVmCgroup(l, "x", plans());
@@ -142,12 +149,19 @@ describe("systemd scope", () => {
  * placement as an error value, the hierarchies that exist still get the VM cgroup, and nothing
  * throws or is left behind.
  */
-async function expectDegraded(name: string, cgroup: VmCgroup, errors: CgroupError[], proc: Awaited<ReturnType<typeof startThreaded>>) {
+async function expectDegraded(
+  name: string,
+  cgroup: VmCgroup,
+  errors: CgroupError[],
+  proc: Awaited<ReturnType<typeof startThreaded>>,
+) {
   expectOnlyMissing(errors);
   expect(cgroup.dirs.map((d) => d.path)).toEqual(layout.hierarchies.map((h) => join(h.mount, "qcvm", name)));
   for (const d of cgroup.dirs) expect(existsSync(d.path)).toBe(true);
   const before = readTaskPlacement("/", proc.pid)!;
-  expect(cgroup.addProcess(proc.pid).map((e) => [e.file, e.errno])).toEqual(layout.missing.map((c) => [`${c} controller`, "EMISSING"]));
+  expect(cgroup.addProcess(proc.pid).map((e) => [e.file, e.errno])).toEqual(
+    layout.missing.map((c) => [`${c} controller`, "EMISSING"]),
+  );
   expect(readProcessCgroups(layout, proc.pid).map(([, d]) => d)).toEqual(cgroup.dirs.map((d) => d.path));
   const worker = proc.tids.find((t) => t !== proc.pid)!;
   const moved = cgroup.addThread(worker, "vcpu-node1");
@@ -179,7 +193,9 @@ describe("VM cgroup on the real hierarchy", () => {
       const cpusetDir = layout.hierarchies.find((h) => h.controllers.includes("cpuset"))!;
       expect(cgroup.paths.cpuset).toBe(join(cpusetDir.mount, "qcvm", name));
       expect(Object.keys(cgroup.paths.children).sort()).toEqual(["vcpu-node0", "vcpu-node1"]);
-      expect(readFileSync(join(cgroup.paths.children["vcpu-node1"]!, "cpuset.cpus"), "utf8").trim()).toBe(String(lastCpu));
+      expect(readFileSync(join(cgroup.paths.children["vcpu-node1"]!, "cpuset.cpus"), "utf8").trim()).toBe(
+        String(lastCpu),
+      );
       if (cpusetDir.version === 2) {
         expect(readFileSync(join(cgroup.paths.children["vcpu-node1"]!, "cgroup.type"), "utf8").trim()).toBe("threaded");
         expect(readFileSync(join(cgroup.paths.cpuset!, "cgroup.type"), "utf8").trim()).toBe("domain threaded");
@@ -241,7 +257,9 @@ describe("VM cgroup on the real hierarchy", () => {
       expect(e!.op).toBe("write");
       expect(["EINVAL", "ERANGE"]).toContain(e!.errno);
       expect(e!.value).toBe("4095");
-      expect(e!.message).toMatch(/^VM cgroup: cannot write "4095" to \/.*\/cpuset\.cpus: E(INVAL|RANGE) \(not a subset/);
+      expect(e!.message).toMatch(
+        /^VM cgroup: cannot write "4095" to \/.*\/cpuset\.cpus: E(INVAL|RANGE) \(not a subset/,
+      );
     } finally {
       expect(cgroup.remove()).toEqual([]);
     }
@@ -250,7 +268,10 @@ describe("VM cgroup on the real hierarchy", () => {
   it("fails cleanly when the hierarchy isn't there (ENOENT), without throwing", () => {
     // This machine's hierarchies under a root that does not exist; a host with none gets the
     // cgroup2-only layout, so there is always a mkdir to fail.
-    const hierarchies: CgroupLayout["hierarchies"] = layout.hierarchies.length > 0 ? layout.hierarchies : [{ version: 2, mount: "/sys/fs/cgroup", controllers: ["cpuset", "memory"] }];
+    const hierarchies: CgroupLayout["hierarchies"] =
+      layout.hierarchies.length > 0
+        ? layout.hierarchies
+        : [{ version: 2, mount: "/sys/fs/cgroup", controllers: ["cpuset", "memory"] }];
     const ghost: CgroupLayout = { ...layout, hierarchies, missing: [], root: "/nonexistent-qcvm-root" };
     const { cgroup, errors } = createVmCgroup(ghost, uniq(), plans());
     expect(errors.length).toBeGreaterThan(0);
@@ -263,10 +284,14 @@ describe("VM cgroup on the real hierarchy", () => {
   it("runs a spawn inside the VM cgroup and moves qcvm back afterwards", async () => {
     const name = uniq();
     const before = readProcessCgroups(layout, "self");
-    const { cgroup, errors } = createVmCgroup(layout, name, [{ name: "", cpus: [onlineCpus[0]!], mems: [firstNode], tasks: "process" }]);
+    const { cgroup, errors } = createVmCgroup(layout, name, [
+      { name: "", cpus: [onlineCpus[0]!], mems: [firstNode], tasks: "process" },
+    ]);
     try {
       expectOnlyMissing(errors);
-      const { value: child, errors: moveErrors } = cgroup.spawnInside(() => spawn(["sleep", "30"], { stdio: "ignore" }));
+      const { value: child, errors: moveErrors } = cgroup.spawnInside(() =>
+        spawn(["sleep", "30"], { stdio: "ignore" }),
+      );
       try {
         // A missing controller is already reported above: spawning inside what exists goes on.
         expect(moveErrors).toEqual([]);
@@ -296,8 +321,16 @@ describe("cgroup v2 structure on the real unified mount", () => {
       return;
     }
     const available = readFileSync(join(v2, "cgroup.controllers"), "utf8").split(/\s+/);
-    const controllers = (["cpuset", "memory"] as const).filter((c) => available.includes(c) && !host.cgroup.v1Mounts[c]);
-    const l: CgroupLayout = { root: "/", systemd: false, hierarchies: [{ version: 2, mount: v2, controllers: [...controllers] }], missing: [], base: `qcvm-${uniq()}` };
+    const controllers = (["cpuset", "memory"] as const).filter(
+      (c) => available.includes(c) && !host.cgroup.v1Mounts[c],
+    );
+    const l: CgroupLayout = {
+      root: "/",
+      systemd: false,
+      hierarchies: [{ version: 2, mount: v2, controllers: [...controllers] }],
+      missing: [],
+      base: `qcvm-${uniq()}`,
+    };
     const name = "vm";
     const { cgroup, errors } = createVmCgroup(l, name, plans());
     const proc = await startThreaded();
@@ -310,7 +343,9 @@ describe("cgroup v2 structure on the real unified mount", () => {
       expect(cgroup.addProcess(proc.pid)).toEqual([]);
       const worker = proc.tids.find((t) => t !== proc.pid)!;
       expect(cgroup.addThread(worker, "vcpu-node1")).toBeUndefined();
-      expect(readFileSync(`/proc/${proc.pid}/task/${worker}/cgroup`, "utf8")).toContain(`0::/${l.base}/${name}/vcpu-node1`);
+      expect(readFileSync(`/proc/${proc.pid}/task/${worker}/cgroup`, "utf8")).toContain(
+        `0::/${l.base}/${name}/vcpu-node1`,
+      );
       expect(readFileSync(`/proc/${proc.pid}/cgroup`, "utf8")).toContain(`0::/${l.base}/${name}\n`);
       expect(cgroup.tasks("vcpu-node1")).toEqual([worker]);
       expect(cgroup.remove()).toEqual([]);

@@ -40,7 +40,9 @@ describe("examples/ci/validate-profiles.sh", () => {
   it("prints file:line:col lines elsewhere", () => {
     const r = ci([bad]);
     expect(r.code).toBe(1);
-    expect(r.stdout.split("\n")[0]).toBe(`${join(bad, "typo.yaml")}:3:31: error: memory.hugepages: must be one of none, 2M, 1G, got "3M" (did you mean \`2M\`?)`);
+    expect(r.stdout.split("\n")[0]).toBe(
+      `${join(bad, "typo.yaml")}:3:31: error: memory.hugepages: must be one of none, 2M, 1G, got "3M" (did you mean \`2M\`?)`,
+    );
   });
 
   it("fails when a valid profile cannot be rendered for the QEMU in QCVM_CAPABILITIES", () => {
@@ -48,6 +50,8 @@ describe("examples/ci/validate-profiles.sh", () => {
     saveCapabilities(builtinCapabilities("9.0"), caps);
     const r = ci(["profiles/snp-1node.yaml"], { QCVM_CAPABILITIES: caps });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0 (file)");
+    expect(r.stderr).toContain(
+      "sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0 (file)",
+    );
   });
 });

@@ -43,7 +43,11 @@ describe("qcvm doctor", () => {
   it("json: cxl-memonly has a memory-only node, findings carry messages", async () => {
     const r = await qcvm("doctor", "--host", fixture("cxl-memonly"), "--format", "json");
     expect(r.exitCode).toBe(0);
-    const j = JSON.parse(r.stdout) as { host: { nodes: { memoryOnly: boolean }[] }; qemu: { version: string; source: string }; findings: JsonFinding[] };
+    const j = JSON.parse(r.stdout) as {
+      host: { nodes: { memoryOnly: boolean }[] };
+      qemu: { version: string; source: string };
+      findings: JsonFinding[];
+    };
     expect(j.host.nodes.map((n) => n.memoryOnly)).toEqual([false, false, true]);
     expect(j.qemu.version).toMatch(/^7\.2\.\d+$/);
     expect(j.qemu.source).toBe("probe");
@@ -60,11 +64,17 @@ describe("qcvm doctor", () => {
   });
 
   it("single-node on kernel 6.1 without weighted interleave; gmem-mempolicy on 6.19 has it", async () => {
-    const single = JSON.parse((await qcvm("doctor", "--host", fixture("single-node"), "--format", "json")).stdout) as { findings: JsonFinding[] };
+    const single = JSON.parse((await qcvm("doctor", "--host", fixture("single-node"), "--format", "json")).stdout) as {
+      findings: JsonFinding[];
+    };
     expect(find(single.findings, "NUMA").status).toBe("missing");
-    expect(find(single.findings, "weighted interleave (kernel)").rulesOut).toBe("policy weighted-interleave cannot be used (needs Linux >= 6.9)");
+    expect(find(single.findings, "weighted interleave (kernel)").rulesOut).toBe(
+      "policy weighted-interleave cannot be used (needs Linux >= 6.9)",
+    );
     expect(find(single.findings, "cpuset cgroup").message).toBe("cpuset cgroup: at /sys/fs/cgroup/cpuset");
-    const gmem = JSON.parse((await qcvm("doctor", "--host", fixture("gmem-mempolicy"), "--format", "json")).stdout) as { findings: JsonFinding[] };
+    const gmem = JSON.parse((await qcvm("doctor", "--host", fixture("gmem-mempolicy"), "--format", "json")).stdout) as {
+      findings: JsonFinding[];
+    };
     expect(find(gmem.findings, "guest_memfd mempolicy").status).toBe("ok");
   });
 
@@ -72,7 +82,11 @@ describe("qcvm doctor", () => {
     const file = join(tmp(), "caps.json");
     writeFileSync(
       file,
-      JSON.stringify({ version: "10.1.0", types: ["memory-backend-memfd", "tdx-guest", "thread-context"], properties: { "tdx-guest": ["attributes"] } }),
+      JSON.stringify({
+        version: "10.1.0",
+        types: ["memory-backend-memfd", "tdx-guest", "thread-context"],
+        properties: { "tdx-guest": ["attributes"] },
+      }),
     );
     const r = await qcvm("doctor", "--host", fixture("spr-tdx-2n"), "--capabilities", file);
     expect(r.exitCode).toBe(0);
@@ -107,7 +121,9 @@ describe("qcvm doctor when a probe cannot run", () => {
     expect(r.exitCode).toBe(2);
     expect(r.stdout).toContain("✓ SEV-SNP");
     expect(r.stdout).toContain("QEMU: not probed: QEMU binary `qcvm-no-such-qemu` not found on PATH");
-    expect(r.stderr).toBe("qcvm: QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)\n");
+    expect(r.stderr).toBe(
+      "qcvm: QEMU binary `qcvm-no-such-qemu` not found on PATH (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)\n",
+    );
   });
 
   it("a bad capabilities file names the file and the field", async () => {
@@ -123,7 +139,9 @@ describe("qcvm doctor when a probe cannot run", () => {
   it("--host that is not a directory is a usage error without a stack", async () => {
     const r = await qcvm("doctor", "--host", "/nonexistent/qcvm-host");
     expect(r.exitCode).toBe(2);
-    expect(r.stderr).toBe("qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n");
+    expect(r.stderr).toBe(
+      "qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n",
+    );
     expect(r.stdout).toBe("");
   });
 });

@@ -33,7 +33,17 @@ describe("launch --dry-run", () => {
   it("prints every action, the full argv and the vCPU placement, and does none of it", async () => {
     const name = vmName("dry");
     const dir = join(runDir, "never-created");
-    const r = await qcvm(["launch", KVM_2NODE, "--dry-run", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--run-dir", dir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--dry-run",
+      "--set",
+      `name=${name}`,
+      "--set",
+      "placement.pinVcpus=true",
+      "--run-dir",
+      dir,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.split("\n");
     expect(lines[0]).toBe(`# qcvm launch --dry-run ${KVM_2NODE}: nothing below is done`);
@@ -43,20 +53,34 @@ describe("launch --dry-run", () => {
     if (NO_CPUSET) {
       // No cpuset controller (a cgroup-v2 host that did not delegate it): the planner pinned the
       // vCPU threads by affinity instead, and the dry run says what the missing controller costs.
-      expect(lines).toContain("cgroup  no cpuset controller on this host: the plan uses no cpuset (vCPUs are pinned by thread affinity)");
-      expect(r.stdout).not.toMatch(/cgroup  mkdir \S+\/vcpu-node/);
+      expect(lines).toContain(
+        "cgroup  no cpuset controller on this host: the plan uses no cpuset (vCPUs are pinned by thread affinity)",
+      );
+      expect(r.stdout).not.toMatch(/cgroup {2}mkdir \S+\/vcpu-node/);
       expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual([]);
     } else {
       // One cgroup line per directory, each with its cpus and mems.
-      expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node0: cpus \\S+, mems 0 \\(vCPU 0\\)`));
-      expect(r.stdout).toMatch(new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node1: cpus \\S+, mems 0 \\(vCPU 1\\)`));
-      expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual(["vcpu    vCPU 0 thread -> cgroup vcpu-node0", "vcpu    vCPU 1 thread -> cgroup vcpu-node1"]);
+      expect(r.stdout).toMatch(
+        new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node0: cpus \\S+, mems 0 \\(vCPU 0\\)`),
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(`cgroup  mkdir \\S+/qcvm/${name}/vcpu-node1: cpus \\S+, mems 0 \\(vCPU 1\\)`),
+      );
+      expect(lines.filter((l) => l.startsWith("vcpu "))).toEqual([
+        "vcpu    vCPU 0 thread -> cgroup vcpu-node0",
+        "vcpu    vCPU 1 thread -> cgroup vcpu-node1",
+      ]);
     }
-    expect(lines.includes("cgroup  no memory controller on this host: the VM's memory would not be accounted per VM (qcvm stats cannot attribute it)")).toBe(
-      NO_MEMORY_CGROUP,
-    );
+    expect(
+      lines.includes(
+        "cgroup  no memory controller on this host: the VM's memory would not be accounted per VM (qcvm stats cannot attribute it)",
+      ),
+    ).toBe(NO_MEMORY_CGROUP);
     // The command is printed one option per line with ` \` continuations, as render prints it.
-    const execLines = r.stdout.slice(r.stdout.indexOf("\nexec ") + 1).split("\nqmp ")[0]!.split("\n");
+    const execLines = r.stdout
+      .slice(r.stdout.indexOf("\nexec ") + 1)
+      .split("\nqmp ")[0]!
+      .split("\n");
     expect(execLines.slice(0, -2).every((l) => l.endsWith(" \\"))).toBe(true);
     expect(execLines.slice(1, -1).every((l) => /^ {10}-/.test(l))).toBe(true);
     const bornIn = CGROUPS.hierarchies.length > 0 ? "spawned from inside the VM cgroup" : "no VM cgroup to be born in";
@@ -76,19 +100,36 @@ describe("launch --dry-run", () => {
 
   it("--format json prints one document: the argv as an array, the actions as objects, the warnings inside", async () => {
     const name = vmName("dryjson");
-    const r = await qcvm(["launch", KVM_2NODE, "--dry-run", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--dry-run",
+      "--format",
+      "json",
+      "--set",
+      `name=${name}`,
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     // stdout is one JSON value, whatever this host lacks; stderr has nothing to say.
     const out = JSON.parse(r.stdout);
     expect(r.stderr).toBe("");
     expect(out).toMatchObject({ dryRun: true, name, accel: ACCEL, notes: [] });
     const warnings = out.warnings as Array<{ message: string; diagnostic?: { code: string } }>;
-    expect(takeHostWarnings(warnings.map((w) => w.message), { beforeCgroups: true })).toEqual([]);
+    expect(
+      takeHostWarnings(
+        warnings.map((w) => w.message),
+        { beforeCgroups: true },
+      ),
+    ).toEqual([]);
     // The TCG fallback is a diagnostic a program can recognize by its code.
     expect(warnings.filter((w) => w.diagnostic?.code === "host.kvm")).toHaveLength(KVM_USABLE ? 0 : 1);
     expect(out.argv[0]).toBe("qemu-system-x86_64");
     expect(out.argv.slice(-3)).toEqual(["-S", "-pidfile", join(runDir, name, "qemu.pid")]);
-    expect(out.actions.map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(["lock", "mkdir", "cgroup", "exec", "qmp", "state"]));
+    expect(out.actions.map((a: { action: string }) => a.action)).toEqual(
+      expect.arrayContaining(["lock", "mkdir", "cgroup", "exec", "qmp", "state"]),
+    );
   });
 
   it("plans for another host with --host, without probing this one's QEMU", async () => {
@@ -136,12 +177,25 @@ describe("launch refusals", () => {
 
   it("refuses a second launch of a running VM's name, and the first one runs on", async () => {
     const name = vmName("twice");
-    const first = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir]);
+    const first = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--quiet",
+      "--set",
+      `name=${name}`,
+      "--run-dir",
+      runDir,
+    ]);
     expect(first.code, first.stderr).toBe(0);
     const state = readStateFile(runDir, name);
     const second = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir]);
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(new RegExp(`VM \`${name}\` is already running \\(pid ${state.pid}, started .*\\); stop it with \`qcvm stop ${name}\``));
+    expect(second.stderr).toMatch(
+      new RegExp(
+        `VM \`${name}\` is already running \\(pid ${state.pid}, started .*\\); stop it with \`qcvm stop ${name}\``,
+      ),
+    );
     expect(readStateFile(runDir, name).pid).toBe(state.pid);
     const st = await qcvm(["status", name, "--run-dir", runDir]);
     expect(st.code).toBe(0);
@@ -151,11 +205,18 @@ describe("launch refusals", () => {
 
   it("clears a stale lock left by a crashed run, with a note, and launches", async () => {
     const name = vmName("stale");
-    const dead = spawnSync("true").pid!;
+    const dead = spawnSync("true").pid;
     mkdirSync(join(runDir, "locks"), { recursive: true });
     writeFileSync(
       vmLockPath(runDir, name),
-      JSON.stringify({ vm: name, pid: dead, startTime: "1", role: "qemu", since: "2026-01-01T00:00:00.000Z", nonce: "crashed" }),
+      JSON.stringify({
+        vm: name,
+        pid: dead,
+        startTime: "1",
+        role: "qemu",
+        since: "2026-01-01T00:00:00.000Z",
+        nonce: "crashed",
+      }),
     );
     const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir]);
     expect(r.code, r.stderr).toBe(0);
@@ -172,7 +233,18 @@ describe("launch refusals", () => {
     const disk = (ro: boolean) => `disks=[{path: ${image}, format: raw, readOnly: ${ro}}]`;
     const [a, b, c, d] = [vmName("diska"), vmName("diskb"), vmName("diskc"), vmName("diskd")];
     const launch = (name: string, ro: boolean) =>
-      qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--set", disk(ro), "--run-dir", runDir]);
+      qcvm([
+        "launch",
+        KVM_2NODE,
+        "--detach",
+        "--quiet",
+        "--set",
+        `name=${name}`,
+        "--set",
+        disk(ro),
+        "--run-dir",
+        runDir,
+      ]);
 
     const first = await launch(a, false);
     expect(first.code, first.stderr).toBe(0);
@@ -197,7 +269,17 @@ describe("launch refusals", () => {
   it("names a missing disk image, exit 1, and does not create it", async () => {
     const name = vmName("nodisk");
     const missing = join(runDir, "missing.qcow2");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", `disks=[{path: ${missing}, format: qcow2}]`, "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--set",
+      `name=${name}`,
+      "--set",
+      `disks=[{path: ${missing}, format: qcow2}]`,
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code).toBe(1);
     // The profile front end catches it first; launch's lock step would say the same.
     expect(r.stderr).toMatch(/disk image does not exist \(qcvm never creates disks\), got ".*missing\.qcow2"/);
@@ -210,7 +292,18 @@ describe("launch refusals", () => {
 describe("status and stop", () => {
   it("list running VMs as a table and as JSON", async () => {
     const name = vmName("list");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--quiet",
+      "--format",
+      "json",
+      "--set",
+      `name=${name}`,
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     // --quiet: no steps; warnings stay (the TCG fallback, the lost memory accounting, exactly
     // when this host lacks KVM or a memory controller), and the last event says it runs.
@@ -235,7 +328,7 @@ describe("status and stop", () => {
     const paused = spawn("sleep", ["600"], { stdio: "ignore" });
     await new Promise((r) => paused.once("spawn", r));
     try {
-      const dead = spawnSync("true").pid!;
+      const dead = spawnSync("true").pid;
       mkdirSync(join(runDir, name), { recursive: true });
       const state = {
         version: 1,
@@ -243,7 +336,16 @@ describe("status and stop", () => {
         pid: paused.pid!,
         pidStartTime: pidStartTime(paused.pid!)!,
         profile: KVM_2NODE,
-        plan: { name, confidential: "none", guestMemfd: false, nodes: [], launch: { argvPrefix: [], cgroups: [], pinning: [] }, capacity: [], warnings: [], errors: [] },
+        plan: {
+          name,
+          confidential: "none",
+          guestMemfd: false,
+          nodes: [],
+          launch: { argvPrefix: [], cgroups: [], pinning: [] },
+          capacity: [],
+          warnings: [],
+          errors: [],
+        },
         argv: ["qemu-system-x86_64"],
         cgroup: { paths: [] },
         dir: join(runDir, name),
@@ -261,7 +363,11 @@ describe("status and stop", () => {
       writeFileSync(join(runDir, name, "state.json"), JSON.stringify(state));
       const st = await qcvm(["status", name, "--run-dir", runDir]);
       expect(st.code).toBe(3);
-      expect(st.stdout).toMatch(new RegExp(`^VM ${name}: interrupted \\(the launching qcvm \\(pid ${dead}\\) died before the guest was started: QEMU is paused\\)`));
+      expect(st.stdout).toMatch(
+        new RegExp(
+          `^VM ${name}: interrupted \\(the launching qcvm \\(pid ${dead}\\) died before the guest was started: QEMU is paused\\)`,
+        ),
+      );
       // stop has no QMP to talk to: SIGTERM, then clean-up.
       const sp = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
       expect(sp.code, sp.stderr).toBe(0);
@@ -275,7 +381,9 @@ describe("status and stop", () => {
   it("answer exit 1 with a clear message for a VM that does not exist", async () => {
     const st = await qcvm(["status", "no-such-vm", "--run-dir", runDir]);
     expect(st.code).toBe(1);
-    expect(st.stderr).toBe(`qcvm: no VM named \`no-such-vm\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
+    expect(st.stderr).toBe(
+      `qcvm: no VM named \`no-such-vm\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`,
+    );
     const sp = await qcvm(["stop", "no-such-vm", "--run-dir", runDir]);
     expect(sp.code).toBe(1);
     expect(sp.stderr).toContain("no VM named `no-such-vm`");

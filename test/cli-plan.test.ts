@@ -15,10 +15,17 @@ const BIN = join(REPO, "bin/qcvm.js");
 const hostDir = (h: string) => `test/fixtures/hosts/${h}`;
 const fx = (f: string) => `test/fixtures/plan-profiles/${f}`;
 
-const validatePlan = new Ajv2020({ allErrors: true, strict: true }).compile(JSON.parse(readFileSync(join(REPO, "schemas/plan.schema.json"), "utf8")));
+const validatePlan = new Ajv2020({ allErrors: true, strict: true }).compile(
+  JSON.parse(readFileSync(join(REPO, "schemas/plan.schema.json"), "utf8")),
+);
 
 function qcvm(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO, encoding: "utf8", env: { ...process.env, ...env }, timeout: 60_000 });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: REPO,
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -44,7 +51,13 @@ describe("qcvm plan --format json", () => {
   });
 
   it("--capabilities of a QEMU with the guest_memfd backend: exact on Linux 6.19", () => {
-    const { code, plan } = planJson(["profiles/snp-2node.yaml", "--host", hostDir("gmem-mempolicy"), "--capabilities", fx("caps-gmem-snp.json")]);
+    const { code, plan } = planJson([
+      "profiles/snp-2node.yaml",
+      "--host",
+      hostDir("gmem-mempolicy"),
+      "--capabilities",
+      fx("caps-gmem-snp.json"),
+    ]);
     expect(code).toBe(0);
     expect(plan.nodes.map((n) => n.private.mechanism)).toEqual(["guest-memfd-mempolicy", "guest-memfd-mempolicy"]);
   });
@@ -57,7 +70,13 @@ describe("qcvm plan --format json", () => {
   });
 
   it("--set reaches the planner: strict mode turns first-touch into errors", () => {
-    const { code, plan } = planJson(["profiles/snp-2node.yaml", "--host", hostDir("epyc-2s4n"), "--set", "placement.strict=true"]);
+    const { code, plan } = planJson([
+      "profiles/snp-2node.yaml",
+      "--host",
+      hostDir("epyc-2s4n"),
+      "--set",
+      "placement.strict=true",
+    ]);
     expect(code).toBe(1);
     expect(plan.errors.map((e) => [e.code, e.path])).toEqual([
       ["placement.strict", "numa.nodes[0].hostNodes"],
@@ -78,8 +97,12 @@ describe("qcvm plan (text)", () => {
   it("prints the table, the launch actions and the capacity", () => {
     const r = qcvm(["plan", "profiles/snp-2node.yaml", "--host", hostDir("epyc-2s4n")]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^GUEST NODE {2}VCPUS {2}HOST CPUS {4}HOST NODES {2}POLICY {2}SIZE {3}SHARED {10}PRIVATE {6}FIDELITY$/m);
-    expect(r.stdout).toMatch(/^0 {11}0-3 {4}0-15,64-79 {3}0 {11}bind {4}4 GiB {2}backend-policy {2}vcpu-cpuset {2}first-touch$/m);
+    expect(r.stdout).toMatch(
+      /^GUEST NODE {2}VCPUS {2}HOST CPUS {4}HOST NODES {2}POLICY {2}SIZE {3}SHARED {10}PRIVATE {6}FIDELITY$/m,
+    );
+    expect(r.stdout).toMatch(
+      /^0 {11}0-3 {4}0-15,64-79 {3}0 {11}bind {4}4 GiB {2}backend-policy {2}vcpu-cpuset {2}first-touch$/m,
+    );
     expect(r.stdout).toContain("cgroup <vm>/vcpu-node1: cpus 16-31,80-95, mems 1: vCPUs 4-7");
     expect(r.stdout).toContain("Capacity:\n  HOST NODE  NEED");
     expect(r.stdout).toContain("The plan holds.");
@@ -102,7 +125,14 @@ describe("qcvm plan (text)", () => {
   });
 
   it("a capabilities file that is not one: a message naming the file, exit 1", () => {
-    const r = qcvm(["plan", "profiles/kvm-1node.yaml", "--host", hostDir("single-node"), "--capabilities", "profiles/kvm-1node.yaml"]);
+    const r = qcvm([
+      "plan",
+      "profiles/kvm-1node.yaml",
+      "--host",
+      hostDir("single-node"),
+      "--capabilities",
+      "profiles/kvm-1node.yaml",
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("profiles/kvm-1node.yaml: not a capabilities file");
     expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -115,7 +145,7 @@ describe("qcvm plan --format dot and svg", () => {
     expect(r.code).toBe(0);
     expect(r.stdout.startsWith('digraph "qcvm plan snp-2node" {')).toBe(true);
     expect(r.stdout).toContain("subgraph cluster_guest {");
-    expect(r.stdout).toContain("g1 -> h1 [label=\"private 4 GiB\\nvcpu-cpuset (first-touch)\"");
+    expect(r.stdout).toContain('g1 -> h1 [label="private 4 GiB\\nvcpu-cpuset (first-touch)"');
   });
 
   it.each([
@@ -130,12 +160,17 @@ describe("qcvm plan --format dot and svg", () => {
     expect(texts).toContain("guest node 1");
     expect(texts).toContain("host node 2");
     // Built-in output is ours byte for byte: it starts with our XML declaration.
-    if (env.QCVM_NO_GRAPHVIZ) expect(r.stdout.startsWith('<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    if (env.QCVM_NO_GRAPHVIZ)
+      expect(
+        r.stdout.startsWith('<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg"'),
+      ).toBe(true);
     else expect(r.stdout.includes("Generated by graphviz")).toBe((await which("dot")) !== undefined);
   });
 
   it("svg of a failing plan still draws, and the errors go to stderr with exit 1", () => {
-    const r = qcvm(["plan", fx("kvm-tight.yaml"), "--host", hostDir("tight-memory"), "--format", "svg"], { QCVM_NO_GRAPHVIZ: "1" });
+    const r = qcvm(["plan", fx("kvm-tight.yaml"), "--host", hostDir("tight-memory"), "--format", "svg"], {
+      QCVM_NO_GRAPHVIZ: "1",
+    });
     expect(r.code).toBe(1);
     expect(checkXml(r.stdout).root).toBe("svg");
     expect(r.stderr).toContain("host node 0 needs 2 GiB for this VM but has 1.5 GiB free");

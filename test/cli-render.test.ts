@@ -50,7 +50,12 @@ describe("qcvm render --format shell", () => {
   });
 
   it("pasted into sh, runs exactly the argv (prefix included), however hostile the values", () => {
-    const set = ["--set", `boot.cmdline=console=ttyS0 it's $HOME "q" \\ x;\`id\``, "--set", "serial=file:/tmp/my log's,x $(id).txt"];
+    const set = [
+      "--set",
+      `boot.cmdline=console=ttyS0 it's $HOME "q" \\ x;\`id\``,
+      "--set",
+      "serial=file:/tmp/my log's,x $(id).txt",
+    ];
     const json = renderJson("profiles/snp-1node.yaml", "--host", EPYC, ...set);
     const shell = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, ...set);
     expect(shell.code).toBe(0);
@@ -60,7 +65,10 @@ describe("qcvm render --format shell", () => {
     for (const name of ["numactl", "qemu-system-x86_64"]) {
       writeFileSync(join(bin, name), `#!/bin/sh\nprintf '%s\\0' ${name} "$@"\n`, { mode: 0o755 });
     }
-    const ran = spawnSync("sh", ["-c", shell.stdout], { encoding: "utf8", env: { PATH: `${bin}:${process.env.PATH}`, HOME: "/nonexistent" } });
+    const ran = spawnSync("sh", ["-c", shell.stdout], {
+      encoding: "utf8",
+      env: { PATH: `${bin}:${process.env.PATH}`, HOME: "/nonexistent" },
+    });
     expect(ran.stderr).toBe("");
     expect(ran.stdout.split("\0").slice(0, -1)).toEqual([...json.prefix, ...json.argv]);
     expect(json.argv).toContain(`console=ttyS0 it's $HOME "q" \\ x;\`id\``);
@@ -95,7 +103,9 @@ describe("qcvm render --format json", () => {
 
   it("renders for this machine when --host is absent", () => {
     const out = renderJson("profiles/kvm-1node.yaml");
-    expect(out.argv).toContain("memory-backend-memfd,id=mem0,size=536870912,share=on,prealloc=off,host-nodes=0,policy=bind");
+    expect(out.argv).toContain(
+      "memory-backend-memfd,id=mem0,size=536870912,share=on,prealloc=off,host-nodes=0,policy=bind",
+    );
   });
 
   it("shows plan errors as warnings and still renders: the command line is well-formed", () => {
@@ -112,13 +122,21 @@ describe("qcvm render --format json", () => {
     const r = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, "--capabilities", file);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toContain("confidential.type: sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0 (file)");
+    expect(r.stderr).toContain(
+      "confidential.type: sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0 (file)",
+    );
   });
 });
 
 describe("qcvm render follows the plan", () => {
   it("renders the guest_memfd backend the planner chose on a Linux 6.19 host with a QEMU that has it", () => {
-    const out = renderJson("profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/gmem-mempolicy", "--capabilities", "test/fixtures/plan-profiles/caps-gmem-snp.json");
+    const out = renderJson(
+      "profiles/snp-2node.yaml",
+      "--host",
+      "test/fixtures/hosts/gmem-mempolicy",
+      "--capabilities",
+      "test/fixtures/plan-profiles/caps-gmem-snp.json",
+    );
     const objects = out.argv.filter((_, i) => out.argv[i - 1] === "-object");
     expect(objects).toEqual([
       "sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000,convert-in-place=on",
@@ -148,7 +166,14 @@ describe("qcvm render errors", () => {
   });
 
   it("exits 1 naming a file blob it cannot read", () => {
-    const r = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, "--set", "confidential.idBlock.file=/nonexistent/id.bin");
+    const r = qcvm(
+      "render",
+      "profiles/snp-1node.yaml",
+      "--host",
+      EPYC,
+      "--set",
+      "confidential.idBlock.file=/nonexistent/id.bin",
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("confidential.idBlock.file");
     expect(r.stderr).not.toMatch(/\n\s+at /);

@@ -5,27 +5,40 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileS
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/vm/lock.js";
-import { KVM_2NODE, QCVM, REPO, makeRunDir, qcvm, sweepRunDir, takeHostWarnings, vmName, warningLines } from "./helpers/launch.js";
+import {
+  KVM_2NODE,
+  QCVM,
+  REPO,
+  makeRunDir,
+  qcvm,
+  sweepRunDir,
+  takeHostWarnings,
+  vmName,
+  warningLines,
+} from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-user");
 afterAll(() => sweepRunDir(runDir));
 
 describe("VM names typed on the command line", () => {
   // stop removes a VM's directory recursively: a name that is a path must never reach it.
-  it.each([["stop"], ["status"], ["stats"]])("%s refuses a name that is a path, and removes nothing", async (command) => {
-    const base = join(runDir, `victim-${command}`);
-    const run = join(base, "run");
-    mkdirSync(join(base, "precious"), { recursive: true });
-    writeFileSync(join(base, "precious", "data"), "keep me");
-    for (const name of ["../precious", "..", "/"]) {
-      const r = await qcvm([command, name, "--run-dir", run]);
-      expect(r.code, r.stderr).toBe(2);
-      expect(r.stderr).toContain("is not a VM name: names are lowercase letters, digits and '-'");
-      expect(r.stderr).not.toMatch(/\n\s+at /);
-    }
-    expect(readFileSync(join(base, "precious", "data"), "utf8")).toBe("keep me");
-    expect(existsSync(base)).toBe(true);
-  });
+  it.each([["stop"], ["status"], ["stats"]])(
+    "%s refuses a name that is a path, and removes nothing",
+    async (command) => {
+      const base = join(runDir, `victim-${command}`);
+      const run = join(base, "run");
+      mkdirSync(join(base, "precious"), { recursive: true });
+      writeFileSync(join(base, "precious", "data"), "keep me");
+      for (const name of ["../precious", "..", "/"]) {
+        const r = await qcvm([command, name, "--run-dir", run]);
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stderr).toContain("is not a VM name: names are lowercase letters, digits and '-'");
+        expect(r.stderr).not.toMatch(/\n\s+at /);
+      }
+      expect(readFileSync(join(base, "precious", "data"), "utf8")).toBe("keep me");
+      expect(existsSync(base)).toBe(true);
+    },
+  );
 
   it("stop refuses `locks` and `caps`: they hold every VM's locks and the capability cache", async () => {
     const run = join(runDir, "reserved");
@@ -34,7 +47,9 @@ describe("VM names typed on the command line", () => {
     for (const name of ["locks", "caps"]) {
       const r = await qcvm(["stop", name, "--run-dir", run]);
       expect(r.code, r.stderr).toBe(2);
-      expect(r.stderr).toContain(`qcvm: \`${name}\` cannot be a VM name: the run dir keeps qcvm's ${name} under that name`);
+      expect(r.stderr).toContain(
+        `qcvm: \`${name}\` cannot be a VM name: the run dir keeps qcvm's ${name} under that name`,
+      );
     }
     expect(existsSync(join(run, "locks", "vm-other.lock"))).toBe(true);
   });
@@ -56,12 +71,19 @@ describe("status shows what a launch killed early left behind", () => {
   // What a launch killed between taking its lock and writing state.json leaves: the name lock
   // (its holder, the launching qcvm, is gone) and the runtime directory.
   function leaveInterruptedLaunch(run: string, name: string): void {
-    const dead = spawnSync("true").pid!;
+    const dead = spawnSync("true").pid;
     mkdirSync(join(run, "locks"), { recursive: true });
     mkdirSync(join(run, name), { mode: 0o700 });
     writeFileSync(
       vmLockPath(run, name),
-      JSON.stringify({ vm: name, pid: dead, startTime: "1", role: "qcvm", since: "2026-01-01T00:00:00.000Z", nonce: "killed" }),
+      JSON.stringify({
+        vm: name,
+        pid: dead,
+        startTime: "1",
+        role: "qcvm",
+        since: "2026-01-01T00:00:00.000Z",
+        nonce: "killed",
+      }),
     );
   }
 
@@ -78,7 +100,9 @@ describe("status shows what a launch killed early left behind", () => {
     expect(one.stdout).toContain("left: its name lock, its runtime directory");
     expect(one.stdout).toContain(`clean up with: qcvm stop ${name}`);
     const json = await qcvm(["status", "--format", "json", "--run-dir", run]);
-    expect(JSON.parse(json.stdout).vms.map((v: { name: string; state: string }) => [v.name, v.state])).toEqual([[name, "interrupted"]]);
+    expect(JSON.parse(json.stdout).vms.map((v: { name: string; state: string }) => [v.name, v.state])).toEqual([
+      [name, "interrupted"],
+    ]);
     const stop = await qcvm(["stop", name, "--run-dir", run]);
     expect(stop.code, stop.stderr).toBe(0);
     expect(existsSync(join(run, name))).toBe(false);
@@ -110,14 +134,38 @@ describe("bad profile files: a message naming the file and the fix, an exit code
     laughs.push(`${n}: &${n} [${Array(9).fill(`*${prev}`).join(", ")}]`);
   }
   const cases: Array<[string, () => string, string]> = [
-    ["binary data", () => file("binary.yaml", Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 0xff, 0x0a])), "is not a text file: binary data, or text that is not UTF-8"],
-    ["text that is not UTF-8", () => file("latin1.yaml", Buffer.from("apiVersion: qcvm/v1\nname: caf\xe9\n", "latin1")), "is not a text file"],
+    [
+      "binary data",
+      () => file("binary.yaml", Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 0xff, 0x0a])),
+      "is not a text file: binary data, or text that is not UTF-8",
+    ],
+    [
+      "text that is not UTF-8",
+      () => file("latin1.yaml", Buffer.from("apiVersion: qcvm/v1\nname: caf\xe9\n", "latin1")),
+      "is not a text file",
+    ],
     // Read until memory runs out before: its size is 0 and it never ends.
-    ["a device that never ends", () => "/dev/zero", "/dev/zero: file is over 1048576 bytes; profiles are limited to 1048576"],
+    [
+      "a device that never ends",
+      () => "/dev/zero",
+      "/dev/zero: file is over 1048576 bytes; profiles are limited to 1048576",
+    ],
     // yaml's recursion aborts the process (out of memory, no exception) at ~20,000 levels.
-    ["deeply nested brackets", () => file("deep.yaml", `a: ${"[".repeat(30000)}${"]".repeat(30000)}\n`), "[ ] or { } nested more than 64 levels deep"],
-    ["a billion laughs", () => file("laughs.yaml", `${laughs.join("\n")}\n`), "aliases (*name) expand to too much: over 100 expansions"],
-    ["two YAML documents", () => file("two.yaml", "apiVersion: qcvm/v1\n---\nname: x\n"), "two.yaml:2:1: a profile is one YAML document, and this file has more (remove the `---` line"],
+    [
+      "deeply nested brackets",
+      () => file("deep.yaml", `a: ${"[".repeat(30000)}${"]".repeat(30000)}\n`),
+      "[ ] or { } nested more than 64 levels deep",
+    ],
+    [
+      "a billion laughs",
+      () => file("laughs.yaml", `${laughs.join("\n")}\n`),
+      "aliases (*name) expand to too much: over 100 expansions",
+    ],
+    [
+      "two YAML documents",
+      () => file("two.yaml", "apiVersion: qcvm/v1\n---\nname: x\n"),
+      "two.yaml:2:1: a profile is one YAML document, and this file has more (remove the `---` line",
+    ],
     ["a missing file", () => join(dir, "missing.yaml"), "missing.yaml: cannot read file: no such file (check the path"],
   ];
   it.each(cases)("%s", async (_what, make, message) => {
@@ -147,13 +195,19 @@ describe("help and the command line", () => {
 
   it("status --help documents exit 3 for a dead or interrupted VM", async () => {
     const r = await qcvm(["status", "--help"]);
-    expect(r.stdout.replace(/\s+/g, " ")).toContain("3 the named VM is dead, or its launch was interrupted (qcvm stop cleans up)");
+    expect(r.stdout.replace(/\s+/g, " ")).toContain(
+      "3 the named VM is dead, or its launch was interrupted (qcvm stop cleans up)",
+    );
   });
 
   it.each([
     [["stop", "x", "--timeout", "abc"], '--timeout must be a number of seconds >= 0, got "abc"', "qcvm stop --help"],
     [["stop", "x", "--timeout"], "Not enough arguments following: timeout", "qcvm stop --help"],
-    [["stats", "x", "--interval", "0"], '--interval must be a positive number of seconds, got "0"', "qcvm stats --help"],
+    [
+      ["stats", "x", "--interval", "0"],
+      '--interval must be a positive number of seconds, got "0"',
+      "qcvm stats --help",
+    ],
     // A bare --set overrode nothing, silently.
     [["render", KVM_2NODE, "--set"], "--set needs path=value, e.g. --set memory.size=8G", "qcvm render --help"],
     [["render", KVM_2NODE, "--format", "yaml"], 'Given: "yaml", Choices: "shell", "json"', "qcvm render --help"],
@@ -184,7 +238,9 @@ describe("--host that is not a host tree", () => {
       const r = await qcvm([...args, "--host", host]);
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(2);
       expect(r.stdout).toBe("");
-      expect(r.stderr).toBe(`qcvm: --host ${host}: ${problem} (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n`);
+      expect(r.stderr).toBe(
+        `qcvm: --host ${host}: ${problem} (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n`,
+      );
     }
   });
 });
@@ -192,7 +248,10 @@ describe("--host that is not a host tree", () => {
 describe("README", () => {
   const readme = readFileSync(join(REPO, "README.md"), "utf8");
   // The command table: `| \`qcvm name ...\` | what | exit codes |`.
-  const rows = [...readme.matchAll(/^\| `qcvm (\w+)[^|]*\|[^|]*(?:\\\|[^|]*)*\| ([^|]+) \|$/gm)].map((m) => ({ command: m[1]!, exits: m[2]! }));
+  const rows = [...readme.matchAll(/^\| `qcvm (\w+)[^|]*\|[^|]*(?:\\\|[^|]*)*\| ([^|]+) \|$/gm)].map((m) => ({
+    command: m[1]!,
+    exits: m[2]!,
+  }));
 
   it("has one command-table row per command in --help, each with exit codes", async () => {
     const help = await qcvm(["--help"], { env: { ...process.env, COLUMNS: "200" } });
@@ -232,7 +291,8 @@ describe("a QEMU that aborts on -cpu host", () => {
 
 describe("validate never passes over what it could not read", () => {
   // As root, run qcvm as nobody (root reads any directory); as any other user, mode 000 suffices.
-  const asUnprivileged = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
+  const asUnprivileged =
+    process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
   const tree = join(runDir, "tree");
   mkdirSync(join(tree, "ok"), { recursive: true });
   mkdirSync(join(tree, "locked"), { recursive: true });
@@ -244,15 +304,18 @@ describe("validate never passes over what it could not read", () => {
   afterAll(() => chmodSync(join(tree, "locked"), 0o755));
 
   // An unreadable subdirectory was skipped silently: "1 profile: 1 valid", exit 0, in CI.
-  it.each([[tree], [`${tree}/**/*.yaml`], [`${tree}/*/b.yaml`]])("%s: the unreadable directory is an error", async (input) => {
-    const r = await qcvm(["validate", input], { prefix: asUnprivileged });
-    expect(r.code, r.stdout + r.stderr).toBe(1);
-    const lines = r.stdout.trimEnd().split("\n");
-    expect(lines.filter((l) => l.includes("cannot read directory"))).toEqual([
-      `${join(tree, "locked")}: cannot read directory: permission denied (profiles in it were not checked; make it readable to this user)`,
-    ]);
-    expect(lines.at(-1)).toMatch(/ profiles?: \d+ valid, 1 invalid \(1 error, 0 warnings\)$/);
-  });
+  it.each([[tree], [`${tree}/**/*.yaml`], [`${tree}/*/b.yaml`]])(
+    "%s: the unreadable directory is an error",
+    async (input) => {
+      const r = await qcvm(["validate", input], { prefix: asUnprivileged });
+      expect(r.code, r.stdout + r.stderr).toBe(1);
+      const lines = r.stdout.trimEnd().split("\n");
+      expect(lines.filter((l) => l.includes("cannot read directory"))).toEqual([
+        `${join(tree, "locked")}: cannot read directory: permission denied (profiles in it were not checked; make it readable to this user)`,
+      ]);
+      expect(lines.at(-1)).toMatch(/ profiles?: \d+ valid, 1 invalid \(1 error, 0 warnings\)$/);
+    },
+  );
 
   it("a glob whose directories are all readable is unaffected by one it never needs", async () => {
     const r = await qcvm(["validate", `${tree}/ok/*.yaml`], { prefix: asUnprivileged });
@@ -266,7 +329,9 @@ describe("capability files and QEMU binaries named on the command line", () => {
     const missing = join(runDir, "no-such-caps.json");
     const r = await qcvm(["render", KVM_2NODE, "--capabilities", missing]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`qcvm: ${missing}: cannot read capabilities file: no such file or directory (save a fresh one with: qcvm doctor --save ${missing})\n`);
+    expect(r.stderr).toBe(
+      `qcvm: ${missing}: cannot read capabilities file: no such file or directory (save a fresh one with: qcvm doctor --save ${missing})\n`,
+    );
     const save = join(runDir, "no-such-dir", "caps.json");
     const d = await qcvm(["doctor", "--save", save, "--format", "json"]);
     expect(d.code, d.stderr).toBe(1);
@@ -296,12 +361,18 @@ function withoutHostWarnings(stderr: string): string {
 describe("a run dir that cannot be made", () => {
   // mkdirSync({recursive: true}) loops forever at full CPU where mkdir says ENOENT under an
   // existing parent, as /proc does: `launch --run-dir /proc/x` never returned.
-  it.each([["/proc/qcvm-no-such-dir"], ["/proc/self"]])("launch --run-dir %s fails at once with exit 1", async (dir) => {
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${vmName("procdir")}`, "--run-dir", dir], { timeoutMs: 20_000 });
-    expect(r.code, r.stderr).toBe(1);
-    expect(withoutHostWarnings(r.stderr)).toMatch(/^qcvm: cannot (create the run dir|mkdir) \/proc\//);
-    expect(r.stderr).not.toContain("internal error");
-  });
+  it.each([["/proc/qcvm-no-such-dir"], ["/proc/self"]])(
+    "launch --run-dir %s fails at once with exit 1",
+    async (dir) => {
+      const r = await qcvm(
+        ["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${vmName("procdir")}`, "--run-dir", dir],
+        { timeoutMs: 20_000 },
+      );
+      expect(r.code, r.stderr).toBe(1);
+      expect(withoutHostWarnings(r.stderr)).toMatch(/^qcvm: cannot (create the run dir|mkdir) \/proc\//);
+      expect(r.stderr).not.toContain("internal error");
+    },
+  );
 
   it("launch --run-dir naming a file says a file is in the way", async () => {
     const file = join(runDir, "a-file");
@@ -347,11 +418,23 @@ describe("reports fit the terminal", () => {
   // A report's prose wraps at the terminal's width (here $COLUMNS, as stdout is a pipe); only
   // tables, which cannot wrap, and single words longer than a line (a /sys path) may exceed it.
   const overflow = (text: string, width: number) =>
-    text.split("\n").filter((l) => [...l].length > width && l.trim().includes(" ") && !/^\s*(GUEST NODE|\d+ {2,}|node {2}|\d+ {5})/.test(l));
+    text
+      .split("\n")
+      .filter(
+        (l) => [...l].length > width && l.trim().includes(" ") && !/^\s*(GUEST NODE|\d+ {2,}|node {2}|\d+ {5})/.test(l),
+      );
   it.each([
     [["plan", "profiles/snp-hugepages.yaml", "--host", "test/fixtures/hosts/tight-memory"]],
     [["plan", "profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/epyc-2s4n"]],
-    [["doctor", "--host", "test/fixtures/hosts/cxl-memonly", "--capabilities", "test/fixtures/plan-profiles/caps-gmem-snp.json"]],
+    [
+      [
+        "doctor",
+        "--host",
+        "test/fixtures/hosts/cxl-memonly",
+        "--capabilities",
+        "test/fixtures/plan-profiles/caps-gmem-snp.json",
+      ],
+    ],
   ])("%j at 80 columns", async (args) => {
     const r = await qcvm(args, { env: { ...process.env, COLUMNS: "80" } });
     expect(r.stdout.length).toBeGreaterThan(500);
@@ -361,18 +444,19 @@ describe("reports fit the terminal", () => {
 
 describe("a reader that stops early", () => {
   // `qcvm schema | head -1`: the closed pipe made Node print an unhandled EPIPE stack trace.
-  it.each([[["schema"]], [["render", KVM_2NODE, "--format", "json"]], [["validate", "profiles", "examples", "test/fixtures/profiles"]]])(
-    "%j exits like cat would (141, SIGPIPE), with nothing on stderr",
-    async (args) => {
-      const child = spawn(process.execPath, [QCVM, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-      child.stdout!.destroy();
-      let stderr = "";
-      child.stderr!.on("data", (d) => (stderr += d));
-      const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
-      expect(stderr).toBe("");
-      expect(code).toBe(141);
-    },
-  );
+  it.each([
+    [["schema"]],
+    [["render", KVM_2NODE, "--format", "json"]],
+    [["validate", "profiles", "examples", "test/fixtures/profiles"]],
+  ])("%j exits like cat would (141, SIGPIPE), with nothing on stderr", async (args) => {
+    const child = spawn(process.execPath, [QCVM, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.destroy();
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    expect(stderr).toBe("");
+    expect(code).toBe(141);
+  });
 });
 
 describe("stats --watch on a VM that stops", () => {
@@ -380,11 +464,13 @@ describe("stats --watch on a VM that stops", () => {
     const name = vmName("watch");
     const up = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir]);
     expect(up.code, up.stderr).toBe(0);
-    const watch = spawn(process.execPath, [QCVM, "stats", name, "--watch", "--interval", "0.2", "--run-dir", runDir], { stdio: ["ignore", "pipe", "pipe"] });
+    const watch = spawn(process.execPath, [QCVM, "stats", name, "--watch", "--interval", "0.2", "--run-dir", runDir], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     let err = "";
-    watch.stdout!.on("data", (d) => (out += d));
-    watch.stderr!.on("data", (d) => (err += d));
+    watch.stdout.on("data", (d) => (out += d));
+    watch.stderr.on("data", (d) => (err += d));
     const exited = new Promise<number | null>((r) => watch.on("close", (c) => r(c)));
     while (!out.includes("HOST NODE")) await new Promise((r) => setTimeout(r, 20));
     const stop = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
@@ -393,10 +479,14 @@ describe("stats --watch on a VM that stops", () => {
     expect(err).toMatch(new RegExp(`qcvm: VM \`${name}\` is not running any more \\(pid \\d+ exited\\)\\n$`));
     const again = await qcvm(["stop", name, "--run-dir", runDir]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toBe(`qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
+    expect(again.stderr).toBe(
+      `qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`,
+    );
     const stats = await qcvm(["stats", name, "--run-dir", runDir]);
     expect(stats.code).toBe(1);
-    expect(stats.stderr).toBe(`qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`);
+    expect(stats.stderr).toBe(
+      `qcvm: no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)\n`,
+    );
   });
 });
 
@@ -422,7 +512,8 @@ describe("schema messages speak the user's language", () => {
     );
     const r = await qcvm(["validate", bad, "--format", "json"]);
     expect(r.code).toBe(1);
-    const messages = (JSON.parse(r.stdout) as { files: { errors: { path: string; message: string }[] }[] }).files[0]!.errors;
+    const messages = (JSON.parse(r.stdout) as { files: { errors: { path: string; message: string }[] }[] }).files[0]!
+      .errors;
     expect(messages.filter((m) => /must match|\^|\$$/.test(m.message))).toEqual([]);
     expect(messages.map((m) => m.path)).toEqual(expect.arrayContaining(["machine.type", "cpu.model"]));
   });
@@ -447,7 +538,14 @@ describe("another user's VM", () => {
       const { pidStartTime } = await import("../src/vm/runtime.js");
       writeFileSync(
         vmLockPath(run, name),
-        JSON.stringify({ vm: name, pid: qemu.pid, startTime: pidStartTime(qemu.pid!), role: "qemu", since: "2026-01-01T00:00:00.000Z", nonce: "theirs" }),
+        JSON.stringify({
+          vm: name,
+          pid: qemu.pid,
+          startTime: pidStartTime(qemu.pid!),
+          role: "qemu",
+          since: "2026-01-01T00:00:00.000Z",
+          nonce: "theirs",
+        }),
       );
       chmodSync(vmLockPath(run, name), 0o644);
       const list = await qcvm(["status", "--run-dir", run], { prefix: asOther });
@@ -472,10 +570,11 @@ describe("examples/ci", () => {
 
   it("installs qcvm from a pinned checkout, never from the npm registry by name", async () => {
     const { parse } = await import("yaml");
-    const steps = (parse(workflow) as { jobs: { validate: { steps: Array<Record<string, unknown>> } } }).jobs.validate.steps;
+    const steps = (parse(workflow) as { jobs: { validate: { steps: Array<Record<string, unknown>> } } }).jobs.validate
+      .steps;
     // `npm install --global qcvm` installed whatever the registry has under that name (today:
     // nothing, a 404), and a global install from git cannot build qcvm (npm/cli#8440).
-    expect(steps.filter((s) => /npm (i|install)\b/.test(String(s.run ?? "")))).toEqual([]);
+    expect(steps.filter((s) => /npm (i|install)\b/.test(String((s.run as string | undefined) ?? "")))).toEqual([]);
     const checkout = steps.find((s) => (s.with as { path?: string } | undefined)?.path === ".qcvm")!;
     expect((checkout.with as { ref: string }).ref).toMatch(/^v\d|^[0-9a-f]{40}$/);
     expect(steps.some((s) => s.run === "npm ci --no-audit --no-fund" && s["working-directory"] === ".qcvm")).toBe(true);

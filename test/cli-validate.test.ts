@@ -2,7 +2,7 @@
 // JSON output, directories and globs, and never a stack trace. (dist/ comes from the global setup;
 // run `node scripts/build.mjs` after changing src/.)
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -28,7 +28,12 @@ describe("qcvm validate: exit codes", () => {
   });
 
   it("1 when one is invalid, printing every diagnostic first", () => {
-    const r = qcvm("validate", `${FIX}/valid-minimal.yaml`, `${FIX}/invalid-numa-cpus-overlap.yaml`, `${FIX}/invalid-unknown-field.yaml`);
+    const r = qcvm(
+      "validate",
+      `${FIX}/valid-minimal.yaml`,
+      `${FIX}/invalid-numa-cpus-overlap.yaml`,
+      `${FIX}/invalid-unknown-field.yaml`,
+    );
     expect(r.status).toBe(1);
     expect(r.stdout).toBe(
       [
@@ -53,7 +58,11 @@ describe("qcvm validate: exit codes", () => {
   it("1 for a file that does not exist (a diagnostic, not a crash)", () => {
     const r = qcvm("validate", `${FIX}/nope.yaml`);
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(new RegExp(`^${FIX}/nope.yaml: cannot read file: no such file \\(check the path: it is relative to the current directory\\)\n`));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^${FIX}/nope.yaml: cannot read file: no such file \\(check the path: it is relative to the current directory\\)\n`,
+      ),
+    );
   });
 
   it("2 when a glob or directory matches nothing", () => {
@@ -100,20 +109,29 @@ describe("qcvm validate: inputs", () => {
 
   it("expands globs, including **", () => {
     const r = qcvm("validate", `${FIX}/valid-{minimal,2node}.yaml`, "--format", "json");
-    expect((JSON.parse(r.stdout) as { files: { file: string }[] }).files.map((f) => f.file)).toEqual([
-      `${FIX}/valid-2node.yaml`,
-      `${FIX}/valid-minimal.yaml`,
-    ].map((f) => join(process.cwd(), f)));
+    expect((JSON.parse(r.stdout) as { files: { file: string }[] }).files.map((f) => f.file)).toEqual(
+      [`${FIX}/valid-2node.yaml`, `${FIX}/valid-minimal.yaml`].map((f) => join(process.cwd(), f)),
+    );
     const deep = qcvm("validate", "test/fixtures/**/loop-?.yaml", "--format", "json");
     const files = (JSON.parse(deep.stdout) as { files: { file: string }[] }).files.map((f) => f.file);
-    expect(files).toEqual([join(process.cwd(), `${FIX}/extends/loop-a.yaml`), join(process.cwd(), `${FIX}/extends/loop-b.yaml`)]);
+    expect(files).toEqual([
+      join(process.cwd(), `${FIX}/extends/loop-a.yaml`),
+      join(process.cwd(), `${FIX}/extends/loop-b.yaml`),
+    ]);
     expect(deep.status).toBe(1);
   });
 });
 
 describe("qcvm validate: output formats", () => {
   it("json: files with valid/errors/warnings, and a summary", () => {
-    const r = qcvm("validate", "--format", "json", `${FIX}/valid-minimal.yaml`, `${FIX}/invalid-tdx-smm.yaml`, `${FIX}/warning-prealloc-snp.yaml`);
+    const r = qcvm(
+      "validate",
+      "--format",
+      "json",
+      `${FIX}/valid-minimal.yaml`,
+      `${FIX}/invalid-tdx-smm.yaml`,
+      `${FIX}/warning-prealloc-snp.yaml`,
+    );
     expect(r.status).toBe(1);
     const out = JSON.parse(r.stdout);
     expect(out.summary).toEqual({ profiles: 3, valid: 2, invalid: 1, errors: 1, warnings: 1 });
@@ -141,8 +159,8 @@ describe("qcvm validate: output formats", () => {
   it("--fill prints the normalized profile (YAML in text, `profile` in JSON)", () => {
     const text = qcvm("validate", "--fill", `${FIX}/valid-tdx.yaml`);
     expect(text.status).toBe(0);
-    expect(text.stdout).toMatch(/\n  attributes: 0x8000000010000000\n/);
-    expect(text.stdout).toMatch(/\n  kernelIrqchip: split\n/);
+    expect(text.stdout).toMatch(/\n {2}attributes: 0x8000000010000000\n/);
+    expect(text.stdout).toMatch(/\n {2}kernelIrqchip: split\n/);
     const json = qcvm("validate", "--fill", "--format", "json", `${FIX}/valid-2node.yaml`);
     const p = JSON.parse(json.stdout).files[0].profile;
     expect(p.memory.sizeBytes).toBe(2 * 2 ** 30);
@@ -183,6 +201,8 @@ describe("published profiles", () => {
   });
 
   it("all validate through the CLI too", () => {
-    expect(() => execFileSync(process.execPath, ["bin/qcvm.js", "validate", ...published], { encoding: "utf8" })).not.toThrow();
+    expect(() =>
+      execFileSync(process.execPath, ["bin/qcvm.js", "validate", ...published], { encoding: "utf8" }),
+    ).not.toThrow();
   });
 });

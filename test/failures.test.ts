@@ -37,7 +37,11 @@ afterAll(() => sweepRunDir(runDir));
 function expectNothingLeft(name: string): void {
   expect(existsSync(join(runDir, name)), "run dir").toBe(false);
   expect(existsSync(vmLockPath(runDir, name)), "name lock").toBe(false);
-  for (const cg of [`/sys/fs/cgroup/cpuset/qcvm/${name}`, `/sys/fs/cgroup/memory/qcvm/${name}`, `/sys/fs/cgroup/qcvm/${name}`]) {
+  for (const cg of [
+    `/sys/fs/cgroup/cpuset/qcvm/${name}`,
+    `/sys/fs/cgroup/memory/qcvm/${name}`,
+    `/sys/fs/cgroup/qcvm/${name}`,
+  ]) {
     expect(existsSync(cg), cg).toBe(false);
   }
   const qemus = readdirSync("/proc")
@@ -55,7 +59,17 @@ function expectNothingLeft(name: string): void {
 describe("QEMU cannot start", () => {
   it("binary missing: one clear message, exit 1, nothing left behind", async () => {
     const name = vmName("nobin");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "qemu.binary=/nonexistent/qemu", "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--set",
+      `name=${name}`,
+      "--set",
+      "qemu.binary=/nonexistent/qemu",
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(
       "qcvm: QEMU binary `/nonexistent/qemu` not found (qemu.binary in profiles/kvm-2node.yaml): " +
@@ -66,16 +80,37 @@ describe("QEMU cannot start", () => {
 
   it("QEMU rejects its command line (detached): its own message is shown, and everything is cleaned up", async () => {
     const name = vmName("badarg");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", 'extraArgs=["-no-such-option"]', "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--set",
+      `name=${name}`,
+      "--set",
+      'extraArgs=["-no-such-option"]',
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/qcvm: QEMU exited during start-up \(exit code 1\); cleaned up\. QEMU said:\n.*-no-such-option: invalid option/);
+    expect(r.stderr).toMatch(
+      /qcvm: QEMU exited during start-up \(exit code 1\); cleaned up\. QEMU said:\n.*-no-such-option: invalid option/,
+    );
     expect(r.stderr).not.toContain("internal error");
     expectNothingLeft(name);
   });
 
   it("QEMU rejects its command line (foreground): its stderr streams through, then the same clean-up", async () => {
     const name = vmName("badfg");
-    const r = await qcvm(["launch", KVM_2NODE, "--set", `name=${name}`, "--set", 'extraArgs=["-no-such-option"]', "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--set",
+      `name=${name}`,
+      "--set",
+      'extraArgs=["-no-such-option"]',
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/-no-such-option: invalid option/);
     expect(r.stderr).toContain("QEMU exited during start-up (exit code 1); cleaned up; QEMU's messages are above");
@@ -92,15 +127,22 @@ describe("KVM that looks usable but refuses QEMU (KVM_CREATE_VM denied by seccom
 
   it("detached: QEMU's own words are shown, the launch is retried once under TCG, and the guest runs", async () => {
     const name = vmName("kvmdenied");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir], { prefix: [denyKvm] });
+    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir], {
+      prefix: [denyKvm],
+    });
     expect(r.code, r.stderr).toBe(0);
     const fallbacks = warningLines(r.stderr).filter((l) => KVM_FALLBACK.test(l));
     expect(fallbacks, r.stderr).toHaveLength(1);
     if (KVM_USABLE) {
       // /dev/kvm is KVM's and opens, so QEMU got -accel kvm and failed; qcvm read why in qemu.log.
-      expect(KVM_FALLBACK.exec(fallbacks[0]!)![1]).toBe('QEMU could not use KVM ("qemu-system-x86_64: failed to initialize kvm: Operation not permitted")');
+      expect(KVM_FALLBACK.exec(fallbacks[0]!)![1]).toBe(
+        'QEMU could not use KVM ("qemu-system-x86_64: failed to initialize kvm: Operation not permitted")',
+      );
       expect(r.stderr).toContain("qcvm: note: retrying the launch once with tcg");
-      expect(r.stderr.match(/\[5\/8\] QEMU started \(pid \d+, (\w+)/g)!.map((l) => l.split(", ")[1])).toEqual(["kvm", "tcg"]);
+      expect(r.stderr.match(/\[5\/8\] QEMU started \(pid \d+, (\w+)/g)!.map((l) => l.split(", ")[1])).toEqual([
+        "kvm",
+        "tcg",
+      ]);
     } else {
       // No usable KVM here at all: the fallback happened before QEMU was started, and once.
       expect(KVM_FALLBACK.exec(fallbacks[0]!)![1]).toBe(KVM.problem);
@@ -117,7 +159,8 @@ describe("KVM that looks usable but refuses QEMU (KVM_CREATE_VM denied by seccom
 
 describe("placement the host does not allow", () => {
   // As root, run qcvm as nobody; as any other user qcvm already is unprivileged.
-  const asUnprivileged = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
+  const asUnprivileged =
+    process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] : [];
   let userRunDir: string;
   beforeAll(() => {
     userRunDir = makeRunDir("failures-user");
@@ -127,9 +170,22 @@ describe("placement the host does not allow", () => {
 
   it("EACCES on cgroups: the launch goes on and says exactly which placement was lost", async () => {
     const name = vmName("eacces");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--run-dir", userRunDir], {
-      prefix: asUnprivileged,
-    });
+    const r = await qcvm(
+      [
+        "launch",
+        KVM_2NODE,
+        "--detach",
+        "--set",
+        `name=${name}`,
+        "--set",
+        "placement.pinVcpus=true",
+        "--run-dir",
+        userRunDir,
+      ],
+      {
+        prefix: asUnprivileged,
+      },
+    );
     expect(r.code, r.stderr).toBe(0);
     if (NO_CPUSET) {
       // No cpuset controller (a cgroup-v2 host that did not delegate it): the planner pinned the
@@ -141,7 +197,9 @@ describe("placement the host does not allow", () => {
       expect(state.lost[0]).toMatchObject({ accountingOnly: true });
       expect(r.stderr).toContain(`qcvm: warning: ${formatLost(state.lost[0]!)}`);
       expect(formatLost(state.lost[0]!)).toMatch(
-        CGROUPS.hierarchies.length === 0 ? /^memory accounting: memory cgroup not applied \(memory controller not available\)/ : /^QEMU process: VM cgroup not applied \(EACCES /,
+        CGROUPS.hierarchies.length === 0
+          ? /^memory accounting: memory cgroup not applied \(memory controller not available\)/
+          : /^QEMU process: VM cgroup not applied \(EACCES /,
       );
       expect(r.stderr).toContain("[7/8] vCPU threads: vCPU 0 pinned to CPUs");
       expect(await qmpCommand(state.qmp, "query-status")).toMatchObject({ running: true });
@@ -152,10 +210,14 @@ describe("placement the host does not allow", () => {
       return;
     }
     const vmCg = `/sys/fs/cgroup/(cpuset/)?qcvm/${name}`;
-    expect(r.stderr).toMatch(new RegExp(`qcvm: warning: QEMU process: VM cgroup not applied \\(EACCES creating ${vmCg}\\)`));
+    expect(r.stderr).toMatch(
+      new RegExp(`qcvm: warning: QEMU process: VM cgroup not applied \\(EACCES creating ${vmCg}\\)`),
+    );
     for (const node of [0, 1]) {
       expect(r.stderr).toMatch(
-        new RegExp(`qcvm: warning: guest node ${node} vCPU placement: vcpu-cpuset not applied \\(EACCES creating ${vmCg}\\); its vCPU threads run wherever QEMU's process may`),
+        new RegExp(
+          `qcvm: warning: guest node ${node} vCPU placement: vcpu-cpuset not applied \\(EACCES creating ${vmCg}\\); its vCPU threads run wherever QEMU's process may`,
+        ),
       );
     }
     // The same losses are kept in the state and shown by status; pinning still happened.
@@ -180,7 +242,9 @@ describe("placement the host does not allow", () => {
     const readOnly = makeRunDir("failures-ro");
     chmodSync(readOnly, 0o555);
     try {
-      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", readOnly], { prefix: asUnprivileged });
+      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", readOnly], {
+        prefix: asUnprivileged,
+      });
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(`qcvm: cannot mkdir ${readOnly}/locks: EACCES; launch undone (check --run-dir)`);
       expect(r.stderr).not.toContain("internal error");
@@ -193,7 +257,19 @@ describe("placement the host does not allow", () => {
   it("EACCES on cgroups with placement.strict: the launch is refused and cleaned up", async () => {
     const name = vmName("strict");
     const r = await qcvm(
-      ["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--set", "placement.strict=true", "--run-dir", userRunDir],
+      [
+        "launch",
+        KVM_2NODE,
+        "--detach",
+        "--set",
+        `name=${name}`,
+        "--set",
+        "placement.pinVcpus=true",
+        "--set",
+        "placement.strict=true",
+        "--run-dir",
+        userRunDir,
+      ],
       { prefix: asUnprivileged },
     );
     if (NO_CPUSET) {
@@ -209,7 +285,9 @@ describe("placement the host does not allow", () => {
       return;
     }
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/qcvm: placement\.strict: 3 placements could not be applied; launch aborted and cleaned up:\n  QEMU process: VM cgroup not applied \(EACCES/);
+    expect(r.stderr).toMatch(
+      /qcvm: placement\.strict: 3 placements could not be applied; launch aborted and cleaned up:\n {2}QEMU process: VM cgroup not applied \(EACCES/,
+    );
     expect(existsSync(join(userRunDir, name))).toBe(false);
     expect(existsSync(vmLockPath(userRunDir, name))).toBe(false);
   });
@@ -223,7 +301,10 @@ describe("placement the host does not allow", () => {
 
     it("non-strict: QEMU starts without its backend policies, and the launch names both lost placements", async () => {
       const name = vmName("eperm");
-      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir], { prefix: [deny] });
+      const r = await qcvm(
+        ["launch", KVM_2NODE, "--detach", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir],
+        { prefix: [deny] },
+      );
       expect(r.code, r.stderr).toBe(0);
       const warnings = events(r.stdout)
         .filter((e) => e.event === "warning")
@@ -246,9 +327,22 @@ describe("placement the host does not allow", () => {
 
     it("strict: refused before anything starts", async () => {
       const name = vmName("epermstrict");
-      const r = await qcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", "placement.strict=true", "--run-dir", runDir], {
-        prefix: [deny],
-      });
+      const r = await qcvm(
+        [
+          "launch",
+          KVM_2NODE,
+          "--detach",
+          "--set",
+          `name=${name}`,
+          "--set",
+          "placement.strict=true",
+          "--run-dir",
+          runDir,
+        ],
+        {
+          prefix: [deny],
+        },
+      );
       expect(r.code).toBe(1);
       // The refusal is all qcvm says, after the warnings this host gives any launch (KVM missing).
       expect(takeHostWarnings(warningLines(r.stderr), { beforeCgroups: true })).toEqual([]);
@@ -256,7 +350,9 @@ describe("placement the host does not allow", () => {
         .split("\n")
         .filter((l) => !warningLines(l).length)
         .join("\n");
-      expect(said).toMatch(/^qcvm: placement\.strict: 2 placements could not be applied; nothing was started:\n  guest node 0 shared memory/);
+      expect(said).toMatch(
+        /^qcvm: placement\.strict: 2 placements could not be applied; nothing was started:\n {2}guest node 0 shared memory/,
+      );
       expectNothingLeft(name);
     });
   });
@@ -269,7 +365,17 @@ describe("QEMU or qcvm killed", () => {
     // nobody does: qcvm is reliably caught between spawning QEMU and QMP answering.
     const hold = join(runDir, `${name}.hold.sock`);
     const extra = JSON.stringify(["-chardev", `socket,id=hold,path=${hold},server=on,wait=on`]);
-    const fg = startQcvm(["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--set", `extraArgs=${extra}`, "--run-dir", runDir]);
+    const fg = startQcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--set",
+      `name=${name}`,
+      "--set",
+      `extraArgs=${extra}`,
+      "--run-dir",
+      runDir,
+    ]);
     await until(() => fg.out.stderr.includes("[5/8] QEMU started") && existsSync(hold), "QEMU to block in start-up");
     fg.child.kill("SIGINT");
     expect(await fg.exit).toBe(130);
@@ -279,7 +385,9 @@ describe("QEMU or qcvm killed", () => {
 
   it("QEMU killed from outside: status says dead (exit 3), stop cleans up", async () => {
     const name = vmName("killed");
-    expect((await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir])).code).toBe(0);
+    expect(
+      (await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir])).code,
+    ).toBe(0);
     const state = readStateFile(runDir, name);
     process.kill(state.pid, "SIGKILL");
     await until(() => !isAlive(state), "QEMU to die");
@@ -287,7 +395,9 @@ describe("QEMU or qcvm killed", () => {
     expect(st.code).toBe(3);
     expect(st.stdout).toMatch(new RegExp(`^VM ${name}: dead \\(pid ${state.pid} is gone\\)`));
     expect(st.stdout).toContain(`clean up with: qcvm stop ${name}`);
-    expect(JSON.parse((await qcvm(["status", name, "--format", "json", "--run-dir", runDir])).stdout)).toMatchObject({ state: "dead" });
+    expect(JSON.parse((await qcvm(["status", name, "--format", "json", "--run-dir", runDir])).stdout)).toMatchObject({
+      state: "dead",
+    });
     const sp = await qcvm(["stop", name, "--run-dir", runDir]);
     expect(sp.code, sp.stderr).toBe(0);
     expect(sp.stderr).toMatch(new RegExp(`\`${name}\` was not running; removed .*${name}`));

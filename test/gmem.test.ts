@@ -108,7 +108,9 @@ describe("guest_memfd private memory accounting", () => {
         expect(m.sources.numaStat).toBeUndefined();
         expect(here.privateBytes).toBeNull();
         expect(m.totals.privateBytes).toBeNull();
-        expect(m.notes).toContain("no memory cgroup for this VM: private (guest_memfd) memory cannot be attributed per node");
+        expect(m.notes).toContain(
+          "no memory cgroup for this VM: private (guest_memfd) memory cannot be attributed per node",
+        );
         expect(m.totals.sharedBytes).toBe(0);
         expect(m.vmRssBytes!).toBeLessThan((SIZE_MIB * MiB) / 8);
         child.stdin!.end("done\n");
@@ -126,7 +128,9 @@ describe("guest_memfd private memory accounting", () => {
       // No mapping: nothing of it shows as shared memory, and RSS stays far below it.
       expect(m.totals.sharedBytes).toBe(0);
       expect(m.vmRssBytes!).toBeLessThan((SIZE_MIB * MiB) / 8);
-      expect(parseProcStatus(readFileSync(`/proc/${pid}/status`, "utf8")).vmRssBytes!).toBeLessThan((SIZE_MIB * MiB) / 8);
+      expect(parseProcStatus(readFileSync(`/proc/${pid}/status`, "utf8")).vmRssBytes!).toBeLessThan(
+        (SIZE_MIB * MiB) / 8,
+      );
       expect(m.drift).toEqual([]);
       // memory.stat agrees (v1 and v2 both print `unevictable <bytes>`).
       const stat = readFileSync(join(cgroup.paths.memory!, "memory.stat"), "utf8");

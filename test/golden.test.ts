@@ -17,10 +17,14 @@ function hostFor(file: string): string {
 }
 
 function renderJson(file: string, host: string): unknown {
-  const out = execFileSync(process.execPath, ["bin/qcvm.js", "render", file, "--format", "json", "--host", `test/fixtures/hosts/${host}`], {
-    cwd: root,
-    encoding: "utf8",
-  });
+  const out = execFileSync(
+    process.execPath,
+    ["bin/qcvm.js", "render", file, "--format", "json", "--host", `test/fixtures/hosts/${host}`],
+    {
+      cwd: root,
+      encoding: "utf8",
+    },
+  );
   // Paths inside the checkout (profile file names in warnings) are made relative to it, so the
   // goldens do not depend on where the repository is cloned.
   return JSON.parse(out.replaceAll(`${root}/`, ""));
@@ -36,7 +40,17 @@ const cases = ["profiles", "examples"].flatMap((dir) =>
 describe("golden render output", () => {
   it("covers the seven published profiles at least", () => {
     const names = cases.filter((c) => c.dir === "profiles").map((c) => c.name);
-    expect(names).toEqual(expect.arrayContaining(["kvm-1node", "kvm-2node", "sev-es", "snp-1node", "snp-2node", "snp-hugepages", "tdx-2node"]));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        "kvm-1node",
+        "kvm-2node",
+        "sev-es",
+        "snp-1node",
+        "snp-2node",
+        "snp-hugepages",
+        "tdx-2node",
+      ]),
+    );
   });
 
   it.each(cases)("$file", ({ dir, name, file }) => {
@@ -48,7 +62,9 @@ describe("golden render output", () => {
       writeFileSync(goldenFile, `${JSON.stringify(actual, null, 2)}\n`);
     }
     if (!existsSync(goldenFile)) {
-      expect.fail(`no golden file ${goldenFile}: run QCVM_UPDATE_GOLDEN=1 npx vitest run test/golden.test.ts and review it`);
+      expect.fail(
+        `no golden file ${goldenFile}: run QCVM_UPDATE_GOLDEN=1 npx vitest run test/golden.test.ts and review it`,
+      );
     }
     expect(actual).toEqual(JSON.parse(readFileSync(goldenFile, "utf8")));
   });
@@ -56,7 +72,9 @@ describe("golden render output", () => {
   it("has no golden file without its profile", () => {
     const expected = new Set(cases.map((c) => `${c.dir}/${c.name}.json`));
     const present = ["profiles", "examples"].flatMap((dir) =>
-      existsSync(join(root, "test/golden", dir)) ? readdirSync(join(root, "test/golden", dir)).map((f) => `${dir}/${f}`) : [],
+      existsSync(join(root, "test/golden", dir))
+        ? readdirSync(join(root, "test/golden", dir)).map((f) => `${dir}/${f}`)
+        : [],
     );
     expect(present.filter((f) => !expected.has(f))).toEqual([]);
   });

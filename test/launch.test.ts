@@ -44,7 +44,19 @@ function threadsFile(dir: string): string {
 describe(`launch profiles/kvm-2node.yaml --detach (${ACCEL})`, () => {
   it("runs the guest with every vCPU thread in its node's cgroup and the backends bound, then stop leaves nothing", async () => {
     const name = vmName("kvm2");
-    const r = await qcvm(["launch", KVM_2NODE, "--detach", "--format", "json", "--set", `name=${name}`, "--set", "placement.pinVcpus=true", "--run-dir", runDir]);
+    const r = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--format",
+      "json",
+      "--set",
+      `name=${name}`,
+      "--set",
+      "placement.pinVcpus=true",
+      "--run-dir",
+      runDir,
+    ]);
     expect(r.code, r.stderr + r.stdout).toBe(0);
 
     // One event per step, in order, and a final "running" event with a timestamp.
@@ -92,7 +104,9 @@ describe(`launch profiles/kvm-2node.yaml --detach (${ACCEL})`, () => {
     } else {
       // Each vCPU thread is in its node's cgroup, with that cgroup's CPUs and memory nodes.
       for (const c of cpus) {
-        const cg = state.plan.launch.cgroups.find((g) => g.tasks !== "process" && g.tasks.vcpus.includes(c["cpu-index"]))!;
+        const cg = state.plan.launch.cgroups.find(
+          (g) => g.tasks !== "process" && g.tasks.vcpus.includes(c["cpu-index"]),
+        )!;
         expect(cg.name).toBe(`vcpu-node${c["cpu-index"]}`);
         const dir = state.cgroup.paths.find((p) => p.endsWith(`/${name}/${cg.name}`))!;
         expect(readIds(threadsFile(dir))).toContain(c["thread-id"]);
@@ -146,7 +160,16 @@ describe(`launch profiles/kvm-2node.yaml --detach (${ACCEL})`, () => {
   it("reuses the QEMU capability probe: the second launch starts no probe QEMU", async () => {
     const name = vmName("caps");
     const caps = () => (existsSync(join(runDir, "caps")) ? readdirSync(join(runDir, "caps")) : []);
-    const first = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir]);
+    const first = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--quiet",
+      "--set",
+      `name=${name}`,
+      "--run-dir",
+      runDir,
+    ]);
     expect(first.code, first.stderr).toBe(0);
     const cached = caps();
     expect(cached).toHaveLength(1);
@@ -155,7 +178,16 @@ describe(`launch profiles/kvm-2node.yaml --detach (${ACCEL})`, () => {
     expect(saved.properties["memory-backend-memfd"]).toContain("host-nodes");
     const inode = statSync(join(runDir, "caps", cached[0]!)).ino;
     expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
-    const again = await qcvm(["launch", KVM_2NODE, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir]);
+    const again = await qcvm([
+      "launch",
+      KVM_2NODE,
+      "--detach",
+      "--quiet",
+      "--set",
+      `name=${name}`,
+      "--run-dir",
+      runDir,
+    ]);
     expect(again.code, again.stderr).toBe(0);
     // A new probe would have renamed a fresh file into place: same inode means no probe ran.
     expect(caps()).toEqual(cached);
@@ -170,7 +202,16 @@ describe("launch in the foreground", () => {
     // SeaBIOS writes its log to I/O port 0x402; a debugcon there on QEMU's stdout makes guest
     // output that must reach qcvm's own stdout.
     const extra = JSON.stringify(["-chardev", "stdio,id=dbg", "-device", "isa-debugcon,iobase=0x402,chardev=dbg"]);
-    const fg = startQcvm(["launch", KVM_2NODE, "--set", `name=${name}`, "--set", `extraArgs=${extra}`, "--run-dir", runDir]);
+    const fg = startQcvm([
+      "launch",
+      KVM_2NODE,
+      "--set",
+      `name=${name}`,
+      "--set",
+      `extraArgs=${extra}`,
+      "--run-dir",
+      runDir,
+    ]);
     await until(() => fg.out.stderr.includes("[8/8] running"), "the guest to run");
     await until(() => fg.out.stdout.includes("SeaBIOS"), "SeaBIOS output through qcvm's stdout");
     const state = readStateFile(runDir, name);

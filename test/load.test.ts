@@ -4,7 +4,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatPath, loadProfileFile, mergeDeep, parsePath, MAX_EXTENDS_DEPTH, MAX_PROFILE_BYTES } from "../src/load/load.js";
+import {
+  formatPath,
+  loadProfileFile,
+  mergeDeep,
+  parsePath,
+  MAX_EXTENDS_DEPTH,
+  MAX_PROFILE_BYTES,
+} from "../src/load/load.js";
 import { readProfile } from "../src/pipeline/read-profile.js";
 import { formatDiagnostic } from "../src/core/diagnostics.js";
 
@@ -30,7 +37,9 @@ describe("extends", () => {
     expect(p.serial).toBe("stdio");
     expect(p.confidential).toMatchObject({ type: "sev-snp", cbitpos: 51, reducedPhysBits: 1, policy: 0x30000 }); // snp.yaml
     // The child's one-node list replaced the base's two nodes; it did not merge item by item.
-    expect(p.numa.nodes).toEqual([{ id: 0, cpus: [0, 1, 2, 3], memoryBytes: 4 * 2 ** 30, hostNodes: [0, 1], policy: "interleave" }]);
+    expect(p.numa.nodes).toEqual([
+      { id: 0, cpus: [0, 1, 2, 3], memoryBytes: 4 * 2 ** 30, hostNodes: [0, 1], policy: "interleave" },
+    ]);
   });
 
   it("resolves extends and paths relative to the file that names them", async () => {
@@ -102,7 +111,13 @@ describe("--set", () => {
 
   it("overrides scalars, list items and whole sections, parsed as YAML", async () => {
     const r = await readProfile(base, {
-      set: ["memory.size=4G", "numa.nodes[0].memory=3G", "numa.nodes[1].hostNodes=2-3", "cpu.model=EPYC", "numa.distances=[]"],
+      set: [
+        "memory.size=4G",
+        "numa.nodes[0].memory=3G",
+        "numa.nodes[1].hostNodes=2-3",
+        "cpu.model=EPYC",
+        "numa.distances=[]",
+      ],
     });
     expect(r.errors).toEqual([]);
     const p = r.profile!;
@@ -124,7 +139,12 @@ describe("--set", () => {
 
   it("creates missing sections and removes a field with null", async () => {
     const r = await readProfile("test/fixtures/profiles/valid-minimal.yaml", {
-      set: ["confidential.type=sev-es", "confidential.cbitpos=51", "confidential.reducedPhysBits=1", "placement.strict=true"],
+      set: [
+        "confidential.type=sev-es",
+        "confidential.cbitpos=51",
+        "confidential.reducedPhysBits=1",
+        "placement.strict=true",
+      ],
     });
     expect(r.errors).toEqual([]);
     expect(r.profile!.confidential).toMatchObject({ type: "sev-es", policy: 0x5 });
@@ -140,7 +160,14 @@ describe("--set", () => {
 
   it("reports bad paths, values and fields as --set diagnostics, all at once", async () => {
     expect(
-      await messages(base, ["memory..size=1G", "numa.nodes[5].cpus=0", "memory.sizee=2G", "cpu.count=two", "noequals", "memory.size=[1G"]),
+      await messages(base, [
+        "memory..size=1G",
+        "numa.nodes[5].cpus=0",
+        "memory.sizee=2G",
+        "cpu.count=two",
+        "noequals",
+        "memory.size=[1G",
+      ]),
     ).toEqual([
       `--set: memory..size: is not a field path, got "memory..size=1G" (e.g. --set memory.size=8G or --set numa.nodes[1].hostNodes=2-3)`,
       `--set: numa.nodes[5].cpus: cannot set: numa.nodes[5] does not exist (the list has 2 items), got "numa.nodes[5].cpus=0"`,
@@ -167,7 +194,10 @@ describe("YAML", () => {
 
   it("reads hex numbers as YAML 1.2 does", async () => {
     const f = join(tmp, "hex.yaml");
-    writeFileSync(f, "apiVersion: qcvm/v1\nname: hex\nqemu: {version: \"9.1\"}\nconfidential: {type: sev-snp, cbitpos: 51, reducedPhysBits: 1, policy: 0x30000}\nfirmware: {bios: OVMF.fd}\n");
+    writeFileSync(
+      f,
+      'apiVersion: qcvm/v1\nname: hex\nqemu: {version: "9.1"}\nconfidential: {type: sev-snp, cbitpos: 51, reducedPhysBits: 1, policy: 0x30000}\nfirmware: {bios: OVMF.fd}\n',
+    );
     const r = await readProfile(f);
     expect(r.errors).toEqual([]);
     expect(r.profile!.confidential.policy).toBe(0x30000);
@@ -189,13 +219,29 @@ describe("paths and merging helpers", () => {
   });
 
   it("merges maps deeply and replaces lists", () => {
-    expect(mergeDeep({ a: { b: 1, c: [1, 2] }, d: 1 }, { a: { c: [3] }, e: 2 })).toEqual({ a: { b: 1, c: [3] }, d: 1, e: 2 });
+    expect(mergeDeep({ a: { b: 1, c: [1, 2] }, d: 1 }, { a: { c: [3] }, e: 2 })).toEqual({
+      a: { b: 1, c: [3] },
+      d: 1,
+      e: 2,
+    });
   });
 
   it("locates the key of a missing field's closest ancestor", async () => {
     const l = await loadProfileFile("test/fixtures/profiles/valid-2node.yaml");
-    expect(l.locate(["numa", "nodes", 1, "hostNodes"])).toEqual({ file: "test/fixtures/profiles/valid-2node.yaml", line: 15, col: 18 });
-    expect(l.locate(["numa", "nodes", 1, "weights"])).toEqual({ file: "test/fixtures/profiles/valid-2node.yaml", line: 13, col: 7 });
-    expect(l.locate(["cpu", "count"], true)).toEqual({ file: "test/fixtures/profiles/valid-2node.yaml", line: 5, col: 3 });
+    expect(l.locate(["numa", "nodes", 1, "hostNodes"])).toEqual({
+      file: "test/fixtures/profiles/valid-2node.yaml",
+      line: 15,
+      col: 18,
+    });
+    expect(l.locate(["numa", "nodes", 1, "weights"])).toEqual({
+      file: "test/fixtures/profiles/valid-2node.yaml",
+      line: 13,
+      col: 7,
+    });
+    expect(l.locate(["cpu", "count"], true)).toEqual({
+      file: "test/fixtures/profiles/valid-2node.yaml",
+      line: 5,
+      col: 3,
+    });
   });
 });

@@ -1,5 +1,16 @@
 import { describe, expect, it, afterAll, beforeAll } from "vitest";
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
@@ -34,7 +45,7 @@ afterAll(() => sleepers.forEach((c) => c.kill("SIGKILL")));
 /** pid + start time of a process that has exited: what a crashed run leaves in its lock. */
 function deadProcess(): { pid: number; startTime: string } {
   const r = spawnSync("true");
-  return { pid: r.pid!, startTime: "12345" };
+  return { pid: r.pid, startTime: "12345" };
 }
 
 function writeLock(path: string, owner: Record<string, unknown>): void {
@@ -67,7 +78,9 @@ describe("VM name lock", () => {
     writeLock(vmLockPath(runDir, "web"), { vm: "web", ...dead });
     const notes: string[] = [];
     const lock = acquireVmLock(runDir, "web", notes);
-    expect(notes).toEqual([expect.stringMatching(new RegExp(`stale lock for VM \`web\`: QEMU pid ${dead.pid} .* is gone`))]);
+    expect(notes).toEqual([
+      expect.stringMatching(new RegExp(`stale lock for VM \`web\`: QEMU pid ${dead.pid} .* is gone`)),
+    ]);
     expect(JSON.parse(readFileSync(lock.path, "utf8")).pid).toBe(process.pid);
   });
 
@@ -127,7 +140,10 @@ describe("disk image locks", () => {
     acquireDiskLock(runDir, "b", image, true, []);
     expect(() => acquireDiskLock(runDir, "c", image, false, [])).toThrow(/in use \(read-only\) by VM `a`/);
     // The refused writer left nothing behind.
-    expect(readdirSync(readdirSync(locksDir(runDir)).map((d) => join(locksDir(runDir), d))[0]!).sort()).toEqual(["ro-a", "ro-b"]);
+    expect(readdirSync(readdirSync(locksDir(runDir)).map((d) => join(locksDir(runDir), d))[0]!).sort()).toEqual([
+      "ro-a",
+      "ro-b",
+    ]);
   });
 
   it("keys by device and inode: a symlink or a hard link to the image is the same image", () => {
@@ -153,7 +169,9 @@ describe("disk image locks", () => {
   it("names a missing image and creates nothing", () => {
     const runDir = freshRunDir();
     const missing = join(tmp, "images", "missing.qcow2");
-    expect(() => acquireDiskLock(runDir, "a", missing, false, [])).toThrow(/does not exist \(qcvm never creates disk images/);
+    expect(() => acquireDiskLock(runDir, "a", missing, false, [])).toThrow(
+      /does not exist \(qcvm never creates disk images/,
+    );
     expect(existsSync(missing)).toBe(false);
   });
 
@@ -163,7 +181,15 @@ describe("disk image locks", () => {
     writeFileSync(other, "x");
     acquireDiskLock(runDir, "a", other, false, []);
     expect(() =>
-      acquireDiskLocks(runDir, "b", [{ path: image, readOnly: false }, { path: other, readOnly: false }], []),
+      acquireDiskLocks(
+        runDir,
+        "b",
+        [
+          { path: image, readOnly: false },
+          { path: other, readOnly: false },
+        ],
+        [],
+      ),
     ).toThrow(/by VM `a`/);
     // b's lock on the first image was given back: a third VM can write it.
     expect(acquireDiskLock(runDir, "c", image, false, []).owner.vm).toBe("c");
@@ -191,7 +217,14 @@ describe("disk image locks", () => {
 describe("racing launchers (separate processes)", () => {
   it("exactly one of several processes clearing the same stale lock gets it", async () => {
     const bundle = join(tmp, "lock-bundle.mjs");
-    await build({ entryPoints: ["src/vm/lock.ts"], bundle: true, format: "esm", platform: "node", outfile: bundle, logLevel: "silent" });
+    await build({
+      entryPoints: ["src/vm/lock.ts"],
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      outfile: bundle,
+      logLevel: "silent",
+    });
     const runDir = freshRunDir();
     writeLock(vmLockPath(runDir, "race"), { vm: "race", ...deadProcess() });
     // Each racer tries once, reports, then holds what it got until the parent closes its stdin.
@@ -207,14 +240,14 @@ describe("racing launchers (separate processes)", () => {
         (c) =>
           new Promise<string>((resolve) => {
             let out = "";
-            c.stdout!.on("data", (d) => {
+            c.stdout.on("data", (d) => {
               out += d;
               if (out.endsWith("\n")) resolve(out.trim());
             });
           }),
       ),
     );
-    racers.forEach((c) => c.stdin!.end());
+    racers.forEach((c) => c.stdin.end());
     await Promise.all(racers.map((c) => new Promise((r) => c.once("exit", r))));
     expect(results.filter((r) => r === "ok")).toHaveLength(1);
     expect(results.filter((r) => r === "refused")).toHaveLength(5);

@@ -4,7 +4,15 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
-import { DEFAULTS, DERIVED_DEFAULTS, foldAttributes, foldPolicy, nameFromFile, normalizeProfile, reconcileTopology } from "../src/normalize/normalize.js";
+import {
+  DEFAULTS,
+  DERIVED_DEFAULTS,
+  foldAttributes,
+  foldPolicy,
+  nameFromFile,
+  normalizeProfile,
+  reconcileTopology,
+} from "../src/normalize/normalize.js";
 import { formatSize, parseIdList, parseSize } from "../src/core/sizes.js";
 import { readProfile } from "../src/pipeline/read-profile.js";
 
@@ -12,7 +20,8 @@ type Tree = Record<string, unknown>;
 
 /** Leaf paths -> values; empty maps and lists count as leaves. */
 function leaves(tree: unknown, prefix = ""): Record<string, unknown> {
-  if (tree === null || typeof tree !== "object" || Array.isArray(tree) || Object.keys(tree).length === 0) return { [prefix]: tree };
+  if (tree === null || typeof tree !== "object" || Array.isArray(tree) || Object.keys(tree).length === 0)
+    return { [prefix]: tree };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(tree as Tree)) Object.assign(out, leaves(v, prefix ? `${prefix}.${k}` : k));
   return out;
@@ -51,7 +60,15 @@ describe("defaults", () => {
       qemu: { binary: "qemu-system-x86_64", version: "7.2" },
       machine: { type: "q35", accel: "kvm" },
       cpu: { model: "host", count: 2, sockets: 1, dies: 1, cores: 2, threads: 1 },
-      memory: { sizeBytes: 2 ** 30, backend: "memfd", share: true, hugepages: "none", prealloc: false, hostNodes: [], policy: "default" },
+      memory: {
+        sizeBytes: 2 ** 30,
+        backend: "memfd",
+        share: true,
+        hugepages: "none",
+        prealloc: false,
+        hostNodes: [],
+        policy: "default",
+      },
       numa: { nodes: [], distances: [] },
       confidential: { type: "none" },
       firmware: {},
@@ -66,9 +83,17 @@ describe("defaults", () => {
 
   it.each([
     [{ machine: { accel: "tcg" } }, (p: ReturnType<typeof normalizeProfile>) => p.cpu.model, "max"],
-    [{ machine: { accel: "tcg" }, cpu: { model: "host" } }, (p: ReturnType<typeof normalizeProfile>) => p.cpu.model, "host"],
+    [
+      { machine: { accel: "tcg" }, cpu: { model: "host" } },
+      (p: ReturnType<typeof normalizeProfile>) => p.cpu.model,
+      "host",
+    ],
     [{ memory: { backend: "ram" } }, (p: ReturnType<typeof normalizeProfile>) => p.memory.share, false],
-    [{ memory: { backend: "file", path: "/dev/hugepages" } }, (p: ReturnType<typeof normalizeProfile>) => p.memory.share, false],
+    [
+      { memory: { backend: "file", path: "/dev/hugepages" } },
+      (p: ReturnType<typeof normalizeProfile>) => p.memory.share,
+      false,
+    ],
     [{ memory: { backend: "memfd" } }, (p: ReturnType<typeof normalizeProfile>) => p.memory.share, true],
     [{ memory: { hostNodes: "0-1" } }, (p: ReturnType<typeof normalizeProfile>) => p.memory.policy, "bind"],
     [{ confidential: { type: "tdx" } }, (p: ReturnType<typeof normalizeProfile>) => p.machine.kernelIrqchip, "split"],
@@ -76,7 +101,11 @@ describe("defaults", () => {
     [{ confidential: { type: "sev-es" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, 0x5],
     [{ confidential: { type: "sev-snp" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, 0x30000],
     [{ confidential: { type: "tdx" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, undefined],
-    [{ disks: [{ path: "d.img", format: "raw" }] }, (p: ReturnType<typeof normalizeProfile>) => p.disks[0], { path: "/vms/d.img", format: "raw", interface: "virtio-blk", readOnly: false }],
+    [
+      { disks: [{ path: "d.img", format: "raw" }] },
+      (p: ReturnType<typeof normalizeProfile>) => p.disks[0],
+      { path: "/vms/d.img", format: "raw", interface: "virtio-blk", readOnly: false },
+    ],
   ])("derived default %#", (raw, pick, expected) => {
     expect(pick(normalizeProfile({ apiVersion: "qcvm/v1", name: "t", ...raw }, "/vms/t.yaml"))).toEqual(expected);
   });
@@ -142,7 +171,10 @@ describe("sizes and lists", () => {
     [" 1 , 3-4 ", [1, 3, 4]],
     ["", []],
     [2, [2]],
-    [[0, 1], [0, 1]],
+    [
+      [0, 1],
+      [0, 1],
+    ],
   ])("%j expands to %j", (text, list) => {
     expect(parseIdList(text)).toEqual(list);
   });
@@ -155,11 +187,20 @@ describe("sizes and lists", () => {
 describe("cpu topology", () => {
   it.each([
     [{ count: 8 }, { count: 8, sockets: 1, dies: 1, cores: 8, threads: 1 }],
-    [{ sockets: 2, cores: 4, threads: 2 }, { count: 16, sockets: 2, dies: 1, cores: 4, threads: 2 }],
-    [{ count: 8, sockets: 2 }, { count: 8, sockets: 2, dies: 1, cores: 4, threads: 1 }],
+    [
+      { sockets: 2, cores: 4, threads: 2 },
+      { count: 16, sockets: 2, dies: 1, cores: 4, threads: 2 },
+    ],
+    [
+      { count: 8, sockets: 2 },
+      { count: 8, sockets: 2, dies: 1, cores: 4, threads: 1 },
+    ],
     [{}, { count: 2, sockets: 1, dies: 1, cores: 2, threads: 1 }],
     // Inconsistent: kept as written, for the topology rule to report.
-    [{ count: 6, sockets: 2, cores: 2 }, { count: 6, sockets: 2, dies: 1, cores: 2, threads: 1 }],
+    [
+      { count: 6, sockets: 2, cores: 2 },
+      { count: 6, sockets: 2, dies: 1, cores: 2, threads: 1 },
+    ],
   ])("%j", (cpu, expected) => {
     expect(reconcileTopology(cpu)).toMatchObject(expected);
   });
@@ -173,7 +214,11 @@ describe("policy flags", () => {
     [[], "sev-snp", 0x20000],
     [["smt"], "sev-snp", 0x30000],
     [["smt", "debug", "single-socket"], "sev-snp", 0x1b0000],
-    [["page-swap-disable", "ciphertext-hiding", "rapl-dis", "mem-aes-256-xts", "cxl-allow", "migrate-ma"], "sev-snp", 0x3e60000],
+    [
+      ["page-swap-disable", "ciphertext-hiding", "rapl-dis", "mem-aes-256-xts", "cxl-allow", "migrate-ma"],
+      "sev-snp",
+      0x3e60000,
+    ],
     ["0x30000", "sev-snp", 0x30000],
     [0x5, "sev-es", 0x5],
   ] as const)("%j for %s is %i", (flags, type, value) => {
@@ -232,7 +277,11 @@ describe("paths and names", () => {
       {
         apiVersion: "qcvm/v1",
         numa: {
-          nodes: [{ cpus: "0", memory: "1G" }, { cpus: "1", memory: "1G" }, { cpus: "", memory: "0" }],
+          nodes: [
+            { cpus: "0", memory: "1G" },
+            { cpus: "1", memory: "1G" },
+            { cpus: "", memory: "0" },
+          ],
           distances: [
             { from: 0, to: 1, value: 20 },
             { from: 0, to: 2, value: 30 },

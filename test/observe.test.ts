@@ -104,14 +104,21 @@ describe("parseMaps and backend identification", () => {
   });
 
   it("without a plan still finds the memfd backend and the policy-bound anonymous one", () => {
-    const backends = findBackendMappings(parseNumaMaps(read("v1/qemu-memfd-ram-bind/numa_maps")), parseMaps(read("v1/qemu-memfd-ram-bind/maps")));
+    const backends = findBackendMappings(
+      parseNumaMaps(read("v1/qemu-memfd-ram-bind/numa_maps")),
+      parseMaps(read("v1/qemu-memfd-ram-bind/maps")),
+    );
     expect(backends.map((b) => b.kind).sort()).toEqual(["memfd", "ram"]);
     expect(backends.every((b) => b.guestNode === undefined)).toBe(true);
   });
 
   it("matches same-size backends to guest nodes by their policy nodes", () => {
     const p = plan([node(0, GiB, [0]), node(1, GiB, [1])], true);
-    const backends = findBackendMappings(parseNumaMaps(read("synthetic/snp-2node/numa_maps")), parseMaps(read("synthetic/snp-2node/maps")), p);
+    const backends = findBackendMappings(
+      parseNumaMaps(read("synthetic/snp-2node/numa_maps")),
+      parseMaps(read("synthetic/snp-2node/maps")),
+      p,
+    );
     expect(backends.map((b) => [b.guestNode, b.policy.nodes, b.bytes])).toEqual([
       [0, [0], { 0: 64 * MiB }],
       [1, [1], { 1: 32 * MiB }],
@@ -171,8 +178,22 @@ describe("summarizeVmMemory", () => {
   it("splits a two-node SNP guest into private and shared per host node, matching the plan", () => {
     const m = summarizeVmMemory(sample("v2/snp-2node/memory.numa_stat"));
     expect(m.perNode).toEqual([
-      { hostNode: 0, privateBytes: GiB, sharedBytes: 64 * MiB, totalBytes: GiB + 64 * MiB, planned: { private: GiB, shared: GiB }, drift: false },
-      { hostNode: 1, privateBytes: GiB, sharedBytes: 32 * MiB, totalBytes: GiB + 32 * MiB, planned: { private: GiB, shared: GiB }, drift: false },
+      {
+        hostNode: 0,
+        privateBytes: GiB,
+        sharedBytes: 64 * MiB,
+        totalBytes: GiB + 64 * MiB,
+        planned: { private: GiB, shared: GiB },
+        drift: false,
+      },
+      {
+        hostNode: 1,
+        privateBytes: GiB,
+        sharedBytes: 32 * MiB,
+        totalBytes: GiB + 32 * MiB,
+        planned: { private: GiB, shared: GiB },
+        drift: false,
+      },
     ]);
     expect(m.totals).toEqual({ privateBytes: 2 * GiB, sharedBytes: 96 * MiB, totalBytes: 2 * GiB + 96 * MiB });
     expect(m.vmRssBytes).toBe(128 * MiB);
@@ -217,7 +238,14 @@ describe("summarizeVmMemory", () => {
       plan: p,
     });
     expect(m.perNode).toEqual([
-      { hostNode: 0, privateBytes: 0, sharedBytes: 260 * MiB, totalBytes: 260 * MiB, planned: { private: 0, shared: 384 * MiB }, drift: false },
+      {
+        hostNode: 0,
+        privateBytes: 0,
+        sharedBytes: 260 * MiB,
+        totalBytes: 260 * MiB,
+        planned: { private: 0, shared: 384 * MiB },
+        drift: false,
+      },
     ]);
     expect(m.drift).toEqual([]);
   });
@@ -247,7 +275,12 @@ describe("readVmMemory on this machine", () => {
   });
 
   it("formats sizes in binary units", () => {
-    expect([formatBytes(0), formatBytes(1536), formatBytes(256 * MiB), formatBytes(1.5 * GiB)]).toEqual(["0 B", "1.5 KiB", "256.0 MiB", "1.5 GiB"]);
+    expect([formatBytes(0), formatBytes(1536), formatBytes(256 * MiB), formatBytes(1.5 * GiB)]).toEqual([
+      "0 B",
+      "1.5 KiB",
+      "256.0 MiB",
+      "1.5 GiB",
+    ]);
   });
 });
 
@@ -270,7 +303,16 @@ describe("qcvm stats on a real QEMU", () => {
     const { cgroup } = createVmCgroup(openCgroupLayout(host), name, p.launch.cgroups);
     const argv = [
       "qemu-system-x86_64",
-      ...["-machine", `pc,accel=${existsSync("/dev/kvm") ? "kvm:tcg" : "tcg"}`, "-m", "64M", "-S", "-display", "none", "-nodefaults"],
+      ...[
+        "-machine",
+        `pc,accel=${existsSync("/dev/kvm") ? "kvm:tcg" : "tcg"}`,
+        "-m",
+        "64M",
+        "-S",
+        "-display",
+        "none",
+        "-nodefaults",
+      ],
       ...["-object", `memory-backend-memfd,id=mem0,size=64M,host-nodes=${first},policy=bind,prealloc=on`],
       ...["-numa", "node,nodeid=0,memdev=mem0"],
     ];
@@ -316,21 +358,48 @@ describe("qcvm stats on a real QEMU", () => {
       const memory = cgroup.paths.memory;
       expect(s.cgroup).toBe(memory ?? null);
       const here = s.perNode.find((n: { hostNode: number }) => n.hostNode === first);
-      expect(here).toMatchObject({ privateBytes: memory ? 0 : null, sharedBytes: size, planned: { private: 0, shared: size }, drift: false });
-      expect(s.backends).toMatchObject([{ kind: "memfd", sizeBytes: size, guestNode: 0, policy: { mode: "bind", nodes: [first] } }]);
+      expect(here).toMatchObject({
+        privateBytes: memory ? 0 : null,
+        sharedBytes: size,
+        planned: { private: 0, shared: size },
+        drift: false,
+      });
+      expect(s.backends).toMatchObject([
+        { kind: "memfd", sizeBytes: size, guestNode: 0, policy: { mode: "bind", nodes: [first] } },
+      ]);
       expect(s.drift).toEqual([]);
 
       const text = await qcvm([name, "--run-dir", runDir]);
       expect(text.exitCode).toBe(0);
-      expect(text.stdout).toMatch(new RegExp(`^${first} +${memory ? "0 B" : "n/a"} +64\\.0 MiB +64\\.0 MiB +0 B / 64\\.0 MiB$`, "m"));
-      if (!memory) expect(text.stdout).toContain("note: no memory cgroup for this VM: private (guest_memfd) memory cannot be attributed per node");
+      expect(text.stdout).toMatch(
+        new RegExp(`^${first} +${memory ? "0 B" : "n/a"} +64\\.0 MiB +64\\.0 MiB +0 B / 64\\.0 MiB$`, "m"),
+      );
+      if (!memory)
+        expect(text.stdout).toContain(
+          "note: no memory cgroup for this VM: private (guest_memfd) memory cannot be attributed per node",
+        );
       expect(text.stdout).toContain("private memory is invisible in RSS");
 
       // --watch: samples until SIGINT, then exit 0.
-      const watch = spawn([process.execPath, join(repo, "bin/qcvm.js"), "stats", name, "--run-dir", runDir, "--watch", "--interval", "0.1", "--format", "json"], {
-        stdout: "pipe",
-        stderr: "pipe",
-      });
+      const watch = spawn(
+        [
+          process.execPath,
+          join(repo, "bin/qcvm.js"),
+          "stats",
+          name,
+          "--run-dir",
+          runDir,
+          "--watch",
+          "--interval",
+          "0.1",
+          "--format",
+          "json",
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
       const lines = createInterface({ input: watch.stdout! })[Symbol.asyncIterator]();
       for (let i = 0; i < 2; i++) expect(JSON.parse((await lines.next()).value as string).perNode).toBeDefined();
       watch.kill("SIGINT");
@@ -340,7 +409,9 @@ describe("qcvm stats on a real QEMU", () => {
       await qemu.catch(() => undefined);
       const dead = await qcvm([name, "--run-dir", runDir]);
       expect(dead.exitCode).toBe(1);
-      expect(dead.stderr).toMatch(new RegExp(`^qcvm: VM \`${name}\` is not running \\(its QEMU, pid ${pid}, is gone\\)`));
+      expect(dead.stderr).toMatch(
+        new RegExp(`^qcvm: VM \`${name}\` is not running \\(its QEMU, pid ${pid}, is gone\\)`),
+      );
     } finally {
       qemu.kill("SIGKILL");
       await qemu.catch(() => undefined);

@@ -25,7 +25,15 @@ async function plan(profile: string, host: string | HostInfo, set?: string[]): P
 
 describe("formatTable and wrap", () => {
   it("pads every column but the last to its widest cell", () => {
-    expect(formatTable(["A", "LONG"], [["xyz", "1"], ["q", "22"]])).toBe("A    LONG\nxyz  1\nq    22");
+    expect(
+      formatTable(
+        ["A", "LONG"],
+        [
+          ["xyz", "1"],
+          ["q", "22"],
+        ],
+      ),
+    ).toBe("A    LONG\nxyz  1\nq    22");
   });
 
   it("wraps at the width with a hanging indent and never splits a word", () => {
@@ -40,9 +48,39 @@ describe("formatPlanText", () => {
     const lines = text.split("\n");
     expect(lines[0]).toBe("Plan for snp-2node: sev-snp guest, private memory in guest_memfd, on host epyc");
     const header = lines.findIndex((l) => l.startsWith("GUEST NODE"));
-    expect(lines[header]!.split(/\s{2,}/)).toEqual(["GUEST NODE", "VCPUS", "HOST CPUS", "HOST NODES", "POLICY", "SIZE", "SHARED", "PRIVATE", "FIDELITY"]);
-    expect(lines[header + 1]!.split(/\s{2,}/)).toEqual(["0", "0-3", "0-15,64-79", "0", "bind", "4 GiB", "backend-policy", "vcpu-cpuset", "first-touch"]);
-    expect(lines[header + 2]!.split(/\s{2,}/)).toEqual(["1", "4-7", "16-31,80-95", "1", "bind", "4 GiB", "backend-policy", "vcpu-cpuset", "first-touch"]);
+    expect(lines[header]!.split(/\s{2,}/)).toEqual([
+      "GUEST NODE",
+      "VCPUS",
+      "HOST CPUS",
+      "HOST NODES",
+      "POLICY",
+      "SIZE",
+      "SHARED",
+      "PRIVATE",
+      "FIDELITY",
+    ]);
+    expect(lines[header + 1]!.split(/\s{2,}/)).toEqual([
+      "0",
+      "0-3",
+      "0-15,64-79",
+      "0",
+      "bind",
+      "4 GiB",
+      "backend-policy",
+      "vcpu-cpuset",
+      "first-touch",
+    ]);
+    expect(lines[header + 2]!.split(/\s{2,}/)).toEqual([
+      "1",
+      "4-7",
+      "16-31,80-95",
+      "1",
+      "bind",
+      "4 GiB",
+      "backend-policy",
+      "vcpu-cpuset",
+      "first-touch",
+    ]);
     expect(text).toContain("  guest node 1 private: vCPU threads of guest node 1 go to cgroup vcpu-node1");
     expect(text).toContain("  cgroup <vm>/vcpu-node0: cpus 0-15,64-79, mems 0: vCPUs 0-3\n");
     expect(text).toContain("  pin vCPUs 4-7 -> host CPUs 16-31,80-95\n");
@@ -64,7 +102,9 @@ describe("formatPlanText", () => {
   it("a plan with errors ends saying it does not hold, each error with its reason", async () => {
     const text = formatPlanText(await plan("test/fixtures/plan-profiles/kvm-tight.yaml", "tight-memory"));
     expect(text).toContain("Errors (1):\n  ");
-    expect(text.replace(/\n {6}/g, " ")).toContain("numa.nodes[0].memory: host node 0 needs 2 GiB for this VM but has 1.5 GiB free");
+    expect(text.replace(/\n {6}/g, " ")).toContain(
+      "numa.nodes[0].memory: host node 0 needs 2 GiB for this VM but has 1.5 GiB free",
+    );
     expect(text).toMatch(/\n {2}0 .* insufficient\n {2}1 .* tight\n/);
     expect(text.trimEnd().endsWith("The plan does not hold: 1 error.")).toBe(true);
   });
@@ -91,11 +131,15 @@ describe("planGraph", () => {
   it("private memory no lever places goes to an 'any host node' box", async () => {
     const g = planGraph(await plan("snp-2node.yaml", withoutNumactl(withoutCpuset(fixtureHost("epyc-2s4n")))));
     expect(g.hosts.at(-1)!.id).toBe("any");
-    expect(g.edges.filter((e) => e.half === "private").every((e) => e.to === "any" && e.fidelity === "none")).toBe(true);
+    expect(g.edges.filter((e) => e.half === "private").every((e) => e.to === "any" && e.fidelity === "none")).toBe(
+      true,
+    );
   });
 
   it("a plain guest has no private edges; interleave splits the size over the nodes", async () => {
-    const g = planGraph(await plan("kvm-1node.yaml", "cgroup2-only", ["memory.hostNodes=0-1", "memory.policy=interleave"]));
+    const g = planGraph(
+      await plan("kvm-1node.yaml", "cgroup2-only", ["memory.hostNodes=0-1", "memory.policy=interleave"]),
+    );
     expect(g.edges.map((e) => [e.to, e.half, e.bytes])).toEqual([
       [0, "shared", 256 * 2 ** 20],
       [1, "shared", 256 * 2 ** 20],
@@ -109,22 +153,37 @@ describe("formatPlanDot", () => {
     expect(dot.startsWith('digraph "qcvm plan snp-2node" {\n')).toBe(true);
     expect(dot.trimEnd().endsWith("}")).toBe(true);
     expect(dot).toContain('g0 [label="guest node 0\\nvCPUs 0-3, 4 GiB\\nbind 0"];');
-    expect(dot).toContain('g0 -> h0 [label="shared 4 GiB\\nbackend-policy", color="#1f6fb2", fontcolor="#1f6fb2", style=solid];');
-    expect(dot).toContain('g0 -> h0 [label="private 4 GiB\\nvcpu-cpuset (first-touch)", color="#d35400", fontcolor="#d35400", style=dashed];');
+    expect(dot).toContain(
+      'g0 -> h0 [label="shared 4 GiB\\nbackend-policy", color="#1f6fb2", fontcolor="#1f6fb2", style=solid];',
+    );
+    expect(dot).toContain(
+      'g0 -> h0 [label="private 4 GiB\\nvcpu-cpuset (first-touch)", color="#d35400", fontcolor="#d35400", style=dashed];',
+    );
     // Braces balance and every statement line ends with ; or a brace.
     expect((dot.match(/{/g) ?? []).length).toBe((dot.match(/}/g) ?? []).length);
   });
 
   it("styles differ by fidelity: exact bold, none red and dashed", async () => {
     const exact = formatPlanDot(await plan("snp-1node.yaml", "epyc-2s4n"));
-    expect(exact).toMatch(/g0 -> h0 \[label="private 4 GiB\\nprocess-mempolicy \(exact\)", color="#1e8449", .*style=bold\];/);
+    expect(exact).toMatch(
+      /g0 -> h0 \[label="private 4 GiB\\nprocess-mempolicy \(exact\)", color="#1e8449", .*style=bold\];/,
+    );
     const none = formatPlanDot(await plan("snp-2node.yaml", withoutNumactl(withoutCpuset(fixtureHost("epyc-2s4n")))));
     expect(none).toMatch(/g0 -> h_any \[label="private 4 GiB\\nnone \(none\)", color="#c0392b", .*style=dashed\];/);
     expect(none).toContain('h_any [label="any host node');
   });
 
   it("quotes and backslashes in labels are escaped", () => {
-    const p = { name: 'a"b\\c', confidential: "none", guestMemfd: false, nodes: [], launch: { argvPrefix: [], cgroups: [], pinning: [] }, capacity: [], warnings: [], errors: [] } as Plan;
+    const p = {
+      name: 'a"b\\c',
+      confidential: "none",
+      guestMemfd: false,
+      nodes: [],
+      launch: { argvPrefix: [], cgroups: [], pinning: [] },
+      capacity: [],
+      warnings: [],
+      errors: [],
+    } as Plan;
     expect(formatPlanDot(p).split("\n")[0]).toBe('digraph "qcvm plan a\\"b\\\\c" {');
   });
 });
@@ -135,12 +194,30 @@ describe("SVG", () => {
     const x = checkXml(svg);
     expect(x.root).toBe("svg");
     expect(svg).toContain('xmlns="http://www.w3.org/2000/svg"');
-    expect(x.texts).toEqual(expect.arrayContaining(["guest node 0", "guest node 1", "host node 0", "host node 1", "private exact", "vcpu-cpuset (first-touch)"]));
+    expect(x.texts).toEqual(
+      expect.arrayContaining([
+        "guest node 0",
+        "guest node 1",
+        "host node 0",
+        "host node 1",
+        "private exact",
+        "vcpu-cpuset (first-touch)",
+      ]),
+    );
     expect(x.names.filter((n) => n === "line").length).toBe(4 + 5); // 4 edges + 5 legend lines
   });
 
   it("the built-in layout escapes text", () => {
-    const p = { name: "a<b&c", confidential: "none", guestMemfd: false, nodes: [], launch: { argvPrefix: [], cgroups: [], pinning: [] }, capacity: [], warnings: [], errors: [] } as Plan;
+    const p = {
+      name: "a<b&c",
+      confidential: "none",
+      guestMemfd: false,
+      nodes: [],
+      launch: { argvPrefix: [], cgroups: [], pinning: [] },
+      capacity: [],
+      warnings: [],
+      errors: [],
+    } as Plan;
     const x = checkXml(formatPlanSvgBuiltin(p));
     expect(x.texts).toContain("qcvm plan a<b&c");
     expect(xmlEscape(`<"'&>`)).toBe("&lt;&quot;&apos;&amp;&gt;");

@@ -9,7 +9,15 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import { planPlacement, planFidelity } from "../src/plan/plan.js";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { loadCapabilities } from "../src/probe/qemu.js";
-import type { Fidelity, HostInfo, Plan, PrivateMechanism, Profile, QemuCapabilities, SharedMechanism } from "../src/core/types.js";
+import type {
+  Fidelity,
+  HostInfo,
+  Plan,
+  PrivateMechanism,
+  Profile,
+  QemuCapabilities,
+  SharedMechanism,
+} from "../src/core/types.js";
 import {
   FIXTURE_HOSTS,
   PLAN_PROFILES_DIR,
@@ -103,7 +111,12 @@ const mechanismCases: MechanismCase[] = [
     ],
     shared: ["backend-policy", "backend-policy"],
     argvPrefix: [],
-    reason: ["vcpu-node0", "cpuset.mems=0", "SNP launch update", "Linux 6.11.0 has no guest_memfd mempolicy (Linux 6.19)"],
+    reason: [
+      "vcpu-node0",
+      "cpuset.mems=0",
+      "SNP launch update",
+      "Linux 6.11.0 has no guest_memfd mempolicy (Linux 6.19)",
+    ],
     warnings: ["placement.measurement"],
   },
   {
@@ -232,7 +245,11 @@ const mechanismCases: MechanismCase[] = [
     name: "SNP preferred over two nodes, numactl 2.0.14, no cpuset: only --preferred=first, coarse",
     profile: "snp-1node.yaml",
     set: ["memory.hostNodes=0-1", "memory.policy=preferred"],
-    host: () => withNumactl(withoutCpuset(fixtureHost("epyc-2s4n")), "2.0.14", { preferredMany: false, weightedInterleave: false }),
+    host: () =>
+      withNumactl(withoutCpuset(fixtureHost("epyc-2s4n")), "2.0.14", {
+        preferredMany: false,
+        weightedInterleave: false,
+      }),
     private: [["process-mempolicy", "coarse"]],
     shared: ["backend-policy"],
     argvPrefix: ["numactl", "--preferred=0", "--"],
@@ -352,7 +369,11 @@ describe("planPlacement: launch actions", () => {
   });
 
   it("pinning without any cpuset controller: thread affinity only", async () => {
-    const { plan } = await planFor({ name: "", profile: fx("kvm-cxl.yaml"), host: () => withoutCpuset(fixtureHost("cxl-memonly")) });
+    const { plan } = await planFor({
+      name: "",
+      profile: fx("kvm-cxl.yaml"),
+      host: () => withoutCpuset(fixtureHost("cxl-memonly")),
+    });
     expect(plan.launch.cgroups).toEqual([]);
     expect(plan.launch.pinning.map((p) => p.vcpu)).toEqual([0, 1, 2, 3]);
   });
@@ -379,7 +400,9 @@ describe("planPlacement: memory-only host nodes", () => {
     expect(host.nodes.find((n) => n.id === 2)!.memoryOnly).toBe(true);
     // Node 2 is at distance 14 from node 0 and 24 from node 1.
     expect(plan.nodes[1]!.hostCpus).toEqual(node0Cpus);
-    expect(plan.launch.pinning.filter((p) => p.vcpu >= 2).every((p) => p.hostCpus.join() === node0Cpus.join())).toBe(true);
+    expect(plan.launch.pinning.filter((p) => p.vcpu >= 2).every((p) => p.hostCpus.join() === node0Cpus.join())).toBe(
+      true,
+    );
     const w = plan.warnings.find((d) => d.code === "placement.memory-only-node");
     expect(w?.message).toContain("host node 2 is memory-only");
     expect(w?.message).toContain("distance 14");
@@ -424,13 +447,24 @@ describe("planPlacement: weighted interleave", () => {
   });
 
   it("a kernel without weighted interleave (before Linux 6.9): the same, naming the kernel", async () => {
-    const { plan } = await planFor({ name: "", profile: fx("kvm-weighted.yaml"), host: () => ({ ...fixtureHost("cxl-memonly"), weightedInterleave: false }) });
+    const { plan } = await planFor({
+      name: "",
+      profile: fx("kvm-weighted.yaml"),
+      host: () => ({ ...fixtureHost("cxl-memonly"), weightedInterleave: false }),
+    });
     expect(plan.nodes[0]!.shared.mechanism).toBe("none");
-    expect(plan.warnings.find((d) => d.code === "placement.weighted-interleave-unavailable")?.message).toContain("no weighted interleave (Linux 6.9)");
+    expect(plan.warnings.find((d) => d.code === "placement.weighted-interleave-unavailable")?.message).toContain(
+      "no weighted interleave (Linux 6.9)",
+    );
   });
 
   it("strict mode makes an unplaceable shared half an error", async () => {
-    const { plan } = await planFor({ name: "", profile: fx("kvm-weighted.yaml"), set: ["placement.strict=true"], host: "epyc-2s4n" });
+    const { plan } = await planFor({
+      name: "",
+      profile: fx("kvm-weighted.yaml"),
+      set: ["placement.strict=true"],
+      host: "epyc-2s4n",
+    });
     expect(codes(plan.errors)).toEqual(["placement.strict"]);
     expect(plan.errors[0]!.path).toBe("memory.policy");
   });
@@ -445,7 +479,12 @@ describe("planPlacement: preferred over several nodes by QEMU version", () => {
   });
 
   it("QEMU 8.2: preferred becomes MPOL_PREFERRED_MANY", async () => {
-    const { plan } = await planFor({ name: "", profile: fx("kvm-preferred-many.yaml"), set: ['qemu.version="8.2"'], host: "cgroup2-only" });
+    const { plan } = await planFor({
+      name: "",
+      profile: fx("kvm-preferred-many.yaml"),
+      set: ['qemu.version="8.2"'],
+      host: "cgroup2-only",
+    });
     expect(plan.nodes[0]!.shared.reason).toContain("MPOL_PREFERRED_MANY (QEMU 8.0)");
     expect(plan.nodes[0]!.shared.hostNodes).toEqual([0, 1]);
     expect(codes(plan.warnings)).not.toContain("placement.preferred-first-node");
@@ -453,7 +492,12 @@ describe("planPlacement: preferred over several nodes by QEMU version", () => {
 
   it("QEMU 8.2 on Linux 5.10: QEMU asks numa_has_preferred_many(), gets no, and binds MPOL_PREFERRED to the first node", async () => {
     const host = () => ({ ...fixtureHost("cgroup2-only"), kernel: "5.10.0" });
-    const { plan } = await planFor({ name: "", profile: fx("kvm-preferred-many.yaml"), set: ['qemu.version="8.2"'], host });
+    const { plan } = await planFor({
+      name: "",
+      profile: fx("kvm-preferred-many.yaml"),
+      set: ['qemu.version="8.2"'],
+      host,
+    });
     expect(plan.nodes[0]!.shared.reason).toContain("Linux 5.10.0 has no MPOL_PREFERRED_MANY (Linux 5.15)");
     expect(plan.nodes[0]!.shared.hostNodes).toEqual([0]);
     const w = plan.warnings.find((d) => d.code === "placement.preferred-first-node");
@@ -491,51 +535,96 @@ describe("planPlacement: capacity", () => {
   });
 
   it("the whole host too small is an error whatever the policy", async () => {
-    const { plan } = await planFor({ name: "", profile: fx("kvm-preferred-many.yaml"), set: ['qemu.version="8.2"', "memory.size=6G"], host: "tight-memory" });
+    const { plan } = await planFor({
+      name: "",
+      profile: fx("kvm-preferred-many.yaml"),
+      set: ['qemu.version="8.2"', "memory.size=6G"],
+      host: "tight-memory",
+    });
     expect(codes(plan.errors)).toContain("capacity.insufficient");
   });
 
   it("hugepage pool shortage: 256 x 2M pages bound to a node with 16 free", async () => {
     const { plan } = await planFor({ name: "", profile: fx("kvm-hugepages-2m.yaml"), host: "tight-memory" });
-    expect(plan.capacity[0]).toMatchObject({ hostNode: 0, needBytes: 0, hugepages: { size: "2M", need: 256, free: 16 }, status: "insufficient" });
+    expect(plan.capacity[0]).toMatchObject({
+      hostNode: 0,
+      needBytes: 0,
+      hugepages: { size: "2M", need: 256, free: 16 },
+      status: "insufficient",
+    });
     expect(codes(plan.errors)).toEqual(["capacity.hugepages"]);
     expect(plan.errors[0]!.hint).toContain("node0/hugepages/hugepages-2048kB/nr_hugepages");
   });
 
   it("the same profile fits the single-node host's 512 free 2M pages", async () => {
     const { plan } = await planFor({ name: "", profile: fx("kvm-hugepages-2m.yaml"), host: "single-node" });
-    expect(plan.capacity).toEqual([{ hostNode: 0, needBytes: 0, freeBytes: expect.any(Number), hugepages: { size: "2M", need: 256, free: 512 }, status: "ok" }]);
+    expect(plan.capacity).toEqual([
+      {
+        hostNode: 0,
+        needBytes: 0,
+        freeBytes: expect.any(Number),
+        hugepages: { size: "2M", need: 256, free: 512 },
+        status: "ok",
+      },
+    ]);
     expect(plan.errors).toEqual([]);
   });
 
   it("SNP on 1G hugepages: shared half from node 1's 1G pool, private as regular pages", async () => {
     const { plan } = await planFor({ name: "", profile: "snp-hugepages.yaml", host: "epyc-2s4n" });
-    expect(plan.capacity).toEqual([{ hostNode: 1, needBytes: 4 * GiB, freeBytes: expect.any(Number), hugepages: { size: "1G", need: 4, free: 12 }, status: "ok" }]);
+    expect(plan.capacity).toEqual([
+      {
+        hostNode: 1,
+        needBytes: 4 * GiB,
+        freeBytes: expect.any(Number),
+        hugepages: { size: "1G", need: 4, free: 12 },
+        status: "ok",
+      },
+    ]);
     expect(plan.nodes[0]!.shared.reason).toContain("1G hugepage pool of host node 1");
     expect(codes(plan.warnings)).toContain("memory.hugepages-private");
   });
 
   it("SNP on 1G hugepages on the tight-memory host: the 1G pool of node 1 is empty", async () => {
     const { plan } = await planFor({ name: "", profile: "snp-hugepages.yaml", host: "tight-memory" });
-    expect(codes(plan.errors)).toEqual(expect.arrayContaining(["host.confidential", "capacity.hugepages", "capacity.insufficient"]));
-    expect(plan.errors.find((d) => d.code === "capacity.hugepages")!.message).toContain("needs 4 free 1G hugepages (4 GiB) but its pool has 0");
+    expect(codes(plan.errors)).toEqual(
+      expect.arrayContaining(["host.confidential", "capacity.hugepages", "capacity.insufficient"]),
+    );
+    expect(plan.errors.find((d) => d.code === "capacity.hugepages")!.message).toContain(
+      "needs 4 free 1G hugepages (4 GiB) but its pool has 0",
+    );
   });
 
   it("SNP without prealloc: private counted fully, the shared half only as up-to", async () => {
     const { plan } = await planFor({ name: "", profile: "snp-1node.yaml", host: "epyc-2s4n" });
-    expect(plan.capacity).toEqual([expect.objectContaining({ hostNode: 0, needBytes: 4 * GiB, upToBytes: 4 * GiB, status: "ok" })]);
+    expect(plan.capacity).toEqual([
+      expect.objectContaining({ hostNode: 0, needBytes: 4 * GiB, upToBytes: 4 * GiB, status: "ok" }),
+    ]);
     expect(codes(plan.warnings)).not.toContain("memory.prealloc-double");
   });
 
   it("SNP with prealloc: both halves, twice the guest size, and a warning with the figures", async () => {
-    const { plan } = await planFor({ name: "", profile: "snp-1node.yaml", set: ["memory.prealloc=true"], host: "epyc-2s4n" });
+    const { plan } = await planFor({
+      name: "",
+      profile: "snp-1node.yaml",
+      set: ["memory.prealloc=true"],
+      host: "epyc-2s4n",
+    });
     expect(plan.capacity).toEqual([expect.objectContaining({ hostNode: 0, needBytes: 8 * GiB, status: "ok" })]);
     expect(plan.capacity[0]!.upToBytes).toBeUndefined();
-    expect(plan.warnings.find((d) => d.code === "memory.prealloc-double")?.message).toContain("4 GiB private + 4 GiB shared = 8 GiB");
+    expect(plan.warnings.find((d) => d.code === "memory.prealloc-double")?.message).toContain(
+      "4 GiB private + 4 GiB shared = 8 GiB",
+    );
   });
 
   it("SNP with in-place conversion: shared pages are the guest_memfd's own, so no up-to and no doubling", async () => {
-    const { plan } = await planFor({ name: "", profile: "snp-2node.yaml", set: ["memory.prealloc=true"], host: "gmem-mempolicy", caps: "caps-gmem-snp.json" });
+    const { plan } = await planFor({
+      name: "",
+      profile: "snp-2node.yaml",
+      set: ["memory.prealloc=true"],
+      host: "gmem-mempolicy",
+      caps: "caps-gmem-snp.json",
+    });
     expect(plan.capacity.map((r) => [r.hostNode, r.needBytes, r.upToBytes])).toEqual([
       [0, 4 * GiB, undefined],
       [1, 4 * GiB, undefined],
@@ -557,22 +646,42 @@ describe("planPlacement: capacity", () => {
 
 describe("planPlacement: host checks", () => {
   it("a host node the host does not have is an error at the field that names it", async () => {
-    const { plan } = await planFor({ name: "", profile: "kvm-2node.yaml", set: ["numa.nodes[1].hostNodes=7"], host: "cgroup2-only" });
+    const { plan } = await planFor({
+      name: "",
+      profile: "kvm-2node.yaml",
+      set: ["numa.nodes[1].hostNodes=7"],
+      host: "cgroup2-only",
+    });
     expect(plan.errors).toHaveLength(1);
-    expect(plan.errors[0]).toMatchObject({ code: "placement.host-node-missing", path: "numa.nodes[1].hostNodes", got: "7" });
+    expect(plan.errors[0]).toMatchObject({
+      code: "placement.host-node-missing",
+      path: "numa.nodes[1].hostNodes",
+      got: "7",
+    });
     expect(plan.errors[0]!.message).toContain("host node 7 does not exist on this host (it has host nodes 0-1)");
     expect(plan.errors[0]!.file).toMatch(/kvm-2node\.yaml$/);
   });
 
   it("strict mode: first-touch private placement is an error per node", async () => {
-    const { plan } = await planFor({ name: "", profile: "snp-2node.yaml", set: ["placement.strict=true"], host: "epyc-2s4n" });
+    const { plan } = await planFor({
+      name: "",
+      profile: "snp-2node.yaml",
+      set: ["placement.strict=true"],
+      host: "epyc-2s4n",
+    });
     expect(codes(plan.errors)).toEqual(["placement.strict", "placement.strict"]);
     expect(plan.errors[1]!.path).toBe("numa.nodes[1].hostNodes");
     expect(plan.errors[0]!.message).toContain("first-touch (vcpu-cpuset)");
   });
 
   it("strict mode is satisfied where the placement is exact", async () => {
-    const { plan } = await planFor({ name: "", profile: "snp-2node.yaml", set: ["placement.strict=true"], host: "gmem-mempolicy", caps: "caps-gmem-snp.json" });
+    const { plan } = await planFor({
+      name: "",
+      profile: "snp-2node.yaml",
+      set: ["placement.strict=true"],
+      host: "gmem-mempolicy",
+      caps: "caps-gmem-snp.json",
+    });
     expect(plan.errors).toEqual([]);
     expect(planFidelity(plan)).toBe("exact");
   });
@@ -584,19 +693,29 @@ describe("planPlacement: host checks", () => {
   });
 
   it("no KVM: a plain guest falls back to TCG with a warning", async () => {
-    const { plan } = await planFor({ name: "", profile: "kvm-1node.yaml", host: () => withoutKvm(fixtureHost("single-node")) });
+    const { plan } = await planFor({
+      name: "",
+      profile: "kvm-1node.yaml",
+      host: () => withoutKvm(fixtureHost("single-node")),
+    });
     expect(plan.errors).toEqual([]);
     expect(plan.warnings.find((d) => d.code === "host.kvm")?.message).toContain("falls back to TCG");
   });
 
   it("no KVM: a confidential guest cannot run", async () => {
-    const { plan } = await planFor({ name: "", profile: "snp-1node.yaml", host: () => withoutKvm(fixtureHost("epyc-2s4n")) });
+    const { plan } = await planFor({
+      name: "",
+      profile: "snp-1node.yaml",
+      host: () => withoutKvm(fixtureHost("epyc-2s4n")),
+    });
     expect(codes(plan.errors)).toEqual(["host.kvm"]);
   });
 
   it("a NUMA topology on an SNP/TDX guest warns about the launch measurement; a plain guest does not", async () => {
     const snp = await planFor({ name: "", profile: "snp-2node.yaml", host: "epyc-2s4n" });
-    expect(snp.plan.warnings.find((d) => d.code === "placement.measurement")?.message).toContain("new reference values");
+    expect(snp.plan.warnings.find((d) => d.code === "placement.measurement")?.message).toContain(
+      "new reference values",
+    );
     const kvm = await planFor({ name: "", profile: "kvm-2node.yaml", host: "cgroup2-only" });
     expect(codes(kvm.plan.warnings)).not.toContain("placement.measurement");
   });
@@ -610,7 +729,17 @@ const matrix = FIXTURE_HOSTS.flatMap((host) => SHIPPED_PROFILES.map((profile) =>
 
 describe("planPlacement: every shipped profile on every fixture host", () => {
   it("covers the fixture hosts and profiles this table is about", () => {
-    expect(FIXTURE_HOSTS).toEqual(expect.arrayContaining(["epyc-2s4n", "spr-tdx-2n", "cxl-memonly", "single-node", "cgroup2-only", "gmem-mempolicy", "tight-memory"]));
+    expect(FIXTURE_HOSTS).toEqual(
+      expect.arrayContaining([
+        "epyc-2s4n",
+        "spr-tdx-2n",
+        "cxl-memonly",
+        "single-node",
+        "cgroup2-only",
+        "gmem-mempolicy",
+        "tight-memory",
+      ]),
+    );
     expect(SHIPPED_PROFILES.length).toBeGreaterThanOrEqual(7);
   });
 
@@ -637,9 +766,11 @@ describe("planPlacement: every shipped profile on every fixture host", () => {
     for (const r of plan.capacity) {
       const free = h.nodes.find((n) => n.id === r.hostNode)!.memFreeBytes;
       expect(r.freeBytes).toBe(free);
-      if (r.status === "insufficient") expect([...plan.errors, ...plan.warnings].some((d) => d.code.startsWith("capacity."))).toBe(true);
+      if (r.status === "insufficient")
+        expect([...plan.errors, ...plan.warnings].some((d) => d.code.startsWith("capacity."))).toBe(true);
     }
     // Every diagnostic names the profile file.
-    for (const d of [...plan.errors, ...plan.warnings]) expect(d.file).toMatch(new RegExp(`${profile.replace(".", "\\.")}$`));
+    for (const d of [...plan.errors, ...plan.warnings])
+      expect(d.file).toMatch(new RegExp(`${profile.replace(".", "\\.")}$`));
   });
 });

@@ -1,9 +1,25 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { kernelVersion, numactlFromVersion, probeHost, probeHostAsync, probeKvm, readInterleaveWeights } from "../src/probe/host.js";
+import {
+  kernelVersion,
+  numactlFromVersion,
+  probeHost,
+  probeHostAsync,
+  probeKvm,
+  readInterleaveWeights,
+} from "../src/probe/host.js";
 
 const fixture = (name: string) => join(import.meta.dirname, "fixtures", "hosts", name);
 const GiB = 1024 ** 3;
@@ -83,7 +99,13 @@ describe("probeHost on fixture trees", () => {
 
   it("cgroup2-only: v2 with only cpuset and memory, no systemd", () => {
     const h = probeHost(fixture("cgroup2-only"));
-    expect(h.cgroup).toEqual({ version: 2, v2Mount: "/sys/fs/cgroup", v1Mounts: {}, controllers: ["cpuset", "memory"], systemd: false });
+    expect(h.cgroup).toEqual({
+      version: 2,
+      v2Mount: "/sys/fs/cgroup",
+      v1Mounts: {},
+      controllers: ["cpuset", "memory"],
+      systemd: false,
+    });
     expect(h.tdx).toBe(false);
   });
 
@@ -135,7 +157,13 @@ describe("probeHost degrades on missing files", () => {
       },
     ]);
     expect(h.kernel).toBe("5.15.0");
-    expect([h.kvm, h.sev, h.tdx, h.weightedInterleave, h.guestMemfdMempolicy]).toEqual([false, false, false, false, false]);
+    expect([h.kvm, h.sev, h.tdx, h.weightedInterleave, h.guestMemfdMempolicy]).toEqual([
+      false,
+      false,
+      false,
+      false,
+      false,
+    ]);
     expect(h.cgroup).toEqual({ version: "none", v1Mounts: {}, controllers: [], systemd: false });
     expect(h.numactl).toEqual({ preferredMany: false, weightedInterleave: false });
   });
@@ -171,13 +199,17 @@ describe("version helpers", () => {
     ["2.0.18", true, false],
     ["2.0.19", true, true],
   ])("numactl %s: preferred-many %s, weighted-interleave %s", (v, pm, wi) =>
-    expect(numactlFromVersion(v)).toEqual({ version: v, preferredMany: pm, weightedInterleave: wi }));
+    expect(numactlFromVersion(v)).toEqual({ version: v, preferredMany: pm, weightedInterleave: wi }),
+  );
 });
 
 /** `stat -c '%F %t:%T' /dev/kvm`, or "" when there is none. */
 function kvmNode(): string {
   try {
-    return execFileSync("stat", ["-c", "%F %t:%T", "/dev/kvm"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    return execFileSync("stat", ["-c", "%F %t:%T", "/dev/kvm"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
   } catch {
     return "";
   }
@@ -190,7 +222,12 @@ describe("probeKvm", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("a missing node: ENOENT, not present", () => {
-    expect(probeKvm(join(dir, "kvm"))).toEqual({ ok: false, present: false, errno: "ENOENT", problem: `${join(dir, "kvm")} does not exist` });
+    expect(probeKvm(join(dir, "kvm"))).toEqual({
+      ok: false,
+      present: false,
+      errno: "ENOENT",
+      problem: `${join(dir, "kvm")} does not exist`,
+    });
   });
 
   it("an empty regular file (bound over /dev/kvm in a container) opens read-write but is no KVM", () => {
@@ -208,7 +245,12 @@ describe("probeKvm", () => {
     const link = join(dir, "null-link");
     symlinkSync("/dev/null", link);
     for (const p of ["/dev/null", link]) {
-      expect(probeKvm(p)).toEqual({ ok: false, present: false, errno: "ENODEV", problem: `${p} is character device 1:3, not KVM's character device 10:232` });
+      expect(probeKvm(p)).toEqual({
+        ok: false,
+        present: false,
+        errno: "ENODEV",
+        problem: `${p} is character device 1:3, not KVM's character device 10:232`,
+      });
     }
   });
 
@@ -226,7 +268,13 @@ describe("probeKvm", () => {
       if (!k.ok) expect(["EACCES", "EPERM"]).toContain(k.errno);
     } else {
       expect(k).toMatchObject({ ok: false, present: false });
-      expect(k.errno).toEqual(node === "" ? "ENOENT" : node.startsWith("character special file") ? expect.stringMatching(/^(ENXIO|ENODEV)$/) : "ENODEV");
+      expect(k.errno).toEqual(
+        node === ""
+          ? "ENOENT"
+          : node.startsWith("character special file")
+            ? expect.stringMatching(/^(ENXIO|ENODEV)$/)
+            : "ENODEV",
+      );
     }
   });
 });
@@ -257,7 +305,9 @@ describe("probeHost on this machine", () => {
     // coreutils stat, not node's: KVM is misc device 10:232, printed in hex.
     expect(h.kvm).toBe(kvmNode() === "character special file a:e8" && existsSync("/sys/module/kvm"));
 
-    const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" "));
+    const mounts = readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .map((l) => l.split(" "));
     const v1 = mounts.filter((f) => f[2] === "cgroup" && /(^|,)(cpuset|memory)(,|$)/.test(f[3] ?? ""));
     const v2 = mounts.filter((f) => f[2] === "cgroup2");
     expect(h.cgroup.version).toBe(v1.length > 0 ? 1 : v2.length > 0 ? 2 : "none");

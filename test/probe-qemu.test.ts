@@ -28,16 +28,28 @@ describe("probeQemu with the real qemu-system-x86_64", async () => {
     expect(caps.types).toContain("thread-context");
     expect(caps.types).toContain("sev-guest");
     // QEMU 7.2 predates SEV-SNP (9.1), TDX (10.1), IGVM (10.1) and memory-backend-shm (9.1).
-    for (const t of ["sev-snp-guest", "tdx-guest", "igvm-cfg", "memory-backend-shm"]) expect(caps.types).not.toContain(t);
+    for (const t of ["sev-snp-guest", "tdx-guest", "igvm-cfg", "memory-backend-shm"])
+      expect(caps.types).not.toContain(t);
     expect(caps.types).toEqual([...caps.types].sort());
   });
 
   it("lists properties of the probed types that exist", () => {
     expect(caps.properties["memory-backend-memfd"]).toEqual(
-      expect.arrayContaining(["host-nodes", "policy", "prealloc", "prealloc-context", "prealloc-threads", "reserve", "share", "hugetlb"]),
+      expect.arrayContaining([
+        "host-nodes",
+        "policy",
+        "prealloc",
+        "prealloc-context",
+        "prealloc-threads",
+        "reserve",
+        "share",
+        "hugetlb",
+      ]),
     );
     expect(caps.properties["thread-context"]).toEqual(expect.arrayContaining(["cpu-affinity", "node-affinity"]));
-    expect(caps.properties["sev-guest"]).toEqual(expect.arrayContaining(["cbitpos", "reduced-phys-bits", "kernel-hashes"]));
+    expect(caps.properties["sev-guest"]).toEqual(
+      expect.arrayContaining(["cbitpos", "reduced-phys-bits", "kernel-hashes"]),
+    );
     expect(caps.properties["sev-guest"]).not.toContain("legacy-vm-type");
     expect(caps.properties["sev-snp-guest"]).toBeUndefined();
   });
@@ -111,7 +123,11 @@ describe("loadCapabilities", () => {
 
   it("loads a hand-written file for a QEMU we are not on", () => {
     const file = write(
-      JSON.stringify({ version: "9.1.0", types: ["sev-snp-guest", "memory-backend-memfd"], properties: { "sev-snp-guest": ["policy"] } }),
+      JSON.stringify({
+        version: "9.1.0",
+        types: ["sev-snp-guest", "memory-backend-memfd"],
+        properties: { "sev-snp-guest": ["policy"] },
+      }),
     );
     const caps = loadCapabilities(file);
     expect(caps).toEqual({
@@ -124,18 +140,38 @@ describe("loadCapabilities", () => {
   });
 
   it.each([
-    ["missing file", null, /caps\.json: cannot read capabilities file: no such file or directory \(save a fresh one with: qcvm doctor --save .*caps\.json\)$/],
+    [
+      "missing file",
+      null,
+      /caps\.json: cannot read capabilities file: no such file or directory \(save a fresh one with: qcvm doctor --save .*caps\.json\)$/,
+    ],
     ["invalid JSON", "{ version: 9", /caps\.json: not a capabilities file: invalid JSON: /],
     ["an array", "[]", /caps\.json: \(document\): must be a JSON object, got \[\]/],
-    ["bad version", '{"version": "latest", "types": [], "properties": {}}', /caps\.json: version: must be a QEMU version such as "9\.1\.0", got "latest"/],
-    ["types not strings", '{"version": "9.1", "types": [1], "properties": {}}', /caps\.json: types: must be an array of QOM type names, got \[1\]/],
-    ["no properties", '{"version": "9.1", "types": []}', /caps\.json: properties: must be an object of QOM type -> property names, got nothing/],
+    [
+      "bad version",
+      '{"version": "latest", "types": [], "properties": {}}',
+      /caps\.json: version: must be a QEMU version such as "9\.1\.0", got "latest"/,
+    ],
+    [
+      "types not strings",
+      '{"version": "9.1", "types": [1], "properties": {}}',
+      /caps\.json: types: must be an array of QOM type names, got \[1\]/,
+    ],
+    [
+      "no properties",
+      '{"version": "9.1", "types": []}',
+      /caps\.json: properties: must be an object of QOM type -> property names, got nothing/,
+    ],
     [
       "bad property list",
       '{"version": "9.1", "types": [], "properties": {"sev-guest": "policy"}}',
       /caps\.json: properties\.sev-guest: must be an array of property names, got "policy"/,
     ],
-    ["wrong format tag", '{"format": "other/v9", "version": "9.1", "types": [], "properties": {}}', /caps\.json: format: must be "qcvm-capabilities\/v1"/],
+    [
+      "wrong format tag",
+      '{"format": "other/v9", "version": "9.1", "types": [], "properties": {}}',
+      /caps\.json: format: must be "qcvm-capabilities\/v1"/,
+    ],
   ])("%s is a UserError naming the file and the problem", (_name, content, message) => {
     const file = content === null ? join(tmp(), "caps.json") : write(content);
     const err = (() => {

@@ -19,9 +19,15 @@ describe("escapeOptValue", () => {
 
 describe("formatOpts", () => {
   it("escapes the head and every string value, renders booleans as on/off, skips undefined", () => {
-    expect(formatOpts("memory-backend-file", [["id", "mem0"], ["mem-path", "/a,b"], ["share", true], ["prealloc", false], ["reserve", undefined]])).toBe(
-      "memory-backend-file,id=mem0,mem-path=/a,,b,share=on,prealloc=off",
-    );
+    expect(
+      formatOpts("memory-backend-file", [
+        ["id", "mem0"],
+        ["mem-path", "/a,b"],
+        ["share", true],
+        ["prealloc", false],
+        ["reserve", undefined],
+      ]),
+    ).toBe("memory-backend-file,id=mem0,mem-path=/a,,b,share=on,prealloc=off");
   });
 
   it("renders lists as repeated keys with ranges", () => {
@@ -30,7 +36,10 @@ describe("formatOpts", () => {
 
   it("reports which entry holds a value it cannot take", () => {
     try {
-      formatOpts("x", [["a", "ok"], ["b", "bad\n"]]);
+      formatOpts("x", [
+        ["a", "ok"],
+        ["b", "bad\n"],
+      ]);
       expect.unreachable();
     } catch (e) {
       expect(e).toBeInstanceOf(QemuValueError);
@@ -46,9 +55,9 @@ describe("formatOpts", () => {
 
 describe("formatJsonObject", () => {
   it("writes bigints as exact integers and drops undefined properties", () => {
-    expect(formatJsonObject("tdx-guest", "tdx0", { attributes: (1n << 63n) + 1n, mrowner: undefined, x: { a: [1, "b"] } })).toBe(
-      '{"qom-type":"tdx-guest","id":"tdx0","attributes":9223372036854775809,"x":{"a":[1,"b"]}}',
-    );
+    expect(
+      formatJsonObject("tdx-guest", "tdx0", { attributes: (1n << 63n) + 1n, mrowner: undefined, x: { a: [1, "b"] } }),
+    ).toBe('{"qom-type":"tdx-guest","id":"tdx0","attributes":9223372036854775809,"x":{"a":[1,"b"]}}');
   });
 });
 

@@ -68,7 +68,10 @@ async function start(argv: string[], sock: string): Promise<Started> {
     client = await QmpClient.connect(sock, { timeoutMs: 30_000, signal: gone.signal });
   } catch (e) {
     const r = await Promise.race([exited, new Promise<undefined>((res) => setTimeout(res, 100))]);
-    throw new Error(`QEMU did not come up: ${String(e)}\n${String(r?.stderr ?? "")}\nargv: ${JSON.stringify(argv)}`);
+    throw new Error(
+      `QEMU did not come up: ${String(e)}\n${String((r?.stderr as string | undefined) ?? "")}\nargv: ${JSON.stringify(argv)}`,
+      { cause: e },
+    );
   }
   cleanups.push(() => client.close());
   return { client, exited, kill };
@@ -79,7 +82,7 @@ async function quit(s: Started): Promise<void> {
   const r = await s.client.quit();
   expect(r).toEqual({ return: {} });
   const done = await s.exited;
-  expect(done.exitCode, String(done.stderr ?? "")).toBe(0);
+  expect(done.exitCode, String((done.stderr as string | undefined) ?? "")).toBe(0);
 }
 
 interface Memdev {
@@ -101,7 +104,8 @@ const published = readdirSync(join(root, "profiles"))
   .sort()
   .map((f) => `profiles/${f}`);
 const typeOf = new Map<string, string>();
-for (const file of published) typeOf.set(file, (await loadContext({ profile: join(root, file) })).profile.confidential.type);
+for (const file of published)
+  typeOf.set(file, (await loadContext({ profile: join(root, file) })).profile.confidential.type);
 // SEV, SEV-ES, SEV-SNP and TDX need the hardware; their command lines are covered by test/golden.
 const startable = published.filter((f) => typeOf.get(f) === "none");
 
@@ -110,7 +114,8 @@ describe(`published profiles start under QEMU (${KVM ? "KVM" : "TCG: /dev/kvm is
 
   it("starts every plain profile, and leaves out only confidential ones", () => {
     expect(startable).toEqual(expect.arrayContaining(["profiles/kvm-1node.yaml", "profiles/kvm-2node.yaml"]));
-    for (const f of published.filter((f) => !startable.includes(f))) expect(["sev", "sev-es", "sev-snp", "tdx"]).toContain(typeOf.get(f));
+    for (const f of published.filter((f) => !startable.includes(f)))
+      expect(["sev", "sev-es", "sev-snp", "tdx"]).toContain(typeOf.get(f));
   });
 
   it.each(startable)("%s: QMP shows the backends and vCPU nodes the profile asked for", async (file) => {
@@ -124,16 +129,41 @@ describe(`published profiles start under QEMU (${KVM ? "KVM" : "TCG: /dev/kvm is
     const memdevs = await s.client.command<Memdev[]>("query-memdev");
     const asked =
       profile.numa.nodes.length > 0
-        ? profile.numa.nodes.map((n) => ({ id: `mem${n.id}`, size: n.memoryBytes, hostNodes: n.hostNodes, policy: n.policy }))
-        : [{ id: "mem0", size: profile.memory.sizeBytes, hostNodes: profile.memory.hostNodes, policy: profile.memory.policy }];
-    expect(memdevs.map((m) => ({ id: m.id, size: m.size, hostNodes: m["host-nodes"], policy: m.policy, share: m.share, prealloc: m.prealloc })).sort((a, b) => a.id.localeCompare(b.id))).toEqual(
-      asked.map((a) => ({ ...a, share: profile.memory.share, prealloc: profile.memory.prealloc })),
-    );
+        ? profile.numa.nodes.map((n) => ({
+            id: `mem${n.id}`,
+            size: n.memoryBytes,
+            hostNodes: n.hostNodes,
+            policy: n.policy,
+          }))
+        : [
+            {
+              id: "mem0",
+              size: profile.memory.sizeBytes,
+              hostNodes: profile.memory.hostNodes,
+              policy: profile.memory.policy,
+            },
+          ];
+    expect(
+      memdevs
+        .map((m) => ({
+          id: m.id,
+          size: m.size,
+          hostNodes: m["host-nodes"],
+          policy: m.policy,
+          share: m.share,
+          prealloc: m.prealloc,
+        }))
+        .sort((a, b) => a.id.localeCompare(b.id)),
+    ).toEqual(asked.map((a) => ({ ...a, share: profile.memory.share, prealloc: profile.memory.prealloc })));
 
     const cpus = await s.client.command<CpuInfo[]>("query-cpus-fast");
     expect(cpus).toHaveLength(profile.cpu.count);
     const nodeOf = (i: number) => profile.numa.nodes.find((n) => n.cpus.includes(i))?.id;
-    for (const c of cpus) expect({ cpu: c["cpu-index"], node: c.props["node-id"] }).toEqual({ cpu: c["cpu-index"], node: nodeOf(c["cpu-index"]) });
+    for (const c of cpus)
+      expect({ cpu: c["cpu-index"], node: c.props["node-id"] }).toEqual({
+        cpu: c["cpu-index"],
+        node: nodeOf(c["cpu-index"]),
+      });
 
     await quit(s);
   });
@@ -183,7 +213,12 @@ describe("lists reach QEMU as lists", () => {
     expect(argv).toContain("node,nodeid=0,cpus=0,cpus=2,memdev=mem0");
     const s = await start(argv, sock);
     const cpus = await s.client.command<CpuInfo[]>("query-cpus-fast");
-    expect(cpus.map((c) => [c["cpu-index"], c.props["node-id"]]).sort()).toEqual([[0, 0], [1, 1], [2, 0], [3, 1]]);
+    expect(cpus.map((c) => [c["cpu-index"], c.props["node-id"]]).sort()).toEqual([
+      [0, 0],
+      [1, 1],
+      [2, 0],
+      [3, 1],
+    ]);
     await quit(s);
   });
 });

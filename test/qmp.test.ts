@@ -24,7 +24,17 @@ function startQemu(): Qemu {
   const q: Qemu = {
     kill,
     exited: spawn(
-      ["qemu-system-x86_64", "-machine", "none", "-S", "-display", "none", "-nodefaults", "-qmp", `unix:${sock},server=on,wait=off`],
+      [
+        "qemu-system-x86_64",
+        "-machine",
+        "none",
+        "-S",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-qmp",
+        `unix:${sock},server=on,wait=off`,
+      ],
       { stdio: "ignore", cancelSignal: kill.signal },
     ),
   };
@@ -58,7 +68,8 @@ describe("QmpClient with real QEMU", () => {
 
     const v = await c.execute<{ qemu: { major: number; minor: number } }>("query-version");
     expect(isQmpError(v)).toBe(false);
-    if (!isQmpError(v)) expect(`${v.return.qemu.major}.${v.return.qemu.minor}`).toBe(c.version.split(".").slice(0, 2).join("."));
+    if (!isQmpError(v))
+      expect(`${v.return.qemu.major}.${v.return.qemu.minor}`).toBe(c.version.split(".").slice(0, 2).join("."));
 
     const bad = await c.execute("qcvm-no-such-command");
     expect(bad).toBeInstanceOf(QmpError);
@@ -134,13 +145,16 @@ describe("QmpClient with real QEMU", () => {
 describe("QmpClient timeouts", () => {
   it("a command without a reply resolves to a Timeout error value, and a late reply is dropped", async () => {
     const server = createServer((s) => {
-      s.write('{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\r\n');
+      s.write(
+        '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}\r\n',
+      );
       s.on("data", (d) => {
         const lines = String(d).split("\n").filter(Boolean);
         for (const line of lines) {
           const msg = JSON.parse(line) as { execute: string; id: string };
           if (msg.execute === "qmp_capabilities") s.write(`{"return": {}, "id": "${msg.id}"}\r\n`);
-          if (msg.execute === "slow") setTimeout(() => s.write(`{"return": {"late": true}, "id": "${msg.id}"}\r\n`), 400);
+          if (msg.execute === "slow")
+            setTimeout(() => s.write(`{"return": {"late": true}, "id": "${msg.id}"}\r\n`), 400);
         }
       });
     });
@@ -162,7 +176,9 @@ describe("QmpClient timeouts", () => {
 
   it("a command pending when the peer hangs up resolves to Disconnected", async () => {
     const server = createServer((s) => {
-      s.write('{"QMP": {"version": {"qemu": {"micro": 1, "minor": 0, "major": 9}, "package": ""}, "capabilities": []}}\r\n');
+      s.write(
+        '{"QMP": {"version": {"qemu": {"micro": 1, "minor": 0, "major": 9}, "package": ""}, "capabilities": []}}\r\n',
+      );
       s.on("data", (d) => {
         const msg = JSON.parse(String(d).split("\n")[0]!) as { execute: string; id: string };
         if (msg.execute === "qmp_capabilities") s.write(`{"return": {}, "id": "${msg.id}"}\r\n`);

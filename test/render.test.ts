@@ -32,7 +32,9 @@ const TDX = { type: "tdx" } as const;
 
 describe("renderArgv: shape", () => {
   it("renders a minimal guest in a fixed order, starting with the binary and ending with extraArgs", () => {
-    const argv = argvOf(makeProfile({ qemu: { binary: "/opt/qemu/bin/qemu-system-x86_64" }, extraArgs: ["-S", "-cpu", "max,pmu=off"] }));
+    const argv = argvOf(
+      makeProfile({ qemu: { binary: "/opt/qemu/bin/qemu-system-x86_64" }, extraArgs: ["-S", "-cpu", "max,pmu=off"] }),
+    );
     expect(argv).toEqual([
       "/opt/qemu/bin/qemu-system-x86_64",
       "-name",
@@ -72,7 +74,10 @@ describe("renderArgv: shape", () => {
   });
 
   it.each([
-    [{ kernelIrqchip: "split", smm: "off", pic: "off" } as const, "q35,accel=kvm,kernel-irqchip=split,smm=off,pic=off,memory-backend=mem0"],
+    [
+      { kernelIrqchip: "split", smm: "off", pic: "off" } as const,
+      "q35,accel=kvm,kernel-irqchip=split,smm=off,pic=off,memory-backend=mem0",
+    ],
     [{ accel: "tcg", type: "pc-q35-7.2" } as const, "pc-q35-7.2,accel=tcg,memory-backend=mem0"],
   ])("-machine %o", (machine, expected) => {
     expect(values(argvOf(makeProfile({ machine })), "-machine")).toEqual([expected]);
@@ -93,7 +98,15 @@ describe("renderArgv: memory and NUMA", () => {
   });
 
   it("with NUMA nodes renders one backend and one -numa node per guest node, and no -machine memory-backend=", () => {
-    const p = makeProfile({ numa: { nodes: nodes([[0], 256, [0], "bind"], [[1], 256, [1], "bind"]), distances: [{ from: 0, to: 1, value: 20 }, { from: 1, to: 0, value: 20 }] } });
+    const p = makeProfile({
+      numa: {
+        nodes: nodes([[0], 256, [0], "bind"], [[1], 256, [1], "bind"]),
+        distances: [
+          { from: 0, to: 1, value: 20 },
+          { from: 1, to: 0, value: 20 },
+        ],
+      },
+    });
     const argv = argvOf(p);
     expect(values(argv, "-machine")).toEqual(["q35,accel=kvm"]);
     expect(values(argv, "-object")).toEqual([
@@ -114,7 +127,10 @@ describe("renderArgv: memory and NUMA", () => {
       numa: { nodes: nodes([[0, 1, 4], 256, [0, 1, 3], "interleave"], [[2, 3, 5], 256, [2], "preferred"]) },
     });
     const argv = argvOf(p);
-    expect(values(argv, "-numa")).toEqual(["node,nodeid=0,cpus=0-1,cpus=4,memdev=mem0", "node,nodeid=1,cpus=2-3,cpus=5,memdev=mem1"]);
+    expect(values(argv, "-numa")).toEqual([
+      "node,nodeid=0,cpus=0-1,cpus=4,memdev=mem0",
+      "node,nodeid=1,cpus=2-3,cpus=5,memdev=mem1",
+    ]);
     expect(values(argv, "-object")[0]).toMatch(/,host-nodes=0-1,host-nodes=3,policy=interleave$/);
     expect(values(argv, "-object")[1]).toMatch(/,host-nodes=2,policy=preferred$/);
   });
@@ -123,11 +139,14 @@ describe("renderArgv: memory and NUMA", () => {
     ["process-mempolicy", false],
     ["none", false],
     ["backend-policy", true],
-  ] as const)("puts host-nodes/policy on the backend only when the plan's shared mechanism is backend-policy (%s)", (shared, present) => {
-    const p = makeProfile({ numa: { nodes: nodes([[0, 1], 512, [0], "bind"]) } });
-    const obj = values(argvOf(p, makePlan(p, { shared })), "-object")[0]!;
-    expect(obj.includes("host-nodes=0,policy=bind")).toBe(present);
-  });
+  ] as const)(
+    "puts host-nodes/policy on the backend only when the plan's shared mechanism is backend-policy (%s)",
+    (shared, present) => {
+      const p = makeProfile({ numa: { nodes: nodes([[0, 1], 512, [0], "bind"]) } });
+      const obj = values(argvOf(p, makePlan(p, { shared })), "-object")[0]!;
+      expect(obj.includes("host-nodes=0,policy=bind")).toBe(present);
+    },
+  );
 
   it("places a guest without NUMA nodes by memory.hostNodes through the plan", () => {
     const p = makeProfile({ memory: { hostNodes: [0, 1], policy: "interleave" } });
@@ -148,13 +167,16 @@ describe("renderArgv: memory and NUMA", () => {
     ]);
   });
 
-  it.each(["7.2", "8.0"])("renders preferred over several host nodes as asked on QEMU %s (the planner warns when only the first counts)", (version) => {
-    const p = makeProfile({ qemu: { version }, numa: { nodes: nodes([[0, 1], 512, [2, 3], "preferred"]) } });
-    const r = render(p);
-    expect(r.errors).toEqual([]);
-    expect(r.warnings).toEqual([]);
-    expect(values(r.value!, "-object")[0]).toMatch(/,host-nodes=2-3,policy=preferred$/);
-  });
+  it.each(["7.2", "8.0"])(
+    "renders preferred over several host nodes as asked on QEMU %s (the planner warns when only the first counts)",
+    (version) => {
+      const p = makeProfile({ qemu: { version }, numa: { nodes: nodes([[0, 1], 512, [2, 3], "preferred"]) } });
+      const r = render(p);
+      expect(r.errors).toEqual([]);
+      expect(r.warnings).toEqual([]);
+      expect(values(r.value!, "-object")[0]).toMatch(/,host-nodes=2-3,policy=preferred$/);
+    },
+  );
 
   it.each([
     ["memfd", "none", "memory-backend-memfd,id=mem0,size=1073741824,share=on,prealloc=off"],
@@ -163,14 +185,25 @@ describe("renderArgv: memory and NUMA", () => {
     ["ram", "none", "memory-backend-ram,id=mem0,size=1073741824,share=on,prealloc=off"],
     ["file", "2M", "memory-backend-file,id=mem0,size=1073741824,mem-path=/dev/hugepages,share=on,prealloc=off"],
   ] as const)("backend %s with hugepages %s", (backend, hugepages, expected) => {
-    const p = makeProfile({ memory: { sizeBytes: GiB, backend, hugepages, path: backend === "file" ? "/dev/hugepages" : undefined } });
+    const p = makeProfile({
+      memory: { sizeBytes: GiB, backend, hugepages, path: backend === "file" ? "/dev/hugepages" : undefined },
+    });
     expect(values(argvOf(p), "-object")).toEqual([expected]);
   });
 
   it.each([
-    [{ backend: "ram", hugepages: "2M" } as const, "/profiles/test.yaml: memory.hugepages: memory-backend-ram cannot use hugepages, got \"2M\" (use backend memfd (hugetlb) or file (on a hugetlbfs mount))"],
-    [{ backend: "file" } as const, "/profiles/test.yaml: memory.path: the file backend needs a path (a directory such as /dev/hugepages, or a file)"],
-    [{ hugepages: "1G", sizeBytes: 1536 * MiB } as const, "/profiles/test.yaml: memory.size: must be a multiple of the 1G hugepage size, got 1610612736"],
+    [
+      { backend: "ram", hugepages: "2M" } as const,
+      '/profiles/test.yaml: memory.hugepages: memory-backend-ram cannot use hugepages, got "2M" (use backend memfd (hugetlb) or file (on a hugetlbfs mount))',
+    ],
+    [
+      { backend: "file" } as const,
+      "/profiles/test.yaml: memory.path: the file backend needs a path (a directory such as /dev/hugepages, or a file)",
+    ],
+    [
+      { hugepages: "1G", sizeBytes: 1536 * MiB } as const,
+      "/profiles/test.yaml: memory.size: must be a multiple of the 1G hugepage size, got 1610612736",
+    ],
   ])("memory errors: %o", (memory, message) => {
     expect(errorsOf(makeProfile({ memory }))).toEqual([message]);
   });
@@ -213,7 +246,9 @@ describe("renderArgv: NUMA-local preallocation (thread-context, QEMU 7.2)", () =
   it("before QEMU 7.2 renders no thread-context and warns once that preallocation is not NUMA-local", () => {
     const r = render(makeProfile({ qemu: { version: "7.1" }, memory: { prealloc: true }, numa }));
     expect(r.errors).toEqual([]);
-    expect(values(r.value!, "-object").some((o) => o.includes("thread-context") || o.includes("prealloc-context"))).toBe(false);
+    expect(
+      values(r.value!, "-object").some((o) => o.includes("thread-context") || o.includes("prealloc-context")),
+    ).toBe(false);
     expect(r.warnings.map(formatDiagnostic)).toEqual([
       "/profiles/test.yaml: warning: memory.prealloc: preallocation threads will run on any CPU, not near the target nodes: thread-context object (NUMA-local preallocation) needs QEMU >= 7.2; target QEMU is 7.1",
     ]);
@@ -221,7 +256,12 @@ describe("renderArgv: NUMA-local preallocation (thread-context, QEMU 7.2)", () =
 });
 
 describe("renderArgv: private memory placed by a guest_memfd policy (no upstream QEMU yet)", () => {
-  const snp2 = () => makeProfile({ qemu: { version: "10.2" }, confidential: SNP, numa: { nodes: nodes([[0], 256, [0], "bind"], [[1], 256, [1], "interleave"]) } });
+  const snp2 = () =>
+    makeProfile({
+      qemu: { version: "10.2" },
+      confidential: SNP,
+      numa: { nodes: nodes([[0], 256, [0], "bind"], [[1], 256, [1], "interleave"]) },
+    });
   function gmemPlan(p: Profile): Plan {
     const plan = makePlan(p);
     for (const n of plan.nodes) n.private = { mechanism: "guest-memfd-mempolicy", fidelity: "exact", reason: "test" };
@@ -229,7 +269,12 @@ describe("renderArgv: private memory placed by a guest_memfd policy (no upstream
   }
   function capsWith(types: string[], properties: Record<string, string[]>) {
     const caps = builtinCapabilities("10.2");
-    return { ...caps, source: "file" as const, types: [...caps.types, ...types], properties: { ...caps.properties, ...properties } };
+    return {
+      ...caps,
+      source: "file" as const,
+      types: [...caps.types, ...types],
+      properties: { ...caps.properties, ...properties },
+    };
   }
   const backendCaps = () =>
     capsWith(["memory-backend-guest-memfd"], {
@@ -256,12 +301,28 @@ describe("renderArgv: private memory placed by a guest_memfd policy (no upstream
     });
     const r = renderArgv(p, gmemPlan(p), caps);
     expect(r.errors).toEqual([]);
-    expect(values(r.value!, "-object")[1]).toBe("memory-backend-memfd,id=mem0,size=268435456,share=on,prealloc=off,host-nodes=0,policy=bind,guest-memfd=on");
+    expect(values(r.value!, "-object")[1]).toBe(
+      "memory-backend-memfd,id=mem0,size=268435456,share=on,prealloc=off,host-nodes=0,policy=bind,guest-memfd=on",
+    );
   });
 
   it.each([
-    ["a QEMU without any such backend", snp2, () => builtinCapabilities("10.2"), ["numa.nodes: the plan places private memory by a guest_memfd policy, but memory-backend-guest-memfd (host-nodes/policy reach guest_memfd) is in no upstream QEMU release yet; target QEMU is 10.2"]],
-    ["a field the probed backend lacks", () => merge(snp2(), { memory: { reserve: true } }), backendCaps, ["memory.reserve: memory-backend-guest-memfd, which the plan uses to place private memory, has no reserve property"]],
+    [
+      "a QEMU without any such backend",
+      snp2,
+      () => builtinCapabilities("10.2"),
+      [
+        "numa.nodes: the plan places private memory by a guest_memfd policy, but memory-backend-guest-memfd (host-nodes/policy reach guest_memfd) is in no upstream QEMU release yet; target QEMU is 10.2",
+      ],
+    ],
+    [
+      "a field the probed backend lacks",
+      () => merge(snp2(), { memory: { reserve: true } }),
+      backendCaps,
+      [
+        "memory.reserve: memory-backend-guest-memfd, which the plan uses to place private memory, has no reserve property",
+      ],
+    ],
   ])("is an error with %s", (_name, profile, caps, messages) => {
     const p = profile();
     const r = renderArgv(p, gmemPlan(p), caps());
@@ -274,20 +335,62 @@ describe("renderArgv: private memory placed by a guest_memfd policy (no upstream
 
 describe("renderArgv: features the target QEMU lacks are errors naming the version", () => {
   it.each([
-    ["prealloc-threads", { qemu: { version: "4.2" }, memory: { prealloc: true, preallocThreads: 2 }, numa: { nodes: nodes([[0, 1], 512, [], "default"]) } }, "memory.preallocThreads: memory backend prealloc-threads needs QEMU >= 5.0; target QEMU is 4.2"],
-    ["reserve", { qemu: { version: "6.0" }, memory: { reserve: false } }, "memory.reserve: memory backend reserve= needs QEMU >= 6.1; target QEMU is 6.0"],
-    ["memory-backend=", { qemu: { version: "4.2" } }, "memory: -machine memory-backend= needs QEMU >= 5.0; target QEMU is 4.2"],
-    ["sev-snp-guest", { qemu: { version: "9.0" }, confidential: SNP }, "confidential.type: sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0"],
-    ["tdx-guest", { qemu: { version: "10.0" }, confidential: TDX }, "confidential.type: tdx-guest (Intel TDX, guest_memfd private memory) needs QEMU >= 10.1; target QEMU is 10.0"],
-    ["igvm", { qemu: { version: "9.1" }, firmware: { igvm: "/fw/coconut.igvm" } }, "firmware.igvm: -machine igvm-cfg= (IGVM firmware) needs QEMU >= 10.1; target QEMU is 9.1"],
-    ["kernel-hashes", { qemu: { version: "6.1" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, kernelHashes: true } }, "confidential.kernelHashes: sev-guest kernel-hashes needs QEMU >= 6.2; target QEMU is 6.1"],
-    ["legacy-vm-type", { qemu: { version: "9.0" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: true } }, "confidential.legacyVmType: sev-guest legacy-vm-type needs QEMU >= 9.1; target QEMU is 9.0"],
-    ["legacy-vm-type off", { qemu: { version: "9.0" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: false } }, "confidential.legacyVmType: sev-guest legacy-vm-type needs QEMU >= 9.1; target QEMU is 9.0"],
+    [
+      "prealloc-threads",
+      {
+        qemu: { version: "4.2" },
+        memory: { prealloc: true, preallocThreads: 2 },
+        numa: { nodes: nodes([[0, 1], 512, [], "default"]) },
+      },
+      "memory.preallocThreads: memory backend prealloc-threads needs QEMU >= 5.0; target QEMU is 4.2",
+    ],
+    [
+      "reserve",
+      { qemu: { version: "6.0" }, memory: { reserve: false } },
+      "memory.reserve: memory backend reserve= needs QEMU >= 6.1; target QEMU is 6.0",
+    ],
+    [
+      "memory-backend=",
+      { qemu: { version: "4.2" } },
+      "memory: -machine memory-backend= needs QEMU >= 5.0; target QEMU is 4.2",
+    ],
+    [
+      "sev-snp-guest",
+      { qemu: { version: "9.0" }, confidential: SNP },
+      "confidential.type: sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0",
+    ],
+    [
+      "tdx-guest",
+      { qemu: { version: "10.0" }, confidential: TDX },
+      "confidential.type: tdx-guest (Intel TDX, guest_memfd private memory) needs QEMU >= 10.1; target QEMU is 10.0",
+    ],
+    [
+      "igvm",
+      { qemu: { version: "9.1" }, firmware: { igvm: "/fw/coconut.igvm" } },
+      "firmware.igvm: -machine igvm-cfg= (IGVM firmware) needs QEMU >= 10.1; target QEMU is 9.1",
+    ],
+    [
+      "kernel-hashes",
+      { qemu: { version: "6.1" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, kernelHashes: true } },
+      "confidential.kernelHashes: sev-guest kernel-hashes needs QEMU >= 6.2; target QEMU is 6.1",
+    ],
+    [
+      "legacy-vm-type",
+      { qemu: { version: "9.0" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: true } },
+      "confidential.legacyVmType: sev-guest legacy-vm-type needs QEMU >= 9.1; target QEMU is 9.0",
+    ],
+    [
+      "legacy-vm-type off",
+      { qemu: { version: "9.0" }, confidential: { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: false } },
+      "confidential.legacyVmType: sev-guest legacy-vm-type needs QEMU >= 9.1; target QEMU is 9.0",
+    ],
   ] as const)("%s", (_name, over, message) => {
-    const errors = errorsOf(makeProfile(over as never));
+    const errors = errorsOf(makeProfile(over));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toContain(`/profiles/test.yaml: ${message}`);
-    expect(errors[0]).toMatch(/\((set qemu.version to [\d.]+ or later if your QEMU has it, or drop the field|give the guest numa.nodes .*)\)$/);
+    expect(errors[0]).toMatch(
+      /\((set qemu.version to [\d.]+ or later if your QEMU has it, or drop the field|give the guest numa.nodes .*)\)$/,
+    );
   });
 
   it("reports every missing feature at once", () => {
@@ -298,26 +401,96 @@ describe("renderArgv: features the target QEMU lacks are errors naming the versi
 
 describe("renderArgv: confidential guests", () => {
   it.each([
-    ["sev", { type: "sev", cbitpos: 51, reducedPhysBits: 1 }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1"],
-    ["sev with policy and files", { type: "sev", cbitpos: 47, reducedPhysBits: 5, policy: 0x3, handle: 7, dhCertFile: "/v/dh,1.cert", sessionFile: "/v/s.bin", kernelHashes: true }, "sev0", "sev-guest,id=sev0,cbitpos=47,reduced-phys-bits=5,policy=0x3,handle=7,dh-cert-file=/v/dh,,1.cert,session-file=/v/s.bin,kernel-hashes=on"],
-    ["sev-es adds the ES policy bit", { type: "sev-es", cbitpos: 51, reducedPhysBits: 1, policy: 0x1 }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5"],
-    ["sev-es default policy", { type: "sev-es", cbitpos: 51, reducedPhysBits: 1 }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5"],
+    [
+      "sev",
+      { type: "sev", cbitpos: 51, reducedPhysBits: 1 },
+      "sev0",
+      "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1",
+    ],
+    [
+      "sev with policy and files",
+      {
+        type: "sev",
+        cbitpos: 47,
+        reducedPhysBits: 5,
+        policy: 0x3,
+        handle: 7,
+        dhCertFile: "/v/dh,1.cert",
+        sessionFile: "/v/s.bin",
+        kernelHashes: true,
+      },
+      "sev0",
+      "sev-guest,id=sev0,cbitpos=47,reduced-phys-bits=5,policy=0x3,handle=7,dh-cert-file=/v/dh,,1.cert,session-file=/v/s.bin,kernel-hashes=on",
+    ],
+    [
+      "sev-es adds the ES policy bit",
+      { type: "sev-es", cbitpos: 51, reducedPhysBits: 1, policy: 0x1 },
+      "sev0",
+      "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5",
+    ],
+    [
+      "sev-es default policy",
+      { type: "sev-es", cbitpos: 51, reducedPhysBits: 1 },
+      "sev0",
+      "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5",
+    ],
     // QEMU's default is auto, which means legacy unless INIT2 is needed: false must be said.
-    ["sev legacyVmType false asks for KVM_SEV_INIT2", { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: false }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1,legacy-vm-type=off"],
-    ["sev-es legacyVmType true", { type: "sev-es", cbitpos: 51, reducedPhysBits: 1, legacyVmType: true }, "sev0", "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5,legacy-vm-type=on"],
+    [
+      "sev legacyVmType false asks for KVM_SEV_INIT2",
+      { type: "sev", cbitpos: 51, reducedPhysBits: 1, legacyVmType: false },
+      "sev0",
+      "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1,legacy-vm-type=off",
+    ],
+    [
+      "sev-es legacyVmType true",
+      { type: "sev-es", cbitpos: 51, reducedPhysBits: 1, legacyVmType: true },
+      "sev0",
+      "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x5,legacy-vm-type=on",
+    ],
     ["sev-snp", SNP, "snp0", "sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000"],
     [
       "sev-snp with every property",
-      { ...SNP, policy: 0x30000 | 0x80000, guestVisibleWorkarounds: { base64: "AAAAAAAAAAAAAAAAAAAAAA==" }, idBlock: { base64: "aWQ=" }, idAuth: { base64: "YXV0aA==" }, authorKeyEnabled: true, hostData: { base64: "aG9zdA==" }, vcekDisabled: true, kernelHashes: true },
+      {
+        ...SNP,
+        policy: 0x30000 | 0x80000,
+        guestVisibleWorkarounds: { base64: "AAAAAAAAAAAAAAAAAAAAAA==" },
+        idBlock: { base64: "aWQ=" },
+        idAuth: { base64: "YXV0aA==" },
+        authorKeyEnabled: true,
+        hostData: { base64: "aG9zdA==" },
+        vcekDisabled: true,
+        kernelHashes: true,
+      },
       "snp0",
       "sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0xb0000,guest-visible-workarounds=AAAAAAAAAAAAAAAAAAAAAA==,id-block=aWQ=,id-auth=YXV0aA==,author-key-enabled=on,host-data=aG9zdA==,vcek-disabled=on,kernel-hashes=on",
     ],
     ["tdx", TDX, "tdx0", "tdx-guest,id=tdx0"],
-    ["tdx with attributes and measurements", { type: "tdx", attributes: 0x10000000n, mrconfigid: { base64: "bWM=" }, mrowner: { base64: "bW8=" }, mrownerconfig: { base64: "bW9j" } }, "tdx0", "tdx-guest,id=tdx0,attributes=0x10000000,mrconfigid=bWM=,mrowner=bW8=,mrownerconfig=bW9j"],
-    ["tdx sept-ve-disable alone", { type: "tdx", septVeDisable: false }, "tdx0", "tdx-guest,id=tdx0,sept-ve-disable=off"],
-    ["tdx sept-ve-disable folded into attributes (bit 63 exact)", { type: "tdx", attributes: (1n << 63n) | 0x10000000n, septVeDisable: false }, "tdx0", "tdx-guest,id=tdx0,attributes=0x8000000000000000"],
+    [
+      "tdx with attributes and measurements",
+      {
+        type: "tdx",
+        attributes: 0x10000000n,
+        mrconfigid: { base64: "bWM=" },
+        mrowner: { base64: "bW8=" },
+        mrownerconfig: { base64: "bW9j" },
+      },
+      "tdx0",
+      "tdx-guest,id=tdx0,attributes=0x10000000,mrconfigid=bWM=,mrowner=bW8=,mrownerconfig=bW9j",
+    ],
+    [
+      "tdx sept-ve-disable alone",
+      { type: "tdx", septVeDisable: false },
+      "tdx0",
+      "tdx-guest,id=tdx0,sept-ve-disable=off",
+    ],
+    [
+      "tdx sept-ve-disable folded into attributes (bit 63 exact)",
+      { type: "tdx", attributes: (1n << 63n) | 0x10000000n, septVeDisable: false },
+      "tdx0",
+      "tdx-guest,id=tdx0,attributes=0x8000000000000000",
+    ],
   ] as const)("%s", (_name, confidential, id, object) => {
-    const p = makeProfile({ qemu: { version: "10.1" }, confidential: confidential as never });
+    const p = makeProfile({ qemu: { version: "10.1" }, confidential: confidential });
     const argv = argvOf(p);
     expect(values(argv, "-object")[0]).toBe(object);
     expect(values(argv, "-machine")[0]).toContain(`,confidential-guest-support=${id},`);
@@ -327,9 +500,14 @@ describe("renderArgv: confidential guests", () => {
     [{ type: "vsock", cid: 2, port: 4050 }, '{"type":"vsock","cid":"2","port":"4050"}'],
     [{ type: "unix", path: "/run/qgs,x.sock" }, '{"type":"unix","path":"/run/qgs,x.sock"}'],
   ] as const)("tdx quote-generation-socket %o uses the JSON -object form", (socket, json) => {
-    const p = makeProfile({ qemu: { version: "10.1" }, confidential: { type: "tdx", attributes: 1n << 63n, septVeDisable: true, quoteGenerationSocket: socket } });
+    const p = makeProfile({
+      qemu: { version: "10.1" },
+      confidential: { type: "tdx", attributes: 1n << 63n, septVeDisable: true, quoteGenerationSocket: socket },
+    });
     const obj = values(argvOf(p), "-object")[0]!;
-    expect(obj).toBe(`{"qom-type":"tdx-guest","id":"tdx0","attributes":9223372037123211264,"quote-generation-socket":${json}}`);
+    expect(obj).toBe(
+      `{"qom-type":"tdx-guest","id":"tdx0","attributes":9223372037123211264,"quote-generation-socket":${json}}`,
+    );
     // The attributes integer stays exact (above 2^53), which JSON.parse cannot show.
     expect(obj).toContain(String((1n << 63n) | (1n << 28n)));
   });
@@ -347,7 +525,10 @@ describe("renderArgv: confidential guests", () => {
   });
 
   it("makes virtio devices of a confidential guest modern-only with iommu_platform (DMA through shared memory)", () => {
-    const base = { disks: [{ path: "/d.img", format: "raw", interface: "virtio-blk", readOnly: false }], network: { type: "user" } } as const;
+    const base = {
+      disks: [{ path: "/d.img", format: "raw", interface: "virtio-blk", readOnly: false }],
+      network: { type: "user" },
+    } as const;
     const plain = argvOf(makeProfile(base as never));
     const snp = argvOf(makeProfile({ ...base, qemu: { version: "9.1" }, confidential: SNP } as never));
     expect(values(plain, "-device")).toEqual(["virtio-blk-pci,drive=disk0", "virtio-net-pci,netdev=net0"]);
@@ -360,24 +541,49 @@ describe("renderArgv: confidential guests", () => {
 
 describe("renderArgv: firmware, boot, devices", () => {
   it.each([
-    ["bios", { bios: "/usr/share/ovmf/OVMF.fd" }, ["-bios", "/usr/share/ovmf/OVMF.fd"], "q35,accel=kvm,memory-backend=mem0"],
+    [
+      "bios",
+      { bios: "/usr/share/ovmf/OVMF.fd" },
+      ["-bios", "/usr/share/ovmf/OVMF.fd"],
+      "q35,accel=kvm,memory-backend=mem0",
+    ],
     [
       "pflash code and vars",
       { pflash: { code: "/fw/CODE.fd", vars: "/vm/VARS,1.fd" } },
-      ["-blockdev", "driver=file,node-name=pflash0,filename=/fw/CODE.fd,read-only=on", "-blockdev", "driver=file,node-name=pflash1,filename=/vm/VARS,,1.fd"],
+      [
+        "-blockdev",
+        "driver=file,node-name=pflash0,filename=/fw/CODE.fd,read-only=on",
+        "-blockdev",
+        "driver=file,node-name=pflash1,filename=/vm/VARS,,1.fd",
+      ],
       "q35,accel=kvm,memory-backend=mem0,pflash0=pflash0,pflash1=pflash1",
     ],
-    ["pflash code only", { pflash: { code: "/fw/CODE.fd" } }, ["-blockdev", "driver=file,node-name=pflash0,filename=/fw/CODE.fd,read-only=on"], "q35,accel=kvm,memory-backend=mem0,pflash0=pflash0"],
-    ["igvm", { igvm: "/fw/svsm.igvm" }, ["-object", "igvm-cfg,id=igvm0,file=/fw/svsm.igvm"], "q35,accel=kvm,memory-backend=mem0,igvm-cfg=igvm0"],
+    [
+      "pflash code only",
+      { pflash: { code: "/fw/CODE.fd" } },
+      ["-blockdev", "driver=file,node-name=pflash0,filename=/fw/CODE.fd,read-only=on"],
+      "q35,accel=kvm,memory-backend=mem0,pflash0=pflash0",
+    ],
+    [
+      "igvm",
+      { igvm: "/fw/svsm.igvm" },
+      ["-object", "igvm-cfg,id=igvm0,file=/fw/svsm.igvm"],
+      "q35,accel=kvm,memory-backend=mem0,igvm-cfg=igvm0",
+    ],
   ] as const)("%s", (_name, firmware, args, machine) => {
     const argv = argvOf(makeProfile({ qemu: { version: "10.1" }, firmware }));
     expect(values(argv, "-machine")).toEqual([machine]);
-    const at = argv.indexOf(args[0], argv.indexOf("-numa") + 1 || argv.findIndex((w) => w.startsWith("memory-backend-")) + 1);
+    const at = argv.indexOf(
+      args[0],
+      argv.indexOf("-numa") + 1 || argv.findIndex((w) => w.startsWith("memory-backend-")) + 1,
+    );
     expect(argv.slice(at, at + args.length)).toEqual(args);
   });
 
   it("passes kernel, initrd and command line as plain words (no key=value parsing there)", () => {
-    const argv = argvOf(makeProfile({ boot: { kernel: "/b/vmlinuz", initrd: "/b/initrd,1", cmdline: "console=ttyS0 root=/dev/vda,x" } }));
+    const argv = argvOf(
+      makeProfile({ boot: { kernel: "/b/vmlinuz", initrd: "/b/initrd,1", cmdline: "console=ttyS0 root=/dev/vda,x" } }),
+    );
     expect(values(argv, "-kernel")).toEqual(["/b/vmlinuz"]);
     expect(values(argv, "-initrd")).toEqual(["/b/initrd,1"]);
     expect(values(argv, "-append")).toEqual(["console=ttyS0 root=/dev/vda,x"]);
@@ -411,8 +617,18 @@ describe("renderArgv: firmware, boot, devices", () => {
 
   it.each([
     ["none", { type: "none" }, [], []],
-    ["user", { type: "user", mac: "52:54:00:12:34:56" }, ["user,id=net0"], ["virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"]],
-    ["tap", { type: "tap", ifname: "tap0", model: "e1000" }, ["tap,id=net0,ifname=tap0,script=no,downscript=no"], ["e1000,netdev=net0"]],
+    [
+      "user",
+      { type: "user", mac: "52:54:00:12:34:56" },
+      ["user,id=net0"],
+      ["virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56"],
+    ],
+    [
+      "tap",
+      { type: "tap", ifname: "tap0", model: "e1000" },
+      ["tap,id=net0,ifname=tap0,script=no,downscript=no"],
+      ["e1000,netdev=net0"],
+    ],
   ] as const)("network %s", (_name, network, netdev, device) => {
     const argv = argvOf(makeProfile({ network }));
     expect(values(argv, "-netdev")).toEqual(netdev);
@@ -432,22 +648,46 @@ describe("renderArgv: firmware, boot, devices", () => {
   });
 
   it("refuses a serial value it does not know", () => {
-    expect(errorsOf(makeProfile({ serial: "tcp:1.2.3.4:5" }))).toEqual(['/profiles/test.yaml: serial: must be none, stdio, pty or file:PATH, got "tcp:1.2.3.4:5"']);
+    expect(errorsOf(makeProfile({ serial: "tcp:1.2.3.4:5" }))).toEqual([
+      '/profiles/test.yaml: serial: must be none, stdio, pty or file:PATH, got "tcp:1.2.3.4:5"',
+    ]);
   });
 
   it("renders -qmp only when the profile names a socket, with the path escaped", () => {
     expect(argvOf(makeProfile())).not.toContain("-qmp");
-    expect(values(argvOf(makeProfile({ qmp: "/run/q,1/qmp.sock" })), "-qmp")).toEqual(["unix:/run/q,,1/qmp.sock,server=on,wait=off"]);
+    expect(values(argvOf(makeProfile({ qmp: "/run/q,1/qmp.sock" })), "-qmp")).toEqual([
+      "unix:/run/q,,1/qmp.sock,server=on,wait=off",
+    ]);
   });
 });
 
 describe("renderArgv: escaping", () => {
   it.each([
     ["name", { name: "a,share=off" }, "-name", "guest=a,,share=off,debug-threads=on"],
-    ["mem-path", { memory: { backend: "file", path: "/x,readonly=off" } }, "-object", "memory-backend-file,id=mem0,size=536870912,mem-path=/x,,readonly=off,share=on,prealloc=off"],
-    ["machine type", { machine: { type: "q35,accel=tcg" } }, "-machine", "q35,,accel=tcg,accel=kvm,memory-backend=mem0"],
-    ["network model", { network: { type: "user", model: "e1000,romfile=/x" } }, "-device", "e1000,,romfile=/x,netdev=net0"],
-    ["tap ifname", { network: { type: "tap", ifname: "t,script=/evil" } }, "-netdev", "tap,id=net0,ifname=t,,script=/evil,script=no,downscript=no"],
+    [
+      "mem-path",
+      { memory: { backend: "file", path: "/x,readonly=off" } },
+      "-object",
+      "memory-backend-file,id=mem0,size=536870912,mem-path=/x,,readonly=off,share=on,prealloc=off",
+    ],
+    [
+      "machine type",
+      { machine: { type: "q35,accel=tcg" } },
+      "-machine",
+      "q35,,accel=tcg,accel=kvm,memory-backend=mem0",
+    ],
+    [
+      "network model",
+      { network: { type: "user", model: "e1000,romfile=/x" } },
+      "-device",
+      "e1000,,romfile=/x,netdev=net0",
+    ],
+    [
+      "tap ifname",
+      { network: { type: "tap", ifname: "t,script=/evil" } },
+      "-netdev",
+      "tap,id=net0,ifname=t,,script=/evil,script=no,downscript=no",
+    ],
   ] as const)("a comma in %s stays inside one value", (_name, over, flag, expected) => {
     expect(values(argvOf(makeProfile(over as never)), flag)).toEqual([expected]);
   });
@@ -460,7 +700,11 @@ describe("renderArgv: escaping", () => {
   ] as const)("refuses a line break or NUL in %s, naming the field", (path, over) => {
     const errors = errorsOf(makeProfile(over as never));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(new RegExp(`^/profiles/test\\.yaml: ${path.replace(/[[\].]/g, "\\$&")}: cannot be passed to QEMU: it contains (a line break|a NUL byte)`));
+    expect(errors[0]).toMatch(
+      new RegExp(
+        `^/profiles/test\\.yaml: ${path.replace(/[[\].]/g, "\\$&")}: cannot be passed to QEMU: it contains (a line break|a NUL byte)`,
+      ),
+    );
   });
 
   it("refuses a CPU model with options in it: -cpu has no comma escape", () => {

@@ -110,8 +110,8 @@ describe("liveness", () => {
   it("an exited process is dead", () => {
     const r = spawnSync("true");
     expect(r.pid).toBeGreaterThan(0);
-    expect(pidStartTime(r.pid!)).toBeUndefined();
-    expect(isAlive({ pid: r.pid!, pidStartTime: "1" })).toBe(false);
+    expect(pidStartTime(r.pid)).toBeUndefined();
+    expect(isAlive({ pid: r.pid, pidStartTime: "1" })).toBe(false);
   });
 
   it("reads the start time of a process whose name contains ') ' (comm is not space-free)", async () => {

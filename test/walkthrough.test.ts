@@ -5,7 +5,7 @@ import { renderWalkthrough } from "../scripts/walkthrough.mjs";
 
 describe("examples/walkthrough.md", () => {
   it("matches what its commands print (regenerate: node scripts/walkthrough.mjs, then review the diff)", () => {
-    const fresh = (renderWalkthrough as () => string)();
+    const fresh = renderWalkthrough();
     expect(fresh).toContain("$ qcvm plan profiles/snp-2node.yaml");
     expect(readFileSync("examples/walkthrough.md", "utf8")).toBe(fresh);
   });

@@ -45,7 +45,13 @@ export interface DoctorReport {
 
 // Kernel versions the host checks gate on (DOMAIN.md): guest_memfd 6.8, weighted interleave 6.9,
 // SEV-SNP host 6.11, TDX host 6.16, guest_memfd NUMA mempolicy 6.19.
-const KERNEL = { guestMemfd: "6.8", weightedInterleave: "6.9", snp: "6.11", tdx: "6.16", gmemMempolicy: "6.19" } as const;
+const KERNEL = {
+  guestMemfd: "6.8",
+  weightedInterleave: "6.9",
+  snp: "6.11",
+  tdx: "6.16",
+  gmemMempolicy: "6.19",
+} as const;
 
 const kernelAtLeast = (host: HostInfo, v: string) => compareVersions(host.kernel, v) >= 0;
 
@@ -64,7 +70,8 @@ function kvmAccess(host: HostInfo): KvmAccess {
 
 export function diagnoseHost(host: HostInfo): Finding[] {
   const f: Finding[] = [];
-  const h = (item: string, ok: boolean, detail: string, rulesOut: string) => f.push(check("host", item, ok, detail, rulesOut));
+  const h = (item: string, ok: boolean, detail: string, rulesOut: string) =>
+    f.push(check("host", item, ok, detail, rulesOut));
   const info = (item: string, detail: string) => f.push({ area: "host", item, status: "info", detail });
 
   info("kernel", `Linux ${host.kernel}`);
@@ -87,8 +94,18 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     `kernel ${host.kernel}`,
     `SEV-SNP and TDX guests keep private memory in guest_memfd: needs Linux >= ${KERNEL.guestMemfd}`,
   );
-  h("SEV", host.sev, `kvm_amd sev=${host.sev ? "Y" : "N or absent"}`, "confidential.type sev profiles cannot run on this host");
-  h("SEV-ES", host.sevEs, `kvm_amd sev_es=${host.sevEs ? "Y" : "N or absent"}`, "confidential.type sev-es profiles cannot run on this host");
+  h(
+    "SEV",
+    host.sev,
+    `kvm_amd sev=${host.sev ? "Y" : "N or absent"}`,
+    "confidential.type sev profiles cannot run on this host",
+  );
+  h(
+    "SEV-ES",
+    host.sevEs,
+    `kvm_amd sev_es=${host.sevEs ? "Y" : "N or absent"}`,
+    "confidential.type sev-es profiles cannot run on this host",
+  );
   const snpKernel = kernelAtLeast(host, KERNEL.snp);
   h(
     "SEV-SNP",
@@ -164,7 +181,9 @@ export function diagnoseHost(host: HostInfo): Finding[] {
   h(
     "weighted interleave (kernel)",
     host.weightedInterleave,
-    host.weightedInterleave ? `sys/kernel/mm/mempolicy/weighted_interleave${shown ? ` (weights ${shown})` : ""}` : `kernel ${host.kernel}`,
+    host.weightedInterleave
+      ? `sys/kernel/mm/mempolicy/weighted_interleave${shown ? ` (weights ${shown})` : ""}`
+      : `kernel ${host.kernel}`,
     `policy weighted-interleave cannot be used (needs Linux >= ${KERNEL.weightedInterleave})`,
   );
   h(
@@ -192,7 +211,8 @@ const RULES_OUT: Record<Feature, string> = {
   "machine-memory-backend": "guests without numa.nodes cannot name their memory backend",
   "prealloc-threads": "memory.preallocThreads cannot be set",
   reserve: "memory.reserve cannot be set",
-  "thread-context": "NUMA-local preallocation (a thread-context per node) is unavailable: prealloc runs on whatever CPUs QEMU has",
+  "thread-context":
+    "NUMA-local preallocation (a thread-context per node) is unavailable: prealloc runs on whatever CPUs QEMU has",
   "prealloc-context": "NUMA-local preallocation (prealloc-context) is unavailable",
   "preferred-many": "policy preferred over several host nodes acts on the first node only",
   "sev-guest": "confidential.type sev and sev-es profiles cannot run",
@@ -203,7 +223,8 @@ const RULES_OUT: Record<Feature, string> = {
   igvm: "firmware.igvm profiles cannot run",
   "memory-backend-shm": "POSIX shm memory backends are unavailable (qcvm profiles do not need them)",
   "guest-memfd-backend": "exact private-memory placement through the backend's host-nodes/policy is unavailable",
-  "memfd-guest-memfd": "exact placement of a non-confidential guest's guest_memfd through memory-backend-memfd is unavailable",
+  "memfd-guest-memfd":
+    "exact placement of a non-confidential guest's guest_memfd through memory-backend-memfd is unavailable",
   "snp-convert-in-place": "in-place private/shared conversion for SEV-SNP is unavailable",
 };
 
@@ -229,7 +250,13 @@ export function summarize(host: HostInfo, caps: QemuCapabilities): Finding[] {
     const h = hostOk(host);
     const q = feature === null || hasFeature(caps, feature);
     const why = [h ? "" : "the host cannot", q ? "" : `QEMU ${caps.version} cannot`].filter(Boolean).join(" and ");
-    return check("summary", `confidential.type ${type}`, h && q, h && q ? "host and QEMU can run it" : why, `profiles with confidential.type ${type.split(" ")[0]} cannot launch here`);
+    return check(
+      "summary",
+      `confidential.type ${type}`,
+      h && q,
+      h && q ? "host and QEMU can run it" : why,
+      `profiles with confidential.type ${type.split(" ")[0]} cannot launch here`,
+    );
   });
 }
 
@@ -260,7 +287,9 @@ const MARK: Record<FindingStatus, string> = { ok: "✓", missing: "✗", info: "
 
 function findingLines(list: Finding[]): string[] {
   return list.map((f) =>
-    f.status === "missing" ? `  ${MARK[f.status]} ${f.item}: ${f.detail}\n      rules out: ${f.rulesOut}` : `  ${MARK[f.status]} ${f.item}: ${f.detail}`,
+    f.status === "missing"
+      ? `  ${MARK[f.status]} ${f.item}: ${f.detail}\n      rules out: ${f.rulesOut}`
+      : `  ${MARK[f.status]} ${f.item}: ${f.detail}`,
   );
 }
 
@@ -268,28 +297,43 @@ function findingLines(list: Finding[]): string[] {
 export function formatDoctorText(r: DoctorReport, width = 100): string {
   const hostFindings = r.findings.filter((f) => f.area === "host");
   const table = nodesTable(r.host);
-  const out: string[] = [`Host ${r.host.root}`, `  Linux ${r.host.kernel}, ${r.host.nodes.length} NUMA node(s):`, ...table];
+  const out: string[] = [
+    `Host ${r.host.root}`,
+    `  Linux ${r.host.kernel}, ${r.host.nodes.length} NUMA node(s):`,
+    ...table,
+  ];
   out.push(...findingLines(hostFindings.filter((f) => f.item !== "kernel")));
   out.push("");
   if (r.qemu) {
     const q = r.findings.filter((f) => f.area === "qemu");
-    out.push(`QEMU ${r.qemu.version} (${r.qemu.source === "probe" ? `probed ${r.qemu.binary ?? ""}` : r.qemu.source === "file" ? "from a capabilities file" : "built-in table"})`);
+    out.push(
+      `QEMU ${r.qemu.version} (${r.qemu.source === "probe" ? `probed ${r.qemu.binary ?? ""}` : r.qemu.source === "file" ? "from a capabilities file" : "built-in table"})`,
+    );
     out.push(...q.filter((f) => f.status === "ok").map((f) => `  ${MARK.ok} ${f.item}`));
     out.push(...q.filter((f) => f.status === "missing").map((f) => `  ${MARK.missing} ${f.item}: ${f.rulesOut}`));
     out.push("", "Together");
-    for (const f of r.findings.filter((x) => x.area === "summary")) out.push(`  ${MARK[f.status]} ${f.item}: ${f.detail}`);
+    for (const f of r.findings.filter((x) => x.area === "summary"))
+      out.push(`  ${MARK[f.status]} ${f.item}: ${f.detail}`);
   } else {
     out.push(`QEMU: not probed: ${r.qemuError ?? "unknown error"}`);
   }
   const missing = r.findings.filter((f) => f.status === "missing" && f.area !== "summary").length;
-  out.push("", missing === 0 ? "Nothing missing." : `${missing} missing item${missing === 1 ? "" : "s"} rule out profile features (✗ above).`);
+  out.push(
+    "",
+    missing === 0
+      ? "Nothing missing."
+      : `${missing} missing item${missing === 1 ? "" : "s"} rule out profile features (✗ above).`,
+  );
   const fixed = new Set(table);
   const fit = (line: string): string[] => {
     if (line.length <= width || fixed.has(line)) return [line];
     const indent = /^ */.exec(line)![0];
     return wrap(line.slice(indent.length), indent, `${indent}    `, width);
   };
-  return `${out.flatMap((l) => l.split("\n")).flatMap(fit).join("\n")}\n`;
+  return `${out
+    .flatMap((l) => l.split("\n"))
+    .flatMap(fit)
+    .join("\n")}\n`;
 }
 
 export async function buildReport(args: Args): Promise<{ report: DoctorReport; probeFailed: boolean }> {
@@ -332,7 +376,8 @@ export async function buildReport(args: Args): Promise<{ report: DoctorReport; p
 function checkSaveTarget(file: string): void {
   let text: string;
   try {
-    if (statSync(file).isDirectory()) throw new UserError(`--save ${file}: is a directory (name the file to write, e.g. ${file}/caps.json)`, 2);
+    if (statSync(file).isDirectory())
+      throw new UserError(`--save ${file}: is a directory (name the file to write, e.g. ${file}/caps.json)`, 2);
     text = readFileSync(file, "utf8");
   } catch (e) {
     if (e instanceof UserError) throw e;
@@ -345,7 +390,10 @@ function checkSaveTarget(file: string): void {
     // not JSON: not ours
   }
   if (format !== "qcvm-capabilities/v1") {
-    throw new UserError(`--save ${file}: the file exists and is not a qcvm capabilities file; not overwriting it (remove it, or save to another name)`, 2);
+    throw new UserError(
+      `--save ${file}: the file exists and is not a qcvm capabilities file; not overwriting it (remove it, or save to another name)`,
+      2,
+    );
   }
 }
 
@@ -366,7 +414,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   if (a.save && report.qemu) {
     const { saveCapabilities } = await import("../probe/qemu.js");
     saveCapabilities(report.qemu, a.save);
-    process.stderr.write(`qcvm: saved QEMU ${report.qemu.version} capabilities to ${a.save} (use with --capabilities ${a.save})\n`);
+    process.stderr.write(
+      `qcvm: saved QEMU ${report.qemu.version} capabilities to ${a.save} (use with --capabilities ${a.save})\n`,
+    );
   }
   return 0;
 }

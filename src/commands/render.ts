@@ -40,7 +40,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
 
   const ctx = await loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
   const inlined = inlineProfileFiles(ctx.profile);
-  const rendered = inlined.value ? renderArgv(inlined.value, ctx.plan, ctx.caps) : { errors: inlined.errors, warnings: [] };
+  const rendered = inlined.value
+    ? renderArgv(inlined.value, ctx.plan, ctx.caps)
+    : { errors: inlined.errors, warnings: [] };
   const errors = sortDiagnostics(rendered.errors);
   if (errors.length > 0 || !rendered.value) {
     process.stderr.write(
@@ -76,7 +78,9 @@ export function describeLaunchOnly(plan: Plan): string[] {
   const lines: string[] = [];
   for (const cg of plan.launch.cgroups) {
     const what = cg.tasks === "process" ? "QEMU process" : `vCPU ${formatList(cg.tasks.vcpus)}`;
-    lines.push(`cgroup ${cg.name || "(VM)"}: cpus ${formatList(cg.cpus) || "-"}, mems ${formatList(cg.mems) || "-"} for ${what}`);
+    lines.push(
+      `cgroup ${cg.name || "(VM)"}: cpus ${formatList(cg.cpus) || "-"}, mems ${formatList(cg.mems) || "-"} for ${what}`,
+    );
   }
   // vCPUs pinned to the same CPUs share a line: "pin vCPU 0-3 to host CPUs 0-15,64-79".
   const byCpus = new Map<string, number[]>();

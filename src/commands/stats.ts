@@ -78,9 +78,14 @@ async function findTarget(a: StatsArgs): Promise<Target> {
   requireVmName(a.name);
   const runDir = resolveRunDir(a.runDir);
   const state = readState(runDir, a.name);
-  if (!state) throw new UserError(`no VM named \`${a.name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
+  if (!state)
+    throw new UserError(
+      `no VM named \`${a.name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+    );
   if (!isAlive(state)) {
-    throw new UserError(`VM \`${a.name}\` is not running (its QEMU, pid ${state.pid}, is gone): nothing to measure (qcvm stop ${a.name} cleans up)`);
+    throw new UserError(
+      `VM \`${a.name}\` is not running (its QEMU, pid ${state.pid}, is gone): nothing to measure (qcvm stop ${a.name} cleans up)`,
+    );
   }
   const hostRoot = typeof state.hostRoot === "string" && state.hostRoot ? state.hostRoot : "/";
   const { probeHost } = await import("../probe/host.js");
@@ -111,7 +116,10 @@ function sample(t: Target): VmStats | undefined {
 }
 
 function pad(cells: string[], widths: number[]): string {
-  return cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return cells
+    .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+    .join("  ")
+    .trimEnd();
 }
 
 /** The per-node table and what to make of it. */
@@ -155,7 +163,9 @@ export function formatStatsText(s: VmStats): string {
 function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
   if (format === "json") {
     // --watch prints one JSON object per line (NDJSON), so a consumer can read samples as they come.
-    process.stdout.write(watching ? `${JSON.stringify({ at: new Date().toISOString(), ...s })}\n` : `${JSON.stringify(s, null, 2)}\n`);
+    process.stdout.write(
+      watching ? `${JSON.stringify({ at: new Date().toISOString(), ...s })}\n` : `${JSON.stringify(s, null, 2)}\n`,
+    );
     return;
   }
   if (watching) {

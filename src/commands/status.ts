@@ -98,7 +98,9 @@ export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
     ...(reason ? { reason } : {}),
     pid: s.pid,
     startedAt: s.startedAt,
-    ...(state === "dead" || Number.isNaN(started) ? {} : { uptimeSeconds: Math.max(0, Math.round((nowMs - started) / 1000)) }),
+    ...(state === "dead" || Number.isNaN(started)
+      ? {}
+      : { uptimeSeconds: Math.max(0, Math.round((nowMs - started) / 1000)) }),
     profile: s.profile,
     accel: s.accel,
     ...(s.qemuVersion ? { qemuVersion: s.qemuVersion } : {}),
@@ -117,7 +119,12 @@ export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
  * directory or cgroups are left), or a damaged file (`damaged` is readState's message).
  * Undefined when nothing of `name` is in the run dir.
  */
-export function describeLeftover(runDir: string, name: string, damaged?: string, notYours?: string): VmStatus | undefined {
+export function describeLeftover(
+  runDir: string,
+  name: string,
+  damaged?: string,
+  notYours?: string,
+): VmStatus | undefined {
   const paths = vmPaths(runDir, name);
   const holder = readVmLock(runDir, name);
   if (!holder && !damaged && !existsSync(paths.dir)) return undefined;
@@ -217,9 +224,21 @@ function shortPath(p: string): string {
 
 function formatTable(rows: VmStatus[]): string {
   const header = ["NAME", "STATE", "PID", "UPTIME", "ACCEL", "FIDELITY", "PROFILE"];
-  const cells = rows.map((v) => [v.name, v.state, v.pid ? String(v.pid) : "-", formatUptime(v.uptimeSeconds), v.accel, fidelityCell(v), shortPath(v.profile)]);
+  const cells = rows.map((v) => [
+    v.name,
+    v.state,
+    v.pid ? String(v.pid) : "-",
+    formatUptime(v.uptimeSeconds),
+    v.accel,
+    fidelityCell(v),
+    shortPath(v.profile),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  return [header, ...cells].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n") + "\n";
+  return (
+    [header, ...cells]
+      .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  "))
+      .join("\n") + "\n"
+  );
 }
 
 function formatDetail(v: VmStatus): string {
@@ -231,7 +250,9 @@ function formatDetail(v: VmStatus): string {
     if (v.state === "interrupted" || v.state === "damaged") lines.push(`  clean up with: qcvm stop ${v.name}`);
     return `${lines.join("\n")}\n`;
   }
-  lines.push(`  pid       ${v.pid} (${v.accel}${v.qemuVersion ? `, QEMU ${v.qemuVersion}` : ""}${v.detached ? ", detached" : ", foreground"})`);
+  lines.push(
+    `  pid       ${v.pid} (${v.accel}${v.qemuVersion ? `, QEMU ${v.qemuVersion}` : ""}${v.detached ? ", detached" : ", foreground"})`,
+  );
   lines.push(`  uptime    ${formatUptime(v.uptimeSeconds)} (started ${v.startedAt})`);
   lines.push(`  profile   ${v.profile}`);
   lines.push(`  run dir   ${v.dir} (QMP ${v.qmp}, log ${v.log})`);
@@ -247,7 +268,13 @@ function formatDetail(v: VmStatus): string {
       n.applied ? n.fidelity : `${n.fidelity}, lost at launch`,
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-    for (const r of [header, ...cells]) lines.push(`  ${r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()}`);
+    for (const r of [header, ...cells])
+      lines.push(
+        `  ${r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join("  ")
+          .trimEnd()}`,
+      );
   }
   for (const l of v.lost) lines.push(`  lost: ${l}`);
   if (v.state === "dead" || v.state === "interrupted") lines.push(`  clean up with: qcvm stop ${v.name}`);
@@ -262,7 +289,10 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     requireVmName(name);
     const state = readState(runDir, name);
     const v = state ? describeVm(state) : describeLeftover(runDir, name);
-    if (!v) throw new UserError(`no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
+    if (!v)
+      throw new UserError(
+        `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+      );
     process.stdout.write(json ? `${JSON.stringify(v, null, 2)}\n` : formatDetail(v));
     return v.state === "dead" || v.state === "interrupted" ? 3 : 0;
   }

@@ -6,7 +6,16 @@
 // so a reused pid is never killed.
 import { UserError } from "../core/diagnostics.js";
 import { readVmLock } from "../vm/lock.js";
-import { StateAccessError, cleanupVm, isProcessAlive, readState, requireVmName, resolveRunDir, stopQemu, vmPaths } from "../vm/runtime.js";
+import {
+  StateAccessError,
+  cleanupVm,
+  isProcessAlive,
+  readState,
+  requireVmName,
+  resolveRunDir,
+  stopQemu,
+  vmPaths,
+} from "../vm/runtime.js";
 import type { StopOutcome, VmState } from "../vm/runtime.js";
 import { existsSync } from "node:fs";
 
@@ -15,7 +24,8 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const name = requireVmName(args.name);
   const force = Boolean(args.force);
   const timeout = Number(args.timeout ?? 30);
-  if (!Number.isFinite(timeout) || timeout < 0) throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, 2);
+  if (!Number.isFinite(timeout) || timeout < 0)
+    throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, 2);
   const note = (msg: string) => process.stderr.write(`qcvm: ${msg}\n`);
 
   let state: VmState | undefined;
@@ -35,10 +45,17 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     // No (readable) state: the lock still names QEMU once it was spawned.
     const holder = readVmLock(runDir, name);
     const known = holder || damaged || existsSync(vmPaths(runDir, name).dir);
-    if (!known) throw new UserError(`no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`);
+    if (!known)
+      throw new UserError(
+        `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+      );
     if (damaged) note(damaged);
     if (holder && holder.role === "qemu") {
-      outcome = await stopQemu({ pid: holder.pid, pidStartTime: holder.startTime, qmp: vmPaths(runDir, name).qmp }, { force, timeoutMs: timeout * 1000 }, note);
+      outcome = await stopQemu(
+        { pid: holder.pid, pidStartTime: holder.startTime, qmp: vmPaths(runDir, name).qmp },
+        { force, timeoutMs: timeout * 1000 },
+        note,
+      );
     } else if (holder && isProcessAlive(holder.pid, holder.startTime)) {
       throw new UserError(`VM \`${name}\` is being launched by qcvm pid ${holder.pid}; try again once it is up`);
     }
@@ -46,6 +63,8 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const report = await cleanupVm(runDir, name, state?.hostRoot ?? "/");
   for (const e of report.errors) process.stderr.write(`qcvm: cleanup: ${e}\n`);
   const what = outcome === "was not running" ? `\`${name}\` was not running` : `stopped \`${name}\` (${outcome})`;
-  process.stderr.write(`qcvm: ${what}; removed ${report.removed.length ? report.removed.join(", ") : "nothing (already clean)"}\n`);
+  process.stderr.write(
+    `qcvm: ${what}; removed ${report.removed.length ? report.removed.join(", ") : "nothing (already clean)"}\n`,
+  );
   return report.errors.length > 0 ? 1 : 0;
 }

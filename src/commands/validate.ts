@@ -32,7 +32,8 @@ async function readDir(dir: string, unreadable: Unreadable) {
     return await readdir(dir, { withFileTypes: true });
   } catch (e) {
     // `**` reads a directory twice (zero levels, then one more): report it once.
-    if (!unreadable.some((u) => u.dir === dir)) unreadable.push({ dir, code: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+    if (!unreadable.some((u) => u.dir === dir))
+      unreadable.push({ dir, code: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
     return [];
   }
 }
@@ -67,7 +68,10 @@ export function globToRegExp(glob: string): RegExp {
       const end = glob.indexOf("]", i + 1);
       if (end === -1) re += "\\[";
       else {
-        const body = glob.slice(i + 1, end).replace(/^!/, "^").replace(/\\/g, "\\\\");
+        const body = glob
+          .slice(i + 1, end)
+          .replace(/^!/, "^")
+          .replace(/\\/g, "\\\\");
         re += `[${body}]`;
         i = end;
       }
@@ -78,7 +82,12 @@ export function globToRegExp(glob: string): RegExp {
         re += `(?:${glob
           .slice(i + 1, end)
           .split(",")
-          .map((s) => s.replace(/[.+^$()|\\]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]"))
+          .map((s) =>
+            s
+              .replace(/[.+^$()|\\]/g, "\\$&")
+              .replace(/\*/g, "[^/]*")
+              .replace(/\?/g, "[^/]"),
+          )
           .join("|")})`;
         i = end;
       }
@@ -94,7 +103,12 @@ async function expandGlob(pattern: string, unreadable: Unreadable): Promise<stri
   const baseSegs = segs.slice(0, firstGlob);
   const base = baseSegs.length === 0 ? "." : baseSegs.join("/") || "/";
   const out: string[] = [];
-  await walkGlob(resolve(base), segs.slice(firstGlob).filter((s) => s !== ""), out, unreadable);
+  await walkGlob(
+    resolve(base),
+    segs.slice(firstGlob).filter((s) => s !== ""),
+    out,
+    unreadable,
+  );
   return out.sort();
 }
 
@@ -114,7 +128,11 @@ async function walkGlob(dir: string, segs: readonly string[], out: string[], unr
     // Zero directories here, or one more and `**` again.
     await walkGlob(dir, rest, out, unreadable);
     const entries = await readDir(dir, unreadable);
-    await Promise.all(entries.filter((e) => e.isDirectory() && !skipDir(e.name)).map((e) => walkGlob(join(dir, e.name), segs, out, unreadable)));
+    await Promise.all(
+      entries
+        .filter((e) => e.isDirectory() && !skipDir(e.name))
+        .map((e) => walkGlob(join(dir, e.name), segs, out, unreadable)),
+    );
     return;
   }
   const literal = !GLOB_CHARS.test(seg);
@@ -177,7 +195,7 @@ function unreadableResult({ dir, code }: Unreadable[number]): LoadedProfile {
 }
 
 async function readAll(files: readonly string[], set: string[] | undefined): Promise<LoadedProfile[]> {
-  const results: LoadedProfile[] = new Array(files.length);
+  const results: LoadedProfile[] = new Array<LoadedProfile>(files.length);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
@@ -201,7 +219,12 @@ function filledYaml(profile: unknown): string {
       if (node.items.every((i) => isScalar(i))) node.flow = true;
     },
     Pair(_, pair) {
-      if (isPair(pair) && isScalar(pair.key) && ["policy", "attributes"].includes(String(pair.key.value)) && isScalar(pair.value)) {
+      if (
+        isPair(pair) &&
+        isScalar(pair.key) &&
+        ["policy", "attributes"].includes(String(pair.key.value)) &&
+        isScalar(pair.value)
+      ) {
         if (typeof pair.value.value === "number" || typeof pair.value.value === "bigint") pair.value.format = "HEX";
       }
     },
@@ -218,7 +241,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const inputs = a.files ?? [];
   const { files, unmatched, unreadable } = await expandInputs(inputs);
   if (unmatched.length > 0) {
-    process.stderr.write(`qcvm: no profiles (*.yaml, *.yml) matched ${unmatched.map((u) => JSON.stringify(u)).join(", ")}\n`);
+    process.stderr.write(
+      `qcvm: no profiles (*.yaml, *.yml) matched ${unmatched.map((u) => JSON.stringify(u)).join(", ")}\n`,
+    );
     return 2;
   }
   if (files.length === 0 && unreadable.length === 0) {
@@ -260,7 +285,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     if (a.fill) {
       for (const { l } of reports) {
         if (!l.profile) continue;
-        lines.push(`---\n# ${l.file} (normalized: defaults filled, sizes in bytes)\n${filledYaml(l.profile).trimEnd()}`);
+        lines.push(
+          `---\n# ${l.file} (normalized: defaults filled, sizes in bytes)\n${filledYaml(l.profile).trimEnd()}`,
+        );
       }
     }
     lines.push(

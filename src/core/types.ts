@@ -263,11 +263,7 @@ export interface QemuCapabilities {
 export type Fidelity = "exact" | "first-touch" | "coarse" | "none";
 export type SharedMechanism = "backend-policy" | "process-mempolicy" | "none";
 export type PrivateMechanism =
-  | "guest-memfd-mempolicy"
-  | "vcpu-cpuset"
-  | "process-mempolicy"
-  | "none"
-  | "not-applicable";
+  "guest-memfd-mempolicy" | "vcpu-cpuset" | "process-mempolicy" | "none" | "not-applicable";
 
 export interface PlanNode {
   guestNode: number;

@@ -52,7 +52,7 @@ export function parseList(text: string | undefined): number[] {
 export function formatList(values: readonly number[]): string {
   const sorted = [...new Set(values)].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
     parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
@@ -67,7 +67,7 @@ export function formatList(values: readonly number[]): string {
  */
 export function checkHostRoot(root: string): void {
   const fix = "give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has";
-  let isDir = false;
+  let isDir: boolean;
   try {
     isDir = statSync(root).isDirectory();
   } catch {

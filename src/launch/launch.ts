@@ -160,7 +160,10 @@ export class Reporter {
 async function cachedCapabilities(binary: string, runDir: string, write: boolean): Promise<QemuCapabilities> {
   const real = realpathSync(binary);
   const st = statSync(real);
-  const key = createHash("sha256").update(`${real}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeMs}`).digest("hex").slice(0, 20);
+  const key = createHash("sha256")
+    .update(`${real}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeMs}`)
+    .digest("hex")
+    .slice(0, 20);
   const file = join(runDir, "caps", `${key}.json`);
   const { loadCapabilities, probeQemu, saveCapabilities } = await import("../probe/qemu.js");
   if (existsSync(file)) {
@@ -280,7 +283,8 @@ async function checkMempolicy(nodes: number[]): Promise<{ ok: true } | { ok: fal
   if (r.exitCode === 0) return { ok: true };
   const text = (r.stderr || r.stdout).trim();
   // numactl says "set_mempolicy: Operation not permitted".
-  if (/not permitted|EPERM/i.test(text)) return { ok: false, reason: "EPERM from set_mempolicy/mbind, as under a container's seccomp profile" };
+  if (/not permitted|EPERM/i.test(text))
+    return { ok: false, reason: "EPERM from set_mempolicy/mbind, as under a container's seccomp profile" };
   return { ok: true }; // another failure (an offline node): QEMU reports it precisely
 }
 
@@ -408,16 +412,18 @@ export function lostFromCgroupErrors(
     if (c.name === "") continue;
     const own = errors.find((e) => e.subject === `vCPU cgroup ${c.name}`);
     const missing = existingChildren !== undefined && !existingChildren.includes(c.name);
-    const reason = own ? describeErrno(own) : missing ? (vmError ? describeErrno(vmError) : "the cpuset controller is not available") : undefined;
+    const reason = own
+      ? describeErrno(own)
+      : missing
+        ? vmError
+          ? describeErrno(vmError)
+          : "the cpuset controller is not available"
+        : undefined;
     if (!reason) continue;
     failedChildren.set(c.name, reason);
     for (const g of nodesOfChild(plan, c.name)) lost.push(lostVcpuCgroup(plan, g, reason, vmError !== undefined));
   }
   return { lost, failedChildren };
-}
-
-function placementLosses(lost: readonly LostPlacement[]): LostPlacement[] {
-  return lost.filter((l) => !l.accountingOnly);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +482,11 @@ async function placeVcpus(
     if (tid === undefined) reason = `QEMU reported no thread for vCPU ${pin.vcpu}`;
     else if (shared) reason = `vCPUs share thread ${tid} (${accel} without a thread per vCPU)`;
     else {
-      const r = await run(["taskset", "-pc", list, String(tid)]).catch((e: Error) => ({ exitCode: -1, stderr: e.message, stdout: "" }));
+      const r = await run(["taskset", "-pc", list, String(tid)]).catch((e: Error) => ({
+        exitCode: -1,
+        stderr: e.message,
+        stdout: "",
+      }));
       if (r.exitCode !== 0) reason = `taskset -pc ${list} ${tid} failed: ${r.stderr.trim().split("\n")[0]}`;
     }
     if (reason) {
@@ -509,21 +519,40 @@ function cgroupActions(layout: CgroupLayout, name: string, plan: Plan): Action[]
   const cpus = formatList([...(vm?.cpus ?? []), ...children.flatMap((c) => c.cpus)]);
   const mems = formatList([...(vm?.mems ?? []), ...children.flatMap((c) => c.mems)]);
   if (layout.systemd) {
-    out.push({ action: "cgroup", detail: `systemd scope machine.slice/qcvm-${name}.scope (Delegate=yes), adopted as the VM cgroup` });
+    out.push({
+      action: "cgroup",
+      detail: `systemd scope machine.slice/qcvm-${name}.scope (Delegate=yes), adopted as the VM cgroup`,
+    });
   }
   for (const h of layout.hierarchies) {
-    const dir = join(layout.root, h.mount, layout.systemd ? `machine.slice/qcvm-${name}.scope` : join(layout.base, name));
+    const dir = join(
+      layout.root,
+      h.mount,
+      layout.systemd ? `machine.slice/qcvm-${name}.scope` : join(layout.base, name),
+    );
     const has = (c: string) => h.controllers.includes(c as "cpuset" | "memory");
-    const what = [has("cpuset") ? `cpus ${cpus || "all"}, mems ${mems || "all"}` : "", has("memory") ? "memory accounting" : ""].filter(Boolean).join("; ");
+    const what = [
+      has("cpuset") ? `cpus ${cpus || "all"}, mems ${mems || "all"}` : "",
+      has("memory") ? "memory accounting" : "",
+    ]
+      .filter(Boolean)
+      .join("; ");
     if (!layout.systemd) out.push({ action: "cgroup", detail: `mkdir ${dir}: ${what} (QEMU process)` });
-    if (has("cpuset") || (h.version === 2 && !layout.hierarchies.some((o) => o !== h && o.controllers.includes("cpuset")))) {
+    if (
+      has("cpuset") ||
+      (h.version === 2 && !layout.hierarchies.some((o) => o !== h && o.controllers.includes("cpuset")))
+    ) {
       for (const c of children) {
         const vcpus = c.tasks === "process" ? "" : ` (vCPU ${formatList(c.tasks.vcpus)})`;
-        out.push({ action: "cgroup", detail: `mkdir ${join(dir, c.name)}: cpus ${formatList(c.cpus) || "all"}, mems ${formatList(c.mems) || "all"}${vcpus}` });
+        out.push({
+          action: "cgroup",
+          detail: `mkdir ${join(dir, c.name)}: cpus ${formatList(c.cpus) || "all"}, mems ${formatList(c.mems) || "all"}${vcpus}`,
+        });
       }
     }
   }
-  for (const c of layout.missing) out.push({ action: "cgroup", detail: `no ${c} controller on this host: ${missingControllerCost(c, plan)}` });
+  for (const c of layout.missing)
+    out.push({ action: "cgroup", detail: `no ${c} controller on this host: ${missingControllerCost(c, plan)}` });
   return out;
 }
 
@@ -547,7 +576,10 @@ function dryRunActions(
   const actions: Action[] = [];
   actions.push({ action: "lock", detail: `VM name: ${vmLockPath(runDir, name)}` });
   for (const d of profile.disks) {
-    actions.push({ action: "lock", detail: `disk ${d.path} (${d.readOnly ? "read-only, shareable" : "read-write, exclusive"}) in ${locksDir(runDir)}` });
+    actions.push({
+      action: "lock",
+      detail: `disk ${d.path} (${d.readOnly ? "read-only, shareable" : "read-write, exclusive"}) in ${locksDir(runDir)}`,
+    });
   }
   actions.push({ action: "mkdir", detail: `${paths.dir} (mode 0700): qmp.sock, qemu.pid, qemu.log, state.json` });
   actions.push(...cgroupActions(layout, name, plan));
@@ -555,16 +587,20 @@ function dryRunActions(
     action: "exec",
     detail:
       `${prettyCommand(argv)}  (${
-        layout.systemd ? "born in its systemd scope" : layout.hierarchies.length > 0 ? "spawned from inside the VM cgroup" : "no VM cgroup to be born in"
-      }, ` +
-      `in its own session${detach ? `, output to ${paths.log}` : ""})`,
+        layout.systemd
+          ? "born in its systemd scope"
+          : layout.hierarchies.length > 0
+            ? "spawned from inside the VM cgroup"
+            : "no VM cgroup to be born in"
+      }, ` + `in its own session${detach ? `, output to ${paths.log}` : ""})`,
   });
   actions.push({ action: "qmp", detail: `connect ${paths.qmp}; query-cpus-fast (vCPU thread ids)` });
   for (const c of plan.launch.cgroups) {
     if (c.tasks === "process") continue;
     for (const v of c.tasks.vcpus) actions.push({ action: "vcpu", detail: `vCPU ${v} thread -> cgroup ${c.name}` });
   }
-  for (const p of plan.launch.pinning) actions.push({ action: "pin", detail: `taskset -pc ${formatList(p.hostCpus)} <vCPU ${p.vcpu} thread>` });
+  for (const p of plan.launch.pinning)
+    actions.push({ action: "pin", detail: `taskset -pc ${formatList(p.hostCpus)} <vCPU ${p.vcpu} thread>` });
   actions.push({ action: "qmp", detail: "cont (vCPUs start with placement in force)" });
   actions.push({ action: "state", detail: paths.state });
   return actions;
@@ -611,7 +647,9 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
     // A fixture host (--host) in a dry run answers for its own /dev/kvm; otherwise QEMU runs here,
     // and probeKvm (KVM's own device 10:232, opened read-write) is what -accel kvm will need.
     const kvm: KvmAccess =
-      a.dryRun && a.host ? { ok: ctx.host.kvm, present: ctx.host.kvm, problem: "the host tree has no usable dev/kvm" } : probeKvm();
+      a.dryRun && a.host
+        ? { ok: ctx.host.kvm, present: ctx.host.kvm, problem: "the host tree has no usable dev/kvm" }
+        : probeKvm();
     if (!kvm.ok) {
       const problem = kvm.problem ?? "/dev/kvm is not usable";
       if (profile.confidential.type !== "none") {
@@ -630,7 +668,9 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
   const paths = vmPaths(runDir, profile.name);
   const qmpPath = profile.qmp ?? paths.qmp;
   if (qmpPath.length > SUN_PATH_MAX) {
-    throw new UserError(`QMP socket path ${qmpPath} is longer than a unix socket allows (${SUN_PATH_MAX} bytes): use a shorter --run-dir`);
+    throw new UserError(
+      `QMP socket path ${qmpPath} is longer than a unix socket allows (${SUN_PATH_MAX} bytes): use a shorter --run-dir`,
+    );
   }
 
   let plan = ctx.plan;
@@ -654,13 +694,20 @@ async function prepare(a: LaunchArgs, runDir: string, r: Reporter): Promise<Prep
 function renderLaunch(a: LaunchArgs, ctx: Context, profile: Profile, plan: Plan, runDir: string) {
   const paths = vmPaths(runDir, profile.name);
   const inlined = inlineProfileFiles({ ...profile, qmp: profile.qmp ?? paths.qmp });
-  const rendered = inlined.value ? renderArgv(inlined.value, plan, ctx.caps) : { errors: inlined.errors, warnings: [], value: undefined };
+  const rendered = inlined.value
+    ? renderArgv(inlined.value, plan, ctx.caps)
+    : { errors: inlined.errors, warnings: [], value: undefined };
   if (rendered.errors.length > 0 || !rendered.value) {
     const lines = rendered.errors.map(formatDiagnostic);
     throw new UserError(`cannot render ${a.profile} (${countOf(lines.length, "error")}):\n${lines.join("\n")}`);
   }
   const layout = openCgroupLayout(ctx.host);
-  const scope = layout.systemd ? systemdScopePrefix(profile.name, plan.launch.cgroups.find((c) => c.name === "")) : [];
+  const scope = layout.systemd
+    ? systemdScopePrefix(
+        profile.name,
+        plan.launch.cgroups.find((c) => c.name === ""),
+      )
+    : [];
   // -S: no vCPU runs before its thread is placed. -pidfile: for tools other than qcvm.
   const argv = [...scope, ...plan.launch.argvPrefix, ...rendered.value, "-S", "-pidfile", paths.pidfile];
   return { argv, layout, warnings: rendered.warnings };
@@ -722,7 +769,9 @@ function printDryRun(a: LaunchArgs, p: Prepared, runDir: string, r: Reporter): v
     // The command as `render` prints it, one option per line, so it reads on an 80-column
     // terminal and pastes into a shell; how it is started goes on the line after.
     const indent = " ".repeat(width + 2);
-    const command = groupOptions(p.argv).map((g) => g.map(shellQuote).join(" ")).join(` \\\n${indent}  `);
+    const command = groupOptions(p.argv)
+      .map((g) => g.map(shellQuote).join(" "))
+      .join(` \\\n${indent}  `);
     const how = x.detail.slice(prettyCommand(p.argv).length).trim();
     return `${x.action.padEnd(width)}  ${command}\n${indent}${how}\n`;
   };
@@ -740,7 +789,15 @@ function printDryRun(a: LaunchArgs, p: Prepared, runDir: string, r: Reporter): v
 /** QEMU's exit as a shell-style code: the exit status, or 128 + signal number. */
 export function exitCodeOf(r: { exitCode?: number; signal?: string }): number {
   if (typeof r.exitCode === "number") return r.exitCode;
-  const signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15 };
+  const signals: Record<string, number> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGABRT: 6,
+    SIGKILL: 9,
+    SIGSEGV: 11,
+    SIGTERM: 15,
+  };
   return 128 + (r.signal ? (signals[r.signal] ?? 0) : 0);
 }
 
@@ -789,7 +846,8 @@ function waitExit(child: ResultPromise): Promise<ChildExit> {
   return child.then((r) => ({
     exitCode: r.exitCode,
     signal: r.signal,
-    code: r.failed && r.exitCode === undefined && !r.signal ? ((r as { code?: string }).code ?? r.shortMessage) : undefined,
+    code:
+      r.failed && r.exitCode === undefined && !r.signal ? ((r as { code?: string }).code ?? r.shortMessage) : undefined,
   }));
 }
 
@@ -844,7 +902,8 @@ class Launch {
 
   private strictCheck(): void {
     const placement = this.lost.filter((l) => !l.accountingOnly);
-    if (this.p.profile.placement.strict && placement.length > 0) throw strictError(placement, "launch aborted and cleaned up");
+    if (this.p.profile.placement.strict && placement.length > 0)
+      throw strictError(placement, "launch aborted and cleaned up");
   }
 
   /**
@@ -867,7 +926,7 @@ class Launch {
     try {
       this.r.step(1, "plan", `plan: ${planSummary(this.p.plan)}`, { accel: this.p.profile.machine.accel });
       for (const l of this.p.lost) this.r.warn(formatLost(l), { lost: l });
-      const steps = [
+      const steps: Array<() => void | Promise<void>> = [
         () => this.takeLocks(),
         () => this.makeRunDir(),
         () => this.makeCgroup(),
@@ -953,8 +1012,11 @@ class Launch {
       leftover = undefined; // damaged: removed with the rest below
     }
     if (leftover || notes.length > 0 || existsSync(this.paths.dir)) {
-      const report = await cleanupVm(this.runDir, this.name, leftover?.hostRoot ?? this.p.ctx.host.root, { keepNameLock: true });
-      if (report.removed.length > 0) notes.push(`removed what an earlier run of \`${this.name}\` left behind: ${report.removed.join(", ")}`);
+      const report = await cleanupVm(this.runDir, this.name, leftover?.hostRoot ?? this.p.ctx.host.root, {
+        keepNameLock: true,
+      });
+      if (report.removed.length > 0)
+        notes.push(`removed what an earlier run of \`${this.name}\` left behind: ${report.removed.join(", ")}`);
     }
     this.diskLocks = acquireDiskLocks(this.runDir, this.name, this.p.profile.disks, notes);
     this.undo.push(() => this.diskLocks.forEach((l) => l.release()));
@@ -1020,7 +1082,12 @@ class Launch {
       const res = this.cg.spawnInside(spawnNow);
       child = res.value;
       for (const e of res.errors.filter((x) => x.subject.startsWith("qcvm's own"))) this.r.warn(e.message);
-      this.addLost(lostFromCgroupErrors(res.errors.filter((x) => !x.subject.startsWith("qcvm's own")), this.p.plan).lost);
+      this.addLost(
+        lostFromCgroupErrors(
+          res.errors.filter((x) => !x.subject.startsWith("qcvm's own")),
+          this.p.plan,
+        ).lost,
+      );
     } else {
       child = spawnNow();
     }
@@ -1084,7 +1151,11 @@ class Launch {
 
   // 6.
   private async connectQmp(): Promise<void> {
-    this.qmp = await QmpClient.connect(this.p.qmpPath, { timeoutMs: 60_000, retryMs: QMP_POLL_MS, signal: this.died.signal });
+    this.qmp = await QmpClient.connect(this.p.qmpPath, {
+      timeoutMs: 60_000,
+      retryMs: QMP_POLL_MS,
+      signal: this.died.signal,
+    });
     this.state!.qemuVersion = this.qmp.version;
     this.qmpMs = now();
     this.r.step(6, "qmp", `QMP ready at ${this.p.qmpPath} (QEMU ${this.qmp.version})`);
@@ -1096,7 +1167,12 @@ class Launch {
     const placed = await placeVcpus(cpus, this.p.plan, this.cg, this.p.profile.machine.accel, this.failedChildren);
     this.addLost(placed.lost);
     const threads = cpus.map((x) => ({ vcpu: x["cpu-index"], tid: x["thread-id"] }));
-    this.r.step(7, "vcpus", placed.placed.length ? `vCPU threads: ${placed.placed.join("; ")}` : "vCPU threads: nothing to place", { threads });
+    this.r.step(
+      7,
+      "vcpus",
+      placed.placed.length ? `vCPU threads: ${placed.placed.join("; ")}` : "vCPU threads: nothing to place",
+      { threads },
+    );
     this.strictCheck();
   }
 
@@ -1109,7 +1185,11 @@ class Launch {
     state.phase = "running";
     state.lost = this.lost;
     writeState(state);
-    this.r.step(8, "running", `running: \`${this.name}\` (pid ${state.pid}); see qcvm status ${this.name}, stop with qcvm stop ${this.name}`);
+    this.r.step(
+      8,
+      "running",
+      `running: \`${this.name}\` (pid ${state.pid}); see qcvm status ${this.name}, stop with qcvm stop ${this.name}`,
+    );
     if (this.r.format === "json") {
       // ms (added by emit) counts from qcvm's own start; the timings say where the time went.
       this.r.emit({
@@ -1191,7 +1271,12 @@ function askQemuToStop(state: VmState, force: boolean, sig: NodeJS.Signals, r: R
 // exit code, clean up.
 // ---------------------------------------------------------------------------------------------
 
-async function superviseForeground(exited: Promise<ChildExit>, state: VmState, runDir: string, r: Reporter): Promise<number> {
+async function superviseForeground(
+  exited: Promise<ChildExit>,
+  state: VmState,
+  runDir: string,
+  r: Reporter,
+): Promise<number> {
   const res = await exited;
   const code = exitCodeOf(res);
   // Clean up unless the name already belongs to a newer launch (after a `qcvm stop` cleaned up).
@@ -1201,6 +1286,9 @@ async function superviseForeground(exited: Promise<ChildExit>, state: VmState, r
     for (const e of report.errors) r.warn(`cleanup: ${e}`);
   }
   if (r.format === "json") r.emit({ event: "exited", name: state.name, pid: state.pid, exitCode: code });
-  else if (!r.quiet) process.stderr.write(`qcvm: \`${state.name}\` exited (${res.signal ? `killed by ${res.signal}` : `exit code ${code}`}); cleaned up\n`);
+  else if (!r.quiet)
+    process.stderr.write(
+      `qcvm: \`${state.name}\` exited (${res.signal ? `killed by ${res.signal}` : `exit code ${code}`}); cleaned up\n`,
+    );
   return code;
 }

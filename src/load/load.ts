@@ -51,7 +51,7 @@ export interface LoadResult {
   errors: Diagnostic[];
   warnings: Diagnostic[];
   /** Position of the value at `path` (or of its key with `key`), in the file that set it. */
-  locate(path: readonly Segment[], key?: boolean): Position;
+  locate: (path: readonly Segment[], key?: boolean) => Position;
 }
 
 export interface LoadOptions {
@@ -142,7 +142,7 @@ function childPair(layer: Layer, node: unknown, key: string): Pair<YamlNode, Yam
   if (!isMap(n)) return undefined;
   for (const pair of n.items as Pair<YamlNode, YamlNode>[]) {
     const k = isScalar(pair.key) ? pair.key.value : pair.key;
-    if (String(k) === key) return pair as Pair<YamlNode, YamlNode>;
+    if (String(k) === key) return pair;
   }
   return undefined;
 }
@@ -161,7 +161,11 @@ function readText(file: string): { text?: string; error?: string; hint?: string 
   try {
     fd = openSync(file, "r");
     const st = fstatSync(fd);
-    if (st.isDirectory()) return { error: "is a directory, not a profile file", hint: "name a .yaml file in it; qcvm validate also takes directories" };
+    if (st.isDirectory())
+      return {
+        error: "is a directory, not a profile file",
+        hint: "name a .yaml file in it; qcvm validate also takes directories",
+      };
     const tooBig = (size: number) => ({
       error: `file is ${size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
       hint: "is this the profile? profiles are a few KB of YAML",
@@ -181,19 +185,34 @@ function readText(file: string): { text?: string; error?: string; hint?: string 
       if (n === 0) break;
       used += n;
     }
-    if (used > MAX_PROFILE_BYTES) return { ...tooBig(used), error: `file is over ${MAX_PROFILE_BYTES} bytes; profiles are limited to ${MAX_PROFILE_BYTES}` };
+    if (used > MAX_PROFILE_BYTES)
+      return {
+        ...tooBig(used),
+        error: `file is over ${MAX_PROFILE_BYTES} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
+      };
     const bytes = buf.subarray(0, used);
     if (bytes.includes(0) || !isUtf8(bytes)) {
-      return { error: "is not a text file: binary data, or text that is not UTF-8", hint: "a profile is UTF-8 YAML text; is this the right file?" };
+      return {
+        error: "is not a text file: binary data, or text that is not UTF-8",
+        hint: "a profile is UTF-8 YAML text; is this the right file?",
+      };
     }
     return { text: bytes.toString("utf8") };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOENT") return { error: "cannot read file: no such file", hint: "check the path: it is relative to the current directory" };
+    if (err.code === "ENOENT")
+      return {
+        error: "cannot read file: no such file",
+        hint: "check the path: it is relative to the current directory",
+      };
     if (err.code === "EACCES" || err.code === "EPERM") {
-      return { error: "cannot read file: permission denied", hint: "make it readable to this user, or run qcvm as a user who can read it" };
+      return {
+        error: "cannot read file: permission denied",
+        hint: "make it readable to this user, or run qcvm as a user who can read it",
+      };
     }
-    if (err.code === "ENOTDIR") return { error: "cannot read file: a directory in its path is a file", hint: "check the path" };
+    if (err.code === "ENOTDIR")
+      return { error: "cannot read file: a directory in its path is a file", hint: "check the path" };
     return { error: `cannot read file: ${err.code ?? err.message}` };
   } finally {
     if (fd !== undefined) closeSync(fd);
@@ -224,7 +243,10 @@ const YAML_CODES: Record<string, string> = {
 
 /** Messages that replace yaml's own, which name its API rather than the fix. */
 const YAML_MESSAGES: Record<string, { message: string; hint: string }> = {
-  MULTIPLE_DOCS: { message: "a profile is one YAML document, and this file has more", hint: "remove the `---` line, or put each profile in its own file" },
+  MULTIPLE_DOCS: {
+    message: "a profile is one YAML document, and this file has more",
+    hint: "remove the `---` line, or put each profile in its own file",
+  },
 };
 
 /** Parse one file. `from` is where it was named (an extends: entry) for messages about reading it. */
@@ -234,10 +256,16 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
   if (text === undefined) {
     tree.errors.push(
       from
-        ? diag("error", "load.extends-read", "extends", `cannot read base profile ${shown}: ${error!.replace(/^cannot read file: /, "")}`, {
-            ...from,
-            hint: "paths in extends: are relative to the profile that names them",
-          })
+        ? diag(
+            "error",
+            "load.extends-read",
+            "extends",
+            `cannot read base profile ${shown}: ${error!.replace(/^cannot read file: /, "")}`,
+            {
+              ...from,
+              hint: "paths in extends: are relative to the profile that names them",
+            },
+          )
         : diag("error", "load.read", "", error!, { file: shown, ...(hint ? { hint } : {}) }),
     );
     return undefined;
@@ -259,13 +287,19 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
     for (const e of doc.errors) {
       const what = YAML_CODES[e.code] ?? "YAML syntax error";
       const detail =
-        e.code === "DUPLICATE_KEY" ? ` \`${duplicateKeyAt(text, e.pos[0])}\`` : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
+        e.code === "DUPLICATE_KEY"
+          ? ` \`${duplicateKeyAt(text, e.pos[0])}\``
+          : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
       const own = YAML_MESSAGES[e.code];
       const pos = layerPos(layer, e.pos[0]);
       tree.errors.push(
         diag("error", `yaml.${e.code.toLowerCase().replace(/_/g, "-")}`, "", own?.message ?? `${what}${detail}`, {
           ...pos,
-          ...(own ? { hint: own.hint } : e.code === "DUPLICATE_KEY" ? { hint: "each key may appear once in a mapping" } : {}),
+          ...(own
+            ? { hint: own.hint }
+            : e.code === "DUPLICATE_KEY"
+              ? { hint: "each key may appear once in a mapping" }
+              : {}),
         }),
       );
     }
@@ -290,11 +324,17 @@ async function parseLayer(file: string, from: Position | undefined, tree: Tree):
   if (!isPlainObject(data)) {
     const pos = doc.contents ? layerPos(layer, doc.contents.range[0]) : { file: shown };
     tree.errors.push(
-      diag("error", "load.not-a-map", "", data === null || data === undefined ? "profile is empty" : "profile must be a YAML mapping of fields", {
-        ...pos,
-        ...(data === null || data === undefined ? {} : { got: data }),
-        hint: "start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field",
-      }),
+      diag(
+        "error",
+        "load.not-a-map",
+        "",
+        data === null || data === undefined ? "profile is empty" : "profile must be a YAML mapping of fields",
+        {
+          ...pos,
+          ...(data === null || data === undefined ? {} : { got: data }),
+          hint: "start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field",
+        },
+      ),
     );
     return undefined;
   }
@@ -316,7 +356,7 @@ async function loadTree(file: string, chain: string[], from: Position | undefine
     const entries: [string, Segment[]][] = [];
     if (typeof ext === "string") entries.push([ext, ["extends"]]);
     else if (Array.isArray(ext) && ext.length > 0 && ext.every((e) => typeof e === "string")) {
-      ext.forEach((e, i) => entries.push([e as string, ["extends", i]]));
+      ext.forEach((e, i) => entries.push([e, ["extends", i]]));
     } else {
       const pair = childPair(layer, docOf(layer).contents, "extends");
       tree.errors.push(
@@ -328,13 +368,22 @@ async function loadTree(file: string, chain: string[], from: Position | undefine
       );
     }
     for (const [name, segs] of entries) {
-      const node = segs.length === 1 ? childPair(layer, docOf(layer).contents, "extends")?.value : (deref(layer, childPair(layer, docOf(layer).contents, "extends")?.value) as { items?: YamlNode[] })?.items?.[segs[1] as number];
+      const node =
+        segs.length === 1
+          ? childPair(layer, docOf(layer).contents, "extends")?.value
+          : (deref(layer, childPair(layer, docOf(layer).contents, "extends")?.value) as { items?: YamlNode[] })
+              ?.items?.[segs[1] as number];
       const at = layerPos(layer, (node as YamlNode | undefined)?.range?.[0]);
       const path = formatPath(segs);
       const base = resolve(dirname(file), name);
       if (chain.includes(base)) {
         const cycle = [...chain.slice(chain.indexOf(base)), base].map(showPath).join(" -> ");
-        tree.errors.push(diag("error", "load.extends-cycle", path, `extends loop: ${cycle}`, { ...at, hint: "a profile cannot be its own base" }));
+        tree.errors.push(
+          diag("error", "load.extends-cycle", path, `extends loop: ${cycle}`, {
+            ...at,
+            hint: "a profile cannot be its own base",
+          }),
+        );
         continue;
       }
       if (chain.length >= MAX_EXTENDS_DEPTH) {
@@ -446,7 +495,10 @@ export async function loadProfileFile(file: string, opts: LoadOptions = {}): Pro
   const top = tree.layers.at(-1);
   const topShown = showPath(abs);
   // The top file failed to load: bases alone are no profile.
-  const usable = top !== undefined && top.shown === topShown && tree.errors.every((e) => e.file !== topShown || e.code.startsWith("load.extends"));
+  const usable =
+    top !== undefined &&
+    top.shown === topShown &&
+    tree.errors.every((e) => e.file !== topShown || e.code.startsWith("load.extends"));
   const layers = tree.layers; // lowest priority first
   let sets: SetOverride[] = [];
   let raw: Record<string, unknown> | undefined;
@@ -472,7 +524,12 @@ export async function loadProfileFile(file: string, opts: LoadOptions = {}): Pro
     }
     if (layers.length === 0) return { file: topShown };
     // Owners: layers (highest priority first) whose value at the current path is merged into the result.
-    let owners = layers.map((layer) => ({ layer, node: docOf(layer).contents as unknown, pair: undefined as Pair<YamlNode, YamlNode> | undefined }));
+    let owners = layers.map((layer) => ({
+      layer,
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- widens the inferred type: later steps assign other nodes
+      node: docOf(layer).contents as unknown,
+      pair: undefined as Pair<YamlNode, YamlNode> | undefined,
+    }));
     owners.reverse();
     let found = owners[0]!;
     let complete = true;
@@ -481,6 +538,7 @@ export async function loadProfileFile(file: string, opts: LoadOptions = {}): Pro
       if (typeof seg === "number") {
         const o = owners[0]!;
         const n = deref(o.layer, o.node);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- widens the inferred type: later steps assign other nodes
         const item = isSeq(n) ? (n.items[seg] as unknown) : undefined;
         if (item !== undefined) next.push({ layer: o.layer, node: item, pair: undefined });
       } else {
@@ -507,7 +565,7 @@ export async function loadProfileFile(file: string, opts: LoadOptions = {}): Pro
     const node = found.node as YamlNode | undefined;
     const atKey = (key || !complete) && found.pair !== undefined;
     const offset = atKey ? (found.pair!.key as YamlNode | undefined)?.range?.[0] : node?.range?.[0];
-    return layerPos(found.layer, offset ?? (found.pair?.key as YamlNode | undefined)?.range?.[0]);
+    return layerPos(found.layer, offset ?? found.pair?.key?.range?.[0]);
   };
 
   return { raw, errors: tree.errors, warnings: tree.warnings, locate };

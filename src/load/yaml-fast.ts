@@ -142,7 +142,7 @@ class Flow {
       this.i++;
     }
     const s = this.t.slice(start, this.i).trim();
-    if (s === "" || s.startsWith("-") && s.length === 1) throw BAIL;
+    if (s === "" || (s.startsWith("-") && s.length === 1)) throw BAIL;
     if (s.includes(":")) throw BAIL;
     return scalar(s);
   }

@@ -99,7 +99,10 @@ const PATH_FIELDS: readonly (readonly string[])[] = [
  * `firmware.bios` names are QEMU's to look up and `serial` only holds a path after `file:`.
  * load.ts uses it so a path written in a base profile stays relative to the base's own directory.
  */
-export function mapPathFields(raw: Record<string, unknown>, fn: (path: string, field: (string | number)[]) => string): void {
+export function mapPathFields(
+  raw: Record<string, unknown>,
+  fn: (path: string, field: (string | number)[]) => string,
+): void {
   const visit = (node: unknown, spec: readonly string[], at: (string | number)[]): void => {
     if (node === null || typeof node !== "object") return;
     const [head, ...rest] = spec;
@@ -310,7 +313,8 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
   });
   const distances = [...written];
   for (const d of written) {
-    if (d.from !== d.to && !written.some((r) => r.from === d.to && r.to === d.from)) distances.push({ from: d.to, to: d.from, value: d.value });
+    if (d.from !== d.to && !written.some((r) => r.from === d.to && r.to === d.from))
+      distances.push({ from: d.to, to: d.from, value: d.value });
   }
 
   const confidential: Profile["confidential"] = { type };
@@ -320,7 +324,8 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     };
     setIf("cbitpos", int(conf.cbitpos));
     setIf("reducedPhysBits", int(conf.reducedPhysBits));
-    if (type !== "tdx") setIf("policy", conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type]);
+    if (type !== "tdx")
+      setIf("policy", conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type]);
     setIf("handle", int(conf.handle));
     setIf("dhCertFile", resolvePath(dir, str(conf.dhCertFile)));
     setIf("sessionFile", resolvePath(dir, str(conf.sessionFile)));
@@ -339,7 +344,10 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     setIf("mrownerconfig", fileOrBase64(dir, conf.mrownerconfig));
     if (conf.quoteGenerationSocket !== undefined) {
       const s = obj(conf.quoteGenerationSocket) as unknown as SocketAddress;
-      confidential.quoteGenerationSocket = s.type === "unix" ? { type: "unix", path: resolvePath(dir, s.path) } : { type: "vsock", cid: s.cid, port: s.port };
+      confidential.quoteGenerationSocket =
+        s.type === "unix"
+          ? { type: "unix", path: resolvePath(dir, s.path) }
+          : { type: "vsock", cid: s.cid, port: s.port };
     }
   }
 
@@ -403,7 +411,10 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     disks,
     network,
     serial,
-    placement: { strict: bool(pl.strict) ?? DEFAULTS.placement.strict, pinVcpus: bool(pl.pinVcpus) ?? DEFAULTS.placement.pinVcpus },
+    placement: {
+      strict: bool(pl.strict) ?? DEFAULTS.placement.strict,
+      pinVcpus: bool(pl.pinVcpus) ?? DEFAULTS.placement.pinVcpus,
+    },
     extraArgs: Array.isArray(raw.extraArgs) ? (raw.extraArgs as string[]) : [],
   };
   if (typeof raw.qmp === "string") profile.qmp = resolvePath(dir, raw.qmp);

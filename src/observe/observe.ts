@@ -144,7 +144,10 @@ export interface NumaStat {
  * bytes", cgroup-v2.rst). The v1 page is the base page size (PAGE_SIZE), given by the caller.
  */
 export function parseNumaStat(text: string, pageSize = 4096): NumaStat {
-  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
   const v1 = lines.some((l) => /^[a-z_]+=\d+/.test(l));
   const bytes: NumaStat["bytes"] = {};
   for (const line of lines) {
@@ -342,7 +345,8 @@ function expectHalf(plan: Plan, half: Half): Expectation {
       exp.anywhere += n.sizeBytes;
       continue;
     }
-    const weights = n.policy === "weighted-interleave" && n.weights ? nodes.map((h) => n.weights?.[h] ?? 1) : nodes.map(() => 1);
+    const weights =
+      n.policy === "weighted-interleave" && n.weights ? nodes.map((h) => n.weights?.[h] ?? 1) : nodes.map(() => 1);
     const sum = weights.reduce((a, b) => a + b, 0) || 1;
     nodes.forEach((h, i) => {
       add(exp.allowed, h, n.sizeBytes);
@@ -372,7 +376,10 @@ export function summarizeVmMemory(input: SummaryInput): VmMemory {
   const slack = input.slackBytes ?? 4 * MiB;
   const entries = parseNumaMaps(input.numaMaps);
   // The base page size is what ordinary (non-hugetlb) mappings report as kernelpagesize_kB.
-  const basePageKb = Math.min(...entries.filter((e) => !e.huge).map((e) => e.kernelPageSizeKb), Number.POSITIVE_INFINITY);
+  const basePageKb = Math.min(
+    ...entries.filter((e) => !e.huge).map((e) => e.kernelPageSizeKb),
+    Number.POSITIVE_INFINITY,
+  );
   const pageSize = Number.isFinite(basePageKb) ? basePageKb * 1024 : 4096;
   const backends = findBackendMappings(entries, parseMaps(input.maps), input.plan);
   const status = input.status ? parseProcStatus(input.status) : {};
@@ -380,9 +387,12 @@ export function summarizeVmMemory(input: SummaryInput): VmMemory {
   const priv = stat ? privateBytesPerNode(stat) : undefined;
 
   const shared = new Map<number, number>();
-  for (const b of backends) for (const [n, v] of Object.entries(b.bytes)) shared.set(Number(n), (shared.get(Number(n)) ?? 0) + v);
+  for (const b of backends)
+    for (const [n, v] of Object.entries(b.bytes)) shared.set(Number(n), (shared.get(Number(n)) ?? 0) + v);
 
-  const exp = input.plan ? { private: expectHalf(input.plan, "private"), shared: expectHalf(input.plan, "shared") } : undefined;
+  const exp = input.plan
+    ? { private: expectHalf(input.plan, "private"), shared: expectHalf(input.plan, "shared") }
+    : undefined;
   const ids = new Set<number>([
     ...(input.hostNodes ?? []),
     ...shared.keys(),
@@ -439,7 +449,9 @@ export function summarizeVmMemory(input: SummaryInput): VmMemory {
   const notes: string[] = [];
   if (!stat) notes.push("no memory cgroup for this VM: private (guest_memfd) memory cannot be attributed per node");
   if (status.vmLckBytes) {
-    notes.push(`QEMU has ${formatBytes(status.vmLckBytes)} locked (VmLck): locked memory is unevictable too, so the private figures include it`);
+    notes.push(
+      `QEMU has ${formatBytes(status.vmLckBytes)} locked (VmLck): locked memory is unevictable too, so the private figures include it`,
+    );
   }
   if (input.plan && exp && exp.private.anywhere + exp.shared.anywhere > 0) {
     notes.push("some guest nodes have no planned host nodes (policy default): their memory may be on any node");
@@ -447,7 +459,11 @@ export function summarizeVmMemory(input: SummaryInput): VmMemory {
   return {
     pid: input.pid,
     perNode,
-    totals: { privateBytes: priv ? sum((x) => x.privateBytes ?? 0) : null, sharedBytes: sum((x) => x.sharedBytes), totalBytes: sum((x) => x.totalBytes) },
+    totals: {
+      privateBytes: priv ? sum((x) => x.privateBytes ?? 0) : null,
+      sharedBytes: sum((x) => x.sharedBytes),
+      totalBytes: sum((x) => x.totalBytes),
+    },
     ...(status.vmRssBytes !== undefined ? { vmRssBytes: status.vmRssBytes } : {}),
     ...(status.vmLckBytes !== undefined ? { vmLckBytes: status.vmLckBytes } : {}),
     backends,
@@ -492,6 +508,9 @@ export function readVmMemory(
     status: fs.read(`proc/${pid}/status`) ?? "",
     hostNodes: host.nodes.map((n) => n.id),
     ...options,
-    sources: { numaMaps: join(host.root, `proc/${pid}/numa_maps`), ...(numaStat !== undefined && statPath ? { numaStat: statPath } : {}) },
+    sources: {
+      numaMaps: join(host.root, `proc/${pid}/numa_maps`),
+      ...(numaStat !== undefined && statPath ? { numaStat: statPath } : {}),
+    },
   });
 }

@@ -30,7 +30,10 @@ export interface Context {
 }
 
 /** Read, validate and normalize the profile; a profile with errors is a UserError listing them all. */
-export async function loadValidProfile(file: string, set?: string[]): Promise<{ profile: Profile; warnings: Diagnostic[] }> {
+export async function loadValidProfile(
+  file: string,
+  set?: string[],
+): Promise<{ profile: Profile; warnings: Diagnostic[] }> {
   const loaded = await readProfile(file, { set });
   if (loaded.errors.length > 0 || !loaded.profile) {
     const lines = [...loaded.errors, ...loaded.warnings].map(formatDiagnostic);

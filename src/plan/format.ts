@@ -47,7 +47,9 @@ function policyCell(n: PlanNode): string {
 }
 
 function tasksText(tasks: Plan["launch"]["cgroups"][number]["tasks"]): string {
-  return tasks === "process" ? "QEMU process (main and helper threads)" : `vCPU${tasks.vcpus.length === 1 ? "" : "s"} ${formatList(tasks.vcpus)}`;
+  return tasks === "process"
+    ? "QEMU process (main and helper threads)"
+    : `vCPU${tasks.vcpus.length === 1 ? "" : "s"} ${formatList(tasks.vcpus)}`;
 }
 
 /** Consecutive vCPUs pinned to the same host CPUs share one line. */
@@ -120,10 +122,14 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
   out.push("");
   out.push("Launch:");
   const { argvPrefix, cgroups } = plan.launch;
-  out.push(`  before QEMU: ${argvPrefix.length > 0 ? argvPrefix.join(" ") : "nothing (no process-wide memory policy)"}`);
+  out.push(
+    `  before QEMU: ${argvPrefix.length > 0 ? argvPrefix.join(" ") : "nothing (no process-wide memory policy)"}`,
+  );
   if (cgroups.length === 0) out.push("  cgroups: none for placement");
   for (const c of cgroups) {
-    out.push(`  cgroup ${c.name === "" ? "<vm>" : `<vm>/${c.name}`}: cpus ${list(c.cpus)}, mems ${list(c.mems)}: ${tasksText(c.tasks)}`);
+    out.push(
+      `  cgroup ${c.name === "" ? "<vm>" : `<vm>/${c.name}`}: cpus ${list(c.cpus)}, mems ${list(c.mems)}: ${tasksText(c.tasks)}`,
+    );
   }
   const pins = pinningLines(plan);
   out.push(...(pins.length > 0 ? pins.map((p) => `  ${p}`) : ["  vCPU pinning: off"]));
@@ -131,10 +137,20 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
   out.push("Capacity:");
   if (plan.capacity.length === 0) out.push("  nothing to check (no host node memory is known)");
   else {
-    const table = formatTable(["HOST NODE", "NEED", "UP TO", "FREE", "HUGEPAGES", "STATUS"], plan.capacity.map(capacityCells));
+    const table = formatTable(
+      ["HOST NODE", "NEED", "UP TO", "FREE", "HUGEPAGES", "STATUS"],
+      plan.capacity.map(capacityCells),
+    );
     out.push(...table.split("\n").map((l) => `  ${l}`));
     if (plan.capacity.some((r) => r.upToBytes)) {
-      out.push(...wrap("UP TO: shared pages the guest may add; QEMU frees a page's private copy when the guest shares it", "  ", "    ", opts.width));
+      out.push(
+        ...wrap(
+          "UP TO: shared pages the guest may add; QEMU frees a page's private copy when the guest shares it",
+          "  ",
+          "    ",
+          opts.width,
+        ),
+      );
     }
   }
   if (plan.warnings.length > 0) {
@@ -149,7 +165,9 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
     out.push("");
     out.push(`The plan does not hold: ${plan.errors.length} error${plan.errors.length === 1 ? "" : "s"}.`);
   } else {
-    out.push(`The plan holds. Private memory placement: ${plan.guestMemfd ? planFidelity(plan) : "not applicable (no guest_memfd)"}.`);
+    out.push(
+      `The plan holds. Private memory placement: ${plan.guestMemfd ? planFidelity(plan) : "not applicable (no guest_memfd)"}.`,
+    );
   }
   return `${out.join("\n")}\n`;
 }
@@ -199,7 +217,14 @@ export function planGraph(plan: Plan): PlanGraph {
     if (n.private.mechanism !== "not-applicable") {
       const targets = n.private.hostNodes ?? [];
       for (const [to, bytes] of split(n.sizeBytes, targets, n.policy)) {
-        edges.push({ guestNode: n.guestNode, to, half: "private", bytes, mechanism: n.private.mechanism, fidelity: n.private.fidelity });
+        edges.push({
+          guestNode: n.guestNode,
+          to,
+          half: "private",
+          bytes,
+          mechanism: n.private.mechanism,
+          fidelity: n.private.fidelity,
+        });
       }
     }
     // A node's host CPUs belong to its host nodes; shown on the host box when only one is named.
@@ -222,7 +247,11 @@ export function planGraph(plan: Plan): PlanGraph {
   if (edges.some((e) => e.to === "any")) hosts.push({ id: "any" });
   const guests = plan.nodes.map((n) => ({
     id: n.guestNode,
-    label: [`guest node ${n.guestNode}`, `vCPUs ${list(n.cpus)}, ${formatBytes(n.sizeBytes)}`, `${policyCell(n)} ${n.hostNodes.length > 0 ? formatList(n.hostNodes) : ""}`.trim()],
+    label: [
+      `guest node ${n.guestNode}`,
+      `vCPUs ${list(n.cpus)}, ${formatBytes(n.sizeBytes)}`,
+      `${policyCell(n)} ${n.hostNodes.length > 0 ? formatList(n.hostNodes) : ""}`.trim(),
+    ],
   }));
   return { guests, hosts, edges };
 }
@@ -241,7 +270,10 @@ function edgeLabel(e: GraphEdge): string[] {
 
 /** Colour and dash per edge: shared blue; private by fidelity, from solid green to red. */
 export function edgeStyle(e: GraphEdge): { color: string; dot: string; dash?: string; width: number } {
-  if (e.half === "shared") return e.mechanism === "none" ? { color: "#7f8c8d", dot: "dashed", dash: "6,4", width: 1.5 } : { color: "#1f6fb2", dot: "solid", width: 1.5 };
+  if (e.half === "shared")
+    return e.mechanism === "none"
+      ? { color: "#7f8c8d", dot: "dashed", dash: "6,4", width: 1.5 }
+      : { color: "#1f6fb2", dot: "solid", width: 1.5 };
   switch (e.fidelity) {
     case "exact":
       return { color: "#1e8449", dot: "bold", width: 2.5 };
@@ -278,11 +310,16 @@ export function formatPlanDot(plan: Plan): string {
   out.push("  }");
   out.push("  subgraph cluster_host {");
   out.push(`    label="host";`);
-  for (const h of g.hosts) out.push(`    ${hostId(h.id)} [label=${dotString(hostLabel(h).join("\n"))}${h.id === "any" ? ', style="rounded,dashed"' : ""}];`);
+  for (const h of g.hosts)
+    out.push(
+      `    ${hostId(h.id)} [label=${dotString(hostLabel(h).join("\n"))}${h.id === "any" ? ', style="rounded,dashed"' : ""}];`,
+    );
   out.push("  }");
   for (const e of g.edges) {
     const s = edgeStyle(e);
-    out.push(`  g${e.guestNode} -> ${hostId(e.to)} [label=${dotString(edgeLabel(e).join("\n"))}, color=${dotString(s.color)}, fontcolor=${dotString(s.color)}, style=${s.dot}];`);
+    out.push(
+      `  g${e.guestNode} -> ${hostId(e.to)} [label=${dotString(edgeLabel(e).join("\n"))}, color=${dotString(s.color)}, fontcolor=${dotString(s.color)}, style=${s.dot}];`,
+    );
   }
   out.push("}");
   return `${out.join("\n")}\n`;
@@ -293,7 +330,12 @@ export function formatPlanDot(plan: Plan): string {
 // ---------------------------------------------------------------------------------------------
 
 export function xmlEscape(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&apos;");
+  return s
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&apos;");
 }
 
 export function formatPlanSvgBuiltin(plan: Plan): string {
@@ -312,15 +354,23 @@ export function formatPlanSvgBuiltin(plan: Plan): string {
   const hostY = new Map(g.hosts.map((h, i) => [h.id, top + i * rowH]));
   const o: string[] = [];
   o.push(`<?xml version="1.0" encoding="UTF-8"?>`);
-  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
+  o.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
+  );
   o.push(`<title>${xmlEscape(`qcvm plan ${plan.name}`)}</title>`);
   o.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
-  o.push(`<text x="${leftX}" y="28" font-size="14" font-weight="bold">${xmlEscape(`guest ${plan.name} (${plan.confidential})`)}</text>`);
+  o.push(
+    `<text x="${leftX}" y="28" font-size="14" font-weight="bold">${xmlEscape(`guest ${plan.name} (${plan.confidential})`)}</text>`,
+  );
   o.push(`<text x="${rightX}" y="28" font-size="14" font-weight="bold">host</text>`);
   const box = (x: number, y: number, lines: string[], dashed: boolean) => {
-    o.push(`<rect x="${x}" y="${y}" width="${boxW}" height="${boxH}" rx="8" fill="#f8f9fa" stroke="#34495e"${dashed ? ' stroke-dasharray="5,4"' : ""}/>`);
+    o.push(
+      `<rect x="${x}" y="${y}" width="${boxW}" height="${boxH}" rx="8" fill="#f8f9fa" stroke="#34495e"${dashed ? ' stroke-dasharray="5,4"' : ""}/>`,
+    );
     lines.forEach((l, k) => {
-      o.push(`<text x="${x + 10}" y="${y + 18 + k * 15}"${k === 0 ? ' font-weight="bold"' : ""}>${xmlEscape(l)}</text>`);
+      o.push(
+        `<text x="${x + 10}" y="${y + 18 + k * 15}"${k === 0 ? ' font-weight="bold"' : ""}>${xmlEscape(l)}</text>`,
+      );
     });
   };
   for (const n of g.guests) box(leftX, guestY.get(n.id)!, n.label, false);
@@ -339,19 +389,26 @@ export function formatPlanSvgBuiltin(plan: Plan): string {
       o.push(
         `<line x1="${x1}" y1="${y1.toFixed(1)}" x2="${x2}" y2="${y2.toFixed(1)}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`,
       );
-      o.push(`<polygon points="${x2},${y2.toFixed(1)} ${x2 - 9},${(y2 - 4).toFixed(1)} ${x2 - 9},${(y2 + 4).toFixed(1)}" fill="${s.color}"/>`);
+      o.push(
+        `<polygon points="${x2},${y2.toFixed(1)} ${x2 - 9},${(y2 - 4).toFixed(1)} ${x2 - 9},${(y2 + 4).toFixed(1)}" fill="${s.color}"/>`,
+      );
       // Shared labels near the host side, private near the guest side: fewer collisions.
       const t = e.half === "shared" ? 0.62 : 0.3;
       const lx = x1 + (x2 - x1) * t;
       const ly = y1 + (y2 - y1) * t - 4;
       edgeLabel(e).forEach((l, j) => {
-        o.push(`<text x="${lx.toFixed(1)}" y="${(ly + j * 12).toFixed(1)}" fill="${s.color}" font-size="10" text-anchor="middle">${xmlEscape(l)}</text>`);
+        o.push(
+          `<text x="${lx.toFixed(1)}" y="${(ly + j * 12).toFixed(1)}" fill="${s.color}" font-size="10" text-anchor="middle">${xmlEscape(l)}</text>`,
+        );
       });
     });
   }
 
   const legend: [string, GraphEdge][] = [
-    ["shared (backend or process policy)", { guestNode: 0, to: 0, half: "shared", bytes: 0, mechanism: "backend-policy" }],
+    [
+      "shared (backend or process policy)",
+      { guestNode: 0, to: 0, half: "shared", bytes: 0, mechanism: "backend-policy" },
+    ],
     ["private exact", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "exact" }],
     ["private first-touch", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "first-touch" }],
     ["private coarse", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "coarse" }],
@@ -360,7 +417,9 @@ export function formatPlanSvgBuiltin(plan: Plan): string {
   legend.forEach(([label, e], k) => {
     const s = edgeStyle(e);
     const x = leftX + k * 175;
-    o.push(`<line x1="${x}" y1="${legendY + 20}" x2="${x + 34}" y2="${legendY + 20}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`);
+    o.push(
+      `<line x1="${x}" y1="${legendY + 20}" x2="${x + 34}" y2="${legendY + 20}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`,
+    );
     o.push(`<text x="${x + 40}" y="${legendY + 24}" font-size="10">${xmlEscape(label)}</text>`);
   });
   o.push("</svg>");
@@ -371,7 +430,10 @@ export function formatPlanSvgBuiltin(plan: Plan): string {
  * SVG of the plan: through Graphviz `dot` when it is on PATH (and QCVM_NO_GRAPHVIZ is unset),
  * else the built-in layout. Both give a complete SVG document.
  */
-export async function formatPlanSvg(plan: Plan, opts: { graphviz?: boolean } = {}): Promise<{ svg: string; via: "graphviz" | "builtin"; note?: string }> {
+export async function formatPlanSvg(
+  plan: Plan,
+  opts: { graphviz?: boolean } = {},
+): Promise<{ svg: string; via: "graphviz" | "builtin"; note?: string }> {
   const wantGraphviz = opts.graphviz ?? !process.env.QCVM_NO_GRAPHVIZ;
   if (wantGraphviz) {
     const { run, which } = await import("../io/exec.js");
@@ -380,9 +442,17 @@ export async function formatPlanSvg(plan: Plan, opts: { graphviz?: boolean } = {
       try {
         const r = await run([dot, "-Tsvg"], { input: formatPlanDot(plan), timeoutMs: 30_000 });
         if (r.exitCode === 0 && r.stdout.includes("<svg")) return { svg: r.stdout, via: "graphviz" };
-        return { svg: formatPlanSvgBuiltin(plan), via: "builtin", note: `dot -Tsvg failed (exit ${r.exitCode}): ${r.stderr.trim()}; drew the SVG without Graphviz` };
+        return {
+          svg: formatPlanSvgBuiltin(plan),
+          via: "builtin",
+          note: `dot -Tsvg failed (exit ${r.exitCode}): ${r.stderr.trim()}; drew the SVG without Graphviz`,
+        };
       } catch (e) {
-        return { svg: formatPlanSvgBuiltin(plan), via: "builtin", note: `could not run ${dot}: ${(e as Error).message}; drew the SVG without Graphviz` };
+        return {
+          svg: formatPlanSvgBuiltin(plan),
+          via: "builtin",
+          note: `could not run ${dot}: ${(e as Error).message}; drew the SVG without Graphviz`,
+        };
       }
     }
   }

@@ -126,14 +126,18 @@ export function formatBytes(bytes: number): string {
   return `${bytes} B`;
 }
 
-const nodesText = (nodes: readonly number[]) => (nodes.length === 1 ? `host node ${nodes[0]}` : `host nodes ${formatList(nodes)}`);
+const nodesText = (nodes: readonly number[]) =>
+  nodes.length === 1 ? `host node ${nodes[0]}` : `host nodes ${formatList(nodes)}`;
 const union = (lists: readonly (readonly number[])[]) => [...new Set(lists.flat())].sort((a, b) => a - b);
 const sameList = (a: readonly number[], b: readonly number[]) => formatList(a) === formatList(b);
 const weightsKey = (w?: Record<number, number>) =>
   w ? JSON.stringify(Object.entries(w).sort(([a], [b]) => Number(a) - Number(b))) : "";
 
 function hasCpuset(host: HostInfo): boolean {
-  return host.cgroup.v1Mounts.cpuset !== undefined || (host.cgroup.version === 2 && host.cgroup.controllers.includes("cpuset"));
+  return (
+    host.cgroup.v1Mounts.cpuset !== undefined ||
+    (host.cgroup.version === 2 && host.cgroup.controllers.includes("cpuset"))
+  );
 }
 
 function numactlInstalled(host: HostInfo): boolean {
@@ -207,7 +211,8 @@ function numactlPolicy(
     case "weighted-interleave": {
       // numactl 2.0.19 --weighted-interleave; the kernel policy is Linux 6.9.
       const missing: string[] = [];
-      if (!host.numactl.weightedInterleave) missing.push(`numactl ${host.numactl.version ?? "here"} has no --weighted-interleave (numactl 2.0.19)`);
+      if (!host.numactl.weightedInterleave)
+        missing.push(`numactl ${host.numactl.version ?? "here"} has no --weighted-interleave (numactl 2.0.19)`);
       if (!host.weightedInterleave) missing.push(`Linux ${host.kernel} has no weighted interleave (Linux 6.9)`);
       if (missing.length > 0) return { unavailable: missing.join(", and ") };
       const process = make("weighted-interleave", "weighted-interleave", nodes);
@@ -238,7 +243,8 @@ function defaultOutcome(): Outcome {
   return {
     mechanism: "none",
     fidelity: "exact",
-    reason: "policy default asks for no placement: private pages go to the node local to the thread that faults them, as shared pages do",
+    reason:
+      "policy default asks for no placement: private pages go to the node local to the thread that faults them, as shared pages do",
     place: SOFT_ANYWHERE,
   };
 }
@@ -254,12 +260,16 @@ function tryGuestMemfdMempolicy(ctx: Ctx): Strategy | Unavailable {
       ? "memory-backend-memfd,guest-memfd=on"
       : undefined;
   if (!backend) {
-    missing.push(`QEMU ${caps.version} has no backend that applies host-nodes/policy to guest_memfd (memory-backend-guest-memfd or memory-backend-memfd guest-memfd=on: in no upstream release)`);
+    missing.push(
+      `QEMU ${caps.version} has no backend that applies host-nodes/policy to guest_memfd (memory-backend-guest-memfd or memory-backend-memfd guest-memfd=on: in no upstream release)`,
+    );
   }
   // Linux 6.19 scopes the guest_memfd policy to VMs without private memory; SNP and TDX pages
   // also need in-place conversion (under review), which QEMU exposes only for SNP, out of tree.
   if (profile.confidential.type === "sev-snp" && !hasFeature(caps, "snp-convert-in-place")) {
-    missing.push(`an SNP guest also needs in-place conversion, and QEMU ${caps.version} has no sev-snp-guest convert-in-place (in no upstream release)`);
+    missing.push(
+      `an SNP guest also needs in-place conversion, and QEMU ${caps.version} has no sev-snp-guest convert-in-place (in no upstream release)`,
+    );
   }
   if (profile.confidential.type === "tdx") {
     missing.push("a TDX guest also needs in-place conversion, which no QEMU exposes for tdx-guest yet");
@@ -267,7 +277,9 @@ function tryGuestMemfdMempolicy(ctx: Ctx): Strategy | Unavailable {
   if (missing.length > 0) return { unavailable: missing.join("; ") };
   const weighted = ctx.nodes.filter((g) => g.policy === "weighted-interleave").map((g) => g.id);
   if (weighted.length > 0) {
-    return { unavailable: `QEMU memory backends have no weighted-interleave policy (guest node ${formatList(weighted)})` };
+    return {
+      unavailable: `QEMU memory backends have no weighted-interleave policy (guest node ${formatList(weighted)})`,
+    };
   }
   const preferredMany = hasFeature(caps, "preferred-many");
   const outcomes = ctx.nodes.map((g): Outcome => {
@@ -294,24 +306,26 @@ function tryGuestMemfdMempolicy(ctx: Ctx): Strategy | Unavailable {
 function tryProcessSame(ctx: Ctx): Strategy | Unavailable {
   const first = ctx.nodes[0]!;
   const same = ctx.nodes.every(
-    (g) => g.policy === first.policy && sameList(g.hostNodes, first.hostNodes) && weightsKey(g.weights) === weightsKey(first.weights),
+    (g) =>
+      g.policy === first.policy &&
+      sameList(g.hostNodes, first.hostNodes) &&
+      weightsKey(g.weights) === weightsKey(first.weights),
   );
-  if (!same) return { unavailable: "guest nodes want different host nodes or policies, so one process-wide policy cannot be exact" };
+  if (!same)
+    return {
+      unavailable: "guest nodes want different host nodes or policies, so one process-wide policy cannot be exact",
+    };
   const r = numactlPolicy(first.policy, first.hostNodes, ctx.host, first.weights);
   if ("unavailable" in r) return r;
   const { process, degraded } = r;
-  const outcomes = ctx.nodes.map(
-    (g): Outcome => ({
-      mechanism: "process-mempolicy",
-      fidelity: degraded ? "coarse" : "exact",
-      reason: degraded
-        ? `${process.shown} before exec: every QEMU thread inherits it, but ${degraded}`
-        : `${process.shown} before exec: every QEMU thread inherits it, so private pages follow it whichever thread allocates them (vCPU faults and the ${ctx.populate} by QEMU's main thread alike)`,
-      place: degraded
-        ? { policy: "preferred", nodes: process.nodes, hard: false }
-        : ownPlacement(g),
-    }),
-  );
+  const outcomes = ctx.nodes.map((g): Outcome => ({
+    mechanism: "process-mempolicy",
+    fidelity: degraded ? "coarse" : "exact",
+    reason: degraded
+      ? `${process.shown} before exec: every QEMU thread inherits it, but ${degraded}`
+      : `${process.shown} before exec: every QEMU thread inherits it, so private pages follow it whichever thread allocates them (vCPU faults and the ${ctx.populate} by QEMU's main thread alike)`,
+    place: degraded ? { policy: "preferred", nodes: process.nodes, hard: false } : ownPlacement(g),
+  }));
   return { outcomes, process };
 }
 
@@ -336,7 +350,10 @@ function tryVcpuCpuset(ctx: Ctx): Strategy | Unavailable {
       "placement.preferred-hardened",
       `${ctx.paths[i]}.policy`,
       `guest node ${g.id} asks for preferred ${formatList(g.hostNodes)}, but the cpuset that places its private memory is a hard wall: when ${nodesText(g.hostNodes)} fill, private faults fail instead of falling back`,
-      { got: "preferred", hint: "use policy bind to say so, or a host with guest_memfd mempolicy (Linux 6.19) for a real preference" },
+      {
+        got: "preferred",
+        hint: "use policy bind to say so, or a host with guest_memfd mempolicy (Linux 6.19) for a real preference",
+      },
     );
   const outcomes = ctx.nodes.map((g, i): Outcome => {
     if (!isPlaced(g)) return defaultOutcome();
@@ -352,7 +369,10 @@ function tryVcpuCpuset(ctx: Ctx): Strategy | Unavailable {
       return {
         mechanism: "vcpu-cpuset",
         fidelity: "exact",
-        reason: g.policy === "bind" ? allThreads : `${allThreads}; cpuset.mems is a hard wall, so preferred acts as bind (no fallback)`,
+        reason:
+          g.policy === "bind"
+            ? allThreads
+            : `${allThreads}; cpuset.mems is a hard wall, so preferred acts as bind (no fallback)`,
         place,
       };
     }
@@ -395,35 +415,34 @@ function tryProcessUnion(ctx: Ctx): Strategy | Unavailable {
   // Mixed policies: bind is the one that keeps every node's memory inside the union.
   const policy: MemPolicy = policies.size === 1 ? placed[0]!.policy : "bind";
   if ((policy === "bind" || policy === "preferred") && sameList(nodes, ctx.allHostNodes)) {
-    return { unavailable: `the guest nodes together span every host node (${formatList(nodes)}), so a process-wide ${policy} would constrain nothing` };
+    return {
+      unavailable: `the guest nodes together span every host node (${formatList(nodes)}), so a process-wide ${policy} would constrain nothing`,
+    };
   }
   const r = numactlPolicy(policy, nodes, ctx.host);
   if ("unavailable" in r) return r;
   const { process, degraded } = r;
-  const outcomes = ctx.nodes.map(
-    (g): Outcome => ({
-      mechanism: "process-mempolicy",
-      fidelity: "coarse",
-      reason: isPlaced(g)
-        ? `${process.shown} before exec: private pages stay within ${nodesText(process.nodes)} (every guest node's nodes together), not within guest node ${g.id}'s own ${formatList(g.hostNodes)}${degraded ? `; ${degraded}` : ""}`
-        : `policy default asks for no placement, but the process-wide ${process.shown} the other guest nodes need confines this node's private pages to ${nodesText(process.nodes)} too`,
-      place: { policy: process.policy, nodes: process.nodes, hard: process.policy === "bind" },
-    }),
-  );
+  const outcomes = ctx.nodes.map((g): Outcome => ({
+    mechanism: "process-mempolicy",
+    fidelity: "coarse",
+    reason: isPlaced(g)
+      ? `${process.shown} before exec: private pages stay within ${nodesText(process.nodes)} (every guest node's nodes together), not within guest node ${g.id}'s own ${formatList(g.hostNodes)}${degraded ? `; ${degraded}` : ""}`
+      : `policy default asks for no placement, but the process-wide ${process.shown} the other guest nodes need confines this node's private pages to ${nodesText(process.nodes)} too`,
+    place: { policy: process.policy, nodes: process.nodes, hard: process.policy === "bind" },
+  }));
   return { outcomes, process };
 }
 
 function noLever(ctx: Ctx, why: string[]): Strategy {
-  const outcomes = ctx.nodes.map(
-    (g): Outcome =>
-      isPlaced(g)
-        ? {
-            mechanism: "none",
-            fidelity: "none",
-            reason: `no lever reaches private memory here (${why.join("; ")}): guest node ${g.id}'s private pages land on whichever node is local to the thread that faults them, not on ${nodesText(g.hostNodes)}`,
-            place: SOFT_ANYWHERE,
-          }
-        : defaultOutcome(),
+  const outcomes = ctx.nodes.map((g): Outcome =>
+    isPlaced(g)
+      ? {
+          mechanism: "none",
+          fidelity: "none",
+          reason: `no lever reaches private memory here (${why.join("; ")}): guest node ${g.id}'s private pages land on whichever node is local to the thread that faults them, not on ${nodesText(g.hostNodes)}`,
+          place: SOFT_ANYWHERE,
+        }
+      : defaultOutcome(),
   );
   return { outcomes };
 }
@@ -451,12 +470,14 @@ function choosePrivate(ctx: Ctx): Strategy {
       continue;
     }
     const sc = score(r, ctx.nodes);
-    if (!best || sc[0] > best.sc[0] || (sc[0] === best.sc[0] && sc[1] > best.sc[1])) best = { s: r, sc, whyBefore: [...why] };
+    if (!best || sc[0] > best.sc[0] || (sc[0] === best.sc[0] && sc[1] > best.sc[1]))
+      best = { s: r, sc, whyBefore: [...why] };
   }
   if (!best) return noLever(ctx, why);
   // A placement short of exact says what exact would have taken.
   for (const o of best.s.outcomes) {
-    if (o.fidelity !== "exact" && best.whyBefore.length > 0) o.reason += `. Not exact because ${best.whyBefore.join("; ")}`;
+    if (o.fidelity !== "exact" && best.whyBefore.length > 0)
+      o.reason += `. Not exact because ${best.whyBefore.join("; ")}`;
   }
   return best.s;
 }
@@ -482,7 +503,13 @@ interface SharedOutcome {
   inPrivate?: boolean;
 }
 
-function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpuset: boolean, warnings: Diagnostic[]): SharedOutcome {
+function planShared(
+  ctx: Ctx,
+  i: number,
+  process: ProcessPolicy | undefined,
+  cpuset: boolean,
+  warnings: Diagnostic[],
+): SharedOutcome {
   const { profile, caps } = ctx;
   const g = ctx.nodes[i]!;
   const hp = profile.memory.hugepages;
@@ -490,7 +517,12 @@ function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpu
   const viaProcess = (what: string): SharedOutcome => ({
     mechanism: "process-mempolicy",
     reason: `${what}: the backend gets no mbind(), so its pages follow the process-wide ${process!.shown}${pool(process!.nodes)}`,
-    place: { policy: process!.policy, nodes: process!.nodes, hard: process!.policy === "bind", ...(process!.weights ? { weights: process!.weights } : {}) },
+    place: {
+      policy: process!.policy,
+      nodes: process!.nodes,
+      hard: process!.policy === "bind",
+      ...(process!.weights ? { weights: process!.weights } : {}),
+    },
   });
   // Without prealloc a shared page is faulted by whichever thread touches it first; a policy
   // outside that thread's cpuset.mems gives way to the cpuset (the kernel ignores such a bind).
@@ -510,8 +542,14 @@ function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpu
       if (process && process.policy === "weighted-interleave" && sameList(process.nodes, g.hostNodes)) {
         return viaProcess("QEMU memory backends have no weighted-interleave policy");
       }
-      if (process) return viaProcess("QEMU memory backends have no weighted-interleave policy, so the weights are lost");
-      return { mechanism: "none", reason: "QEMU memory backends have no weighted-interleave policy and no process-wide numactl --weighted-interleave is possible here", place: SOFT_ANYWHERE };
+      if (process)
+        return viaProcess("QEMU memory backends have no weighted-interleave policy, so the weights are lost");
+      return {
+        mechanism: "none",
+        reason:
+          "QEMU memory backends have no weighted-interleave policy and no process-wide numactl --weighted-interleave is possible here",
+        place: SOFT_ANYWHERE,
+      };
     }
     case "preferred":
       if (g.hostNodes.length > 1) {
@@ -536,7 +574,12 @@ function planShared(ctx: Ctx, i: number, process: ProcessPolicy | undefined, cpu
             "placement.preferred-first-node",
             `${ctx.paths[i]}.hostNodes`,
             `${lacks}: preferred over ${nodesText(g.hostNodes)} prefers only host node ${first}`,
-            { got: formatList(g.hostNodes), hint: hasFeature(caps, "preferred-many") ? "run on Linux >= 5.15, or name one preferred node" : "target QEMU >= 8.0, or name one preferred node" },
+            {
+              got: formatList(g.hostNodes),
+              hint: hasFeature(caps, "preferred-many")
+                ? "run on Linux >= 5.15, or name one preferred node"
+                : "target QEMU >= 8.0, or name one preferred node",
+            },
           ),
         );
         return {
@@ -569,7 +612,10 @@ function weightedProcessPolicy(ctx: Ctx, warnings: Diagnostic[]): ProcessPolicy 
         "placement.weighted-interleave-unavailable",
         `${ctx.paths[weighted[0]!.i]}.policy`,
         `guest nodes ${ids} weighted-interleave over different host nodes; QEMU backends have no weighted-interleave policy and one process can have only one, so their shared memory gets no policy`,
-        { got: "weighted-interleave", hint: "give them the same hostNodes, or use policy interleave (a backend policy)" },
+        {
+          got: "weighted-interleave",
+          hint: "give them the same hostNodes, or use policy interleave (a backend policy)",
+        },
       ),
     );
     return undefined;
@@ -730,15 +776,26 @@ function planCapacity(
           hard
             ? `host node ${hn.id} needs ${formatBytes(v.need)} for this VM but has ${formatBytes(hn.memFreeBytes)} free${totalNeed > totalFree ? ` (the host has ${formatBytes(totalFree)} free in all)` : ", and the placement does not let it spill to other nodes"}`
             : `host node ${hn.id} would take ${formatBytes(v.need)} of this VM but has ${formatBytes(hn.memFreeBytes)} free: the soft policy spills the rest to other nodes`,
-          { got: formatBytes(v.need), hint: hard ? "shrink memory, move guest nodes to other host nodes, or free memory on that node" : "expect part of the memory off its planned node" },
+          {
+            got: formatBytes(v.need),
+            hint: hard
+              ? "shrink memory, move guest nodes to other host nodes, or free memory on that node"
+              : "expect part of the memory off its planned node",
+          },
         ),
       );
     } else if (memStatus === "tight") {
       warnings.push(
-        diag("warning", "capacity.tight", path, `host node ${hn.id} needs ${formatBytes(v.need)} of its ${formatBytes(hn.memFreeBytes)} free (over ${TIGHT_RATIO * 100}%)`, {
-          got: formatBytes(v.need),
-          hint: "the page cache and other VMs may push it over",
-        }),
+        diag(
+          "warning",
+          "capacity.tight",
+          path,
+          `host node ${hn.id} needs ${formatBytes(v.need)} of its ${formatBytes(hn.memFreeBytes)} free (over ${TIGHT_RATIO * 100}%)`,
+          {
+            got: formatBytes(v.need),
+            hint: "the page cache and other VMs may push it over",
+          },
+        ),
       );
     }
     if (row.hugepages && pageStatus !== "ok") {
@@ -759,9 +816,15 @@ function planCapacity(
         );
       } else {
         warnings.push(
-          diag("warning", "capacity.hugepages-tight", "memory.hugepages", `host node ${hn.id} needs ${need} of its ${free} free ${hp} hugepages (over ${TIGHT_RATIO * 100}%)`, {
-            got: hp,
-          }),
+          diag(
+            "warning",
+            "capacity.hugepages-tight",
+            "memory.hugepages",
+            `host node ${hn.id} needs ${need} of its ${free} free ${hp} hugepages (over ${TIGHT_RATIO * 100}%)`,
+            {
+              got: hp,
+            },
+          ),
         );
       }
     }
@@ -788,15 +851,30 @@ function errorsOrWarnings(hard: boolean, errors: Diagnostic[], warnings: Diagnos
 // Host support
 // ---------------------------------------------------------------------------------------------
 
-const HOST_FLAG: Record<Exclude<ConfidentialType, "none">, { get: (h: HostInfo) => boolean; file: string; hint: string }> = {
-  sev: { get: (h) => h.sev, file: "/sys/module/kvm_amd/parameters/sev", hint: "an AMD EPYC host with SEV enabled in firmware and kvm_amd sev=1" },
-  "sev-es": { get: (h) => h.sevEs, file: "/sys/module/kvm_amd/parameters/sev_es", hint: "an AMD EPYC host with SEV-ES enabled in firmware and kvm_amd sev_es=1" },
+const HOST_FLAG: Record<
+  Exclude<ConfidentialType, "none">,
+  { get: (h: HostInfo) => boolean; file: string; hint: string }
+> = {
+  sev: {
+    get: (h) => h.sev,
+    file: "/sys/module/kvm_amd/parameters/sev",
+    hint: "an AMD EPYC host with SEV enabled in firmware and kvm_amd sev=1",
+  },
+  "sev-es": {
+    get: (h) => h.sevEs,
+    file: "/sys/module/kvm_amd/parameters/sev_es",
+    hint: "an AMD EPYC host with SEV-ES enabled in firmware and kvm_amd sev_es=1",
+  },
   "sev-snp": {
     get: (h) => h.sevSnp,
     file: "/sys/module/kvm_amd/parameters/sev_snp",
     hint: "an AMD EPYC (Milan or later) host with SNP enabled in firmware, Linux >= 6.11 and kvm_amd sev_snp=1",
   },
-  tdx: { get: (h) => h.tdx, file: "/sys/module/kvm_intel/parameters/tdx", hint: "an Intel Xeon host with TDX enabled in firmware, Linux >= 6.16 and kvm_intel tdx=1" },
+  tdx: {
+    get: (h) => h.tdx,
+    file: "/sys/module/kvm_intel/parameters/tdx",
+    hint: "an Intel Xeon host with TDX enabled in firmware, Linux >= 6.16 and kvm_intel tdx=1",
+  },
 };
 
 function checkHost(profile: Profile, host: HostInfo, errors: Diagnostic[], warnings: Diagnostic[]): void {
@@ -804,17 +882,29 @@ function checkHost(profile: Profile, host: HostInfo, errors: Diagnostic[], warni
   if (!host.kvm) {
     if (type !== "none") {
       errors.push(
-        diag("error", "host.kvm", "confidential.type", `a ${type} guest needs KVM, and this host has no usable /dev/kvm`, {
-          got: type,
-          hint: "load kvm_amd or kvm_intel, or plan for another host with --host",
-        }),
+        diag(
+          "error",
+          "host.kvm",
+          "confidential.type",
+          `a ${type} guest needs KVM, and this host has no usable /dev/kvm`,
+          {
+            got: type,
+            hint: "load kvm_amd or kvm_intel, or plan for another host with --host",
+          },
+        ),
       );
     } else if (profile.machine.accel === "kvm") {
       warnings.push(
-        diag("warning", "host.kvm", "machine.accel", "this host has no usable /dev/kvm: launch falls back to TCG (emulation, much slower; -cpu host becomes max)", {
-          got: "kvm",
-          hint: "set machine.accel: tcg to say so, or load kvm_amd/kvm_intel",
-        }),
+        diag(
+          "warning",
+          "host.kvm",
+          "machine.accel",
+          "this host has no usable /dev/kvm: launch falls back to TCG (emulation, much slower; -cpu host becomes max)",
+          {
+            got: "kvm",
+            hint: "set machine.accel: tcg to say so, or load kvm_amd/kvm_intel",
+          },
+        ),
       );
     }
     return;
@@ -823,7 +913,13 @@ function checkHost(profile: Profile, host: HostInfo, errors: Diagnostic[], warni
   const flag = HOST_FLAG[type];
   if (!flag.get(host)) {
     errors.push(
-      diag("error", "host.confidential", "confidential.type", `${type} is not enabled on this host (${flag.file} is not Y)`, { got: type, hint: `needs ${flag.hint}` }),
+      diag(
+        "error",
+        "host.confidential",
+        "confidential.type",
+        `${type} is not enabled on this host (${flag.file} is not Y)`,
+        { got: type, hint: `needs ${flag.hint}` },
+      ),
     );
   }
 }
@@ -853,7 +949,10 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
           "placement.host-node-missing",
           `${paths[i]}.hostNodes`,
           `${missing.length === 1 ? `host node ${missing[0]} does` : `host nodes ${formatList(missing)} do`} not exist on this host (it has ${nodesText(hostIds)})`,
-          { got: formatList(g.hostNodes), hint: "name nodes this host has, or plan for the intended host with --host DIR" },
+          {
+            got: formatList(g.hostNodes),
+            hint: "name nodes this host has, or plan for the intended host with --host DIR",
+          },
         ),
       );
     }
@@ -864,7 +963,8 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
 
   const cpuInfo = planned.map((g) => hostCpusFor(g, host));
   cpuInfo.forEach((c, i) => {
-    for (const note of c.notes) warnings.push(diag("warning", "placement.memory-only-node", `${paths[i]}.hostNodes`, note));
+    for (const note of c.notes)
+      warnings.push(diag("warning", "placement.memory-only-node", `${paths[i]}.hostNodes`, note));
   });
 
   const ctx: Ctx = {
@@ -921,7 +1021,12 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
           "placement.interleave-weights",
           `${paths[planned.findIndex((g) => g.weights === w)]}.weights`,
           `weighted-interleave weights are host-wide (/sys/kernel/mm/mempolicy/weighted_interleave/nodeN), not per process: numactl uses whatever they are when QEMU starts`,
-          { got: w, hint: `set ${Object.entries(w).map(([n, v]) => `node${n}=${v}`).join(" ")} there before launch` },
+          {
+            got: w,
+            hint: `set ${Object.entries(w)
+              .map(([n, v]) => `node${n}=${v}`)
+              .join(" ")} there before launch`,
+          },
         ),
       );
     }
@@ -937,15 +1042,24 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
             "placement.strict",
             `${paths[i]}.hostNodes`,
             `private memory of guest node ${n.guestNode} can only be placed ${n.private.fidelity} (${n.private.mechanism}) on this host, and placement.strict is true`,
-            { got: formatList(n.hostNodes), hint: "set placement.strict: false to accept it, or give every guest node the same hostNodes and policy, or use Linux >= 6.19 with a QEMU that sets guest_memfd policy" },
+            {
+              got: formatList(n.hostNodes),
+              hint: "set placement.strict: false to accept it, or give every guest node the same hostNodes and policy, or use Linux >= 6.19 with a QEMU that sets guest_memfd policy",
+            },
           ),
         );
       }
       if (n.policy !== "default" && n.shared.mechanism === "none") {
         errors.push(
-          diag("error", "placement.strict", `${paths[i]}.policy`, `shared memory of guest node ${n.guestNode} cannot be placed (${n.policy}) on this host, and placement.strict is true`, {
-            got: n.policy,
-          }),
+          diag(
+            "error",
+            "placement.strict",
+            `${paths[i]}.policy`,
+            `shared memory of guest node ${n.guestNode} cannot be placed (${n.policy}) on this host, and placement.strict is true`,
+            {
+              got: n.policy,
+            },
+          ),
         );
       }
     });
@@ -1002,7 +1116,12 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
         : hostIds;
     cgroups.push({ name: "", cpus: allCpus, mems: vmMems, tasks: "process" });
     planned.forEach((g, i) => {
-      cgroups.push({ name: `vcpu-node${g.id}`, cpus: ctx.hostCpus[i]!, mems: cpuset ? childMems[i]! : vmMems, tasks: { vcpus: g.cpus } });
+      cgroups.push({
+        name: `vcpu-node${g.id}`,
+        cpus: ctx.hostCpus[i]!,
+        mems: cpuset ? childMems[i]! : vmMems,
+        tasks: { vcpus: g.cpus },
+      });
     });
   }
   const pinning: ThreadPin[] = profile.placement.pinVcpus
@@ -1031,4 +1150,3 @@ export function planFidelity(plan: Plan): Fidelity {
   for (const n of plan.nodes) if (FIDELITY_RANK[n.private.fidelity] < FIDELITY_RANK[worst]) worst = n.private.fidelity;
   return worst;
 }
-

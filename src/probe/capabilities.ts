@@ -105,7 +105,14 @@ export function builtinCapabilities(version: string): QemuCapabilities {
   }
   properties["memory-backend-memfd"]!.add("hugetlb").add("hugetlbsize").add("seal");
   properties["memory-backend-file"]!.add("mem-path").add("align");
-  properties["sev-guest"] = new Set(["cbitpos", "reduced-phys-bits", "policy", "handle", "dh-cert-file", "session-file"]);
+  properties["sev-guest"] = new Set([
+    "cbitpos",
+    "reduced-phys-bits",
+    "policy",
+    "handle",
+    "dh-cert-file",
+    "session-file",
+  ]);
   properties["sev-snp-guest"] = new Set([
     "cbitpos",
     "reduced-phys-bits",

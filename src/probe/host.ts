@@ -74,7 +74,12 @@ function devNumbers(rdev: bigint): { major: bigint; minor: bigint } {
   };
 }
 
-function describeNode(st: { isFile(): boolean; isCharacterDevice(): boolean; isDirectory(): boolean; rdev: bigint }): string {
+function describeNode(st: {
+  isFile(): boolean;
+  isCharacterDevice(): boolean;
+  isDirectory(): boolean;
+  rdev: bigint;
+}): string {
   if (st.isCharacterDevice()) {
     const { major, minor } = devNumbers(st.rdev);
     return `character device ${major}:${minor}`;
@@ -243,9 +248,7 @@ function probeCgroup(fs: FsRoot): HostInfo["cgroup"] {
   const v2s = mounts.filter((m) => m.type === "cgroup2").map((m) => m.target);
   const v2Mount = v2s.find((t) => t === "/sys/fs/cgroup") ?? v2s[0];
   const v1Controllers = Object.keys(v1Mounts).sort();
-  const v2Controllers = v2Mount
-    ? (fs.read(`${v2Mount}/cgroup.controllers`) ?? "").split(/\s+/).filter(Boolean)
-    : [];
+  const v2Controllers = v2Mount ? (fs.read(`${v2Mount}/cgroup.controllers`) ?? "").split(/\s+/).filter(Boolean) : [];
   // A controller is bound to one hierarchy at a time: when cpuset or memory sit on v1 (hybrid
   // layout) that is where qcvm must place VMs, even if a unified mount exists beside them.
   const version: 1 | 2 | "none" =
@@ -293,7 +296,9 @@ export function probeHost(root = "/"): HostInfo {
     root,
     kernel,
     nodes: probeNodes(fs),
-    kvm: (resolve(root) === "/" ? probeKvm(fs.path("dev/kvm")).present : fs.exists("dev/kvm")) && fs.exists("sys/module/kvm"),
+    kvm:
+      (resolve(root) === "/" ? probeKvm(fs.path("dev/kvm")).present : fs.exists("dev/kvm")) &&
+      fs.exists("sys/module/kvm"),
     sev: readFlag(fs, "sys/module/kvm_amd/parameters/sev"),
     sevEs: readFlag(fs, "sys/module/kvm_amd/parameters/sev_es"),
     sevSnp: readFlag(fs, "sys/module/kvm_amd/parameters/sev_snp"),

@@ -37,7 +37,10 @@ async function resolveBinary(binary: string): Promise<string> {
   const path = await which(binary);
   if (!path) {
     const where = binary.includes("/") ? "not found or not executable" : "not found on PATH";
-    throw new UserError(`QEMU binary \`${binary}\` ${where} (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)`, 2);
+    throw new UserError(
+      `QEMU binary \`${binary}\` ${where} (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)`,
+      2,
+    );
   }
   return path;
 }
@@ -77,14 +80,17 @@ export async function probeQemu(binary: string, options: { workDir?: string } = 
   let client: QmpClient | undefined;
   try {
     client = await QmpClient.connect(sock, { timeoutMs: PROBE_TIMEOUT_MS, signal: died.signal });
-    const listed = await client.execute<{ name: string }[]>("qom-list-types", undefined, { timeoutMs: PROBE_TIMEOUT_MS });
+    const listed = await client.execute<{ name: string }[]>("qom-list-types", undefined, {
+      timeoutMs: PROBE_TIMEOUT_MS,
+    });
     if (isQmpError(listed)) throw new UserError(`probing ${binary}: qom-list-types failed: ${listed.message}`, 2);
     const types = [...new Set(listed.return.map((t) => t.name))].sort();
     const properties: Record<string, string[]> = {};
     for (const type of PROBED_TYPES) {
       if (!types.includes(type)) continue;
       const props = await client.execute<{ name: string }[]>("qom-list-properties", { typename: type });
-      if (isQmpError(props)) throw new UserError(`probing ${binary}: qom-list-properties ${type} failed: ${props.message}`, 2);
+      if (isQmpError(props))
+        throw new UserError(`probing ${binary}: qom-list-properties ${type} failed: ${props.message}`, 2);
       properties[type] = [...new Set(props.return.map((p) => p.name))].sort();
     }
     await client.quit(5000);
@@ -141,7 +147,8 @@ export function loadCapabilities(file: string): QemuCapabilities {
       `${file}: ${path}: ${what}, got ${shown === undefined ? "nothing" : shown.length > 60 ? `${shown.slice(0, 57)}...` : shown} (${fix})`,
     );
   };
-  if (typeof data !== "object" || data === null || Array.isArray(data)) throw bad("(document)", "must be a JSON object", data);
+  if (typeof data !== "object" || data === null || Array.isArray(data))
+    throw bad("(document)", "must be a JSON object", data);
   const d = data as Record<string, unknown>;
   if (d.format !== undefined && d.format !== FILE_FORMAT) throw bad("format", `must be "${FILE_FORMAT}"`, d.format);
   if (typeof d.version !== "string" || !/^\d+\.\d+(\.\d+)?$/.test(d.version)) {

@@ -92,7 +92,9 @@ class Renderer {
     if (hasFeature(this.caps, feature)) return true;
     const since = FEATURES[feature].since;
     this.error("missing-feature", path, missingFeatureMessage(this.caps, feature), {
-      hint: hint ?? (since ? `set qemu.version to ${since} or later if your QEMU has it, or drop the field` : "drop the field"),
+      hint:
+        hint ??
+        (since ? `set qemu.version to ${since} or later if your QEMU has it, or drop the field` : "drop the field"),
     });
     return false;
   }
@@ -101,7 +103,11 @@ class Renderer {
    * formatOpts() with each entry's profile path, so a value QEMU cannot take is reported where the
    * user wrote it. Returns "" after recording an error (the argv is discarded then anyway).
    */
-  opts(path: string, head: string | undefined, entries: ReadonlyArray<readonly [string, OptEntry[1], string?]>): string {
+  opts(
+    path: string,
+    head: string | undefined,
+    entries: ReadonlyArray<readonly [string, OptEntry[1], string?]>,
+  ): string {
     try {
       return formatOpts(
         head,
@@ -117,7 +123,8 @@ class Renderer {
 
   /** A plain argv word (not key=value syntax): only NUL is impossible. */
   word(path: string, value: string): string {
-    if (value.includes("\0")) this.error("value", path, "cannot be passed to QEMU: it contains a NUL byte", { got: value });
+    if (value.includes("\0"))
+      this.error("value", path, "cannot be passed to QEMU: it contains a NUL byte", { got: value });
     return value;
   }
 
@@ -156,14 +163,24 @@ class Renderer {
 
   name(): string[] {
     // debug-threads=on names vCPU threads "CPU n/KVM", so pinning is visible in ps and top.
-    return ["-name", this.opts("name", undefined, [["guest", this.profile.name, "name"], ["debug-threads", true]])];
+    return [
+      "-name",
+      this.opts("name", undefined, [
+        ["guest", this.profile.name, "name"],
+        ["debug-threads", true],
+      ]),
+    ];
   }
 
   machine(): string[] {
     const { machine, numa, firmware } = this.profile;
     const noNuma = numa.nodes.length === 0;
     if (noNuma) {
-      this.need("machine-memory-backend", "memory", "give the guest numa.nodes (one backend each, -numa node,memdev= since QEMU 2.1), or target QEMU 5.0 or later");
+      this.need(
+        "machine-memory-backend",
+        "memory",
+        "give the guest numa.nodes (one backend each, -numa node,memdev= since QEMU 2.1), or target QEMU 5.0 or later",
+      );
     }
     if (firmware.igvm !== undefined) this.need("igvm", "firmware.igvm");
     return [
@@ -187,10 +204,15 @@ class Renderer {
     // -cpu is not QemuOpts: everything after the first comma is a CPU feature list, and `,,` is
     // not an escape there. So a model name must be a plain name.
     if (!/^[A-Za-z0-9._-]+$/.test(model)) {
-      this.error("value", "cpu.model", "must be a CPU model name (letters, digits, . _ -): -cpu reads anything after a comma as CPU features", {
-        got: model,
-        hint: "to set CPU features, put a complete -cpu option in extraArgs; the last -cpu wins",
-      });
+      this.error(
+        "value",
+        "cpu.model",
+        "must be a CPU model name (letters, digits, . _ -): -cpu reads anything after a comma as CPU features",
+        {
+          got: model,
+          hint: "to set CPU features, put a complete -cpu option in extraArgs; the last -cpu wins",
+        },
+      );
     }
     return [
       "-cpu",
@@ -254,7 +276,11 @@ class Renderer {
             ["cbitpos", c.cbitpos, `${p}.cbitpos`],
             ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
             ["policy", hex(c.policy ?? 0x30000), `${p}.policy`],
-            ["guest-visible-workarounds", this.base64(`${p}.guestVisibleWorkarounds`, c.guestVisibleWorkarounds), `${p}.guestVisibleWorkarounds`],
+            [
+              "guest-visible-workarounds",
+              this.base64(`${p}.guestVisibleWorkarounds`, c.guestVisibleWorkarounds),
+              `${p}.guestVisibleWorkarounds`,
+            ],
             ["id-block", this.base64(`${p}.idBlock`, c.idBlock), `${p}.idBlock`],
             ["id-auth", this.base64(`${p}.idAuth`, c.idAuth), `${p}.idAuth`],
             ["author-key-enabled", c.authorKeyEnabled ? true : undefined],
@@ -262,7 +288,10 @@ class Renderer {
             ["vcek-disabled", c.vcekDisabled ? true : undefined],
             ["kernel-hashes", c.kernelHashes ? true : undefined],
             // Private pages converted in place, so the guest_memfd policy covers them (out of tree).
-            ["convert-in-place", this.gmemBackend() && this.need("snp-convert-in-place", `${p}.type`) ? true : undefined],
+            [
+              "convert-in-place",
+              this.gmemBackend() && this.need("snp-convert-in-place", `${p}.type`) ? true : undefined,
+            ],
           ]),
         ];
       }
@@ -288,7 +317,10 @@ class Renderer {
         if (qgs) {
           // quote-generation-socket is a SocketAddress (a structure): only the JSON form has it.
           const socket = this.socketAddress(`${p}.quoteGenerationSocket`, qgs);
-          return ["-object", this.json(p, "tdx-guest", RENDER_IDS.tdx, { ...props, "quote-generation-socket": socket })];
+          return [
+            "-object",
+            this.json(p, "tdx-guest", RENDER_IDS.tdx, { ...props, "quote-generation-socket": socket }),
+          ];
         }
         return [
           "-object",
@@ -307,9 +339,12 @@ class Renderer {
 
   requireAmd(): void {
     const c = this.profile.confidential;
-    if (c.cbitpos === undefined) this.error("required", "confidential.cbitpos", `${c.type} needs the C-bit position`, { hint: "AMD EPYC: 51" });
+    if (c.cbitpos === undefined)
+      this.error("required", "confidential.cbitpos", `${c.type} needs the C-bit position`, { hint: "AMD EPYC: 51" });
     if (c.reducedPhysBits === undefined) {
-      this.error("required", "confidential.reducedPhysBits", `${c.type} needs reduced-phys-bits`, { hint: "AMD EPYC: 1" });
+      this.error("required", "confidential.reducedPhysBits", `${c.type} needs reduced-phys-bits`, {
+        hint: "AMD EPYC: 1",
+      });
     }
   }
 
@@ -348,16 +383,26 @@ class Renderer {
     const out: string[] = [];
     const gmem = this.gmemBackend();
     const backendType = gmem?.type ?? `memory-backend-${memory.backend}`;
-    if (gmem?.type !== "memory-backend-guest-memfd") this.need(`memory-backend-${memory.backend}` as Feature, "memory.backend");
+    if (gmem?.type !== "memory-backend-guest-memfd")
+      this.need(`memory-backend-${memory.backend}` as Feature, "memory.backend");
     if (gmem?.flag && memory.backend !== "memfd") {
-      this.error("backend", "memory.backend", "the plan places private memory with memory-backend-memfd guest-memfd=on, so the backend must be memfd", {
-        got: memory.backend,
-      });
+      this.error(
+        "backend",
+        "memory.backend",
+        "the plan places private memory with memory-backend-memfd guest-memfd=on, so the backend must be memfd",
+        {
+          got: memory.backend,
+        },
+      );
     }
     // A backend type no upstream QEMU has is rendered only with the properties the probe saw.
     const known = gmem?.type === "memory-backend-guest-memfd" ? this.caps.properties[backendType] : undefined;
     if (memory.backend === "file" && !memory.path) {
-      this.error("required", "memory.path", "the file backend needs a path (a directory such as /dev/hugepages, or a file)");
+      this.error(
+        "required",
+        "memory.path",
+        "the file backend needs a path (a directory such as /dev/hugepages, or a file)",
+      );
     }
     if (memory.hugepages !== "none" && memory.backend === "ram") {
       this.error("hugepages-backend", "memory.hugepages", "memory-backend-ram cannot use hugepages", {
@@ -365,7 +410,8 @@ class Renderer {
         hint: "use backend memfd (hugetlb) or file (on a hugetlbfs mount)",
       });
     }
-    if (memory.prealloc && memory.preallocThreads !== undefined) this.need("prealloc-threads", "memory.preallocThreads");
+    if (memory.prealloc && memory.preallocThreads !== undefined)
+      this.need("prealloc-threads", "memory.preallocThreads");
     if (memory.reserve !== undefined) this.need("reserve", "memory.reserve");
 
     let warnedThreadContext = false;
@@ -374,9 +420,14 @@ class Renderer {
       const pn = this.planNode(region.guestNode);
       const policy = this.backendPolicy(region, pn);
       if (memory.hugepages !== "none" && region.sizeBytes % HUGEPAGE_BYTES[memory.hugepages] !== 0) {
-        this.error("hugepage-align", region.path === "memory" ? "memory.size" : `${region.path}.memory`, `must be a multiple of the ${memory.hugepages} hugepage size`, {
-          got: region.sizeBytes,
-        });
+        this.error(
+          "hugepage-align",
+          region.path === "memory" ? "memory.size" : `${region.path}.memory`,
+          `must be a multiple of the ${memory.hugepages} hugepage size`,
+          {
+            got: region.sizeBytes,
+          },
+        );
       }
 
       // NUMA-local preallocation (QEMU 7.2): a thread-context whose threads run near the target
@@ -389,11 +440,17 @@ class Renderer {
         if (hasFeature(this.caps, "thread-context") && hasFeature(this.caps, "prealloc-context")) {
           tc = RENDER_IDS.threadContext(region.guestNode);
           const affinity: OptEntry =
-            pn.hostCpus && pn.hostCpus.length > 0 ? ["cpu-affinity", { list: pn.hostCpus }] : ["node-affinity", { list: pn.hostNodes }];
+            pn.hostCpus && pn.hostCpus.length > 0
+              ? ["cpu-affinity", { list: pn.hostCpus }]
+              : ["node-affinity", { list: pn.hostNodes }];
           out.push("-object", this.opts(region.path, "thread-context", [["id", tc], affinity]));
         } else if (!warnedThreadContext) {
           warnedThreadContext = true;
-          this.warn("thread-context", "memory.prealloc", `preallocation threads will run on any CPU, not near the target nodes: ${missingFeatureMessage(this.caps, "thread-context")}`);
+          this.warn(
+            "thread-context",
+            "memory.prealloc",
+            `preallocation threads will run on any CPU, not near the target nodes: ${missingFeatureMessage(this.caps, "thread-context")}`,
+          );
         }
       }
 
@@ -403,7 +460,11 @@ class Renderer {
         ["mem-path", memory.backend === "file" ? memory.path : undefined, "memory.path"],
         ["share", memory.share],
         ["hugetlb", memory.backend === "memfd" && memory.hugepages !== "none" ? true : undefined, "memory.hugepages"],
-        ["hugetlbsize", memory.backend === "memfd" && memory.hugepages !== "none" ? memory.hugepages : undefined, "memory.hugepages"],
+        [
+          "hugetlbsize",
+          memory.backend === "memfd" && memory.hugepages !== "none" ? memory.hugepages : undefined,
+          "memory.hugepages",
+        ],
         ["reserve", memory.reserve, "memory.reserve"],
         ["prealloc", memory.prealloc, "memory.prealloc"],
         ["prealloc-threads", memory.prealloc ? memory.preallocThreads : undefined, "memory.preallocThreads"],
@@ -412,7 +473,9 @@ class Renderer {
         ["policy", policy?.policy],
         ["guest-memfd", gmem?.flag ? true : undefined],
       ];
-      const usable = known ? entries.filter(([k, v, path]) => this.backendHas(backendType, known, k, v, path)) : entries;
+      const usable = known
+        ? entries.filter(([k, v, path]) => this.backendHas(backendType, known, k, v, path))
+        : entries;
       out.push("-object", this.opts(region.path, backendType, usable));
     }
     return out;
@@ -424,9 +487,14 @@ class Renderer {
     // Defaults qcvm renders explicitly (share, prealloc) are dropped silently when the type lacks them.
     if (path && !(key === "prealloc" && value === false) && !this.reported.has(`${type}.${key}`)) {
       this.reported.add(`${type}.${key}`); // once, not once per guest node
-      this.error("backend-property", path, `${type}, which the plan uses to place private memory, has no ${key} property`, {
-        hint: "drop the field, or plan with capabilities of a QEMU whose backend has it",
-      });
+      this.error(
+        "backend-property",
+        path,
+        `${type}, which the plan uses to place private memory, has no ${key} property`,
+        {
+          hint: "drop the field, or plan with capabilities of a QEMU whose backend has it",
+        },
+      );
     }
     return false;
   }
@@ -440,25 +508,39 @@ class Renderer {
     if (this.gmemChoice !== null) return this.gmemChoice;
     this.gmemChoice = undefined;
     if (!this.plan.nodes.some((n) => n.private.mechanism === "guest-memfd-mempolicy")) return undefined;
-    if (hasFeature(this.caps, "guest-memfd-backend")) this.gmemChoice = { type: "memory-backend-guest-memfd", flag: false };
+    if (hasFeature(this.caps, "guest-memfd-backend"))
+      this.gmemChoice = { type: "memory-backend-guest-memfd", flag: false };
     else if (hasFeature(this.caps, "memfd-guest-memfd")) this.gmemChoice = { type: "memory-backend-memfd", flag: true };
     else {
-      this.error("missing-feature", this.profile.numa.nodes.length > 0 ? "numa.nodes" : "memory", `the plan places private memory by a guest_memfd policy, but ${missingFeatureMessage(this.caps, "guest-memfd-backend")}`, {
-        hint: "plan and render with the same QEMU capabilities (--capabilities)",
-      });
+      this.error(
+        "missing-feature",
+        this.profile.numa.nodes.length > 0 ? "numa.nodes" : "memory",
+        `the plan places private memory by a guest_memfd policy, but ${missingFeatureMessage(this.caps, "guest-memfd-backend")}`,
+        {
+          hint: "plan and render with the same QEMU capabilities (--capabilities)",
+        },
+      );
     }
     return this.gmemChoice;
   }
 
   /** host-nodes/policy for a backend, when the plan places this node's memory by backend policy. */
-  backendPolicy(region: MemoryRegion, pn: PlanNode | undefined): { hostNodes: number[]; policy: MemPolicy } | undefined {
+  backendPolicy(
+    region: MemoryRegion,
+    pn: PlanNode | undefined,
+  ): { hostNodes: number[]; policy: MemPolicy } | undefined {
     if (!pn) return undefined;
     if (pn.shared.mechanism !== "backend-policy" && pn.private.mechanism !== "guest-memfd-mempolicy") return undefined;
     if (pn.policy === "default" || pn.hostNodes.length === 0) return undefined;
     if (!BACKEND_POLICIES.has(pn.policy)) {
-      this.error("policy", `${region.path}.policy`, `QEMU memory backends know bind, preferred and interleave, not ${pn.policy}`, {
-        hint: "the plan must apply this policy with numactl (plan.launch.argvPrefix), not with the backend",
-      });
+      this.error(
+        "policy",
+        `${region.path}.policy`,
+        `QEMU memory backends know bind, preferred and interleave, not ${pn.policy}`,
+        {
+          hint: "the plan must apply this policy with numactl (plan.launch.argvPrefix), not with the backend",
+        },
+      );
       return undefined;
     }
     // preferred over several nodes before QEMU 8.0 prefers only the first: the planner says so.
@@ -483,7 +565,14 @@ class Renderer {
     });
     if (numa.distances.length > 0 && this.need("numa-dist", "numa.distances")) {
       for (const d of numa.distances) {
-        out.push("-numa", this.opts("numa.distances", "dist", [["src", d.from], ["dst", d.to], ["val", d.value]]));
+        out.push(
+          "-numa",
+          this.opts("numa.distances", "dist", [
+            ["src", d.from],
+            ["dst", d.to],
+            ["val", d.value],
+          ]),
+        );
       }
     }
     return out;
@@ -517,7 +606,13 @@ class Renderer {
       }
     }
     if (firmware.igvm !== undefined) {
-      out.push("-object", this.opts("firmware.igvm", "igvm-cfg", [["id", RENDER_IDS.igvm], ["file", firmware.igvm, "firmware.igvm"]]));
+      out.push(
+        "-object",
+        this.opts("firmware.igvm", "igvm-cfg", [
+          ["id", RENDER_IDS.igvm],
+          ["file", firmware.igvm, "firmware.igvm"],
+        ]),
+      );
     }
     return out;
   }
@@ -570,9 +665,18 @@ class Renderer {
       if (d.interface === "virtio-scsi") {
         if (!scsi) {
           scsi = true;
-          out.push("-device", this.opts(p, "virtio-scsi-pci", [["id", RENDER_IDS.scsi], ...this.virtioExtras("virtio-scsi-pci")]));
+          out.push(
+            "-device",
+            this.opts(p, "virtio-scsi-pci", [["id", RENDER_IDS.scsi], ...this.virtioExtras("virtio-scsi-pci")]),
+          );
         }
-        out.push("-device", this.opts(p, "scsi-hd", [["bus", `${RENDER_IDS.scsi}.0`], ["drive", node]]));
+        out.push(
+          "-device",
+          this.opts(p, "scsi-hd", [
+            ["bus", `${RENDER_IDS.scsi}.0`],
+            ["drive", node],
+          ]),
+        );
       } else {
         out.push("-device", this.opts(p, "virtio-blk-pci", [["drive", node], ...this.virtioExtras("virtio-blk-pci")]));
       }
@@ -614,7 +718,10 @@ class Renderer {
       // key=value syntax as everything else, so one rule covers every value.
       return [
         "-chardev",
-        this.opts("serial", "file", [["id", RENDER_IDS.serial], ["path", s.slice("file:".length), "serial"]]),
+        this.opts("serial", "file", [
+          ["id", RENDER_IDS.serial],
+          ["path", s.slice("file:".length), "serial"],
+        ]),
         "-serial",
         `chardev:${RENDER_IDS.serial}`,
       ];
@@ -626,7 +733,13 @@ class Renderer {
   qmp(): string[] {
     if (this.profile.qmp === undefined) return [];
     // unix:PATH goes through QemuOpts with path as the implied key, so the path is escaped.
-    return ["-qmp", this.opts("qmp", `unix:${this.profile.qmp}`, [["server", true], ["wait", false]])];
+    return [
+      "-qmp",
+      this.opts("qmp", `unix:${this.profile.qmp}`, [
+        ["server", true],
+        ["wait", false],
+      ]),
+    ];
   }
 }
 

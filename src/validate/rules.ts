@@ -10,7 +10,13 @@ import { formatList } from "../io/fsroot.js";
 import { parsePath } from "../load/load.js";
 import type { Position, Segment } from "../load/load.js";
 import { formatSize, HUGEPAGE_BYTES } from "../core/sizes.js";
-import { BLOB_FIELDS, SEV_POLICY_FLAGS, SNP_POLICY_FLAGS, SNP_POLICY_RESERVED, TDX_ATTRIBUTE_FLAGS } from "../normalize/normalize.js";
+import {
+  BLOB_FIELDS,
+  SEV_POLICY_FLAGS,
+  SNP_POLICY_FLAGS,
+  SNP_POLICY_RESERVED,
+  TDX_ATTRIBUTE_FLAGS,
+} from "../normalize/normalize.js";
 import type { ConfidentialType, Diagnostic, FileOrBase64, Profile, RawProfile } from "../core/types.js";
 
 export interface RuleContext {
@@ -100,10 +106,15 @@ const numaCpus: Rule = (ctx) => {
       else owner.set(c, i);
     }
     if (outOfRange.length > 0) {
-      ctx.error("numa.cpus-range", `numa.nodes[${i}].cpus`, `vCPU ${formatList(outOfRange)} does not exist (the guest has ${s(count, "vCPU")}, 0-${count - 1})`, {
-        got: ctx.written(`numa.nodes[${i}].cpus`),
-        hint: "raise cpu.count or fix the list",
-      });
+      ctx.error(
+        "numa.cpus-range",
+        `numa.nodes[${i}].cpus`,
+        `vCPU ${formatList(outOfRange)} does not exist (the guest has ${s(count, "vCPU")}, 0-${count - 1})`,
+        {
+          got: ctx.written(`numa.nodes[${i}].cpus`),
+          hint: "raise cpu.count or fix the list",
+        },
+      );
     }
     for (const c of dup) {
       ctx.error("numa.cpus-overlap", `numa.nodes[${i}].cpus`, `vCPU ${c} is already in numa.nodes[${owner.get(c)}]`, {
@@ -115,10 +126,15 @@ const numaCpus: Rule = (ctx) => {
   const missing: number[] = [];
   for (let c = 0; c < count; c++) if (!owner.has(c)) missing.push(c);
   if (missing.length > 0) {
-    ctx.error("numa.cpus-cover", "numa.nodes", `${missing.length === 1 ? "vCPU" : "vCPUs"} ${formatList(missing)} ${missing.length === 1 ? "is" : "are"} in no node; every vCPU must be in exactly one node`, {
-      got: nodes.map((n) => formatList(n.cpus)),
-      hint: `cpu.count is ${count}`,
-    });
+    ctx.error(
+      "numa.cpus-cover",
+      "numa.nodes",
+      `${missing.length === 1 ? "vCPU" : "vCPUs"} ${formatList(missing)} ${missing.length === 1 ? "is" : "are"} in no node; every vCPU must be in exactly one node`,
+      {
+        got: nodes.map((n) => formatList(n.cpus)),
+        hint: `cpu.count is ${count}`,
+      },
+    );
   }
 };
 
@@ -128,47 +144,79 @@ const numaMemory: Rule = (ctx) => {
   const sum = nodes.reduce((a, n) => a + n.memoryBytes, 0);
   const total = ctx.profile.memory.sizeBytes;
   if (sum !== total) {
-    ctx.error("numa.memory-sum", "numa.nodes", `node memory sums to ${formatSize(sum)} but memory.size is ${formatSize(total)}`, {
-      got: nodes.map((n) => formatSize(n.memoryBytes)),
-      hint: "QEMU requires the nodes' memory to add up to -m",
-    });
+    ctx.error(
+      "numa.memory-sum",
+      "numa.nodes",
+      `node memory sums to ${formatSize(sum)} but memory.size is ${formatSize(total)}`,
+      {
+        got: nodes.map((n) => formatSize(n.memoryBytes)),
+        hint: "QEMU requires the nodes' memory to add up to -m",
+      },
+    );
   }
   nodes.forEach((n, i) => {
-    if (n.memoryBytes === 0) ctx.error("numa.memory-zero", `numa.nodes[${i}].memory`, "must be more than 0", { got: ctx.written(`numa.nodes[${i}].memory`) });
+    if (n.memoryBytes === 0)
+      ctx.error("numa.memory-zero", `numa.nodes[${i}].memory`, "must be more than 0", {
+        got: ctx.written(`numa.nodes[${i}].memory`),
+      });
   });
 };
 
 /** policy/hostNodes/weights on memory (no nodes) or on each guest node. */
-function placementRules(ctx: RuleContext, base: string, p: { policy: string; hostNodes: number[]; weights?: Record<number, number> }): void {
+function placementRules(
+  ctx: RuleContext,
+  base: string,
+  p: { policy: string; hostNodes: number[]; weights?: Record<number, number> },
+): void {
   const policyWritten = ctx.has(`${base}.policy`);
   if (p.policy === "default") {
     if (p.hostNodes.length > 0) {
-      ctx.error("placement.host-nodes-default", `${base}.hostNodes`, "must be empty with policy default, which sets no policy", {
-        got: ctx.written(`${base}.hostNodes`),
-        hint: "set policy: bind, preferred or interleave, or remove hostNodes",
-      });
+      ctx.error(
+        "placement.host-nodes-default",
+        `${base}.hostNodes`,
+        "must be empty with policy default, which sets no policy",
+        {
+          got: ctx.written(`${base}.hostNodes`),
+          hint: "set policy: bind, preferred or interleave, or remove hostNodes",
+        },
+      );
     }
   } else if (p.hostNodes.length === 0) {
-    ctx.error("placement.host-nodes-required", `${base}.${policyWritten ? "policy" : "hostNodes"}`, `policy ${p.policy} needs hostNodes`, {
-      got: p.policy,
-      hint: "e.g. hostNodes: \"0\", or policy: default",
-    });
+    ctx.error(
+      "placement.host-nodes-required",
+      `${base}.${policyWritten ? "policy" : "hostNodes"}`,
+      `policy ${p.policy} needs hostNodes`,
+      {
+        got: p.policy,
+        hint: 'e.g. hostNodes: "0", or policy: default',
+      },
+    );
   }
   for (const h of p.hostNodes) {
-    if (h >= 128) ctx.error("placement.host-node-range", `${base}.hostNodes`, "host node ids must be below 128 (QEMU's limit)", { got: h });
+    if (h >= 128)
+      ctx.error("placement.host-node-range", `${base}.hostNodes`, "host node ids must be below 128 (QEMU's limit)", {
+        got: h,
+      });
   }
   if (p.weights !== undefined) {
     if (p.policy !== "weighted-interleave") {
-      ctx.error("placement.weights-policy", `${base}.weights`, "weights need policy weighted-interleave", { got: p.policy });
+      ctx.error("placement.weights-policy", `${base}.weights`, "weights need policy weighted-interleave", {
+        got: p.policy,
+      });
     } else {
       const extra = Object.keys(p.weights)
         .map(Number)
         .filter((n) => !p.hostNodes.includes(n));
       if (extra.length > 0) {
-        ctx.error("placement.weights-nodes", `${base}.weights`, `weights name host node ${formatList(extra)}, which is not in hostNodes`, {
-          got: p.weights,
-          hint: `hostNodes is ${formatList(p.hostNodes) || "empty"}`,
-        });
+        ctx.error(
+          "placement.weights-nodes",
+          `${base}.weights`,
+          `weights name host node ${formatList(extra)}, which is not in hostNodes`,
+          {
+            got: p.weights,
+            hint: `hostNodes is ${formatList(p.hostNodes) || "empty"}`,
+          },
+        );
       }
     }
   }
@@ -197,15 +245,29 @@ const distances: Rule = (ctx) => {
     const path = `numa.distances[${i}]`;
     for (const end of ["from", "to"] as const) {
       if (d[end] >= nodes.length) {
-        ctx.error("numa.distance-node", `${path}.${end}`, nodes.length === 0 ? "distances need numa.nodes" : `guest node ${d[end]} does not exist (numa.nodes has ${s(nodes.length, "node")})`, {
-          got: d[end],
-        });
+        ctx.error(
+          "numa.distance-node",
+          `${path}.${end}`,
+          nodes.length === 0
+            ? "distances need numa.nodes"
+            : `guest node ${d[end]} does not exist (numa.nodes has ${s(nodes.length, "node")})`,
+          {
+            got: d[end],
+          },
+        );
       }
     }
     if (d.from === d.to && d.value !== 10) {
-      ctx.error("numa.distance-self", `${path}.value`, "the distance from a node to itself must be 10", { got: d.value });
+      ctx.error("numa.distance-self", `${path}.value`, "the distance from a node to itself must be 10", {
+        got: d.value,
+      });
     } else if (d.from !== d.to && d.value <= 10) {
-      ctx.error("numa.distance-value", `${path}.value`, "distances between different nodes must be 11..255 (10 means local)", { got: d.value });
+      ctx.error(
+        "numa.distance-value",
+        `${path}.value`,
+        "distances between different nodes must be 11..255 (10 means local)",
+        { got: d.value },
+      );
     }
   });
   // Once any -numa dist is given, QEMU wants one for every pair of nodes and exits otherwise:
@@ -220,10 +282,15 @@ const distances: Rule = (ctx) => {
   }
   if (missing.length > 0) {
     const [a, b] = missing[0]!.split("-");
-    ctx.error("numa.distance-missing", "numa.distances", `no distance for guest node pair${missing.length === 1 ? "" : "s"} ${missing.join(", ")}: once any distance is given, QEMU needs one for every pair of nodes`, {
-      got: missing,
-      hint: `add e.g. {from: ${a}, to: ${b}, value: 20}, or remove numa.distances to let QEMU use its defaults`,
-    });
+    ctx.error(
+      "numa.distance-missing",
+      "numa.distances",
+      `no distance for guest node pair${missing.length === 1 ? "" : "s"} ${missing.join(", ")}: once any distance is given, QEMU needs one for every pair of nodes`,
+      {
+        got: missing,
+        hint: `add e.g. {from: ${a}, to: ${b}, value: 20}, or remove numa.distances to let QEMU use its defaults`,
+      },
+    );
   }
 };
 
@@ -236,19 +303,34 @@ const hugepages: Rule = (ctx) => {
     });
   }
   if (memory.backend === "file" && memory.path === undefined) {
-    ctx.error("memory.file-path", "memory.backend", "the file backend needs memory.path", { got: "file", hint: "e.g. path: /dev/hugepages" });
+    ctx.error("memory.file-path", "memory.backend", "the file backend needs memory.path", {
+      got: "file",
+      hint: "e.g. path: /dev/hugepages",
+    });
   }
   if (memory.backend !== "file" && memory.path !== undefined) {
-    ctx.error("memory.path-backend", "memory.path", `only the file backend uses a path`, { got: `backend ${memory.backend}` });
+    ctx.error("memory.path-backend", "memory.path", `only the file backend uses a path`, {
+      got: `backend ${memory.backend}`,
+    });
   }
   if (memory.hugepages === "none") return;
   const page = HUGEPAGE_BYTES[memory.hugepages];
   if (memory.sizeBytes % page !== 0) {
-    ctx.error("memory.hugepage-multiple", "memory.size", `must be a multiple of the ${memory.hugepages} huge page size`, { got: formatSize(memory.sizeBytes) });
+    ctx.error(
+      "memory.hugepage-multiple",
+      "memory.size",
+      `must be a multiple of the ${memory.hugepages} huge page size`,
+      { got: formatSize(memory.sizeBytes) },
+    );
   }
   numa.nodes.forEach((n, i) => {
     if (n.memoryBytes % page !== 0) {
-      ctx.error("memory.hugepage-multiple", `numa.nodes[${i}].memory`, `must be a multiple of the ${memory.hugepages} huge page size`, { got: formatSize(n.memoryBytes) });
+      ctx.error(
+        "memory.hugepage-multiple",
+        `numa.nodes[${i}].memory`,
+        `must be a multiple of the ${memory.hugepages} huge page size`,
+        { got: formatSize(n.memoryBytes) },
+      );
     }
   });
 };
@@ -256,23 +338,36 @@ const hugepages: Rule = (ctx) => {
 const prealloc: Rule = (ctx) => {
   const { memory, confidential } = ctx.profile;
   if (memory.prealloc && GUEST_MEMFD_TYPES.includes(confidential.type)) {
-    ctx.warn("memory.prealloc-guest-memfd", "memory.prealloc", `with ${confidential.type} the guest's private memory is in guest_memfd; prealloc pins a second, shared copy of all ${formatSize(memory.sizeBytes)} besides it (double the footprint)`, {
-      got: true,
-      hint: "leave prealloc off for sev-snp and tdx",
-    });
+    ctx.warn(
+      "memory.prealloc-guest-memfd",
+      "memory.prealloc",
+      `with ${confidential.type} the guest's private memory is in guest_memfd; prealloc pins a second, shared copy of all ${formatSize(memory.sizeBytes)} besides it (double the footprint)`,
+      {
+        got: true,
+        hint: "leave prealloc off for sev-snp and tdx",
+      },
+    );
   }
   if (memory.preallocThreads !== undefined) {
-    if (!memory.prealloc) ctx.warn("memory.prealloc-threads", "memory.preallocThreads", "has no effect without prealloc: true", { got: memory.preallocThreads });
+    if (!memory.prealloc)
+      ctx.warn("memory.prealloc-threads", "memory.preallocThreads", "has no effect without prealloc: true", {
+        got: memory.preallocThreads,
+      });
     needVersion(ctx, "prealloc-threads", "memory.preallocThreads");
   }
   if (memory.reserve !== undefined) needVersion(ctx, "reserve", "memory.reserve");
   // backends/hostmem.c refuses the pair in either order: "'prealloc=on' and 'reserve=off' are
   // incompatible" (QEMU 6.1, when reserve came).
   if (memory.prealloc && memory.reserve === false) {
-    ctx.error("memory.reserve-prealloc", "memory.reserve", "reserve: false cannot go with prealloc: true; QEMU refuses 'prealloc=on' with 'reserve=off'", {
-      got: false,
-      hint: "drop reserve (preallocated memory is reserved anyway), or turn prealloc off",
-    });
+    ctx.error(
+      "memory.reserve-prealloc",
+      "memory.reserve",
+      "reserve: false cannot go with prealloc: true; QEMU refuses 'prealloc=on' with 'reserve=off'",
+      {
+        got: false,
+        hint: "drop reserve (preallocated memory is reserved anyway), or turn prealloc off",
+      },
+    );
   }
 };
 
@@ -309,9 +404,14 @@ const confidentialProperties: Rule = (ctx) => {
   for (const key of Object.keys(written)) {
     const types = BELONGS[key];
     if (!types || types.includes(type)) continue;
-    ctx.error("confidential.property-type", `confidential.${key}`, `is a ${types.join("/")} property; confidential.type is ${type}`, {
-      hint: types.length === 1 ? `set type: ${types[0]}, or remove ${key}` : `remove ${key}`,
-    });
+    ctx.error(
+      "confidential.property-type",
+      `confidential.${key}`,
+      `is a ${types.join("/")} property; confidential.type is ${type}`,
+      {
+        hint: types.length === 1 ? `set type: ${types[0]}, or remove ${key}` : `remove ${key}`,
+      },
+    );
   }
 };
 
@@ -320,9 +420,12 @@ const confidentialVersion: Rule = (ctx) => {
   if (c.type === "sev-snp") needVersion(ctx, "sev-snp-guest", "confidential.type", "SEV-SNP (sev-snp-guest)");
   if (c.type === "tdx") needVersion(ctx, "tdx-guest", "confidential.type", "TDX (tdx-guest)");
   if (c.type === "sev" || c.type === "sev-es") needVersion(ctx, "sev-guest", "confidential.type", "SEV (sev-guest)");
-  if (c.kernelHashes !== undefined && (c.type === "sev" || c.type === "sev-es")) needVersion(ctx, "sev-kernel-hashes", "confidential.kernelHashes", "kernelHashes");
-  if (c.legacyVmType !== undefined && (c.type === "sev" || c.type === "sev-es")) needVersion(ctx, "sev-legacy-vm-type", "confidential.legacyVmType", "legacyVmType");
-  if (ctx.profile.firmware.igvm !== undefined) needVersion(ctx, "igvm", "firmware.igvm", "IGVM firmware (-machine igvm-cfg)");
+  if (c.kernelHashes !== undefined && (c.type === "sev" || c.type === "sev-es"))
+    needVersion(ctx, "sev-kernel-hashes", "confidential.kernelHashes", "kernelHashes");
+  if (c.legacyVmType !== undefined && (c.type === "sev" || c.type === "sev-es"))
+    needVersion(ctx, "sev-legacy-vm-type", "confidential.legacyVmType", "legacyVmType");
+  if (ctx.profile.firmware.igvm !== undefined)
+    needVersion(ctx, "igvm", "firmware.igvm", "IGVM firmware (-machine igvm-cfg)");
 };
 
 const sevCommon: Rule = (ctx) => {
@@ -331,7 +434,10 @@ const sevCommon: Rule = (ctx) => {
   for (const k of ["cbitpos", "reducedPhysBits"] as const) {
     if (ctx.profile.confidential[k] === undefined) {
       ctx.error("confidential.required", `confidential.${k}`, `is required for ${type}`, {
-        hint: k === "cbitpos" ? "AMD EPYC: cbitpos: 51, from CPUID 0x8000001F EBX[5:0]" : "AMD EPYC: reducedPhysBits: 1, from CPUID 0x8000001F EBX[11:6]",
+        hint:
+          k === "cbitpos"
+            ? "AMD EPYC: cbitpos: 51, from CPUID 0x8000001F EBX[5:0]"
+            : "AMD EPYC: reducedPhysBits: 1, from CPUID 0x8000001F EBX[11:6]",
       });
     }
   }
@@ -347,26 +453,42 @@ const guestPolicy: Rule = (ctx) => {
     const names = type === "sev-snp" ? SNP_POLICY_FLAGS : SEV_POLICY_FLAGS;
     written.forEach((f, i) => {
       if (!(String(f) in names)) {
-        ctx.error("confidential.policy-flag", `confidential.policy[${i}]`, `is not a ${type} policy flag; ${type} flags: ${Object.keys(names).join(", ")}`, { got: f });
+        ctx.error(
+          "confidential.policy-flag",
+          `confidential.policy[${i}]`,
+          `is not a ${type} policy flag; ${type} flags: ${Object.keys(names).join(", ")}`,
+          { got: f },
+        );
       }
     });
   }
-  const numeric = typeof written === "string" ? BigInt(written) : typeof written === "number" ? BigInt(written) : undefined;
+  const numeric =
+    typeof written === "string" ? BigInt(written) : typeof written === "number" ? BigInt(written) : undefined;
   if (numeric !== undefined) {
     const limit = type === "sev-snp" ? 1n << 64n : 1n << 32n;
     if (numeric >= limit || (type === "sev-snp" && numeric > BigInt(Number.MAX_SAFE_INTEGER))) {
-      ctx.error("confidential.policy-range", "confidential.policy", type === "sev-snp" ? "sets bits qcvm does not know (above bit 52)" : "must fit in 32 bits", { got: written });
+      ctx.error(
+        "confidential.policy-range",
+        "confidential.policy",
+        type === "sev-snp" ? "sets bits qcvm does not know (above bit 52)" : "must fit in 32 bits",
+        { got: written },
+      );
       return;
     }
   }
   if (type === "sev-es" && (policy & SEV_POLICY_FLAGS.es!) === 0) {
     ctx.error("confidential.sev-es-policy", "confidential.policy", "sev-es needs policy bit 0x4 (es)", {
       got: written,
-      hint: Array.isArray(written) ? "add es to the list" : `use 0x${(policy | 0x4).toString(16)}, or leave policy out: the sev-es default is 0x5`,
+      hint: Array.isArray(written)
+        ? "add es to the list"
+        : `use 0x${(policy | 0x4).toString(16)}, or leave policy out: the sev-es default is 0x5`,
     });
   }
   if (type === "sev" && (policy & SEV_POLICY_FLAGS.es!) !== 0) {
-    ctx.error("confidential.sev-policy-es", "confidential.policy", "policy bit 0x4 (es) makes this an SEV-ES guest", { got: written, hint: "use type: sev-es" });
+    ctx.error("confidential.sev-policy-es", "confidential.policy", "policy bit 0x4 (es) makes this an SEV-ES guest", {
+      got: written,
+      hint: "use type: sev-es",
+    });
   }
   if (type === "sev-snp" && numeric !== undefined && (Number(numeric) & SNP_POLICY_RESERVED) === 0) {
     ctx.error("confidential.snp-policy-reserved", "confidential.policy", "SEV-SNP policy bit 17 (reserved) must be 1", {
@@ -386,10 +508,15 @@ const TDX_QEMU_ATTRIBUTES = (1n << 28n) | (1n << 30n) | (1n << 63n);
 const attributes: Rule = (ctx) => {
   const written = ctx.written("confidential.attributes");
   if (typeof written === "number" && !Number.isSafeInteger(written)) {
-    ctx.error("confidential.attributes-precision", "confidential.attributes", "is beyond 2^53 and was rounded when read as a number", {
-      got: written,
-      hint: "write it as a hex string (\"0x8000000010000000\") or as named flags",
-    });
+    ctx.error(
+      "confidential.attributes-precision",
+      "confidential.attributes",
+      "is beyond 2^53 and was rounded when read as a number",
+      {
+        got: written,
+        hint: 'write it as a hex string ("0x8000000010000000") or as named flags',
+      },
+    );
   }
   const c = ctx.profile.confidential;
   if (c.type === "tdx" && c.attributes !== undefined && (c.attributes & ~TDX_QEMU_ATTRIBUTES) !== 0n) {
@@ -397,18 +524,28 @@ const attributes: Rule = (ctx) => {
     const names = Object.entries(TDX_ATTRIBUTE_FLAGS)
       .filter(([, bit]) => (extra & bit) !== 0n)
       .map(([n]) => n);
-    ctx.error("confidential.attributes-unsupported", "confidential.attributes", `sets TD attribute bits QEMU refuses (0x${extra.toString(16)}${names.length > 0 ? `: ${names.join(", ")}` : ""}); QEMU accepts only sept-ve-disable (bit 28), pks (bit 30) and perfmon (bit 63)`, {
-      got: written,
-      hint: names.includes("debug") ? "remove debug: upstream QEMU cannot launch a debug TD" : "remove those bits",
-    });
+    ctx.error(
+      "confidential.attributes-unsupported",
+      "confidential.attributes",
+      `sets TD attribute bits QEMU refuses (0x${extra.toString(16)}${names.length > 0 ? `: ${names.join(", ")}` : ""}); QEMU accepts only sept-ve-disable (bit 28), pks (bit 30) and perfmon (bit 63)`,
+      {
+        got: written,
+        hint: names.includes("debug") ? "remove debug: upstream QEMU cannot launch a debug TD" : "remove those bits",
+      },
+    );
   }
   if (c.attributes !== undefined && c.septVeDisable !== undefined) {
     const bit = (c.attributes & (1n << 28n)) !== 0n;
     if (bit !== c.septVeDisable) {
-      ctx.error("confidential.sept-ve-conflict", "confidential.septVeDisable", `contradicts attributes bit 28 (sept-ve-disable), which is ${bit ? "set" : "clear"}`, {
-        got: c.septVeDisable,
-        hint: "give one of them",
-      });
+      ctx.error(
+        "confidential.sept-ve-conflict",
+        "confidential.septVeDisable",
+        `contradicts attributes bit 28 (sept-ve-disable), which is ${bit ? "set" : "clear"}`,
+        {
+          got: c.septVeDisable,
+          hint: "give one of them",
+        },
+      );
     }
   }
 };
@@ -420,22 +557,45 @@ const machineFlags: Rule = (ctx) => {
     // for TDX yet!" and exit. Only models without a CPUID definition (host, max) get through.
     const model = ctx.profile.cpu.model;
     if (model !== "host" && model !== "max") {
-      ctx.error("tdx.cpu-model", ctx.has("cpu.model") ? "cpu.model" : "cpu", "TDX guests need cpu.model host (or max): QEMU refuses a named CPU model for a TD", {
-        got: model,
-        hint: "use host; the TDX module decides the guest's CPUID",
-      });
+      ctx.error(
+        "tdx.cpu-model",
+        ctx.has("cpu.model") ? "cpu.model" : "cpu",
+        "TDX guests need cpu.model host (or max): QEMU refuses a named CPU model for a TD",
+        {
+          got: model,
+          hint: "use host; the TDX module decides the guest's CPUID",
+        },
+      );
     }
     if (ctx.has("machine.kernelIrqchip") && machine.kernelIrqchip !== "split") {
-      ctx.error("tdx.irqchip", "machine.kernelIrqchip", "TDX needs kernelIrqchip split", { got: machine.kernelIrqchip, hint: "use split, or leave it out" });
+      ctx.error("tdx.irqchip", "machine.kernelIrqchip", "TDX needs kernelIrqchip split", {
+        got: machine.kernelIrqchip,
+        hint: "use split, or leave it out",
+      });
     }
-    if (machine.smm === "on") ctx.error("tdx.smm", "machine.smm", "TDX guests cannot have SMM", { got: "on", hint: "use off, or leave it out" });
-    if (machine.pic === "on") ctx.error("tdx.pic", "machine.pic", "TDX guests cannot have the legacy PIC", { got: "on", hint: "use off, or leave it out" });
+    if (machine.smm === "on")
+      ctx.error("tdx.smm", "machine.smm", "TDX guests cannot have SMM", {
+        got: "on",
+        hint: "use off, or leave it out",
+      });
+    if (machine.pic === "on")
+      ctx.error("tdx.pic", "machine.pic", "TDX guests cannot have the legacy PIC", {
+        got: "on",
+        hint: "use off, or leave it out",
+      });
   }
   if (confidential.type === "sev-es" || confidential.type === "sev-snp") {
     if (machine.kernelIrqchip === "off") {
-      ctx.error("sev-es.irqchip", "machine.kernelIrqchip", `${confidential.type} needs the in-kernel irqchip`, { got: "off", hint: "use on or split" });
+      ctx.error("sev-es.irqchip", "machine.kernelIrqchip", `${confidential.type} needs the in-kernel irqchip`, {
+        got: "off",
+        hint: "use on or split",
+      });
     }
-    if (machine.smm === "on") ctx.error("sev-es.smm", "machine.smm", `${confidential.type} guests cannot have SMM`, { got: "on", hint: "use off, or leave it out" });
+    if (machine.smm === "on")
+      ctx.error("sev-es.smm", "machine.smm", `${confidential.type} guests cannot have SMM`, {
+        got: "on",
+        hint: "use off, or leave it out",
+      });
   }
 };
 
@@ -443,12 +603,19 @@ const firmware: Rule = (ctx) => {
   const { confidential, firmware: fw } = ctx.profile;
   const given = (["bios", "pflash", "igvm"] as const).filter((k) => fw[k] !== undefined);
   if (given.length > 1) {
-    ctx.error("firmware.several", `firmware.${given[1]}`, `conflicts with firmware.${given[0]}; give one firmware`, { got: given });
+    ctx.error("firmware.several", `firmware.${given[1]}`, `conflicts with firmware.${given[0]}; give one firmware`, {
+      got: given,
+    });
   }
   if (GUEST_MEMFD_TYPES.includes(confidential.type) && fw.pflash !== undefined) {
-    ctx.error("firmware.pflash-private", "firmware.pflash", `${confidential.type} cannot boot from pflash: guest_memfd has no read-only memory slots`, {
-      hint: "use firmware.bios with an OVMF or TDVF build, or firmware.igvm",
-    });
+    ctx.error(
+      "firmware.pflash-private",
+      "firmware.pflash",
+      `${confidential.type} cannot boot from pflash: guest_memfd has no read-only memory slots`,
+      {
+        hint: "use firmware.bios with an OVMF or TDVF build, or firmware.igvm",
+      },
+    );
   }
 };
 
@@ -469,11 +636,21 @@ const blobs: Rule = (ctx) => {
     if (v.base64 !== undefined) {
       const n = base64Bytes(v.base64);
       if (n === undefined) {
-        ctx.error("confidential.base64", `confidential.${key}.base64`, "is not valid base64 (length must be a multiple of 4, padded with =)", { got: v.base64 });
+        ctx.error(
+          "confidential.base64",
+          `confidential.${key}.base64`,
+          "is not valid base64 (length must be a multiple of 4, padded with =)",
+          { got: v.base64 },
+        );
       } else if (n !== bytes) {
-        ctx.error("confidential.blob-size", `confidential.${key}.base64`, `must decode to ${bytes} bytes, decodes to ${n}`, {
-          hint: `encode exactly ${bytes} bytes: base64 -w0 FILE`,
-        });
+        ctx.error(
+          "confidential.blob-size",
+          `confidential.${key}.base64`,
+          `must decode to ${bytes} bytes, decodes to ${n}`,
+          {
+            hint: `encode exactly ${bytes} bytes: base64 -w0 FILE`,
+          },
+        );
       }
     } else if (v.file !== undefined) {
       let size: number | undefined;
@@ -484,9 +661,14 @@ const blobs: Rule = (ctx) => {
         size = undefined;
       }
       if (size === undefined) {
-        ctx.error("confidential.file-missing", `confidential.${key}.file`, "file does not exist", { got: ctx.written(`confidential.${key}.file`), hint: "paths are relative to the profile" });
+        ctx.error("confidential.file-missing", `confidential.${key}.file`, "file does not exist", {
+          got: ctx.written(`confidential.${key}.file`),
+          hint: "paths are relative to the profile",
+        });
       } else if (size !== bytes) {
-        ctx.error("confidential.blob-size", `confidential.${key}.file`, `must be ${bytes} bytes, is ${size}`, { got: ctx.written(`confidential.${key}.file`) });
+        ctx.error("confidential.blob-size", `confidential.${key}.file`, `must be ${bytes} bytes, is ${size}`, {
+          got: ctx.written(`confidential.${key}.file`),
+        });
       }
     }
   }
@@ -505,9 +687,13 @@ const disks: Rule = (ctx) => {
 
 const network: Rule = (ctx) => {
   const { network: n } = ctx.profile;
-  if (n.ifname !== undefined && n.type !== "tap") ctx.error("network.ifname", "network.ifname", "only tap networks have an ifname", { got: n.type });
+  if (n.ifname !== undefined && n.type !== "tap")
+    ctx.error("network.ifname", "network.ifname", "only tap networks have an ifname", { got: n.type });
   if (n.type === "none" && n.mac !== undefined) {
-    ctx.warn("network.unused", "network.mac", "has no effect with network type none", { got: n.mac, hint: "set network.type: user or tap" });
+    ctx.warn("network.unused", "network.mac", "has no effect with network type none", {
+      got: n.mac,
+      hint: "set network.type: user or tap",
+    });
   }
 };
 
@@ -537,15 +723,25 @@ const extraArgs: Rule = (ctx) => {
   args.forEach((a, i) => {
     const opt = a.startsWith("--") ? a.slice(1) : a;
     if (opt in RENDERED_OPTIONS) {
-      ctx.warn("extra-args.duplicate", `extraArgs[${i}]`, `qcvm already renders ${opt} from ${RENDERED_OPTIONS[opt]}; the two will conflict`, {
-        got: a,
-        hint: `set ${RENDERED_OPTIONS[opt]} instead`,
-      });
+      ctx.warn(
+        "extra-args.duplicate",
+        `extraArgs[${i}]`,
+        `qcvm already renders ${opt} from ${RENDERED_OPTIONS[opt]}; the two will conflict`,
+        {
+          got: a,
+          hint: `set ${RENDERED_OPTIONS[opt]} instead`,
+        },
+      );
     }
     if (opt === "-object" && i + 1 < args.length) {
       const id = /(?:^|,)id=([^,]+)/.exec(args[i + 1]!)?.[1] ?? /"id"\s*:\s*"([^"]+)"/.exec(args[i + 1]!)?.[1];
       if (id && RENDERED_ID.test(id)) {
-        ctx.warn("extra-args.object-id", `extraArgs[${i + 1}]`, `object id ${id} may clash with an object qcvm creates`, { got: args[i + 1], hint: "pick another id" });
+        ctx.warn(
+          "extra-args.object-id",
+          `extraArgs[${i + 1}]`,
+          `object id ${id} may clash with an object qcvm creates`,
+          { got: args[i + 1], hint: "pick another id" },
+        );
       }
     }
   });
@@ -575,7 +771,12 @@ export const RULES: readonly Rule[] = [
 ];
 
 /** Run every rule; diagnostics carry the position of the field that set the value. */
-export function runRules(raw: RawProfile, profile: Profile, locate: Locate, rules: readonly Rule[] = RULES): { errors: Diagnostic[]; warnings: Diagnostic[] } {
+export function runRules(
+  raw: RawProfile,
+  profile: Profile,
+  locate: Locate,
+  rules: readonly Rule[] = RULES,
+): { errors: Diagnostic[]; warnings: Diagnostic[] } {
   const errors: Diagnostic[] = [];
   const warnings: Diagnostic[] = [];
   const get = (path: string): unknown => {
@@ -586,12 +787,14 @@ export function runRules(raw: RawProfile, profile: Profile, locate: Locate, rule
     }
     return cur;
   };
-  const push = (list: Diagnostic[], severity: "error" | "warning") => (code: string, path: string, message: string, extra: { got?: unknown; hint?: string } = {}) => {
-    const d = diag(severity, code, path, message, { ...locate(parsePath(path) ?? []), ...extra });
-    if (d.hint === undefined) delete d.hint;
-    if (!("got" in extra)) delete d.got;
-    list.push(d);
-  };
+  const push =
+    (list: Diagnostic[], severity: "error" | "warning") =>
+    (code: string, path: string, message: string, extra: { got?: unknown; hint?: string } = {}) => {
+      const d = diag(severity, code, path, message, { ...locate(parsePath(path) ?? []), ...extra });
+      if (d.hint === undefined) delete d.hint;
+      if (!("got" in extra)) delete d.got;
+      list.push(d);
+    };
   const ctx: RuleContext = {
     raw,
     profile,

@@ -29,7 +29,9 @@ export async function checkSchema(data: unknown, locate: Locate): Promise<Schema
 
 /** Edit distance counting a swap of two neighbours as one edit (`modle` -> `model` is 1). */
 export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
@@ -87,12 +89,24 @@ function schemaAt(schema: Schema, schemaPath: string): Schema | undefined {
 
 /** Messages for patterns, by the schema location of the pattern. */
 const PATTERN_MESSAGES: [RegExp, string, string?][] = [
-  [/^#\/properties\/name\//, "must be lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters", "e.g. snp-2node"],
-  [/\/\$defs\/size\//, "must be a size: a number of bytes, or a number with K, M, G or T (KiB, MiB, GiB, TiB)", "e.g. 512M, 64G, 1T"],
-  [/\/\$defs\/nodeList\//, "must be a list of ids: \"0-3,6\" or [0, 1]", undefined],
-  [/\/properties\/version\//, "must be a QEMU version MAJOR.MINOR[.PATCH]", "quote it: version: \"9.1\""],
-  [/\/properties\/mac\//, "must be a MAC address", "quote it: mac: \"52:54:00:12:34:56\""],
-  [/^#\/properties\/machine\/properties\/type\//, "must be a QEMU machine type: letters, digits, '.', '_' and '-'", "e.g. q35; qemu-system-x86_64 -machine help lists them"],
+  [
+    /^#\/properties\/name\//,
+    "must be lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters",
+    "e.g. snp-2node",
+  ],
+  [
+    /\/\$defs\/size\//,
+    "must be a size: a number of bytes, or a number with K, M, G or T (KiB, MiB, GiB, TiB)",
+    "e.g. 512M, 64G, 1T",
+  ],
+  [/\/\$defs\/nodeList\//, 'must be a list of ids: "0-3,6" or [0, 1]', undefined],
+  [/\/properties\/version\//, "must be a QEMU version MAJOR.MINOR[.PATCH]", 'quote it: version: "9.1"'],
+  [/\/properties\/mac\//, "must be a MAC address", 'quote it: mac: "52:54:00:12:34:56"'],
+  [
+    /^#\/properties\/machine\/properties\/type\//,
+    "must be a QEMU machine type: letters, digits, '.', '_' and '-'",
+    "e.g. q35; qemu-system-x86_64 -machine help lists them",
+  ],
   [
     /^#\/properties\/cpu\/properties\/model\//,
     "must be a QEMU CPU model: letters, digits, '.', '_' and '-' (with features after a comma: +, - and =)",
@@ -117,23 +131,20 @@ const TYPE_WORDS: Record<string, string> = {
 /** What a composite (anyOf/oneOf) accepts, for when no branch comes close. */
 const COMPOSITE_MESSAGES: [RegExp, string, string?][] = [
   [/\/\$defs\/size\//, "must be a size: a number of bytes, or a number with K, M, G or T", "e.g. 512M, 64G, 1T"],
-  [/\/\$defs\/nodeList\//, "must be a list of ids: \"0-3,6\" or [0, 1]", undefined],
+  [/\/\$defs\/nodeList\//, 'must be a list of ids: "0-3,6" or [0, 1]', undefined],
   [/\/\$defs\/fileOrBase64\//, "must be {base64: TEXT} or {file: PATH}", undefined],
   [/\/\$defs\/socketAddress\//, "must be {type: vsock, cid: N, port: N} or {type: unix, path: PATH}", undefined],
-  [/\/properties\/policy\//, "must be a number, a hex string \"0x...\" or a list of named flags", undefined],
-  [/\/properties\/attributes\//, "must be a number, a hex string \"0x...\" or a list of named flags", undefined],
+  [/\/properties\/policy\//, 'must be a number, a hex string "0x..." or a list of named flags', undefined],
+  [/\/properties\/attributes\//, 'must be a number, a hex string "0x..." or a list of named flags', undefined],
   [/\/properties\/extends\//, "must be a file name or a list of file names", undefined],
 ];
 
-function typeOf(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "array";
-  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "number";
-  return typeof v;
-}
-
 function isBranchOf(e: AjvError, c: AjvError): boolean {
-  return e !== c && e.schemaPath.startsWith(`${c.schemaPath}/`) && (e.instancePath === c.instancePath || e.instancePath.startsWith(`${c.instancePath}/`));
+  return (
+    e !== c &&
+    e.schemaPath.startsWith(`${c.schemaPath}/`) &&
+    (e.instancePath === c.instancePath || e.instancePath.startsWith(`${c.instancePath}/`))
+  );
 }
 
 function branchIndex(e: AjvError, c: AjvError): number {
@@ -157,10 +168,15 @@ function pickBranches(errors: AjvError[], data: unknown): AjvError[] {
     // A branch whose type (or const discriminator) does not match the value was not meant.
     const meant = [...byBranch.entries()].filter(
       ([, errs]) =>
-        !errs.some((e) => (e.keyword === "type" || e.keyword === "oneOf" || e.keyword === "anyOf") && e.instancePath === c.instancePath) &&
-        !errs.some((e) => e.keyword === "const" && e.instancePath.startsWith(c.instancePath)),
+        !errs.some(
+          (e) =>
+            (e.keyword === "type" || e.keyword === "oneOf" || e.keyword === "anyOf") &&
+            e.instancePath === c.instancePath,
+        ) && !errs.some((e) => e.keyword === "const" && e.instancePath.startsWith(c.instancePath)),
     );
-    const objectBranches = meant.filter(([, errs]) => errs.every((e) => e.keyword === "required" || e.keyword === "additionalProperties"));
+    const objectBranches = meant.filter(([, errs]) =>
+      errs.every((e) => e.keyword === "required" || e.keyword === "additionalProperties"),
+    );
     let chosen: AjvError[] | undefined;
     if (meant.length === 1) chosen = meant[0]![1];
     else if (meant.length > 1) {
@@ -168,7 +184,13 @@ function pickBranches(errors: AjvError[], data: unknown): AjvError[] {
       if (deep.length === 1) chosen = deep[0]![1];
       else if (objectBranches.length === meant.length) {
         // {bas64: ...}: every branch objects to the same unknown key; report that key, plus what is accepted.
-        const unknown = meant[0]![1].filter((e) => e.keyword === "additionalProperties" && meant.every(([, errs]) => errs.some((x) => x.keyword === e.keyword && x.params.additionalProperty === e.params.additionalProperty)));
+        const unknown = meant[0]![1].filter(
+          (e) =>
+            e.keyword === "additionalProperties" &&
+            meant.every(([, errs]) =>
+              errs.some((x) => x.keyword === e.keyword && x.params.additionalProperty === e.params.additionalProperty),
+            ),
+        );
         keep.push(...unknown);
         if (unknown.length === 0) keep.push(c);
         continue;
@@ -197,7 +219,11 @@ export function explainErrors(errors: AjvError[], data: unknown, schema: Schema,
         const path = [...at, key];
         d = diag("error", "schema.unknown-field", formatPath(path), `unknown field \`${key}\``, {
           ...locate(path, true),
-          hint: guess ? `did you mean \`${guess}\`?` : known.length > 0 ? `known fields: ${known.join(", ")}` : undefined,
+          hint: guess
+            ? `did you mean \`${guess}\`?`
+            : known.length > 0
+              ? `known fields: ${known.join(", ")}`
+              : undefined,
         });
         break;
       }
@@ -229,7 +255,10 @@ export function explainErrors(errors: AjvError[], data: unknown, schema: Schema,
         break;
       }
       case "const":
-        d = diag("error", "schema.const", formatPath(at), `must be ${String(e.params.allowedValue)}`, { ...locate(at), got });
+        d = diag("error", "schema.const", formatPath(at), `must be ${String(e.params.allowedValue)}`, {
+          ...locate(at),
+          got,
+        });
         break;
       case "pattern": {
         const hit = PATTERN_MESSAGES.find(([re]) => re.test(e.schemaPath));
@@ -246,28 +275,50 @@ export function explainErrors(errors: AjvError[], data: unknown, schema: Schema,
       case "exclusiveMinimum":
       case "exclusiveMaximum": {
         const op = { minimum: ">=", maximum: "<=", exclusiveMinimum: ">", exclusiveMaximum: "<" }[e.keyword];
-        d = diag("error", "schema.range", formatPath(at), `must be ${op} ${String(e.params.limit)}`, { ...locate(at), got });
+        d = diag("error", "schema.range", formatPath(at), `must be ${op} ${String(e.params.limit)}`, {
+          ...locate(at),
+          got,
+        });
         break;
       }
       case "minItems":
-        d = diag("error", "schema.min-items", formatPath(at), `must have at least ${String(e.params.limit)} item(s)`, { ...locate(at), got });
+        d = diag("error", "schema.min-items", formatPath(at), `must have at least ${String(e.params.limit)} item(s)`, {
+          ...locate(at),
+          got,
+        });
         break;
       case "maxItems":
-        d = diag("error", "schema.max-items", formatPath(at), `must have at most ${String(e.params.limit)} items`, { ...locate(at), got: `${(got as unknown[]).length} items` });
+        d = diag("error", "schema.max-items", formatPath(at), `must have at most ${String(e.params.limit)} items`, {
+          ...locate(at),
+          got: `${(got as unknown[]).length} items`,
+        });
         break;
       case "uniqueItems":
-        d = diag("error", "schema.unique", formatPath(at), `items ${String(e.params.j)} and ${String(e.params.i)} are the same`, { ...locate(at), got });
+        d = diag(
+          "error",
+          "schema.unique",
+          formatPath(at),
+          `items ${String(e.params.j)} and ${String(e.params.i)} are the same`,
+          { ...locate(at), got },
+        );
         break;
       case "propertyNames": {
         const name = String(e.params.propertyName);
         const path = [...at, name];
-        d = diag("error", "schema.key", formatPath(path), "key must be a host node number", { ...locate(path, true), got: name });
+        d = diag("error", "schema.key", formatPath(path), "key must be a host node number", {
+          ...locate(path, true),
+          got: name,
+        });
         break;
       }
       case "anyOf":
       case "oneOf": {
         const hit = COMPOSITE_MESSAGES.find(([re]) => re.test(e.schemaPath));
-        d = diag("error", "schema.type", formatPath(at), hit ? hit[1] : "has the wrong shape", { ...locate(at), got, hint: hit?.[2] });
+        d = diag("error", "schema.type", formatPath(at), hit ? hit[1] : "has the wrong shape", {
+          ...locate(at),
+          got,
+          hint: hit?.[2],
+        });
         break;
       }
       default:

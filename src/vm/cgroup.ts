@@ -61,8 +61,7 @@ export class CgroupError extends Error {
     readonly subject: string,
     readonly value?: string,
   ) {
-    const what =
-      op === "write" ? `cannot write ${JSON.stringify(value ?? "")} to ${file}` : `cannot ${op} ${file}`;
+    const what = op === "write" ? `cannot write ${JSON.stringify(value ?? "")} to ${file}` : `cannot ${op} ${file}`;
     super(`${subject}: ${what}: ${errno}${errnoHint(errno, file) ? ` (${errnoHint(errno, file)})` : ""}`);
     this.name = "CgroupError";
   }
@@ -158,11 +157,23 @@ export function scopeUnitName(vmName: string): string {
  * cpus and mems are systemd's to write (AllowedCPUs=, AllowedMemoryNodes=: systemd 244), so the
  * plan's VM-level cpuset is passed as properties here.
  */
-export function systemdScopePrefix(vmName: string, vm?: { cpus: readonly number[]; mems: readonly number[] }): string[] {
+export function systemdScopePrefix(
+  vmName: string,
+  vm?: { cpus: readonly number[]; mems: readonly number[] },
+): string[] {
   const props: string[] = ["-p", "Delegate=yes"];
   if (vm && vm.cpus.length > 0) props.push("-p", `AllowedCPUs=${formatList(vm.cpus)}`);
   if (vm && vm.mems.length > 0) props.push("-p", `AllowedMemoryNodes=${formatList(vm.mems)}`);
-  return ["systemd-run", "--scope", "--quiet", "--collect", "--slice=machine.slice", ...props, `--unit=${scopeUnitName(vmName)}`, "--"];
+  return [
+    "systemd-run",
+    "--scope",
+    "--quiet",
+    "--collect",
+    "--slice=machine.slice",
+    ...props,
+    `--unit=${scopeUnitName(vmName)}`,
+    "--",
+  ];
 }
 
 /** One directory of a VM cgroup in one hierarchy. */
@@ -263,7 +274,13 @@ export class VmCgroup {
     const subject = `vCPU cgroup ${childName}`;
     const child = d?.children[childName];
     if (!d || !child) {
-      return new CgroupError("write", d ? join(d.path, childName) : "cpuset controller", d ? "ENOENT" : "EMISSING", subject, String(tid));
+      return new CgroupError(
+        "write",
+        d ? join(d.path, childName) : "cpuset controller",
+        d ? "ENOENT" : "EMISSING",
+        subject,
+        String(tid),
+      );
     }
     const file = join(child, d.hierarchy.version === 2 ? "cgroup.threads" : "tasks");
     try {
@@ -296,7 +313,9 @@ export class VmCgroup {
         try {
           writeValue(file, String(process.pid));
         } catch (e) {
-          errors.push(new CgroupError("write", file, errnoOf(e), `qcvm's own cgroup (${h.mount})`, String(process.pid)));
+          errors.push(
+            new CgroupError("write", file, errnoOf(e), `qcvm's own cgroup (${h.mount})`, String(process.pid)),
+          );
         }
       }
     }
@@ -329,15 +348,22 @@ export class VmCgroup {
       // the subtree, and moving a process moves all its threads. Adopted scope: the threads in the
       // children go back into the scope, which keeps its processes.
       const moves: Array<[string, string]> = this.owned
-        ? (v2 ? [d.path] : subtree).map((dir) => [join(dir, "cgroup.procs"), join(this.layout.root, d.hierarchy.mount, "cgroup.procs")])
-        : children.map((dir) => [join(dir, v2 ? "cgroup.threads" : "tasks"), join(d.path, v2 ? "cgroup.threads" : "tasks")]);
+        ? (v2 ? [d.path] : subtree).map((dir) => [
+            join(dir, "cgroup.procs"),
+            join(this.layout.root, d.hierarchy.mount, "cgroup.procs"),
+          ])
+        : children.map((dir) => [
+            join(dir, v2 ? "cgroup.threads" : "tasks"),
+            join(d.path, v2 ? "cgroup.threads" : "tasks"),
+          ]);
       for (const [from, to] of moves) {
         for (const id of readIds(this.fs, from, this.layout.root)) {
           try {
             writeValue(to, String(id));
           } catch (e) {
             // A task that exited between the read and the write is gone, which is the goal.
-            if (errnoOf(e) !== "ESRCH") errors.push(new CgroupError("write", to, errnoOf(e), "VM cgroup cleanup", String(id)));
+            if (errnoOf(e) !== "ESRCH")
+              errors.push(new CgroupError("write", to, errnoOf(e), "VM cgroup cleanup", String(id)));
           }
         }
       }
@@ -374,11 +400,6 @@ function readIds(fs: FsRoot, absolute: string, root: string): number[] {
     .filter((n) => Number.isInteger(n) && n > 0);
 }
 
-/** The cgroup of the current process in each hierarchy of the layout (from /proc/self/cgroup). */
-function readOwnCgroups(layout: CgroupLayout): Array<[CgroupHierarchy, string]> {
-  return readProcessCgroups(layout, "self");
-}
-
 /**
  * Directory of `pid`'s cgroup in each hierarchy of the layout, from /proc/<pid>/cgroup:
  * v1 lines are `N:cpuset:/path` (or `N:cpuset,memory:/path` when co-mounted), v2 is `0::/path`.
@@ -392,7 +413,9 @@ export function readProcessCgroups(layout: CgroupLayout, pid: number | "self"): 
       const m = /^(\d+):([^:]*):(.*)$/.exec(line.trim());
       if (!m) continue;
       const matches =
-        h.version === 2 ? m[1] === "0" && m[2] === "" : m[2]!.split(",").some((c) => h.controllers.includes(c as CgroupController));
+        h.version === 2
+          ? m[1] === "0" && m[2] === ""
+          : m[2]!.split(",").some((c) => h.controllers.includes(c as CgroupController));
       if (matches) {
         out.push([h, join(layout.root, h.mount, m[3]!).replace(/(.)\/$/, "$1")]);
         break;
@@ -464,7 +487,13 @@ export function createVmCgroup(
     const current = (read(dir, "cgroup.subtree_control") ?? "").split(/\s+/);
     if (!current.includes(controller)) write(dir, "cgroup.subtree_control", `+${controller}`, subject);
   };
-  const setCpuset = (dir: string, spec: DirSpec, fallback: { cpus: string; mems: string }, v1: boolean, subject: string) => {
+  const setCpuset = (
+    dir: string,
+    spec: DirSpec,
+    fallback: { cpus: string; mems: string },
+    v1: boolean,
+    subject: string,
+  ) => {
     // v1: a new cpuset starts with empty cpus and mems and refuses tasks (ENOSPC) until both are
     // set; v2: empty means "inherit the parent's", so only planned values are written. mems
     // first: a child's mems are checked against its parent's at write time.
@@ -509,8 +538,10 @@ export function createVmCgroup(
       } else if (hasCpuset) {
         // The parent must cover everything a VM below it may ask for: the root's full sets.
         // Widening never conflicts with existing VMs below it.
-        if ((read(baseAbs, "cpuset.mems") ?? "") !== rootFallback.mems) write(baseAbs, "cpuset.mems", rootFallback.mems, "qcvm parent cgroup");
-        if ((read(baseAbs, "cpuset.cpus") ?? "") !== rootFallback.cpus) write(baseAbs, "cpuset.cpus", rootFallback.cpus, "qcvm parent cgroup");
+        if ((read(baseAbs, "cpuset.mems") ?? "") !== rootFallback.mems)
+          write(baseAbs, "cpuset.mems", rootFallback.mems, "qcvm parent cgroup");
+        if ((read(baseAbs, "cpuset.cpus") ?? "") !== rootFallback.cpus)
+          write(baseAbs, "cpuset.cpus", rootFallback.cpus, "qcvm parent cgroup");
       }
       if (!mkdir(vmAbs, "VM cgroup")) continue;
       if (hasCpuset) setCpuset(vmAbs, vmSpec, rootFallback, h.version === 1, "VM cgroup");
@@ -520,7 +551,8 @@ export function createVmCgroup(
 
     // vCPU children go where cpuset is; on v2 without cpuset they are still made (threaded), so
     // the structure is the same everywhere and only the cpuset writes are missing.
-    const holdsThreads = hasCpuset || (h.version === 2 && !layout.hierarchies.some((o) => o !== h && o.controllers.includes("cpuset")));
+    const holdsThreads =
+      hasCpuset || (h.version === 2 && !layout.hierarchies.some((o) => o !== h && o.controllers.includes("cpuset")));
     if (!holdsThreads || childPlans.length === 0) continue;
     // v2: only the threaded controller goes in the VM's subtree_control. A domain controller
     // there (memory) would stop the VM cgroup from being a threaded domain (EOPNOTSUPP), and a
@@ -534,12 +566,22 @@ export function createVmCgroup(
         if (!write(childAbs, "cgroup.type", "threaded", subject)) continue;
       }
       dir.children[p.name] = childAbs;
-      const fallback = { cpus: formatList(vmSpec.cpus) || rootFallback.cpus, mems: formatList(vmSpec.mems) || rootFallback.mems };
+      const fallback = {
+        cpus: formatList(vmSpec.cpus) || rootFallback.cpus,
+        mems: formatList(vmSpec.mems) || rootFallback.mems,
+      };
       if (hasCpuset) setCpuset(childAbs, p, fallback, h.version === 1, subject);
     }
   }
   for (const c of layout.missing) {
-    errors.push(new CgroupError("mkdir", `${c} controller`, "EMISSING", c === "memory" ? "VM memory accounting" : "VM cpuset placement"));
+    errors.push(
+      new CgroupError(
+        "mkdir",
+        `${c} controller`,
+        "EMISSING",
+        c === "memory" ? "VM memory accounting" : "VM cpuset placement",
+      ),
+    );
   }
   return { cgroup: new VmCgroup(layout, vmName, dirs, !adopted), errors };
 }
@@ -571,7 +613,11 @@ export function findVmCgroup(layout: CgroupLayout, vmName: string): VmCgroup | u
 }
 
 /** The cpus and mems a task may use, from /proc/<pid>/task/<tid>/status (or /proc/<pid>/status). */
-export function readTaskPlacement(root: string, pid: number, tid?: number): { cpus: number[]; mems: number[] } | undefined {
+export function readTaskPlacement(
+  root: string,
+  pid: number,
+  tid?: number,
+): { cpus: number[]; mems: number[] } | undefined {
   const fs = new FsRoot(root);
   const status = fs.read(tid === undefined ? `proc/${pid}/status` : `proc/${pid}/task/${tid}/status`);
   if (!status) return undefined;

@@ -10,7 +10,17 @@
 // nonce matches), so two launchers clearing the same stale lock cannot delete each other's fresh one.
 //
 // Disk images are only stat()ed here, never opened: qcvm never creates, truncates or modifies one.
-import { linkSync, readFileSync, readdirSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  linkSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
@@ -239,7 +249,9 @@ export function acquireDiskLock(runDir: string, vm: string, image: string, readO
     }
     const lock = new Lock(mine, owner);
     // Look at the other side: readers for a writer, the writer for a reader.
-    const others = readdirSync(dir).filter((f) => (readOnly ? f === "rw" : f.startsWith("ro-")) && !f.includes(".tmp-"));
+    const others = readdirSync(dir).filter(
+      (f) => (readOnly ? f === "rw" : f.startsWith("ro-")) && !f.includes(".tmp-"),
+    );
     for (const f of others) {
       const holder = readOwner(join(dir, f));
       if (isHeld(holder)) {
@@ -290,7 +302,7 @@ export function releaseVmLocks(runDir: string, vm: string, options: { keepNameLo
     unlinkQuiet(nameLock);
     removed.push(nameLock);
   }
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = readdirSync(dir).filter((f) => f.startsWith("disk-"));
   } catch {
@@ -298,7 +310,7 @@ export function releaseVmLocks(runDir: string, vm: string, options: { keepNameLo
   }
   for (const d of entries) {
     const sub = join(dir, d);
-    let files: string[] = [];
+    let files: string[];
     try {
       files = readdirSync(sub);
     } catch {

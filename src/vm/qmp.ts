@@ -112,10 +112,13 @@ export class QmpClient extends EventEmitter {
   static async connect(path: string, options: ConnectOptions = {}): Promise<QmpClient> {
     const deadline = Date.now() + (options.timeoutMs ?? 10_000);
     const retryMs = options.retryMs ?? 25;
-    let lastError = "";
+    let lastError: string;
     for (;;) {
       if (options.signal?.aborted) {
-        throw new QmpError("ConnectFailed", `gave up connecting to ${path}: ${String(options.signal.reason ?? "aborted")}`);
+        throw new QmpError(
+          "ConnectFailed",
+          `gave up connecting to ${path}: ${String(options.signal.reason ?? "aborted")}`,
+        );
       }
       try {
         const socket = await openSocket(path);
@@ -132,7 +135,10 @@ export class QmpClient extends EventEmitter {
         lastError = err.code;
       }
       if (Date.now() >= deadline) {
-        throw new QmpError("ConnectFailed", `QMP socket ${path} not ready after ${options.timeoutMs ?? 10_000} ms (${lastError})`);
+        throw new QmpError(
+          "ConnectFailed",
+          `QMP socket ${path} not ready after ${options.timeoutMs ?? 10_000} ms (${lastError})`,
+        );
       }
       await new Promise((r) => setTimeout(r, retryMs));
     }
@@ -224,12 +230,18 @@ export class QmpClient extends EventEmitter {
         resolve(new QmpError("Timeout", `no reply within ${timeoutMs} ms`, command));
       }, timeoutMs);
       this.pending.set(id, p);
-      this.socket.write(`${JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id })}\n`);
+      this.socket.write(
+        `${JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id })}\n`,
+      );
     });
   }
 
   /** execute() for callers that treat any failure as fatal: throws the QmpError. */
-  async command<T = unknown>(command: string, args?: Record<string, unknown>, options: { timeoutMs?: number } = {}): Promise<T> {
+  async command<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    options: { timeoutMs?: number } = {},
+  ): Promise<T> {
     const r = await this.execute<T>(command, args, options);
     if (isQmpError(r)) throw r;
     return r.return;

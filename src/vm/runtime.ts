@@ -2,7 +2,17 @@
 // pidfile and log, and state.json, which is what status, stop and stats read. A pid alone does not
 // identify a process (pids are reused), so state records the pid's start time from /proc and a VM
 // counts as alive only when both still match.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  chmodSync,
+  rmSync,
+} from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { UserError, describeFsError } from "../core/diagnostics.js";
 import type { Accel, Plan } from "../core/types.js";
@@ -88,7 +98,8 @@ export const RESERVED_VM_NAMES: readonly string[] = ["locks", "caps"];
 
 /** Why `name` cannot name a VM directory, or undefined when it can. */
 export function vmNameProblem(name: string): string | undefined {
-  if (RESERVED_VM_NAMES.includes(name)) return `\`${name}\` cannot be a VM name: the run dir keeps qcvm's ${name} under that name`;
+  if (RESERVED_VM_NAMES.includes(name))
+    return `\`${name}\` cannot be a VM name: the run dir keeps qcvm's ${name} under that name`;
   if (!VM_NAME.test(name)) {
     return `${JSON.stringify(name)} is not a VM name: names are lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters`;
   }
@@ -152,7 +163,9 @@ export function ensureRunDir(runDir: string): void {
   try {
     makeDirs(runDir, 0o755);
   } catch (e) {
-    throw new UserError(`cannot create the run dir ${runDir}: ${describeFsError(e)} (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)`);
+    throw new UserError(
+      `cannot create the run dir ${runDir}: ${describeFsError(e)} (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)`,
+    );
   }
 }
 
@@ -356,7 +369,10 @@ async function qmpOnce(socket: string, command: "system_powerdown" | "quit"): Pr
   } catch {
     return false;
   }
-  const r = command === "quit" ? await client.quit(QUIT_TIMEOUT_MS) : await client.execute(command, undefined, { timeoutMs: 3000 });
+  const r =
+    command === "quit"
+      ? await client.quit(QUIT_TIMEOUT_MS)
+      : await client.execute(command, undefined, { timeoutMs: 3000 });
   if (!client.isClosed) await client.close();
   return !isQmpError(r);
 }
@@ -389,4 +405,3 @@ export async function stopQemu(
   if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "killed";
   throw new UserError(`pid ${pid} survived SIGKILL (stuck in the kernel, state D?); nothing was cleaned up, try again`);
 }
-

@@ -33,7 +33,11 @@ export function withoutNumactl(host: HostInfo): HostInfo {
   return { ...host, numactl: { preferredMany: false, weightedInterleave: false } };
 }
 
-export function withNumactl(host: HostInfo, version: string, features: { preferredMany: boolean; weightedInterleave: boolean }): HostInfo {
+export function withNumactl(
+  host: HostInfo,
+  version: string,
+  features: { preferredMany: boolean; weightedInterleave: boolean },
+): HostInfo {
   return { ...host, numactl: { version, ...features } };
 }
 

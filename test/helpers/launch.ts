@@ -53,7 +53,9 @@ export function takeHostWarnings(messages: readonly string[], options: { beforeC
   // Before the cgroup step (a dry run, a refusal) nothing is lost: a dry run lists the missing
   // controller as an action instead.
   const accounting = messages.filter((m) => m.endsWith(MEMORY_ACCOUNTING_LOST));
-  expect(accounting, "lost memory accounting warnings").toHaveLength(NO_MEMORY_CGROUP && !options.beforeCgroups ? 1 : 0);
+  expect(accounting, "lost memory accounting warnings").toHaveLength(
+    NO_MEMORY_CGROUP && !options.beforeCgroups ? 1 : 0,
+  );
   return messages.filter((m) => !kvm.includes(m) && !accounting.includes(m));
 }
 
@@ -69,7 +71,10 @@ export interface Ran {
 }
 
 /** Run qcvm to completion. */
-export function qcvm(args: string[], options: { env?: NodeJS.ProcessEnv; prefix?: string[]; timeoutMs?: number } = {}): Promise<Ran> {
+export function qcvm(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; prefix?: string[]; timeoutMs?: number } = {},
+): Promise<Ran> {
   const argv = [...(options.prefix ?? []), process.execPath, QCVM, ...args];
   return new Promise((resolve) => {
     execFile(
@@ -85,11 +90,15 @@ export function qcvm(args: string[], options: { env?: NodeJS.ProcessEnv; prefix?
 }
 
 /** Start qcvm without waiting (foreground launches); stdout and stderr are collected. */
-export function startQcvm(args: string[]): { child: ChildProcess; out: { stdout: string; stderr: string }; exit: Promise<number | null> } {
+export function startQcvm(args: string[]): {
+  child: ChildProcess;
+  out: { stdout: string; stderr: string };
+  exit: Promise<number | null>;
+} {
   const child = spawn(process.execPath, [QCVM, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const out = { stdout: "", stderr: "" };
-  child.stdout!.on("data", (d) => (out.stdout += d));
-  child.stderr!.on("data", (d) => (out.stderr += d));
+  child.stdout.on("data", (d) => (out.stdout += d));
+  child.stderr.on("data", (d) => (out.stderr += d));
   // "exit", not "close": after qcvm dies, QEMU may still hold the pipes.
   const exit = new Promise<number | null>((r) => child.once("exit", (code, sig) => r(code ?? (sig ? 128 : null))));
   return { child, out, exit };

@@ -29,7 +29,15 @@ export function makeProfile(overrides?: DeepPartial<Profile>): Profile {
     qemu: { binary: "qemu-system-x86_64", version: "7.2" },
     machine: { type: "q35", accel: "kvm" },
     cpu: { model: "max", count: 2, sockets: 1, dies: 1, cores: 2, threads: 1 },
-    memory: { sizeBytes: 512 * MiB, backend: "memfd", share: true, hugepages: "none", prealloc: false, hostNodes: [], policy: "default" },
+    memory: {
+      sizeBytes: 512 * MiB,
+      backend: "memfd",
+      share: true,
+      hugepages: "none",
+      prealloc: false,
+      hostNodes: [],
+      policy: "default",
+    },
     numa: { nodes: [], distances: [] },
     confidential: { type: "none" },
     firmware: {},
@@ -52,11 +60,22 @@ export function nodes(...specs: Array<[number[], number, number[], GuestNumaNode
  * The plan a planner would make on a host where every node has CPUs 8n..8n+7: each guest node's
  * shared memory placed by the backend policy (or `shared` instead).
  */
-export function makePlan(profile: Profile, opts: { shared?: PlanNode["shared"]["mechanism"]; overrides?: DeepPartial<Plan> } = {}): Plan {
+export function makePlan(
+  profile: Profile,
+  opts: { shared?: PlanNode["shared"]["mechanism"]; overrides?: DeepPartial<Plan> } = {},
+): Plan {
   const guestNodes =
     profile.numa.nodes.length > 0
       ? profile.numa.nodes
-      : [{ id: 0, cpus: [...Array(profile.cpu.count).keys()], memoryBytes: profile.memory.sizeBytes, hostNodes: profile.memory.hostNodes, policy: profile.memory.policy }];
+      : [
+          {
+            id: 0,
+            cpus: [...Array(profile.cpu.count).keys()],
+            memoryBytes: profile.memory.sizeBytes,
+            hostNodes: profile.memory.hostNodes,
+            policy: profile.memory.policy,
+          },
+        ];
   const guestMemfd = profile.confidential.type === "sev-snp" || profile.confidential.type === "tdx";
   const planNodes: PlanNode[] = guestNodes.map((n) => ({
     guestNode: n.id,

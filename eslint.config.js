@@ -1,0 +1,67 @@
+// Lint: typescript-eslint's type-checked rules over src/ and test/, plus the import fences that keep
+// the pipeline's pure phases pure (no process spawning, no filesystem): only the io/ seams, probing,
+// loading, launching and observing touch the machine.
+import js from "@eslint/js";
+import globals from "globals";
+import tseslint from "typescript-eslint";
+
+const impure = ["execa", "child_process", "node:child_process", "fs", "node:fs", "fs/promises", "node:fs/promises"];
+
+export default tseslint.config(
+  { ignores: ["dist/**", "node_modules/**", "src/generated/**", "coverage/**"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    files: ["**/*.ts"],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      // Command handlers and loaders share async signatures whether or not a given one awaits.
+      "@typescript-eslint/require-await": "off",
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" },
+      ],
+    },
+  },
+  {
+    // Tests read JSON that qcvm printed (JSON.parse gives any): the unsafe-any family would only
+    // force casts onto every assertion; the other type-checked rules stay on.
+    files: ["test/**/*.ts"],
+    rules: {
+      "@typescript-eslint/no-unsafe-assignment": "off",
+      "@typescript-eslint/no-unsafe-member-access": "off",
+      "@typescript-eslint/no-unsafe-call": "off",
+      "@typescript-eslint/no-unsafe-return": "off",
+      "@typescript-eslint/no-unsafe-argument": "off",
+    },
+  },
+  {
+    // Build, bench and fixture scripts are plain JavaScript for node: no types to check.
+    files: ["**/*.mjs", "**/*.js"],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { globals: { ...globals.node } },
+  },
+  {
+    // Pure phases: same inputs, same output; their inputs arrive as arguments.
+    files: [
+      "src/core/**/*.ts",
+      "src/normalize/**/*.ts",
+      "src/plan/plan.ts",
+      "src/render/render.ts",
+      "src/render/qemu-opts.ts",
+    ],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: impure.map((name) => ({
+            name,
+            message: "pure phase: take the data as an argument; I/O goes through src/io/ in an impure step",
+          })),
+        },
+      ],
+    },
+  },
+);
