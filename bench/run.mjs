@@ -1,12 +1,20 @@
 // qcvm benchmarks: each comparison is measured side by side in one run, interleaved, and reported
 // as medians and a ratio against its target. Run with `npm run bench` (builds first).
-//   1. start-up: `qcvm render <profile>` vs `node -e 0`                  target <= 1.5x
-//   2. validate: `qcvm validate` of 1,000 profiles vs ajv-cli (js-yaml)   target < 1.0x
-//   3. launch:   `qcvm launch --detach` to vCPUs running with placement
-//                vs QEMU alone reaching QMP-ready                          target <= 2x
-// Options: --only render|validate|launch, --runs N. Exit 1 when a target is missed.
+//   1. start-up: `qcvm render <profile>` vs `node -e 0`, from this clone     target <= 1.5x
+//                and from an installed package (npm pack + npm install)      target <= 1.5x
+//   2. validate: `qcvm validate` of 1,000 profiles vs ajv-cli (js-yaml)       target <= 0.5x
+//                10,000 profiles vs 1,000 (linear)                            target <= 11x
+//   3. scale:    the planner's own time on a 1,024-vCPU, 16-guest-node profile
+//                on a 32-node, 1,024-CPU host tree                            target < 20 ms
+//                and `qcvm plan` of it against `qcvm validate` of it          (reported)
+//   4. launch:   `qcvm launch --detach` to vCPUs running with placement
+//                vs QEMU alone reaching QMP-ready, with where the time goes   target <= 3x
+//                vs libvirt's `virsh create` of the equivalent domain,
+//                when a libvirtd can be started here                          target <= 0.5x
+// Options: --only render|validate|scale|launch, --runs N. Exit 1 when a target is missed.
 import { spawnSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, rmSync, readdirSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, readdirSync, existsSync } from "node:fs";
+import { syntheticHost, writeHostTree } from "../scripts/make-host-fixture.mjs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -48,47 +56,107 @@ function compare(name, a, b, runs, check) {
 }
 
 const results = [];
-function report(r, target) {
+/** Print a side-by-side comparison; `target` undefined means reported, not judged. */
+function report(r, target, extra = "") {
   const ratio = r.a.median / r.b.median;
-  const ok = ratio <= target;
+  const ok = target === undefined || ratio <= target;
   results.push({ ...r, ratio, target, ok });
+  const verdict = target === undefined ? "(reported)" : `target <= ${target}x  ${ok ? "OK" : "MISSED"}`;
   console.log(
-    `${r.name}\n  ${r.a.label.padEnd(44)} ${r.a.median.toFixed(1).padStart(8)} ms (median of ${r.runs})\n` +
-      `  ${r.b.label.padEnd(44)} ${r.b.median.toFixed(1).padStart(8)} ms\n` +
-      `  ratio ${ratio.toFixed(2)}x  target <= ${target}x  ${ok ? "OK" : "MISSED"}\n`,
+    `${r.name}\n  ${r.a.label.padEnd(52)} ${r.a.median.toFixed(1).padStart(8)} ms (median of ${r.runs})\n` +
+      `  ${r.b.label.padEnd(52)} ${r.b.median.toFixed(1).padStart(8)} ms\n` +
+      `  ratio ${ratio.toFixed(2)}x  ${verdict}\n${extra}`,
   );
+}
+
+/** A figure judged against an absolute target (ms). */
+function reportAbsolute(name, label, ms, target, extra = "") {
+  const ok = ms < target;
+  results.push({ name, ok });
+  console.log(
+    `${name}\n  ${label.padEnd(52)} ${ms.toFixed(2).padStart(8)} ms\n  target < ${target} ms  ${ok ? "OK" : "MISSED"}\n${extra}`,
+  );
+}
+
+/** A row that could not be measured here, with why (never counted as met). */
+function reportSkipped(name, why) {
+  console.log(`${name}\n  not measured: ${why}\n`);
 }
 
 // --- 1. start-up ------------------------------------------------------------------------------
-if (!only || only === "render") {
-  const profile = join(root, "profiles", "kvm-1node.yaml");
-  const r = compare(
-    "render: qcvm render profiles/kvm-1node.yaml vs node -e 0",
-    { label: "qcvm render profiles/kvm-1node.yaml", argv: [qcvm, "render", profile] },
-    { label: "node -e 0", argv: [process.execPath, "-e", "0"] },
-    runsArg ?? 21,
-    (cmd, w) => {
-      if (w.status !== 0) throw new Error(`${cmd.label} failed (${w.status}):\n${w.stderr}`);
-    },
-  );
-  report(r, 1.5);
+const renderCheck = (cmd, w) => {
+  if (w.status !== 0) throw new Error(`${cmd.label} failed (${w.status}):\n${w.stderr}`);
+};
+
+/** Pack this checkout and install the tarball into a fresh directory, as a user would. */
+function installPackage() {
+  const dir = mkdtempSync(join(tmpdir(), "qcvm-bench-pkg-"));
+  const pack = spawnSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: root, encoding: "utf8" });
+  if (pack.status !== 0) return { why: `npm pack failed: ${pack.stderr.slice(0, 500)}` };
+  const tgz = join(dir, pack.stdout.trim().split("\n").pop());
+  const app = join(dir, "app");
+  mkdirSync(app);
+  writeFileSync(join(app, "package.json"), '{"name":"bench-app","private":true}\n');
+  const inst = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--silent", tgz], {
+    cwd: app,
+    encoding: "utf8",
+  });
+  if (inst.status !== 0) return { why: `npm install of the tarball failed: ${inst.stderr.slice(0, 500)}` };
+  return { dir, bin: join(app, "node_modules", ".bin", "qcvm"), pkg: join(app, "node_modules", "qcvm") };
 }
 
-// --- 2. validate 1,000 profiles -------------------------------------------------------------
-if (!only || only === "validate") {
+if (!only || only === "render") {
+  const profile = join(root, "profiles", "kvm-1node.yaml");
+  const node0 = { label: "node -e 0", argv: [process.execPath, "-e", "0"] };
+  const r = compare(
+    "render (clone): qcvm render profiles/kvm-1node.yaml vs node -e 0",
+    { label: "qcvm render profiles/kvm-1node.yaml", argv: [qcvm, "render", profile] },
+    node0,
+    runsArg ?? 21,
+    renderCheck,
+  );
+  report(r, 1.5);
+  const installed = installPackage();
+  if (installed.why) reportSkipped("render (installed package)", installed.why);
+  else {
+    const r2 = compare(
+      "render (installed package): npm pack, npm install, then qcvm render vs node -e 0",
+      {
+        label: "node_modules/.bin/qcvm render <its profiles/kvm-1node.yaml>",
+        argv: [installed.bin, "render", join(installed.pkg, "profiles", "kvm-1node.yaml")],
+      },
+      node0,
+      runsArg ?? 21,
+      renderCheck,
+    );
+    report(r2, 1.5);
+    rmSync(installed.dir, { recursive: true, force: true });
+  }
+}
+
+// --- 2. validate 1,000 and 10,000 profiles -------------------------------------------------------
+/** Write `count` self-contained profiles (ajv-cli cannot follow extends:) into a new directory. */
+function writeCorpus(count) {
   const dir = mkdtempSync(join(tmpdir(), "qcvm-bench-"));
   const sources = readdirSync(join(root, "profiles"))
     .filter((f) => f.endsWith(".yaml"))
     .map((f) => readFileSync(join(root, "profiles", f), "utf8"))
-    // ajv-cli cannot follow extends:, so the corpus is self-contained profiles.
     .filter((text) => !/^extends:/m.test(text));
-  for (let i = 0; i < 1000; i++) {
+  for (let i = 0; i < count; i++) {
     const text = sources[i % sources.length].replace(/^name: .*$/m, `name: vm-${i}`);
     writeFileSync(join(dir, `vm-${i}.yaml`), text);
   }
+  return dir;
+}
+const validateCheck = (cmd, w) => {
+  if (w.status !== 0) throw new Error(`${cmd.label} failed (${w.status}):\n${(w.stderr || w.stdout).slice(0, 2000)}`);
+};
+
+if (!only || only === "validate") {
+  const dir = writeCorpus(1000);
   const ajvCli = join(root, "node_modules", "ajv-cli", "dist", "index.js");
   const r = compare(
-    "validate: 1,000 profiles, qcvm validate vs ajv-cli (same schema, js-yaml)",
+    "validate: 1,000 profiles, qcvm validate vs ajv-cli (same schema, js-yaml), cold processes",
     { label: "qcvm validate (schema + rules + positions)", argv: [qcvm, "validate", dir] },
     {
       label: "ajv-cli validate --spec=draft2020",
@@ -108,13 +176,91 @@ if (!only || only === "validate") {
       opts: { cwd: root },
     },
     runsArg ?? 7,
+    validateCheck,
+  );
+  report(r, 0.5);
+  const big = writeCorpus(10000);
+  const r2 = compare(
+    "validate: 10,000 profiles vs 1,000 (linear would be 10x)",
+    { label: "qcvm validate, 10,000 profiles", argv: [qcvm, "validate", big] },
+    { label: "qcvm validate, 1,000 profiles", argv: [qcvm, "validate", dir] },
+    Math.max(3, Math.ceil((runsArg ?? 7) / 2)),
+    validateCheck,
+  );
+  report(r2, 11);
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(big, { recursive: true, force: true });
+}
+
+// --- 3. scale: a 1,024-vCPU, 16-node guest on a 32-node, 1,024-CPU host ---------------------------
+/** The profile: 16 guest nodes of 64 vCPUs and 4 GiB, each bound to its own pair of host nodes. */
+function scaleProfile() {
+  const nodes = Array.from({ length: 16 }, (_, i) =>
+    [
+      `    - cpus: ${i * 64}-${i * 64 + 63}`,
+      `      memory: 4G`,
+      `      hostNodes: "${2 * i},${2 * i + 1}"`,
+      `      policy: bind`,
+    ].join("\n"),
+  );
+  return [
+    "apiVersion: qcvm/v1",
+    "name: scale-1024",
+    "qemu:",
+    '  version: "10.1"',
+    "machine:",
+    "  type: q35",
+    "  accel: kvm",
+    "cpu:",
+    "  model: EPYC-v4",
+    "  count: 1024",
+    "memory:",
+    "  size: 64G",
+    "  backend: memfd",
+    "numa:",
+    "  nodes:",
+    ...nodes,
+    "confidential:",
+    "  type: sev-snp",
+    "  cbitpos: 51",
+    "  reducedPhysBits: 1",
+    "firmware:",
+    "  bios: /usr/share/ovmf/OVMF.fd",
+    "placement:",
+    "  pinVcpus: true",
+    "",
+  ].join("\n");
+}
+
+if (!only || only === "scale") {
+  const dir = mkdtempSync(join(tmpdir(), "qcvm-bench-scale-"));
+  const host = join(dir, "host");
+  writeHostTree(host, syntheticHost(32, 32, 256));
+  const profile = join(dir, "scale-1024.yaml");
+  writeFileSync(profile, scaleProfile());
+  const inproc = spawnSync(process.execPath, [join(root, "bench", "plan-scale.mjs"), profile, host, "50"], {
+    encoding: "utf8",
+  });
+  if (inproc.status !== 0) throw new Error(`plan-scale failed (${inproc.status}):\n${inproc.stderr}`);
+  const t = JSON.parse(inproc.stdout);
+  reportAbsolute(
+    "scale: the planner's own time, 1,024 vCPUs in 16 guest nodes on a 32-node, 1,024-CPU host",
+    "planPlacement (median of 50 in one process)",
+    t.median,
+    20,
+    `  first call (what one qcvm plan pays, with V8 compiling): ${t.first.toFixed(2)} ms; ${t.nodes} nodes planned, ${t.errors} plan errors\n`,
+  );
+  const r = compare(
+    "scale: qcvm plan of that profile vs qcvm validate of it",
+    { label: "qcvm plan --host <32-node tree>", argv: [qcvm, "plan", profile, "--host", host] },
+    { label: "qcvm validate", argv: [qcvm, "validate", profile] },
+    runsArg ?? 7,
     (cmd, w) => {
-      if (w.status !== 0)
-        throw new Error(`${cmd.label} failed (${w.status}):\n${(w.stderr || w.stdout).slice(0, 2000)}`);
+      if (w.status !== 0) throw new Error(`${cmd.label} failed (${w.status}):\n${w.stderr}`);
     },
   );
+  report(r);
   rmSync(dir, { recursive: true, force: true });
-  report(r, 1.0);
 }
 
 // --- 3. launch overhead -----------------------------------------------------------------------
@@ -160,6 +306,7 @@ async function launchBench() {
   const qemuArgv = [...rendered.argv].map((a) => (kvmOk ? a : a.replace("accel=kvm", "accel=tcg")));
   const tq = [];
   const tl = [];
+  const steps = [];
   for (let i = 0; i < runs + 1; i++) {
     // QEMU alone: spawn -> QMP greeting + capabilities answered.
     const sock = join(runDir, `alone-${i}.sock`);
@@ -173,18 +320,22 @@ async function launchBench() {
     await new Promise((r) => child.once("exit", r));
 
     // qcvm: invocation -> vCPUs running with placement applied (launch --detach returns then).
-    const l = timeSync([qcvm, "launch", profile, "--detach", "--quiet", "--set", `name=${name}`, "--run-dir", runDir], {
-      env,
-    });
+    // --format json: one event per step, each stamped with ms since qcvm's process started.
+    const l = timeSync(
+      [qcvm, "launch", profile, "--detach", "--format", "json", "--set", `name=${name}`, "--run-dir", runDir],
+      { env },
+    );
     if (l.status !== 0) throw new Error(`qcvm launch failed (${l.status}):\n${l.stderr}`);
     const s = timeSync([qcvm, "stop", name, "--force", "--run-dir", runDir], { env });
     if (s.status !== 0) throw new Error(`qcvm stop failed (${s.status}):\n${s.stderr}`);
     if (i > 0) {
       tq.push(alone);
       tl.push(l.ms);
+      steps.push(stepTimes(l.stdout, l.ms));
     }
   }
   rmSync(runDir, { recursive: true, force: true });
+  const node0 = median(Array.from({ length: 7 }, () => timeSync([process.execPath, "-e", "0"]).ms));
   report(
     {
       name: `launch: profiles/kvm-2node.yaml (${kvmOk ? "KVM" : "TCG: /dev/kvm unusable"})`,
@@ -192,8 +343,97 @@ async function launchBench() {
       b: { label: "QEMU alone to QMP-ready", median: median(tq) },
       runs,
     },
-    2.0,
+    3.0,
+    formatBreakdown(steps, node0, median(tq)),
   );
+  await virshBench(profile, median(tl));
+}
+
+/**
+ * Where one launch's time went, from its JSON step events (each stamped with ms since qcvm's process
+ * started, emitted when the step is done): consecutive differences, plus the process's exit after
+ * the last event. The first span includes node's own start-up.
+ */
+function stepTimes(stdout, wallMs) {
+  const events = stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.event === "step");
+  const out = {};
+  let prev = 0;
+  for (const e of events) {
+    out[e.name] = (out[e.name] ?? 0) + (e.ms - prev);
+    prev = e.ms;
+  }
+  out["exit"] = Math.max(0, wallMs - prev);
+  return out;
+}
+
+function formatBreakdown(steps, node0, qemuAlone) {
+  const names = [...new Set(steps.flatMap((s) => Object.keys(s)))];
+  const rows = names.map((n) => [n, median(steps.map((s) => s[n] ?? 0))]);
+  const lines = rows.map(([n, ms]) => `    ${n.padEnd(14)} ${ms.toFixed(1).padStart(7)} ms`);
+  return (
+    `  where launch time goes (medians; "plan" includes node start-up, ${node0.toFixed(1)} ms for node -e 0;\n` +
+    `  "qmp" is QEMU's own start until QMP answers, ${qemuAlone.toFixed(1)} ms when run alone):\n` +
+    `${lines.join("\n")}\n` +
+    `  floor (node start + QEMU alone): ${(node0 + qemuAlone).toFixed(1)} ms = ${((node0 + qemuAlone) / qemuAlone).toFixed(2)}x\n`
+  );
+}
+
+/**
+ * libvirt side by side: `virsh create` of the domain `qcvm export --to libvirt` writes for the same
+ * profile, against a libvirtd that is running or that this bench can start. Measured only where both
+ * exist; otherwise the row says why.
+ */
+async function virshBench(profile, qcvmMedian) {
+  const name = "libvirt: virsh create of the equivalent domain vs qcvm launch --detach";
+  const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+  if (!has("virsh") || !has("libvirtd")) return reportSkipped(name, "virsh or libvirtd is not installed");
+  const exp = timeSync([qcvm, "export", profile, "--to", "libvirt", "--set", "name=bench-virsh"]);
+  if (exp.status !== 0) return reportSkipped(name, `qcvm export --to libvirt failed: ${exp.stderr.slice(0, 300)}`);
+  const started = ensureLibvirtd();
+  if (started.why) return reportSkipped(name, started.why);
+  const dir = mkdtempSync(join(tmpdir(), "qcvm-bench-virsh-"));
+  const xml = join(dir, "domain.xml");
+  writeFileSync(xml, exp.stdout);
+  const tv = [];
+  try {
+    for (let i = 0; i < (runsArg ?? 7) + 1; i++) {
+      const c = timeSync(["virsh", "-q", "-c", "qemu:///system", "create", xml]);
+      if (c.status !== 0) return reportSkipped(name, `virsh create failed: ${c.stderr.slice(0, 300)}`);
+      timeSync(["virsh", "-q", "-c", "qemu:///system", "destroy", "bench-virsh"]);
+      if (i > 0) tv.push(c.ms);
+    }
+  } finally {
+    started.stop?.();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  report(
+    {
+      name,
+      a: { label: "qcvm launch --detach (median above)", median: qcvmMedian },
+      b: { label: "virsh create (libvirtd already running)", median: median(tv) },
+      runs: tv.length,
+    },
+    0.5,
+  );
+}
+
+/** A libvirtd to talk to: the running one, or one started here (and stopped afterwards). */
+function ensureLibvirtd() {
+  if (timeSync(["virsh", "-q", "-c", "qemu:///system", "version"]).status === 0) return {};
+  const d = spawn("libvirtd", [], { stdio: "ignore", detached: true });
+  const deadline = Date.now() + 10000;
+  while (Date.now() < deadline) {
+    if (timeSync(["virsh", "-q", "-c", "qemu:///system", "version"]).status === 0) {
+      return { stop: () => process.kill(d.pid, "SIGTERM") };
+    }
+    spawnSync("sleep", ["0.1"]);
+  }
+  process.kill(d.pid, "SIGTERM");
+  return { why: "libvirtd could not be started here" };
 }
 if (!only || only === "launch") await launchBench();
 

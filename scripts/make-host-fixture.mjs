@@ -296,8 +296,8 @@ const hosts = {
   },
 };
 
-function writeTree(name, h) {
-  const dir = join(out, name);
+/** Write host shape `h` as a sysfs-shaped tree at `dir` (replacing what is there). */
+export function writeHostTree(dir, h) {
   rmSync(dir, { recursive: true, force: true });
   const put = (rel, text) => {
     const p = join(dir, rel);
@@ -350,5 +350,32 @@ function writeTree(name, h) {
   put("qcvm/numactl-version", h.numactl);
 }
 
-for (const [name, h] of Object.entries(hosts)) writeTree(name, h);
-console.log(`wrote ${Object.keys(hosts).length} host trees under ${out}`);
+/**
+ * A large synthetic host for the planner's scale benchmark: `nodes` nodes of `cpusPerNode` CPUs and
+ * `gibPerNode` GiB each, an SNP-capable AMD host on Linux 6.18, distances 10 local, 12 within a
+ * socket of 8 nodes, 32 across sockets.
+ */
+export function syntheticHost(nodes, cpusPerNode, gibPerNode) {
+  return {
+    kernel: "6.18.0-bench",
+    nodes: range(0, nodes - 1).map((i) => ({
+      cpus: range(i * cpusPerNode, (i + 1) * cpusPerNode - 1),
+      totalKb: gibPerNode * GiB_KB,
+      freeKb: gibPerNode * GiB_KB - 4 * GiB_KB,
+    })),
+    distance: range(0, nodes - 1).map((i) =>
+      range(0, nodes - 1).map((j) => (i === j ? 10 : Math.floor(i / 8) === Math.floor(j / 8) ? 12 : 32)),
+    ),
+    vendor: "amd",
+    params: { sev: "Y", sev_es: "Y", sev_snp: "Y" },
+    cgroup: V2_ONLY(FULL_V2),
+    systemd: false,
+    numactl: "2.0.19",
+    weightedInterleave: true,
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  for (const [name, h] of Object.entries(hosts)) writeHostTree(join(out, name), h);
+  console.log(`wrote ${Object.keys(hosts).length} host trees under ${out}`);
+}
