@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { planPlacement, planFidelity } from "../src/plan/plan.js";
+import { loadContext } from "../src/pipeline/context.js";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { loadCapabilities } from "../src/probe/qemu.js";
 import type {
@@ -603,7 +604,7 @@ describe("planPlacement: capacity", () => {
     expect(codes(plan.warnings)).not.toContain("memory.prealloc-double");
   });
 
-  it("SNP with prealloc: both halves, twice the guest size, and a warning with the figures", async () => {
+  it("SNP with prealloc: both halves, twice the guest size, and one warning (the rule's) for it", async () => {
     const { plan } = await planFor({
       name: "",
       profile: "snp-1node.yaml",
@@ -612,9 +613,16 @@ describe("planPlacement: capacity", () => {
     });
     expect(plan.capacity).toEqual([expect.objectContaining({ hostNode: 0, needBytes: 8 * GiB, status: "ok" })]);
     expect(plan.capacity[0]!.upToBytes).toBeUndefined();
-    expect(plan.warnings.find((d) => d.code === "memory.prealloc-double")?.message).toContain(
-      "4 GiB private + 4 GiB shared = 8 GiB",
-    );
+    // One owner: the rule memory.prealloc-guest-memfd says it; the planner used to say it again
+    // (memory.prealloc-double), and render --format json showed both.
+    const ctx = await loadContext({
+      profile: join(REPO, "profiles/snp-1node.yaml"),
+      set: ["memory.prealloc=true"],
+      host: join(REPO, "test/fixtures/hosts/epyc-2s4n"),
+    });
+    const prealloc = ctx.warnings.filter((d) => d.path === "memory.prealloc");
+    expect(codes(prealloc)).toEqual(["memory.prealloc-guest-memfd"]);
+    expect(prealloc[0]!.message).toContain("second, shared copy of all 4G");
   });
 
   it("SNP with in-place conversion: shared pages are the guest_memfd's own, so no up-to and no doubling", async () => {

@@ -3,11 +3,19 @@
 // itself cannot run (no QEMU binary, QEMU dies, an unreadable --capabilities file) or --save
 // would overwrite a file that is not a capabilities file; 1 when --save cannot write.
 import { readFileSync, statSync } from "node:fs";
-import { resolve } from "node:path";
-import { FEATURES, compareVersions, hasFeature } from "../probe/capabilities.js";
+import { FEATURES, hasFeature } from "../probe/capabilities.js";
+import { CONFIDENTIAL } from "../core/confidential.js";
+import {
+  CONFIDENTIAL_HOST,
+  CONFIDENTIAL_KINDS,
+  KERNEL,
+  NUMACTL,
+  confidentialHostSupport,
+  kernelAtLeast,
+} from "../core/host-support.js";
 import type { Feature, FeatureDef } from "../probe/capabilities.js";
 import { UserError, outputWidth } from "../core/diagnostics.js";
-import { checkHostRoot, formatList } from "../io/fsroot.js";
+import { checkHostRoot, formatList, isRealHost } from "../io/fsroot.js";
 import { wrap } from "../plan/format.js";
 import { probeHostAsync, probeKvm, readInterleaveWeights } from "../probe/host.js";
 import type { KvmAccess } from "../probe/host.js";
@@ -43,18 +51,6 @@ export interface DoctorReport {
   findings: Finding[];
 }
 
-// Kernel versions the host checks gate on (DOMAIN.md): guest_memfd 6.8, weighted interleave 6.9,
-// SEV-SNP host 6.11, TDX host 6.16, guest_memfd NUMA mempolicy 6.19.
-const KERNEL = {
-  guestMemfd: "6.8",
-  weightedInterleave: "6.9",
-  snp: "6.11",
-  tdx: "6.16",
-  gmemMempolicy: "6.19",
-} as const;
-
-const kernelAtLeast = (host: HostInfo, v: string) => compareVersions(host.kernel, v) >= 0;
-
 function check(area: Finding["area"], item: string, ok: boolean, detail: string, rulesOut: string): Finding {
   return ok ? { area, item, status: "ok", detail } : { area, item, status: "missing", detail, rulesOut };
 }
@@ -65,7 +61,7 @@ function gib(bytes: number): string {
 
 /** /dev/kvm as this user meets it; a fixture tree (--host) says nothing about that, so it passes. */
 function kvmAccess(host: HostInfo): KvmAccess {
-  return resolve(host.root) !== "/" ? { ok: true, present: true } : probeKvm("/dev/kvm");
+  return !isRealHost(host.root) ? { ok: true, present: true } : probeKvm("/dev/kvm");
 }
 
 export function diagnoseHost(host: HostInfo): Finding[] {
@@ -83,7 +79,7 @@ export function diagnoseHost(host: HostInfo): Finding[] {
       ? kvm.ok
         ? "/dev/kvm present"
         : `/dev/kvm present but not read/write for this user (${kvm.errno})`
-      : resolve(host.root) === "/"
+      : isRealHost(host.root)
         ? (kvm.problem ?? "the kvm module is not loaded")
         : "no /dev/kvm (or kvm module not loaded)",
     "machine.accel kvm profiles cannot run (TCG only), and no confidential guest can",
@@ -94,32 +90,15 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     `kernel ${host.kernel}`,
     `SEV-SNP and TDX guests keep private memory in guest_memfd: needs Linux >= ${KERNEL.guestMemfd}`,
   );
-  h(
-    "SEV",
-    host.sev,
-    `kvm_amd sev=${host.sev ? "Y" : "N or absent"}`,
-    "confidential.type sev profiles cannot run on this host",
-  );
-  h(
-    "SEV-ES",
-    host.sevEs,
-    `kvm_amd sev_es=${host.sevEs ? "Y" : "N or absent"}`,
-    "confidential.type sev-es profiles cannot run on this host",
-  );
-  const snpKernel = kernelAtLeast(host, KERNEL.snp);
-  h(
-    "SEV-SNP",
-    host.sevSnp && snpKernel,
-    `kvm_amd sev_snp=${host.sevSnp ? "Y" : "N or absent"}, kernel ${host.kernel}`,
-    `confidential.type sev-snp profiles cannot run on this host (needs kvm_amd sev_snp=Y and Linux >= ${KERNEL.snp})`,
-  );
-  const tdxKernel = kernelAtLeast(host, KERNEL.tdx);
-  h(
-    "TDX",
-    host.tdx && tdxKernel,
-    `kvm_intel tdx=${host.tdx ? "Y" : "N or absent"}, kernel ${host.kernel}`,
-    `confidential.type tdx profiles cannot run on this host (needs kvm_intel tdx=Y and Linux >= ${KERNEL.tdx})`,
-  );
+  for (const type of CONFIDENTIAL_KINDS) {
+    const v = confidentialHostSupport(type, host);
+    h(
+      CONFIDENTIAL[type].label,
+      v.ok,
+      v.found,
+      `confidential.type ${type} profiles cannot run on this host${CONFIDENTIAL_HOST[type].kernel ? ` (needs ${v.requires})` : ""}`,
+    );
+  }
 
   const memOnly = host.nodes.filter((n) => n.memoryOnly).map((n) => n.id);
   h(
@@ -172,7 +151,7 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     "preferred-many",
     nm.preferredMany,
     nm.preferredMany ? "numactl --preferred-many" : "numactl has no --preferred-many",
-    "process-wide policy preferred over several host nodes (needs numactl >= 2.0.15 and Linux >= 5.15)",
+    `process-wide policy preferred over several host nodes (needs numactl >= ${NUMACTL.preferredMany} and Linux >= ${KERNEL.preferredMany})`,
   );
   const weights = readInterleaveWeights(host.root);
   const shown = Object.entries(weights)
@@ -190,13 +169,13 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     "weighted interleave (numactl)",
     nm.weightedInterleave,
     nm.weightedInterleave ? "numactl --weighted-interleave" : "numactl has no --weighted-interleave",
-    "policy weighted-interleave for private memory through a numactl prefix (needs numactl >= 2.0.19)",
+    `policy weighted-interleave for private memory through a numactl prefix (needs numactl >= ${NUMACTL.weightedInterleave})`,
   );
   h(
     "guest_memfd mempolicy",
     host.guestMemfdMempolicy,
     `kernel ${host.kernel}`,
-    `kernel < ${KERNEL.gmemMempolicy}: private memory placement is first-touch at best (vCPU cpusets), never exact`,
+    `kernel < ${KERNEL.guestMemfdMempolicy}: private memory placement is first-touch at best (vCPU cpusets), never exact`,
   );
   return f;
 }
@@ -236,17 +215,19 @@ export function diagnoseQemu(caps: QemuCapabilities): Finding[] {
   });
 }
 
-const CONFIDENTIAL: { type: string; host: (h: HostInfo) => boolean; feature: Feature | null }[] = [
+/** A confidential type runs where the host supports it (the host-support table) and QEMU has its object. */
+const RUNNABLE: { type: string; host: (h: HostInfo) => boolean; feature: Feature | null }[] = [
   { type: "none (plain KVM)", host: (h) => h.kvm && kvmAccess(h).ok, feature: null },
-  { type: "sev", host: (h) => h.sev, feature: "sev-guest" },
-  { type: "sev-es", host: (h) => h.sevEs, feature: "sev-guest" },
-  { type: "sev-snp", host: (h) => h.sevSnp && kernelAtLeast(h, KERNEL.snp), feature: "sev-snp-guest" },
-  { type: "tdx", host: (h) => h.tdx && kernelAtLeast(h, KERNEL.tdx), feature: "tdx-guest" },
+  ...CONFIDENTIAL_KINDS.map((t) => ({
+    type: t,
+    host: (h: HostInfo) => confidentialHostSupport(t, h).ok,
+    feature: CONFIDENTIAL[t].qomType satisfies Feature,
+  })),
 ];
 
 /** Which confidential.type values this host and this QEMU can run together. */
 export function summarize(host: HostInfo, caps: QemuCapabilities): Finding[] {
-  return CONFIDENTIAL.map(({ type, host: hostOk, feature }) => {
+  return RUNNABLE.map(({ type, host: hostOk, feature }) => {
     const h = hostOk(host);
     const q = feature === null || hasFeature(caps, feature);
     const why = [h ? "" : "the host cannot", q ? "" : `QEMU ${caps.version} cannot`].filter(Boolean).join(" and ");

@@ -1,11 +1,25 @@
 // The one seam for reading the host: every path under /sys and /proc is resolved against a root,
 // `/` on a real host or a sysfs-shaped fixture tree (`--host DIR`) in tests and offline plans.
 import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { UserError } from "../core/diagnostics.js";
+
+/**
+ * The one answer to "is this the machine qcvm runs on, or a fixture tree (`--host DIR`)?". A tree
+ * answers for its own files only: /dev/kvm access, numactl and the like are asked of the real
+ * machine only when this is true.
+ */
+export function isRealHost(root: string): boolean {
+  return resolve(root) === "/";
+}
 
 export class FsRoot {
   constructor(readonly root: string = "/") {}
+
+  /** See isRealHost(). */
+  get isRealHost(): boolean {
+    return isRealHost(this.root);
+  }
 
   path(p: string): string {
     return join(this.root, p);

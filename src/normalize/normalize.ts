@@ -5,6 +5,14 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseIdList, parseSize } from "../core/sizes.js";
 import { VM_NAME } from "../core/vm-name.js";
+import {
+  BLOB_BYTES,
+  DEFAULT_GUEST_POLICY,
+  SEV_POLICY_FLAGS,
+  SNP_POLICY_FLAGS,
+  SNP_POLICY_RESERVED,
+  TDX_ATTRIBUTE_FLAGS,
+} from "../core/confidential.js";
 import type {
   ConfidentialType,
   Disk,
@@ -66,15 +74,7 @@ export const DERIVED_DEFAULTS: readonly { field: string; value: string; when: st
 ];
 
 /** Blob fields (FileOrBase64) of the confidential section, with their exact sizes in bytes. */
-export const BLOB_FIELDS: Record<string, number> = {
-  guestVisibleWorkarounds: 16,
-  idBlock: 96,
-  idAuth: 4096,
-  hostData: 32,
-  mrconfigid: 48,
-  mrowner: 48,
-  mrownerconfig: 48,
-};
+export const BLOB_FIELDS = BLOB_BYTES;
 
 /** Every field that holds a file path ("*" = each list item). */
 const PATH_FIELDS: readonly (readonly string[])[] = [
@@ -124,45 +124,14 @@ export function mapPathFields(
   for (const spec of PATH_FIELDS) visit(raw, spec, []);
 }
 
-/** SEV / SEV-ES guest policy bits (AMD SEV API, GUEST_POLICY). */
-export const SEV_POLICY_FLAGS: Record<string, number> = {
-  nodbg: 0x1,
-  noks: 0x2,
-  es: 0x4,
-  nosend: 0x8,
-  domain: 0x10,
-  sev: 0x20,
-};
-
-/** SEV-SNP guest policy bits (SNP firmware ABI, GUEST_POLICY). Bit 17 is reserved and must be 1. */
-export const SNP_POLICY_RESERVED = 1 << 17;
-export const SNP_POLICY_FLAGS: Record<string, number> = {
-  smt: 2 ** 16,
-  "migrate-ma": 2 ** 18,
-  debug: 2 ** 19,
-  "single-socket": 2 ** 20,
-  "cxl-allow": 2 ** 21,
-  "mem-aes-256-xts": 2 ** 22,
-  "rapl-dis": 2 ** 23,
-  "ciphertext-hiding": 2 ** 24,
-  "page-swap-disable": 2 ** 25,
-};
-
-/** TDX TD attributes (bit 63 is beyond 2^53, hence bigint). */
-export const TDX_ATTRIBUTE_FLAGS: Record<string, bigint> = {
-  debug: 1n << 0n,
-  "sept-ve-disable": 1n << 28n,
-  pks: 1n << 30n,
-  perfmon: 1n << 63n,
-};
-
-export const DEFAULT_GUEST_POLICY: Record<ConfidentialType, number | undefined> = {
-  none: undefined,
-  sev: 0x1,
-  "sev-es": 0x5,
-  "sev-snp": 0x30000,
-  tdx: undefined,
-};
+// Policy flags, defaults and blob sizes are facts of the confidential-type table.
+export {
+  DEFAULT_GUEST_POLICY,
+  SEV_POLICY_FLAGS,
+  SNP_POLICY_FLAGS,
+  SNP_POLICY_RESERVED,
+  TDX_ATTRIBUTE_FLAGS,
+} from "../core/confidential.js";
 
 type Obj = Record<string, unknown>;
 

@@ -4,6 +4,7 @@ import { readProfile } from "./read-profile.js";
 import { checkHostRoot } from "../io/fsroot.js";
 import { UserError, formatDiagnostic } from "../core/diagnostics.js";
 import { builtinCapabilities } from "../probe/capabilities.js";
+import { usesGuestMemfd } from "../core/confidential.js";
 import type { Diagnostic, HostInfo, Plan, Profile, QemuCapabilities } from "../core/types.js";
 
 export interface ContextArgs {
@@ -59,7 +60,7 @@ export async function resolveCapabilities(profile: Profile, args: ContextArgs): 
 
 /** Can the plan for this profile use a process-wide numactl policy? */
 export function needsNumactl(profile: Profile): boolean {
-  const guestMemfd = profile.confidential.type === "sev-snp" || profile.confidential.type === "tdx";
+  const guestMemfd = usesGuestMemfd(profile.confidential.type);
   const weighted = [profile.memory.policy, ...profile.numa.nodes.map((n) => n.policy)].includes("weighted-interleave");
   return guestMemfd || weighted;
 }

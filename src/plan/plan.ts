@@ -16,6 +16,8 @@
 import { formatList } from "../io/fsroot.js";
 import { FEATURES, compareVersions, hasFeature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
+import { CONFIDENTIAL, usesGuestMemfd } from "../core/confidential.js";
+import { confidentialHostSupport } from "../core/host-support.js";
 import type {
   CapacityRow,
   CgroupPlan,
@@ -104,10 +106,7 @@ export function guestNodesOf(profile: Profile): GuestNumaNode[] {
   return [node];
 }
 
-/** Only SEV-SNP (QEMU 9.1) and TDX (QEMU 10.1) set require_guest_memfd; sev-guest does not. */
-export function usesGuestMemfd(type: ConfidentialType): boolean {
-  return type === "sev-snp" || type === "tdx";
-}
+export { usesGuestMemfd };
 
 /** Bytes for people: 2 GiB, 512 MiB, 1.5 GiB. */
 export function formatBytes(bytes: number): string {
@@ -851,32 +850,6 @@ function errorsOrWarnings(hard: boolean, errors: Diagnostic[], warnings: Diagnos
 // Host support
 // ---------------------------------------------------------------------------------------------
 
-const HOST_FLAG: Record<
-  Exclude<ConfidentialType, "none">,
-  { get: (h: HostInfo) => boolean; file: string; hint: string }
-> = {
-  sev: {
-    get: (h) => h.sev,
-    file: "/sys/module/kvm_amd/parameters/sev",
-    hint: "an AMD EPYC host with SEV enabled in firmware and kvm_amd sev=1",
-  },
-  "sev-es": {
-    get: (h) => h.sevEs,
-    file: "/sys/module/kvm_amd/parameters/sev_es",
-    hint: "an AMD EPYC host with SEV-ES enabled in firmware and kvm_amd sev_es=1",
-  },
-  "sev-snp": {
-    get: (h) => h.sevSnp,
-    file: "/sys/module/kvm_amd/parameters/sev_snp",
-    hint: "an AMD EPYC (Milan or later) host with SNP enabled in firmware, Linux >= 6.11 and kvm_amd sev_snp=1",
-  },
-  tdx: {
-    get: (h) => h.tdx,
-    file: "/sys/module/kvm_intel/parameters/tdx",
-    hint: "an Intel Xeon host with TDX enabled in firmware, Linux >= 6.16 and kvm_intel tdx=1",
-  },
-};
-
 function checkHost(profile: Profile, host: HostInfo, errors: Diagnostic[], warnings: Diagnostic[]): void {
   const type = profile.confidential.type;
   if (!host.kvm) {
@@ -910,15 +883,15 @@ function checkHost(profile: Profile, host: HostInfo, errors: Diagnostic[], warni
     return;
   }
   if (type === "none") return;
-  const flag = HOST_FLAG[type];
-  if (!flag.get(host)) {
+  const support = confidentialHostSupport(type, host);
+  if (!support.ok) {
     errors.push(
       diag(
         "error",
         "host.confidential",
         "confidential.type",
-        `${type} is not enabled on this host (${flag.file} is not Y)`,
-        { got: type, hint: `needs ${flag.hint}` },
+        `${type} is not enabled on this host (${support.missing.join("; ")})`,
+        { got: type, hint: `needs ${support.hint}` },
       ),
     );
   }
@@ -975,7 +948,7 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
     paths,
     hostCpus: cpuInfo.map((c) => c.cpus),
     allHostNodes: hostIds,
-    populate: type === "tdx" ? "TDX init-mem-region" : "SNP launch update",
+    populate: (type !== "none" && CONFIDENTIAL[type].populate) || "launch-time populate",
   };
 
   const strategy: Strategy = guestMemfd ? choosePrivate(ctx) : { outcomes: planned.map((g) => notApplicable(type, g)) };
@@ -1065,19 +1038,8 @@ export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabi
     });
   }
 
-  const separateShared = shared.some((sh) => !sh.inPrivate);
-  if (guestMemfd && profile.memory.prealloc && separateShared) {
-    const size = profile.memory.sizeBytes;
-    warnings.push(
-      diag(
-        "warning",
-        "memory.prealloc-double",
-        "memory.prealloc",
-        `prealloc fills the shared half of this ${type} guest up front, beside its private guest_memfd memory: ${formatBytes(size)} private + ${formatBytes(size)} shared = ${formatBytes(2 * size)} for a ${formatBytes(size)} guest`,
-        { got: true, hint: "leave prealloc off: shared pages are then only those the guest shares" },
-      ),
-    );
-  }
+  // prealloc beside guest_memfd (a second, shared copy) is the rules' warning
+  // (memory.prealloc-guest-memfd); the capacity rows below count the copy.
   if (guestMemfd && profile.memory.hugepages !== "none") {
     warnings.push(
       diag(

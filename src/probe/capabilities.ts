@@ -2,7 +2,11 @@
 // detection (qom-list-types / qom-list-properties from a probe or a saved file); without a probe,
 // the built-in table below stands in for "what upstream QEMU X.Y has". Every entry carries the
 // first upstream release with the feature (sources: ../shared/DOMAIN.md, qapi/qom.json).
+import { CONFIDENTIAL } from "../core/confidential.js";
+import { versionAtLeast } from "../core/versions.js";
 import type { QemuCapabilities } from "../core/types.js";
+
+export { compareVersions, versionAtLeast } from "../core/versions.js";
 
 export interface FeatureDef {
   /** Human description for messages and `qcvm doctor`. */
@@ -36,11 +40,20 @@ export const FEATURES = {
   },
   // QEMU 8.0: policy=preferred with several host nodes becomes MPOL_PREFERRED_MANY (libnuma permitting).
   "preferred-many": { what: "preferred policy over several host nodes (MPOL_PREFERRED_MANY)", since: "8.0" },
-  "sev-guest": { what: "sev-guest (SEV, SEV-ES)", since: "2.12", type: "sev-guest" },
+  // The confidential objects: type names and versions from the confidential-type table.
+  "sev-guest": { what: "sev-guest (SEV, SEV-ES)", since: CONFIDENTIAL.sev.qemuSince, type: CONFIDENTIAL.sev.qomType },
   "sev-kernel-hashes": { what: "sev-guest kernel-hashes", since: "6.2", property: ["sev-guest", "kernel-hashes"] },
   "sev-legacy-vm-type": { what: "sev-guest legacy-vm-type", since: "9.1", property: ["sev-guest", "legacy-vm-type"] },
-  "sev-snp-guest": { what: "sev-snp-guest (SEV-SNP, guest_memfd private memory)", since: "9.1", type: "sev-snp-guest" },
-  "tdx-guest": { what: "tdx-guest (Intel TDX, guest_memfd private memory)", since: "10.1", type: "tdx-guest" },
+  "sev-snp-guest": {
+    what: "sev-snp-guest (SEV-SNP, guest_memfd private memory)",
+    since: CONFIDENTIAL["sev-snp"].qemuSince,
+    type: CONFIDENTIAL["sev-snp"].qomType,
+  },
+  "tdx-guest": {
+    what: "tdx-guest (Intel TDX, guest_memfd private memory)",
+    since: CONFIDENTIAL.tdx.qemuSince,
+    type: CONFIDENTIAL.tdx.qomType,
+  },
   igvm: { what: "-machine igvm-cfg= (IGVM firmware)", since: "10.1", type: "igvm-cfg" },
   // The type is QEMU 9.1 (qapi/qom.json MemoryBackendShmProperties "Since: 9.1"); it gets a
   // guest_memfd beside it for SNP/TDX only from 10.2 (DOMAIN.md).
@@ -65,21 +78,6 @@ export const FEATURES = {
 } as const satisfies Record<string, FeatureDef>;
 
 export type Feature = keyof typeof FEATURES;
-
-/** Compare dotted versions: <0, 0, >0. "9.1" == "9.1.0". */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(".").map((x) => Number.parseInt(x, 10) || 0);
-  const pb = b.split(".").map((x) => Number.parseInt(x, 10) || 0);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
-export function versionAtLeast(version: string, since: string): boolean {
-  return compareVersions(version, since) >= 0;
-}
 
 /** Does this QEMU have the feature? Detection first; the version only where nothing is detectable. */
 export function hasFeature(caps: QemuCapabilities, feature: Feature): boolean {

@@ -11,9 +11,9 @@
 //   - qcvm/numactl-version: numactl is a program, not a sysfs file. In a tree this file names the
 //     version that host has ("none" = not installed). On a real host probeNumactl() asks the binary.
 import { closeSync, fstatSync, openSync, statSync } from "node:fs";
-import { resolve } from "node:path";
-import { FsRoot, parseList } from "../io/fsroot.js";
-import { compareVersions } from "./capabilities.js";
+import { FsRoot, isRealHost, parseList } from "../io/fsroot.js";
+import { compareVersions } from "../core/versions.js";
+import { KERNEL, NUMACTL } from "../core/host-support.js";
 import type { HostInfo, HostNode } from "../core/types.js";
 
 const NODE_DIR = "sys/devices/system/node";
@@ -21,11 +21,11 @@ const NUMACTL_OVERRIDE = "qcvm/numactl-version";
 
 // Linux 6.19: mbind() on an mmap of a guest_memfd stores the policy on the file, and later
 // allocations (private faults included) follow it (virt/kvm/guest_memfd.c, see DOMAIN.md).
-export const GUEST_MEMFD_MEMPOLICY_KERNEL = "6.19";
+export const GUEST_MEMFD_MEMPOLICY_KERNEL = KERNEL.guestMemfdMempolicy;
 // numactl 2.0.15 added --preferred-many (kernel 5.15, MPOL_PREFERRED_MANY) and --balancing;
-// 2.0.19 added --weighted-interleave (kernel 6.9).
-export const NUMACTL_PREFERRED_MANY = "2.0.15";
-export const NUMACTL_WEIGHTED_INTERLEAVE = "2.0.19";
+// 2.0.19 added --weighted-interleave (kernel 6.9). The versions live in the host-support table.
+export const NUMACTL_PREFERRED_MANY = NUMACTL.preferredMany;
+export const NUMACTL_WEIGHTED_INTERLEAVE = NUMACTL.weightedInterleave;
 
 // v1 controllers qcvm cares about get listed; named hierarchies (name=systemd) are not controllers.
 const V1_CONTROLLERS = new Set([
@@ -296,9 +296,7 @@ export function probeHost(root = "/"): HostInfo {
     root,
     kernel,
     nodes: probeNodes(fs),
-    kvm:
-      (resolve(root) === "/" ? probeKvm(fs.path("dev/kvm")).present : fs.exists("dev/kvm")) &&
-      fs.exists("sys/module/kvm"),
+    kvm: (fs.isRealHost ? probeKvm(fs.path("dev/kvm")).present : fs.exists("dev/kvm")) && fs.exists("sys/module/kvm"),
     sev: readFlag(fs, "sys/module/kvm_amd/parameters/sev"),
     sevEs: readFlag(fs, "sys/module/kvm_amd/parameters/sev_es"),
     sevSnp: readFlag(fs, "sys/module/kvm_amd/parameters/sev_snp"),
@@ -367,6 +365,6 @@ export async function probeNumactl(binary = "numactl"): Promise<HostInfo["numact
 export async function probeHostAsync(root = "/"): Promise<HostInfo> {
   const host = probeHost(root);
   // A fixture tree without the override says nothing about numactl: never ask this machine's.
-  if (new FsRoot(root).exists(NUMACTL_OVERRIDE) || resolve(root) !== "/") return host;
+  if (new FsRoot(root).exists(NUMACTL_OVERRIDE) || !isRealHost(root)) return host;
   return { ...host, numactl: await probeNumactl() };
 }

@@ -18,6 +18,7 @@
 import { FEATURES, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
+import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE, confidentialFacts } from "../core/confidential.js";
 import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
 import type {
@@ -35,18 +36,13 @@ import type {
 const MiB = 1024 * 1024;
 const HUGEPAGE_BYTES = { "2M": 2 * MiB, "1G": 1024 * MiB } as const;
 
-/** SEV-ES is requested by this guest policy bit (AMD SEV API, "ES"). */
-const SEV_POLICY_ES = 0x4;
-/** TDX TD attribute bit 28, SEPT_VE_DISABLE (Intel TDX module ABI). */
-const TDX_ATTR_SEPT_VE_DISABLE = 1n << 28n;
-
 /** IDs qcvm generates; never derived from profile text. */
 export const RENDER_IDS = {
   backend: (node: number) => `mem${node}`,
   threadContext: (node: number) => `tc${node}`,
-  sev: "sev0",
-  snp: "snp0",
-  tdx: "tdx0",
+  sev: CONFIDENTIAL.sev.objectId,
+  snp: CONFIDENTIAL["sev-snp"].objectId,
+  tdx: CONFIDENTIAL.tdx.objectId,
   igvm: "igvm0",
   net: "net0",
   scsi: "scsi0",
@@ -146,17 +142,7 @@ class Renderer {
   }
 
   confidentialId(): string | undefined {
-    switch (this.profile.confidential.type) {
-      case "sev":
-      case "sev-es":
-        return RENDER_IDS.sev;
-      case "sev-snp":
-        return RENDER_IDS.snp;
-      case "tdx":
-        return RENDER_IDS.tdx;
-      default:
-        return undefined;
-    }
+    return confidentialFacts(this.profile.confidential.type)?.objectId;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -247,10 +233,11 @@ class Renderer {
         this.requireAmd();
         // sev-es means the ES policy bit; without it the guest would silently launch as plain SEV.
         // Defaults are QEMU's: 0x1 (NODBG), plus ES for sev-es.
-        const policy = c.type === "sev-es" ? (c.policy ?? 0x1) | SEV_POLICY_ES : (c.policy ?? 0x1);
+        const base = c.policy ?? CONFIDENTIAL.sev.defaultPolicy!;
+        const policy = c.type === "sev-es" ? base | SEV_POLICY_ES : base;
         return [
           "-object",
-          this.opts(p, "sev-guest", [
+          this.opts(p, CONFIDENTIAL[c.type].qomType, [
             ["id", RENDER_IDS.sev],
             ["cbitpos", c.cbitpos, `${p}.cbitpos`],
             ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
@@ -271,11 +258,11 @@ class Renderer {
         this.requireAmd();
         return [
           "-object",
-          this.opts(p, "sev-snp-guest", [
+          this.opts(p, CONFIDENTIAL["sev-snp"].qomType, [
             ["id", RENDER_IDS.snp],
             ["cbitpos", c.cbitpos, `${p}.cbitpos`],
             ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
-            ["policy", hex(c.policy ?? 0x30000), `${p}.policy`],
+            ["policy", hex(c.policy ?? CONFIDENTIAL["sev-snp"].defaultPolicy!), `${p}.policy`],
             [
               "guest-visible-workarounds",
               this.base64(`${p}.guestVisibleWorkarounds`, c.guestVisibleWorkarounds),
@@ -319,12 +306,12 @@ class Renderer {
           const socket = this.socketAddress(`${p}.quoteGenerationSocket`, qgs);
           return [
             "-object",
-            this.json(p, "tdx-guest", RENDER_IDS.tdx, { ...props, "quote-generation-socket": socket }),
+            this.json(p, CONFIDENTIAL.tdx.qomType, RENDER_IDS.tdx, { ...props, "quote-generation-socket": socket }),
           ];
         }
         return [
           "-object",
-          this.opts(p, "tdx-guest", [
+          this.opts(p, CONFIDENTIAL.tdx.qomType, [
             ["id", RENDER_IDS.tdx],
             ["attributes", attributes !== undefined ? hex(attributes) : undefined, `${p}.attributes`],
             ["sept-ve-disable", septVeDisable, `${p}.septVeDisable`],

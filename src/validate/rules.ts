@@ -11,12 +11,14 @@ import { parsePath } from "../load/load.js";
 import type { Position, Segment } from "../load/load.js";
 import { formatSize, HUGEPAGE_BYTES } from "../core/sizes.js";
 import {
-  BLOB_FIELDS,
+  BLOB_BYTES,
+  usesGuestMemfd,
   SEV_POLICY_FLAGS,
   SNP_POLICY_FLAGS,
   SNP_POLICY_RESERVED,
   TDX_ATTRIBUTE_FLAGS,
-} from "../normalize/normalize.js";
+  TDX_QEMU_ATTRIBUTES,
+} from "../core/confidential.js";
 import type { ConfidentialType, Diagnostic, FileOrBase64, Profile, RawProfile } from "../core/types.js";
 
 export interface RuleContext {
@@ -33,8 +35,6 @@ export interface RuleContext {
 export type Rule = (ctx: RuleContext) => void;
 
 type Locate = (path: readonly Segment[], key?: boolean) => Position;
-
-const GUEST_MEMFD_TYPES: readonly ConfidentialType[] = ["sev-snp", "tdx"];
 
 function s(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -337,7 +337,7 @@ const hugepages: Rule = (ctx) => {
 
 const prealloc: Rule = (ctx) => {
   const { memory, confidential } = ctx.profile;
-  if (memory.prealloc && GUEST_MEMFD_TYPES.includes(confidential.type)) {
+  if (memory.prealloc && usesGuestMemfd(confidential.type)) {
     ctx.warn(
       "memory.prealloc-guest-memfd",
       "memory.prealloc",
@@ -498,13 +498,6 @@ const guestPolicy: Rule = (ctx) => {
   }
 };
 
-/**
- * TD attribute bits QEMU lets a profile set (target/i386/kvm/tdx.c TDX_SUPPORTED_TD_ATTRS, QEMU
- * 10.1 through master of 2026-02): any other bit, debug (bit 0) included, makes tdx_validate_attributes
- * fail "Some QEMU unsupported TD attribute bits being requested".
- */
-const TDX_QEMU_ATTRIBUTES = (1n << 28n) | (1n << 30n) | (1n << 63n);
-
 const attributes: Rule = (ctx) => {
   const written = ctx.written("confidential.attributes");
   if (typeof written === "number" && !Number.isSafeInteger(written)) {
@@ -607,7 +600,7 @@ const firmware: Rule = (ctx) => {
       got: given,
     });
   }
-  if (GUEST_MEMFD_TYPES.includes(confidential.type) && fw.pflash !== undefined) {
+  if (usesGuestMemfd(confidential.type) && fw.pflash !== undefined) {
     ctx.error(
       "firmware.pflash-private",
       "firmware.pflash",
@@ -618,8 +611,6 @@ const firmware: Rule = (ctx) => {
     );
   }
 };
-
-const BLOB_BYTES = BLOB_FIELDS;
 
 function base64Bytes(text: string): number | undefined {
   const clean = text.replace(/\s+/g, "");
