@@ -24,6 +24,18 @@ const commands: Record<string, () => Promise<{ run: Handler }>> = {
   status: () => import("./commands/status.js"),
   stop: () => import("./commands/stop.js"),
   stats: () => import("./commands/stats.js"),
+  list: () => import("./commands/status.js"),
+  completion: () => import("./commands/completion.js"),
+  // `qcvm help CMD` is `qcvm CMD --help`, so the two can never say different things.
+  help: () =>
+    Promise.resolve({
+      run: (a: Record<string, unknown>) => {
+        const cmd = typeof a.command === "string" ? a.command : undefined;
+        if (cmd !== undefined && !Object.hasOwn(commands, cmd))
+          throw new UsageError(`unknown command \`${cmd}\` (qcvm --help lists the commands)`);
+        return main(cmd === undefined ? ["--help"] : [cmd, "--help"]);
+      },
+    }),
 };
 
 function hostOptions(y: Argv) {
@@ -41,13 +53,15 @@ function hostOptions(y: Argv) {
 function setOptions(y: Argv) {
   return y
     .option("set", {
+      // Not `array: true`: an array option takes every word after it, so `--set a=1 vm.yaml` took
+      // the profile as a second override. Repeated, a string option still collects a list.
       type: "string",
-      array: true,
-      describe: "Override a profile field: --set memory.size=8G (applied after extends:, before defaults)",
+      describe: "Override a profile field: --set memory.size=8G (repeatable; applied after extends:, before defaults)",
+      coerce: (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : [String(v)]),
     })
     .check((argv) => {
-      // yargs turns a bare `--set` (or `--set=`) into [], which would silently override nothing.
-      if (Array.isArray(argv.set) && argv.set.length === 0)
+      // A bare `--set` (or `--set=`) would silently override nothing.
+      if (Array.isArray(argv.set) && argv.set.some((s) => s === ""))
         throw new UsageError("--set needs path=value, e.g. --set memory.size=8G");
       return true;
     });
@@ -107,10 +121,10 @@ export async function main(argv: string[]): Promise<number> {
   const dispatch = (name: string) => async (args: Record<string, unknown>) => {
     handled = true;
     const mod = await commands[name]!();
-    exitCode = await mod.run(args);
+    exitCode = await mod.run(withStdinArg(args));
   };
 
-  const parser = yargs(argv)
+  const parser = yargs(argv.map((a, i) => (a === "-" && !argv.slice(0, i).includes("--") ? STDIN_TOKEN : a)))
     .scriptName("qcvm")
     .usage(
       "qcvm: launch QEMU confidential guests from YAML profiles, with NUMA placement that reaches private memory\n\nUsage: $0 <command> [options]",
@@ -298,6 +312,43 @@ export async function main(argv: string[]): Promise<number> {
           ),
       dispatch("stats"),
     )
+    .command(
+      ["list", "ls"],
+      "List VMs with their state and plan fidelity (qcvm status without a name)",
+      (y) =>
+        y
+          .option("format", { choices: ["text", "json"] as const, default: "text" as const })
+          .option("run-dir", { type: "string", describe: RUN_DIR })
+          .example("$0 list", "A table of every VM in the run dir")
+          .example("$0 ls --format json", "The same as JSON")
+          .epilog(exitCodes("0 the table printed (also when empty)")),
+      dispatch("list"),
+    )
+    .command(
+      "help [command]",
+      "Show a command's options, examples and exit codes (as qcvm COMMAND --help)",
+      (y) =>
+        y
+          .positional("command", { type: "string", describe: "A command (default: the list of commands)" })
+          .example("$0 help validate", "The same as qcvm validate --help")
+          .epilog(exitCodes("0 help printed")),
+      dispatch("help"),
+    )
+    .command(
+      "completion [shell]",
+      "Print a shell completion script for bash, zsh or fish (yargs': Tab completes commands, options and values)",
+      (y) =>
+        y
+          .positional("shell", {
+            choices: ["bash", "zsh", "fish"] as const,
+            describe: "The shell (default: $SHELL's, else bash)",
+          })
+          .example("$0 completion bash >> ~/.bashrc", "bash: complete qcvm in every new shell")
+          .example("$0 completion zsh > ~/.zfunc/_qcvm", "zsh (with ~/.zfunc on $fpath, before compinit)")
+          .example("$0 completion fish > ~/.config/fish/completions/qcvm.fish", "fish")
+          .epilog(exitCodes("0 script printed")),
+      dispatch("completion"),
+    )
     .demandCommand(1, "Name a command: qcvm --help lists them")
     .strict()
     .recommendCommands()
@@ -312,6 +363,11 @@ export async function main(argv: string[]): Promise<number> {
       // that is the user's command line, not a bug.
       if (err instanceof UsageError) throw err;
       if (err && err.name !== "YError") throw err;
+      // `validate --bogus profiles`: the unknown option took the file as its value, and yargs'
+      // positional check (which runs before its unknown-option check) missed the file instead.
+      const unknown = /^Not enough non-option arguments/.test(msg) ? unknownOptions(argv, optionTable(parser)) : [];
+      if (unknown.length > 0)
+        throw new UsageError(`unknown option${unknown.length === 1 ? "" : "s"} ${unknown.join(", ")}`);
       throw new UsageError(msg || err?.message || "bad command line");
     });
 
@@ -334,6 +390,53 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+type OptionTable = { key: Record<string, unknown>; alias: Record<string, string[]> };
+
+/** yargs' table of the running command's options: public in yargs, missing from @types/yargs. */
+function optionTable(parser: Argv): OptionTable {
+  return (parser as unknown as { getOptions(): OptionTable }).getOptions();
+}
+
+/**
+ * yargs drops a lone `-` (it reads it as an empty group of short options), so it is carried
+ * through the parser as a token no argv can hold (a NUL byte) and turned back into `-`, which
+ * validate, render and plan read as standard input (src/load/load.ts STDIN_ARG).
+ */
+const STDIN_TOKEN = "\u0000-";
+
+function withStdinArg(args: Record<string, unknown>): Record<string, unknown> {
+  const back = (v: unknown): unknown => (v === STDIN_TOKEN ? "-" : Array.isArray(v) ? v.map(back) : v);
+  return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, back(v)]));
+}
+
+/**
+ * Options on the command line that the command does not have, as typed (`--bogus`, `-Z`). `opts`
+ * is yargs' option table of the command that ran (its keys and aliases); yargs accepts both
+ * spellings of a name (`dry-run`, `dryRun`) and `--no-x` for a boolean `x`.
+ */
+export function unknownOptions(
+  argv: readonly string[],
+  opts: { key: Record<string, unknown>; alias: Record<string, string[]> },
+): string[] {
+  const known = new Set<string>(["help", "h", "version"]);
+  for (const k of Object.keys(opts.key)) known.add(k);
+  for (const [k, as] of Object.entries(opts.alias)) for (const a of [k, ...as]) known.add(a);
+  const camel = (t: string) => t.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  const isKnown = (name: string) =>
+    known.has(name) || known.has(camel(name)) || (name.startsWith("no-") && known.has(name.slice(3)));
+  const out: string[] = [];
+  for (const arg of argv) {
+    if (arg === "--") break;
+    if (!arg.startsWith("-") || arg === "-" || /^-\d/.test(arg)) continue;
+    const names = arg.startsWith("--") ? [arg.slice(2).split("=")[0]!] : [...arg.slice(1).split("=")[0]!];
+    for (const n of names) {
+      const shown = arg.startsWith("--") ? `--${n}` : `-${n}`;
+      if (n !== "" && !isKnown(n) && !out.includes(shown)) out.push(shown);
+    }
+  }
+  return out;
+}
 
 function reportError(e: unknown, help: string): number {
   if (e instanceof UsageError) {

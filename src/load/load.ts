@@ -12,6 +12,7 @@ import type { Document, Node as YamlNode, Pair } from "yaml";
 import { diag } from "../core/diagnostics.js";
 import { parseFastYaml } from "./yaml-fast.js";
 import { mapPathFields } from "../normalize/normalize.js";
+import { coerceSetValue } from "./set-coerce.js";
 import type { Diagnostic, RawProfile } from "../core/types.js";
 
 /** A profile may name bases that name bases; deeper than this is almost surely a mistake. */
@@ -23,6 +24,11 @@ export const MAX_PROFILE_BYTES = 1024 * 1024;
 export const MAX_FLOW_DEPTH = 64;
 /** Aliases `yaml` may expand while building the profile: enough for real reuse, not a billion laughs. */
 export const MAX_ALIAS_COUNT = 100;
+/** The profile argument that means "read standard input" (validate, render, plan). */
+export const STDIN_ARG = "-";
+/** How a profile read from standard input is named in messages; its relative paths are the cwd's. */
+export const STDIN_NAME = "<stdin>";
+
 /** The pseudo file name of diagnostics about --set overrides. */
 export const SET_FILE = "--set";
 
@@ -156,48 +162,12 @@ type Tree = { layers: Layer[]; errors: Diagnostic[]; warnings: Diagnostic[] };
  * At most MAX_PROFILE_BYTES + 1 bytes are read whatever the size says: /dev/zero, a pipe or a
  * /proc file report 0 and would otherwise be read until memory runs out.
  */
-function readText(file: string): { text?: string; error?: string; hint?: string } {
+function readText(file: string, stdin = false): { text?: string; error?: string; hint?: string } {
   let fd: number | undefined;
   try {
-    fd = openSync(file, "r");
-    const st = fstatSync(fd);
-    if (st.isDirectory())
-      return {
-        error: "is a directory, not a profile file",
-        hint: "name a .yaml file in it; qcvm validate also takes directories",
-      };
-    const tooBig = (size: number) => ({
-      error: `file is ${size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
-      hint: "is this the profile? profiles are a few KB of YAML",
-    });
-    if (st.size > MAX_PROFILE_BYTES) return tooBig(st.size);
-    // A regular file's size is right (+1 to see EOF in one read); anything else grows as it reads.
-    let buf = Buffer.allocUnsafe(st.isFile() ? st.size + 1 : 64 * 1024);
-    let used = 0;
-    for (;;) {
-      if (used === buf.length) {
-        if (buf.length > MAX_PROFILE_BYTES) break;
-        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, MAX_PROFILE_BYTES + 1));
-        buf.copy(bigger, 0, 0, used);
-        buf = bigger;
-      }
-      const n = readSync(fd, buf, used, buf.length - used, null);
-      if (n === 0) break;
-      used += n;
-    }
-    if (used > MAX_PROFILE_BYTES)
-      return {
-        ...tooBig(used),
-        error: `file is over ${MAX_PROFILE_BYTES} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
-      };
-    const bytes = buf.subarray(0, used);
-    if (bytes.includes(0) || !isUtf8(bytes)) {
-      return {
-        error: "is not a text file: binary data, or text that is not UTF-8",
-        hint: "a profile is UTF-8 YAML text; is this the right file?",
-      };
-    }
-    return { text: bytes.toString("utf8") };
+    // fd 0 is not ours to close; the finally below closes only what it opened.
+    if (!stdin) fd = openSync(file, "r");
+    return readBounded(fd ?? 0);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === "ENOENT")
@@ -213,10 +183,57 @@ function readText(file: string): { text?: string; error?: string; hint?: string 
     }
     if (err.code === "ENOTDIR")
       return { error: "cannot read file: a directory in its path is a file", hint: "check the path" };
+    if (stdin && err.code === "EAGAIN")
+      return {
+        error: "cannot read standard input: it is non-blocking",
+        hint: "pipe the profile in: cat vm.yaml | qcvm validate -",
+      };
     return { error: `cannot read file: ${err.code ?? err.message}` };
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** Read at most MAX_PROFILE_BYTES + 1 bytes of an open file (or of standard input) as UTF-8 text. */
+function readBounded(fd: number): { text?: string; error?: string; hint?: string } {
+  const st = fstatSync(fd);
+  if (st.isDirectory())
+    return {
+      error: "is a directory, not a profile file",
+      hint: "name a .yaml file in it; qcvm validate also takes directories",
+    };
+  const tooBig = (size: number) => ({
+    error: `file is ${size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
+    hint: "is this the profile? profiles are a few KB of YAML",
+  });
+  if (st.size > MAX_PROFILE_BYTES) return tooBig(st.size);
+  // A regular file's size is right (+1 to see EOF in one read); anything else grows as it reads.
+  let buf = Buffer.allocUnsafe(st.isFile() ? st.size + 1 : 64 * 1024);
+  let used = 0;
+  for (;;) {
+    if (used === buf.length) {
+      if (buf.length > MAX_PROFILE_BYTES) break;
+      const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, MAX_PROFILE_BYTES + 1));
+      buf.copy(bigger, 0, 0, used);
+      buf = bigger;
+    }
+    const n = readSync(fd, buf, used, buf.length - used, null);
+    if (n === 0) break;
+    used += n;
+  }
+  if (used > MAX_PROFILE_BYTES)
+    return {
+      ...tooBig(used),
+      error: `file is over ${MAX_PROFILE_BYTES} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
+    };
+  const bytes = buf.subarray(0, used);
+  if (bytes.includes(0) || !isUtf8(bytes)) {
+    return {
+      error: "is not a text file: binary data, or text that is not UTF-8",
+      hint: "a profile is UTF-8 YAML text; is this the right file?",
+    };
+  }
+  return { text: bytes.toString("utf8") };
 }
 
 /** Deepest `[`/`{` nesting, counted over the raw text (quotes and comments too: a real profile is
@@ -251,8 +268,10 @@ const YAML_MESSAGES: Record<string, { message: string; hint: string }> = {
 
 /** Parse one file. `from` is where it was named (an extends: entry) for messages about reading it. */
 async function parseLayer(file: string, from: Position | undefined, tree: Tree): Promise<Layer | undefined> {
-  const shown = showPath(file);
-  const { text, error, hint } = readText(file);
+  // Only the profile named on the command line can be standard input, never a base.
+  const stdin = from === undefined && file === stdinPath();
+  const shown = stdin ? STDIN_NAME : showPath(file);
+  const { text, error, hint } = readText(file, stdin);
   if (text === undefined) {
     tree.errors.push(
       from
@@ -439,6 +458,8 @@ function applySets(data: Record<string, unknown>, sets: readonly string[], error
       );
       continue;
     }
+    // The schema's type decides what a scalar is: `qemu.version=9.1` is the string "9.1".
+    value = coerceSetValue(path, value, expr.slice(eq + 1));
     let cur: unknown = data;
     let bad: string | undefined;
     for (let i = 0; i < path.length - 1; i++) {
@@ -454,10 +475,13 @@ function applySets(data: Record<string, unknown>, sets: readonly string[], error
         break;
       } else if (cur[seg] === undefined || cur[seg] === null) {
         if (typeof next === "number") {
-          bad = `${formatPath(path.slice(0, i + 1))} is not set, so it has no item ${next}`;
-          break;
-        }
-        cur[seg] = {};
+          // An unset list takes its first item, as a set list takes its next (docs/profile.md).
+          if (next !== 0) {
+            bad = `${formatPath(path.slice(0, i + 1))} is not set, so it has no item ${next} (start with [0])`;
+            break;
+          }
+          cur[seg] = [];
+        } else cur[seg] = {};
       }
       cur = (cur as Record<string, unknown>)[seg as never];
     }
@@ -488,12 +512,17 @@ function applySets(data: Record<string, unknown>, sets: readonly string[], error
 }
 
 /** Read `file` with its bases and --set overrides into one plain object. Never throws for user errors. */
+/** Where a profile from standard input is taken to be: in the cwd, so its relative paths are the cwd's. */
+function stdinPath(): string {
+  return resolve(STDIN_NAME);
+}
+
 export async function loadProfileFile(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
-  const abs = resolve(file);
+  const abs = file === STDIN_ARG ? stdinPath() : resolve(file);
   const tree: Tree = { layers: [], errors: [], warnings: [] };
   await loadTree(abs, [abs], undefined, tree);
   const top = tree.layers.at(-1);
-  const topShown = showPath(abs);
+  const topShown = file === STDIN_ARG ? STDIN_NAME : showPath(abs);
   // The top file failed to load: bases alone are no profile.
   const usable =
     top !== undefined &&
