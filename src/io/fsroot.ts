@@ -1,6 +1,7 @@
 // The one seam for reading the host: every path under /sys and /proc is resolved against a root,
 // `/` on a real host or a sysfs-shaped fixture tree (`--host DIR`) in tests and offline plans.
-import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, readlinkSync, existsSync, statSync } from "node:fs";
+import type { Stats } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 
@@ -33,6 +34,24 @@ export class FsRoot {
   read(p: string): string | undefined {
     try {
       return readFileSync(this.path(p), "utf8").trim();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Target of a symlink (for /proc/<pid>/fd/N: `anon_inode:[kvm-gmem]`), or undefined. */
+  readlink(p: string): string | undefined {
+    try {
+      return readlinkSync(this.path(p));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** stat(2), following links (/proc/<pid>/fd/N: the open file's inode and size), or undefined. */
+  stat(p: string): Stats | undefined {
+    try {
+      return statSync(this.path(p));
     } catch {
       return undefined;
     }
