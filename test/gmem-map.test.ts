@@ -102,7 +102,7 @@ describe("modeFor and sliceNodes", () => {
   it("splits a large node over several workers, every node gets one, slices cover each file exactly", () => {
     const sizes = [6144 * MiB, 1024 * MiB];
     const parts = sliceNodes(sizes, 8);
-    expect(parts[0]!.length).toBe(6);
+    expect(parts[0]!.length).toBe(7);
     expect(parts[1]!.length).toBe(1);
     parts.forEach((p, i) => {
       expect(p.reduce((a, s) => a + s.length, 0)).toBe(sizes[i]);
