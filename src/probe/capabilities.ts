@@ -17,6 +17,9 @@ export interface FeatureDef {
   type?: string;
   /** ...or by a property on a QOM type. */
   property?: [type: string, prop: string];
+  /** Set when upstream builds it only given an optional build dependency, so a distribution's
+   *  build of a version past `since` may lack it: what decides it. Detection still decides. */
+  buildOption?: string;
 }
 
 export const FEATURES = {
@@ -54,7 +57,14 @@ export const FEATURES = {
     since: CONFIDENTIAL.tdx.qemuSince,
     type: CONFIDENTIAL.tdx.qomType,
   },
-  igvm: { what: "-machine igvm-cfg= (IGVM firmware)", since: "10.1", type: "igvm-cfg" },
+  igvm: {
+    what: "-machine igvm-cfg= (IGVM firmware)",
+    since: "10.1",
+    type: "igvm-cfg",
+    // meson_options.txt `igvm` (feature, auto): built only where libigvm is found. Debian's 11.1.3
+    // (trixie-backports) has no igvm-cfg type: probed by test/matrix/qemu-version.test.ts.
+    buildOption: "meson option igvm (needs libigvm at build time; Debian's 11.1 is built without it)",
+  },
   // The type is QEMU 9.1 (qapi/qom.json MemoryBackendShmProperties "Since: 9.1"); it gets a
   // guest_memfd beside it for SNP/TDX only from 10.2 (DOMAIN.md).
   "memory-backend-shm": { what: "memory-backend-shm", since: "9.1", type: "memory-backend-shm" },
