@@ -38,8 +38,8 @@
 #   vm-numa2   (not in all) the same guest with two NUMA nodes (QEMU -numa: 2 vCPUs and half the
 #              memory each, node 1 at distance 20), cgroup v2 with cpuset and memory: the
 #              placement machinery against a real two-node kernel. Runs vitest.numa2.config.ts
-#              (test/**/*.numa2.test.ts, and the launch, placement and stats tests) unless test
-#              files are named. What it cannot show: the guest's nodes are QEMU's (node 1's memory
+#              (test/**/*-numa.test.ts, which need two nodes, and the launch, placement and stats
+#              tests) with any vitest arguments given (test files filter within it). What it cannot show: the guest's nodes are QEMU's (node 1's memory
 #              is this machine's node 0 underneath: locality is not measured, only where the
 #              guest kernel puts pages), and it has no KVM of its own, so no guest_memfd (a memfd
 #              stands in) and no SEV/TDX.
@@ -155,11 +155,15 @@ vm_initramfs() {
 /bin/busybox --install -s /bin
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev
 for m in MODULES; do insmod /lib/$m.ko || echo "init: insmod $m failed"; done
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro hostroot /host || exec poweroff -f
+# cache=loose: the guest keeps what it read (node_modules is read by every vitest worker; without
+# a page cache each read is a 9p round trip, and under TCG a worker took over vitest's fixed 60 s
+# start timeout). Nothing changes these trees on the host while the guest runs; the guest's own
+# writes to the repository are flushed by the sync before power-off.
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose,ro hostroot /host || exec poweroff -f
 # The host's / read-only under a tmpfs: the guest writes /tmp, /run and caches without touching it.
 mount -t tmpfs -o size=75% tmpfs /ovl && mkdir /ovl/upper /ovl/work
 mount -t overlay -o lowerdir=/host,upperdir=/ovl/upper,workdir=/ovl/work overlay /newroot || exec poweroff -f
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576 repo "/newroot$qcvm_repo" || exec poweroff -f
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,cache=loose repo "/newroot$qcvm_repo" || exec poweroff -f
 mount --move /proc /newroot/proc && mount --move /sys /newroot/sys && mount --move /dev /newroot/dev
 exec chroot /newroot /bin/bash "$qcvm_repo/scripts/test-hosts.sh" --vm-inner
 INIT
@@ -207,9 +211,14 @@ vm_inner() {
 # in a panic (and, with panic=-1 and -no-reboot, QEMU's exit) within 30 s; else tcg. On the
 # machine kind this was written on (itself a VM) /dev/kvm starts QEMU fine, yet a nested guest
 # kernel stops after "Probing EDD" for good, so opening /dev/kvm is not enough to go by.
+# The verdict is cached per host kernel and guest kernel in $CACHE/kvm-boots.
 vm_accel() {
-  local want=${QCVM_TEST_HOSTS_VM_ACCEL:-tcg}
-  if [ "$want" = auto ]; then
+  local want=${QCVM_TEST_HOSTS_VM_ACCEL:-tcg} key
+  key="$(uname -r) $(cat "$CACHE/ready")"
+  if [ "$want" = auto ] && [ "$(sed -n 1p "$CACHE/kvm-boots" 2>/dev/null)" = "$key" ]; then
+    want=$(sed -n 2p "$CACHE/kvm-boots")
+    echo "test-hosts: QCVM_TEST_HOSTS_VM_ACCEL=auto: $want (cached in $CACHE/kvm-boots)" >&2
+  elif [ "$want" = auto ]; then
     want=tcg
     if (exec 3<>/dev/kvm) 2>/dev/null &&
       timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host,-arch-capabilities -m 256M -nodefaults \
@@ -218,6 +227,7 @@ vm_accel() {
       want=kvm
     fi
     echo "test-hosts: QCVM_TEST_HOSTS_VM_ACCEL=auto: $want (nested KVM $([ $want = kvm ] && echo boots || echo "does not boot") the guest kernel)" >&2
+    printf '%s\n%s\n' "$key" "$want" >"$CACHE/kvm-boots"
   fi
   echo "$want"
 }
@@ -229,10 +239,8 @@ run_vm() {
   local state="$here/.test-hosts-vm" kernel
   rm -rf "$state" && mkdir -p "$state"
   trap 'rm -rf "$here/.test-hosts-vm"' EXIT
-  # vm-numa2 runs its own vitest config unless told which files to run.
-  if [ "$scenario" = vm-numa2 ] && ! printf '%s\n' "$@" | grep -q '\.test\.ts$'; then
-    set -- --config vitest.numa2.config.ts "$@"
-  fi
+  # vm-numa2 runs its own vitest config (named files filter within it).
+  [ "$scenario" != vm-numa2 ] || set -- --config vitest.numa2.config.ts "$@"
   printf '%s\n' "$@" >"$state/args"
   echo "$scenario" >"$state/scenario"
   vm_initramfs "$state/initrd.gz"
