@@ -49,7 +49,11 @@ export default tseslint.config(
       "src/core/**/*.ts",
       "src/normalize/**/*.ts",
       "src/plan/plan.ts",
+      "src/plan/host-levers.ts",
       "src/render/render.ts",
+      "src/launch/prepare.ts",
+      "src/launch/actions.ts",
+      "src/launch/losses.ts",
       "src/render/qemu-opts.ts",
     ],
     rules: {

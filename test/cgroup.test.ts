@@ -17,7 +17,7 @@ import {
 } from "../src/vm/cgroup.js";
 import type { CgroupLayout, VmCgroup } from "../src/vm/cgroup.js";
 import { probeHost } from "../src/probe/host.js";
-import { spawn } from "../src/io/exec.js";
+import { spawn } from "./helpers/exec.js";
 import { parseList } from "../src/io/fsroot.js";
 import type { CgroupPlan } from "../src/core/types.js";
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/vm/lock.js";
-import { pidStartTime } from "../src/vm/runtime.js";
+import { pidStartTime } from "../src/vm/process.js";
 import {
   ACCEL,
   CGROUPS,

@@ -282,7 +282,7 @@ describe("a QEMU that aborts on -cpu host", () => {
     [{ signal: "SIGABRT" }, ["qemu-system-x86_64", "-cpu", "qemu64"], ""],
     [{ exitCode: 1 }, ["qemu-system-x86_64", "-cpu", "host"], ""],
   ])("%j %j", async (exit, argv, hint) => {
-    const { cpuAbortHint } = await import("../src/launch/launch.js");
+    const { cpuAbortHint } = await import("../src/launch/explain.js");
     const text = cpuAbortHint(exit, argv);
     if (hint) expect(text).toContain(hint);
     else expect(text).toBe("");
@@ -535,7 +535,7 @@ describe("another user's VM", () => {
     // "survived SIGKILL"; as its owner it would have been killed on an unreadable state).
     const qemu = spawn("sleep", ["120"], { stdio: "ignore" });
     try {
-      const { pidStartTime } = await import("../src/vm/runtime.js");
+      const { pidStartTime } = await import("../src/vm/process.js");
       writeFileSync(
         vmLockPath(run, name),
         JSON.stringify({

@@ -8,7 +8,8 @@ import { chmodSync, chownSync, existsSync, readFileSync, readdirSync } from "nod
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/vm/lock.js";
-import { formatLost, isAlive } from "../src/vm/runtime.js";
+import { formatLost } from "../src/vm/state.js";
+import { isAlive } from "../src/vm/process.js";
 import {
   CGROUPS,
   KVM,

@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatList } from "../src/io/fsroot.js";
-import { formatLost, isAlive } from "../src/vm/runtime.js";
+import { formatLost } from "../src/vm/state.js";
+import { isAlive } from "../src/vm/process.js";
 import {
   ACCEL,
   CGROUPS,

@@ -24,7 +24,7 @@ import {
   releaseVmLocks,
   vmLockPath,
 } from "../src/vm/lock.js";
-import { pidStartTime } from "../src/vm/runtime.js";
+import { pidStartTime } from "../src/vm/process.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "qcvm-lock-test-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -8,9 +8,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { createVmCgroup, openCgroupLayout } from "../src/vm/cgroup.js";
-import { run, spawn } from "../src/io/exec.js";
+import { run } from "../src/io/exec.js";
+import { spawn } from "./helpers/exec.js";
 import { probeHost } from "../src/probe/host.js";
-import { pidStartTime, writeState } from "../src/vm/runtime.js";
+import { pidStartTime } from "../src/vm/process.js";
+import { writeState } from "../src/vm/state.js";
 import {
   findBackendMappings,
   formatBytes,

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { loadContext } from "../src/pipeline/context.js";
-import { spawn } from "../src/io/exec.js";
+import { spawn } from "./helpers/exec.js";
 import { probeKvm } from "../src/probe/host.js";
 import { QmpClient } from "../src/vm/qmp.js";
 import { renderArgv } from "../src/render/render.js";

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn } from "../src/io/exec.js";
+import { spawn } from "./helpers/exec.js";
 import { QmpClient, QmpError, isQmpError } from "../src/vm/qmp.js";
 
 // exec.spawn()'s promise settles when the process exits (execa's subprocess is a thenable), so

@@ -3,20 +3,10 @@ import { mkdtempSync, statSync, rmSync, writeFileSync, copyFileSync, mkdirSync, 
 import { spawn, spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  createVmDir,
-  defaultRunDir,
-  formatLost,
-  isAlive,
-  listStates,
-  pidStartTime,
-  readProcStat,
-  readState,
-  selfIdentity,
-  vmPaths,
-  writeState,
-} from "../src/vm/runtime.js";
-import type { VmState } from "../src/vm/runtime.js";
+import { createVmDir, defaultRunDir, vmPaths } from "../src/vm/paths.js";
+import { formatLost, listStates, readState, writeState } from "../src/vm/state.js";
+import { isAlive, pidStartTime, readProcStat, selfIdentity } from "../src/vm/process.js";
+import type { VmState } from "../src/vm/state.js";
 import type { Plan } from "../src/core/types.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "qcvm-runtime-test-"));

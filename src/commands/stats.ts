@@ -74,7 +74,9 @@ async function locateNumaStat(hostRoot: string, name: string, paths: unknown): P
 }
 
 async function findTarget(a: StatsArgs): Promise<Target> {
-  const { readState, resolveRunDir, isAlive, requireVmName } = await import("../vm/runtime.js");
+  const { readState } = await import("../vm/state.js");
+  const { resolveRunDir, requireVmName } = await import("../vm/paths.js");
+  const { isAlive } = await import("../vm/process.js");
   requireVmName(a.name);
   const runDir = resolveRunDir(a.runDir);
   const state = readState(runDir, a.name);
@@ -178,7 +180,7 @@ function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a = parseArgs(args);
   const target = await findTarget(a);
-  const { isProcessAlive } = await import("../vm/runtime.js");
+  const { isProcessAlive } = await import("../vm/process.js");
   const gone = () => new UserError(`VM \`${a.name}\` is not running any more (pid ${target.pid} exited)`);
   const first = sample(target);
   if (!first) throw gone();

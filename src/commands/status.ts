@@ -11,20 +11,10 @@ import { relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import { formatList } from "../io/fsroot.js";
 import { locksDir, readVmLock } from "../vm/lock.js";
-import {
-  formatLost,
-  isAlive,
-  isProcessAlive,
-  listStates,
-  pidStartTime,
-  readState,
-  requireVmName,
-  resolveRunDir,
-  StateAccessError,
-  vmNameProblem,
-  vmPaths,
-} from "../vm/runtime.js";
-import type { VmState } from "../vm/runtime.js";
+import { formatLost, listStates, readState, StateAccessError } from "../vm/state.js";
+import { isAlive, isProcessAlive, pidStartTime } from "../vm/process.js";
+import { requireVmName, resolveRunDir, vmNameProblem, vmPaths } from "../vm/paths.js";
+import type { VmState } from "../vm/state.js";
 import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../core/types.js";
 
 export type VmCondition = "running" | "starting" | "interrupted" | "dead" | "damaged" | "not yours";

@@ -6,17 +6,13 @@
 // so a reused pid is never killed.
 import { UserError } from "../core/diagnostics.js";
 import { readVmLock } from "../vm/lock.js";
-import {
-  StateAccessError,
-  cleanupVm,
-  isProcessAlive,
-  readState,
-  requireVmName,
-  resolveRunDir,
-  stopQemu,
-  vmPaths,
-} from "../vm/runtime.js";
-import type { StopOutcome, VmState } from "../vm/runtime.js";
+import { StateAccessError, readState } from "../vm/state.js";
+import { cleanupVm } from "../vm/cleanup.js";
+import { isProcessAlive } from "../vm/process.js";
+import { requireVmName, resolveRunDir, vmPaths } from "../vm/paths.js";
+import { stopQemu } from "../vm/stop.js";
+import type { StopOutcome } from "../vm/stop.js";
+import type { VmState } from "../vm/state.js";
 import { existsSync } from "node:fs";
 
 export async function run(args: Record<string, unknown>): Promise<number> {

@@ -239,6 +239,13 @@ export interface HostInfo {
   weightedInterleave: boolean;
   /** Kernel supports NUMA mempolicy on guest_memfd (Linux 6.19). */
   guestMemfdMempolicy: boolean;
+  /** KVM as QEMU's -accel kvm needs it, for this process: on a real host probeKvm's verdict (KVM's
+   *  device 10:232, opened read-write); in a tree, `kvm`. `problem` says why not, `hint` what to do. */
+  kvmAccess: { usable: boolean; problem?: string; hint?: string };
+  /** Does the kernel let this process set NUMA memory policies (numactl's set_mempolicy, QEMU's
+   *  mbind)? A container's seccomp profile answers EPERM. Tested by the probe only for a launch
+   *  (probeHostAsync testMempolicy); otherwise assumed. */
+  mempolicy: { allowed: boolean; reason?: string };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,6 +314,22 @@ export interface CapacityRow {
   status: "ok" | "tight" | "insufficient";
 }
 
+/** One placement the plan asked for that the launch cannot or could not apply (EACCES, EPERM, TCG, ...). */
+export interface LostPlacement {
+  /** Guest NUMA node it belongs to, when it belongs to one. */
+  guestNode?: number;
+  /** Which memory or thread it concerned: "private memory", "shared memory", "vCPU 1 pinning", ... */
+  what: string;
+  /** The plan mechanism that was not applied (vcpu-cpuset, backend-policy, process-mempolicy, ...). */
+  mechanism: string;
+  /** Why: the error and the file it happened on. */
+  reason: string;
+  /** What happens instead. */
+  consequence: string;
+  /** Only accounting is lost (no memory controller), not where memory or threads go. */
+  accountingOnly?: boolean;
+}
+
 export interface Plan {
   name: string;
   confidential: ConfidentialType;
@@ -318,6 +341,12 @@ export interface Plan {
     argvPrefix: string[];
     cgroups: CgroupPlan[];
     pinning: ThreadPin[];
+    /** The accelerator QEMU runs with instead of the profile's machine.accel: tcg when planning a
+     *  launch on a host whose KVM this process cannot use (absent: machine.accel stands). */
+    accel?: "tcg";
+    /** Levers the host rules out before anything starts (the kernel refusing memory policies),
+     *  dropped from this plan: what each costs. Absent when none. */
+    lost?: LostPlacement[];
   };
   capacity: CapacityRow[];
   warnings: Diagnostic[];

@@ -1,5 +1,7 @@
-// The one seam through which qcvm starts child processes. argv arrays only: nothing here
-// builds or runs a shell string. Tests and the dry-run path can swap the runner.
+// The one seam through which qcvm starts child processes: the Runner. argv arrays only: nothing
+// here builds or runs a shell string. The execa implementation is the default; a test installs a
+// fake with useRunner() (test/helpers/fake-runner.ts) to drive launch's failure paths without root
+// or QEMU. No execa type leaves this file.
 import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -10,6 +12,60 @@ export interface RunResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+}
+
+export interface RunOptions {
+  timeoutMs?: number;
+  input?: string;
+  env?: Record<string, string>;
+}
+
+/** How a long-running child (QEMU) ended. */
+export interface ChildExit {
+  exitCode?: number;
+  signal?: string;
+  /** Why it could not start at all (ENOENT, EACCES, ...), when it never ran. */
+  code?: string;
+  /** What it wrote to stderr, with `captureStderr`. */
+  stderr?: string;
+  /** What it wrote to stdout, with `captureStdout`. */
+  stdout?: string;
+  /** Killed because it outlived `timeoutMs`. */
+  timedOut?: boolean;
+}
+
+export interface StartOptions {
+  /** Where stdin, stdout and stderr go: the terminal ("inherit", the default), nowhere
+   *  ("ignore"), or an open file descriptor taking stdout and stderr (stdin is then ignored). */
+  output?: "inherit" | "ignore" | number;
+  /** Keep what the child writes to stderr for ChildExit.stderr (instead of `output`). */
+  captureStderr?: boolean;
+  /** Keep what the child writes to stdout for ChildExit.stdout (instead of `output`). */
+  captureStdout?: boolean;
+  /** Kill the child (SIGTERM) once it has run this long. */
+  timeoutMs?: number;
+  /** Own session (setsid): the terminal's Ctrl-C and qcvm's own death do not reach the child. */
+  detached?: boolean;
+}
+
+/** A started child. `exited` settles (never rejects) when it ends. */
+export interface Child {
+  readonly pid: number | undefined;
+  readonly exited: Promise<ChildExit>;
+  kill(signal?: NodeJS.Signals): void;
+  /** Let qcvm exit while the child runs on. */
+  unref(): void;
+}
+
+export interface Runner {
+  /** Run to completion and capture output. Never throws for a non-zero exit: the caller decides;
+   *  throws RunError when the program could not be started or timed out. */
+  run(argv: readonly string[], options?: RunOptions): Promise<RunResult>;
+  /** Start a long-running child. Synchronous: the child is forked before it returns (launch
+   *  relies on this to spawn QEMU from inside the VM cgroup). */
+  start(argv: readonly string[], options?: StartOptions): Child;
+  /** Is a program on PATH (or an existing path)? Resolved without running it. */
+  which(program: string): Promise<string | undefined>;
 }
 
 /** A failed child process, carrying the command and what it printed. */
@@ -34,11 +90,7 @@ export function prettyCommand(argv: readonly string[]): string {
   return argv.map(shellQuote).join(" ");
 }
 
-/** Run to completion and capture output. Never throws for a non-zero exit: the caller decides. */
-export async function run(
-  argv: readonly string[],
-  options: { timeoutMs?: number; input?: string; env?: Record<string, string> } = {},
-): Promise<RunResult> {
+async function execaRun(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const [file, ...args] = argv;
   if (!file) throw new Error("run: empty argv");
   try {
@@ -64,17 +116,46 @@ export async function run(
   }
 }
 
-/** Start a long-running child (QEMU). Synchronous on purpose: execa's subprocess is itself a
- *  promise (of its exit), so returning it from an async function would wait for the child to end.
- *  The caller owns the returned process (`.pid`, `.kill()`, and awaiting it waits for exit). */
-export function spawn(argv: readonly string[], options: Options = {}): ResultPromise {
-  const [file, ...args] = argv;
-  if (!file) throw new Error("spawn: empty argv");
-  return execa(file, args, { reject: false, ...options });
+function execaOptions(o: StartOptions): Options {
+  const out = o.output ?? "inherit";
+  return {
+    reject: false,
+    stdin: typeof out === "number" ? "ignore" : out,
+    stdout: o.captureStdout ? "pipe" : out,
+    stderr: o.captureStderr ? "pipe" : out,
+    detached: o.detached ?? false,
+    cleanup: !o.detached,
+    buffer: (o.captureStderr ?? false) || (o.captureStdout ?? false),
+    ...(o.timeoutMs !== undefined ? { timeout: o.timeoutMs } : {}),
+  } as Options;
 }
 
-/** Is a program on PATH (or an existing path)? Resolved without running it. */
-export async function which(program: string): Promise<string | undefined> {
+function execaStart(argv: readonly string[], options: StartOptions = {}): Child {
+  const [file, ...args] = argv;
+  if (!file) throw new Error("start: empty argv");
+  const sub: ResultPromise = execa(file, args, execaOptions(options));
+  // The subprocess is a thenable that settles when the child exits (reject: false, so never
+  // rejects). It is only awaited through `exited`, never returned from an async function.
+  const exited: Promise<ChildExit> = sub.then((r) => ({
+    exitCode: r.exitCode,
+    signal: r.signal,
+    code:
+      r.failed && r.exitCode === undefined && !r.signal ? ((r as { code?: string }).code ?? r.shortMessage) : undefined,
+    ...(options.captureStderr ? { stderr: String(r.stderr ?? "") } : {}),
+    ...(options.captureStdout ? { stdout: String(r.stdout ?? "") } : {}),
+    ...(r.timedOut ? { timedOut: true } : {}),
+  }));
+  return {
+    pid: sub.pid,
+    exited,
+    kill: (signal = "SIGTERM") => {
+      sub.kill(signal);
+    },
+    unref: () => sub.unref(),
+  };
+}
+
+async function pathWhich(program: string): Promise<string | undefined> {
   if (program.includes("/")) {
     try {
       await access(program, constants.X_OK);
@@ -94,4 +175,35 @@ export async function which(program: string): Promise<string | undefined> {
     }
   }
   return undefined;
+}
+
+/** The real runner: execa for processes, PATH for programs. */
+export const execaRunner: Runner = { run: execaRun, start: execaStart, which: pathWhich };
+
+let active: Runner = execaRunner;
+
+/** Install another runner (a test's fake); returns the function that puts the previous one back. */
+export function useRunner(r: Runner): () => void {
+  const previous = active;
+  active = r;
+  return () => {
+    active = previous;
+  };
+}
+
+/** The runner in use. */
+export function runner(): Runner {
+  return active;
+}
+
+export function run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return active.run(argv, options);
+}
+
+export function start(argv: readonly string[], options: StartOptions = {}): Child {
+  return active.start(argv, options);
+}
+
+export function which(program: string): Promise<string | undefined> {
+  return active.which(program);
 }

@@ -1,7 +1,7 @@
 // The one seam for reading the host: every path under /sys and /proc is resolved against a root,
 // `/` on a real host or a sysfs-shaped fixture tree (`--host DIR`) in tests and offline plans.
-import { readFileSync, readdirSync, readlinkSync, existsSync, statSync } from "node:fs";
-import type { Stats } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
+import type { BigIntStats, Stats } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 
@@ -54,6 +54,31 @@ export class FsRoot {
       return statSync(this.path(p));
     } catch {
       return undefined;
+    }
+  }
+
+  /**
+   * Open `p` read-write, as a device's user (QEMU on /dev/kvm) would, and say what opened: the
+   * errno when it did not (with what is at the path, when anything is), else what the open file is.
+   * The file is closed at once; nothing is read or written.
+   */
+  openReadWrite(p: string): { errno: string; stat?: BigIntStats } | { errno?: undefined; stat: BigIntStats } {
+    const path = this.path(p);
+    let fd: number;
+    try {
+      fd = openSync(path, "r+");
+    } catch (e) {
+      const errno = (e as NodeJS.ErrnoException).code ?? "EIO";
+      try {
+        return { errno, stat: statSync(path, { bigint: true }) };
+      } catch {
+        return { errno }; // gone between open and stat, or never there: errno says which
+      }
+    }
+    try {
+      return { stat: fstatSync(fd, { bigint: true }) };
+    } finally {
+      closeSync(fd);
     }
   }
 

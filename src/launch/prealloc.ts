@@ -30,7 +30,8 @@ import { dirname, join, relative } from "node:path";
 import { FsRoot, formatList } from "../io/fsroot.js";
 import { MPOL, WORKER, WORKER_STEP, errnoName, helperSource, loadNative, workerSource } from "../io/native.js";
 import type { HelperReply, HelperRequest, MpolMode } from "../io/native.js";
-import { spawn } from "../io/exec.js";
+import { start as startChild } from "../io/exec.js";
+import type { Child } from "../io/exec.js";
 import { backendsOf, listGuestMemfds, mapGuestMemfds } from "./gmem-map.js";
 import type { BackendFile, GmemFile } from "./gmem-map.js";
 import type { VmCgroup } from "../vm/cgroup.js";
@@ -242,8 +243,8 @@ async function runHelper(
   timeoutMs: number,
 ): Promise<{ reply?: HelperReply; death?: string }> {
   const argv = [process.execPath, "-e", helperSource(), JSON.stringify(request)];
-  const start = () => spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
-  let child: ReturnType<typeof spawn>;
+  const start = () => startChild(argv, { output: "ignore", captureStdout: true, captureStderr: true, timeoutMs });
+  let child: Child;
   if (cgroup) {
     const { value, errors } = cgroup.spawnInside(start);
     for (const e of errors) notes.push(`pre-allocation helper: ${e.message}`);
@@ -252,7 +253,7 @@ async function runHelper(
     notes.push("no VM memory cgroup: the pre-allocated pages are charged to qcvm's own cgroup");
     child = start();
   }
-  const r = await child;
+  const r = await child.exited;
   const line =
     String(r.stdout ?? "")
       .trim()

@@ -65,16 +65,38 @@ export function needsNumactl(profile: Profile): boolean {
   return guestMemfd || weighted;
 }
 
-export async function loadContext(args: ContextArgs): Promise<Context> {
+/** What a plan is made from: the valid profile (with its warnings), the host and QEMU's capabilities. */
+export interface Inputs {
+  profile: Profile;
+  host: HostInfo;
+  caps: QemuCapabilities;
+  /** Profile warnings (validation). */
+  warnings: Diagnostic[];
+}
+
+/**
+ * Read the profile, probe (or read) the host and resolve the capabilities. `testMempolicy`: a
+ * launch here asks the kernel whether memory policies are allowed (HostInfo.mempolicy).
+ */
+export async function loadInputs(args: ContextArgs, probe: { testMempolicy?: boolean } = {}): Promise<Inputs> {
   if (args.host !== undefined) checkHostRoot(args.host);
   const { profile, warnings } = await loadValidProfile(args.profile, args.set);
   const { probeHost, probeHostAsync } = await import("../probe/host.js");
   // Asking the real numactl what it supports costs two process starts; only a process-wide policy
   // needs it (private memory of SNP/TDX guests, weighted interleave), so only then is it asked.
   const root = args.host ?? "/";
-  const host = needsNumactl(profile) ? await probeHostAsync(root) : probeHost(root);
+  const numactl = needsNumactl(profile);
+  const host =
+    numactl || probe.testMempolicy
+      ? await probeHostAsync(root, { numactl, testMempolicy: probe.testMempolicy })
+      : probeHost(root);
   const caps =
     !args.capabilities && args.resolveCaps ? await args.resolveCaps(profile) : await resolveCapabilities(profile, args);
+  return { profile, host, caps, warnings };
+}
+
+export async function loadContext(args: ContextArgs): Promise<Context> {
+  const { profile, host, caps, warnings } = await loadInputs(args);
   const { planPlacement } = await import("../plan/plan.js");
   const plan = planPlacement(profile, host, caps);
   return { profile, host, caps, plan, warnings: [...warnings, ...plan.warnings] };

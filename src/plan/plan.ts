@@ -18,6 +18,7 @@ import { FEATURES, compareVersions, hasFeature } from "../probe/capabilities.js"
 import { diag } from "../core/diagnostics.js";
 import { CONFIDENTIAL, usesGuestMemfd } from "../core/confidential.js";
 import { confidentialHostSupport } from "../core/host-support.js";
+import { applyKvmAccess, withoutMempolicy } from "./host-levers.js";
 import type {
   CapacityRow,
   CgroupPlan,
@@ -901,7 +902,27 @@ function checkHost(profile: Profile, host: HostInfo, errors: Diagnostic[], warni
 // The planner
 // ---------------------------------------------------------------------------------------------
 
-export function planPlacement(profile: Profile, host: HostInfo, caps: QemuCapabilities): Plan {
+export interface PlanOptions {
+  /** Planning a launch on this host: the levers this process lacks (KVM it cannot use, memory
+   *  policies the kernel refuses: HostInfo.kvmAccess, .mempolicy) are dropped (host-levers.ts). */
+  launch?: boolean;
+}
+
+export function planPlacement(
+  profile: Profile,
+  host: HostInfo,
+  caps: QemuCapabilities,
+  options: PlanOptions = {},
+): Plan {
+  const plan = planFor(profile, host, caps);
+  if (!options.launch) return plan;
+  const accel = applyKvmAccess(plan, profile, host);
+  return host.mempolicy.allowed
+    ? accel
+    : withoutMempolicy(accel, host.mempolicy.reason ?? "memory policies are refused");
+}
+
+function planFor(profile: Profile, host: HostInfo, caps: QemuCapabilities): Plan {
   const errors: Diagnostic[] = [];
   const warnings: Diagnostic[] = [];
   const type = profile.confidential.type;

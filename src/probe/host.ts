@@ -10,14 +10,14 @@
 //   - run/systemd/system: the directory systemd creates when it is the init system.
 //   - qcvm/numactl-version: numactl is a program, not a sysfs file. In a tree this file names the
 //     version that host has ("none" = not installed). On a real host probeNumactl() asks the binary.
-import { closeSync, fstatSync, openSync, statSync } from "node:fs";
-import { FsRoot, isRealHost, parseList } from "../io/fsroot.js";
+import { FsRoot, formatList, parseList } from "../io/fsroot.js";
 import { compareVersions } from "../core/versions.js";
 import { KERNEL, NUMACTL } from "../core/host-support.js";
 import type { HostInfo, HostNode } from "../core/types.js";
 
 const NODE_DIR = "sys/devices/system/node";
 const NUMACTL_OVERRIDE = "qcvm/numactl-version";
+const MEMPOLICY_OVERRIDE = "qcvm/mempolicy";
 
 // Linux 6.19: mbind() on an mmap of a guest_memfd stores the policy on the file, and later
 // allocations (private faults included) follow it (virt/kvm/guest_memfd.c, see DOMAIN.md).
@@ -93,22 +93,12 @@ function describeNode(st: {
  * permission check by a node with no driver. Sync, no ioctl (node has none): QEMU's own
  * KVM_CREATE_VM stays the final check.
  */
-export function probeKvm(path = "/dev/kvm"): KvmAccess {
-  let fd: number;
-  try {
-    fd = openSync(path, "r+");
-  } catch (e) {
-    const errno = (e as NodeJS.ErrnoException).code ?? "EIO";
-    let isKvm = false;
-    let what = "";
-    try {
-      const st = statSync(path, { bigint: true });
-      const { major, minor } = devNumbers(st.rdev);
-      isKvm = st.isCharacterDevice() && major === KVM_MAJOR && minor === KVM_MINOR;
-      what = describeNode(st);
-    } catch {
-      // gone between open and stat, or never there: errno says which
-    }
+export function probeKvm(path = "/dev/kvm", fs: FsRoot = new FsRoot("/")): KvmAccess {
+  const opened = fs.openReadWrite(path);
+  if (opened.errno !== undefined) {
+    const { errno, stat: st } = opened;
+    const isKvm = st !== undefined && st.isCharacterDevice() && sameDev(st.rdev);
+    const what = st ? describeNode(st) : "";
     const problem =
       errno === "ENOENT"
         ? `${path} does not exist`
@@ -119,19 +109,19 @@ export function probeKvm(path = "/dev/kvm"): KvmAccess {
             : `${path} cannot be opened read-write (${errno})`;
     return { ok: false, present: isKvm && (errno === "EACCES" || errno === "EPERM"), errno, problem };
   }
-  try {
-    const st = fstatSync(fd, { bigint: true });
-    const { major, minor } = devNumbers(st.rdev);
-    if (st.isCharacterDevice() && major === KVM_MAJOR && minor === KVM_MINOR) return { ok: true, present: true };
-    return {
-      ok: false,
-      present: false,
-      errno: "ENODEV",
-      problem: `${path} is ${describeNode(st)}, not KVM's character device ${KVM_MAJOR}:${KVM_MINOR}`,
-    };
-  } finally {
-    closeSync(fd);
-  }
+  const st = opened.stat;
+  if (st.isCharacterDevice() && sameDev(st.rdev)) return { ok: true, present: true };
+  return {
+    ok: false,
+    present: false,
+    errno: "ENODEV",
+    problem: `${path} is ${describeNode(st)}, not KVM's character device ${KVM_MAJOR}:${KVM_MINOR}`,
+  };
+}
+
+function sameDev(rdev: bigint): boolean {
+  const { major, minor } = devNumbers(rdev);
+  return major === KVM_MAJOR && minor === KVM_MINOR;
 }
 
 /** "6.11.0-29-generic" -> "6.11.0"; "6.19.0-rc5" -> "6.19.0". */
@@ -277,6 +267,14 @@ export function numactlFromVersion(version: string | undefined): HostInfo["numac
   };
 }
 
+/** A tree's word on memory policies (qcvm/mempolicy: "allowed", or "denied: why"). */
+function readMempolicyOverride(fs: FsRoot): HostInfo["mempolicy"] | undefined {
+  const v = fs.read(MEMPOLICY_OVERRIDE);
+  if (v === undefined) return undefined;
+  const m = /^denied:?\s*(.*)$/.exec(v);
+  return m ? { allowed: false, reason: m[1] || "the host denies memory policies" } : { allowed: true };
+}
+
 /** The fixture-tree override for numactl, or undefined when the tree has none. */
 function readNumactlOverride(fs: FsRoot): HostInfo["numactl"] | undefined {
   const v = fs.read(NUMACTL_OVERRIDE);
@@ -292,11 +290,20 @@ function readNumactlOverride(fs: FsRoot): HostInfo["numactl"] | undefined {
 export function probeHost(root = "/"): HostInfo {
   const fs = new FsRoot(root);
   const kernel = kernelVersion(fs.read("proc/sys/kernel/osrelease") ?? "");
+  const device = fs.isRealHost ? probeKvm(fs.path("dev/kvm")) : undefined;
+  const kvm = (device ? device.present : fs.exists("dev/kvm")) && fs.exists("sys/module/kvm");
   return {
     root,
     kernel,
     nodes: probeNodes(fs),
-    kvm: (fs.isRealHost ? probeKvm(fs.path("dev/kvm")).present : fs.exists("dev/kvm")) && fs.exists("sys/module/kvm"),
+    kvm,
+    // A tree answers for its own dev/kvm; here QEMU will open this one.
+    kvmAccess: device
+      ? { usable: device.ok, ...(device.problem ? { problem: device.problem } : {}) }
+      : kvm
+        ? { usable: true }
+        : { usable: false, problem: "the host tree has no usable dev/kvm" },
+    mempolicy: readMempolicyOverride(fs) ?? { allowed: true },
     sev: readFlag(fs, "sys/module/kvm_amd/parameters/sev"),
     sevEs: readFlag(fs, "sys/module/kvm_amd/parameters/sev_es"),
     sevSnp: readFlag(fs, "sys/module/kvm_amd/parameters/sev_snp"),
@@ -361,10 +368,54 @@ export async function probeNumactl(binary = "numactl"): Promise<HostInfo["numact
   };
 }
 
-/** probeHost plus numactl: from the tree's override file, else by running numactl (real hosts). */
-export async function probeHostAsync(root = "/"): Promise<HostInfo> {
+/** Seccomp: field of /proc/self/status: 0 none, 1 strict, 2 filter; undefined when unknown. */
+function seccompMode(fs: FsRoot): number | undefined {
+  const m = /^Seccomp:\s*(\d+)/m.exec(fs.read("proc/self/status") ?? "");
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Does the kernel let this process set a NUMA memory policy? Inside containers a seccomp profile
+ * typically answers EPERM to set_mempolicy and mbind alike (Docker's default profile allows them
+ * only with CAP_SYS_NICE), and QEMU then dies at start-up with "cannot bind memory to host NUMA
+ * nodes". numactl calls set_mempolicy, the same family of syscalls as QEMU's mbind.
+ */
+export async function probeMempolicy(fs: FsRoot, nodes: readonly number[]): Promise<HostInfo["mempolicy"]> {
+  // Without a seccomp filter nothing answers EPERM to them (QEMU's MPOL_MF_MOVE needs no
+  // capability; a cpuset conflict is EINVAL, which QEMU reports itself): skip the test run.
+  if (seccompMode(fs) === 0) return { allowed: true };
+  const { run, which } = await import("../io/exec.js");
+  if (!(await which("numactl"))) return { allowed: true }; // nothing to test with; QEMU's own error will tell
+  const r = await run(["numactl", `--membind=${formatList(nodes.length ? nodes : [0])}`, "--", "true"]).catch(
+    () => undefined,
+  );
+  if (!r || r.exitCode === 0) return { allowed: true };
+  // numactl says "set_mempolicy: Operation not permitted".
+  if (/not permitted|EPERM/i.test((r.stderr || r.stdout).trim()))
+    return { allowed: false, reason: "EPERM from set_mempolicy/mbind, as under a container's seccomp profile" };
+  return { allowed: true }; // another failure (an offline node): QEMU reports it precisely
+}
+
+/**
+ * probeHost plus what takes running a program: numactl's features (`numactl`, default on: from the
+ * tree's override file, else by running numactl) and, for a launch here, whether memory policies
+ * are allowed (`testMempolicy`; a tree answers with qcvm/mempolicy instead).
+ */
+export async function probeHostAsync(
+  root = "/",
+  options: { numactl?: boolean; testMempolicy?: boolean } = {},
+): Promise<HostInfo> {
   const host = probeHost(root);
-  // A fixture tree without the override says nothing about numactl: never ask this machine's.
-  if (new FsRoot(root).exists(NUMACTL_OVERRIDE) || !isRealHost(root)) return host;
-  return { ...host, numactl: await probeNumactl() };
+  const fs = new FsRoot(root);
+  // A fixture tree says what it has in its override files: never ask this machine's programs.
+  if (!fs.isRealHost) return host;
+  const numactl = options.numactl === false || fs.exists(NUMACTL_OVERRIDE) ? host.numactl : await probeNumactl();
+  const mempolicy =
+    options.testMempolicy && !fs.exists(MEMPOLICY_OVERRIDE)
+      ? await probeMempolicy(
+          fs,
+          host.nodes.map((n) => n.id),
+        )
+      : host.mempolicy;
+  return { ...host, numactl, mempolicy };
 }

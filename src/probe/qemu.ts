@@ -6,7 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UserError, describeFsError } from "../core/diagnostics.js";
-import { run, spawn, which } from "../io/exec.js";
+import { run, start, which } from "../io/exec.js";
+import type { ChildExit } from "../io/exec.js";
 import { QmpClient, isQmpError } from "../vm/qmp.js";
 import type { QemuCapabilities } from "../core/types.js";
 
@@ -61,21 +62,21 @@ export async function probeQemu(binary: string, options: { workDir?: string } = 
 
   const dir = mkdtempSync(join(options.workDir ?? tmpdir(), "qcvm-probe-"));
   const sock = join(dir, "qmp.sock");
-  const kill = new AbortController();
-  // exec.spawn()'s promise settles when QEMU exits; until then QEMU runs and we talk QMP to it.
-  const exited = spawn(
+  // The child's `exited` settles when QEMU exits; until then QEMU runs and we talk QMP to it.
+  const qemu = start(
     [path, "-machine", "none", "-S", "-nodefaults", "-display", "none", "-qmp", `unix:${sock},server=on,wait=off`],
-    { stdin: "ignore", stdout: "ignore", stderr: "pipe", cancelSignal: kill.signal },
-  ) as unknown as Promise<{ exitCode?: number; stderr?: string; isCanceled?: boolean }>;
-  const died = new AbortController();
-  let exitInfo: { exitCode?: number; stderr?: string } | undefined;
-  void exited.then(
-    (r) => {
-      exitInfo = r;
-      died.abort(`QEMU exited with status ${r.exitCode ?? "?"}${r.stderr ? `: ${String(r.stderr).trim()}` : ""}`);
-    },
-    (e: Error) => died.abort(`QEMU could not start: ${e.message}`),
+    { output: "ignore", captureStderr: true },
   );
+  const died = new AbortController();
+  let exitInfo: ChildExit | undefined;
+  void qemu.exited.then((r) => {
+    exitInfo = r;
+    died.abort(
+      r.code !== undefined
+        ? `QEMU could not start: ${r.code}`
+        : `QEMU exited with status ${r.exitCode ?? "?"}${r.stderr ? `: ${r.stderr.trim()}` : ""}`,
+    );
+  });
 
   let client: QmpClient | undefined;
   try {
@@ -101,8 +102,8 @@ export async function probeQemu(binary: string, options: { workDir?: string } = 
     throw new UserError(`probing ${binary} over QMP failed: ${why}`, 2);
   } finally {
     if (client && !client.isClosed) await client.close();
-    if (!exitInfo) kill.abort();
-    await exited.catch(() => undefined);
+    if (!exitInfo) qemu.kill();
+    await qemu.exited;
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -172,7 +172,8 @@ class Renderer {
     return [
       "-machine",
       this.opts("machine.type", machine.type, [
-        ["accel", machine.accel, "machine.accel"],
+        // The plan's accelerator when it falls back (a launch where KVM is unusable).
+        ["accel", this.plan.launch.accel ?? machine.accel, "machine.accel"],
         ["kernel-irqchip", machine.kernelIrqchip, "machine.kernelIrqchip"],
         ["smm", machine.smm, "machine.smm"],
         ["pic", machine.pic, "machine.pic"],
@@ -186,7 +187,10 @@ class Renderer {
   }
 
   cpu(): string[] {
-    const { model, count, sockets, dies, cores, threads } = this.profile.cpu;
+    const { count, sockets, dies, cores, threads } = this.profile.cpu;
+    // `-cpu host` exists only with KVM; under a TCG fallback `max` is its closest.
+    const model =
+      this.plan.launch.accel === "tcg" && this.profile.cpu.model === "host" ? "max" : this.profile.cpu.model;
     // -cpu is not QemuOpts: everything after the first comma is a CPU feature list, and `,,` is
     // not an escape there. So a model name must be a plain name.
     if (!/^[A-Za-z0-9._-]+$/.test(model)) {

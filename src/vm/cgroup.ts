@@ -16,8 +16,8 @@
 //     systemdScopePrefix() returns as an argv prefix. The scope's cgroup is then the VM cgroup
 //     (createVmCgroup(..., { adoptPid })), and qcvm only creates the vCPU children inside it.
 //
-// Reads go through FsRoot (so a fixture tree can stand in for /); writes are plain fs calls on
-// the same resolved paths. Nothing throws for a cgroup problem: every failure comes back as a
+// Reads go through FsRoot (so a fixture tree can stand in for /); writes go through CgroupFiles
+// (plain fs calls on the same resolved paths, or a test's fake). Nothing throws for a cgroup problem: every failure comes back as a
 // CgroupError value naming the file and errno, so the launcher can say which placement was lost
 // and decide (strict: abort; otherwise: warn and continue).
 import { closeSync, mkdirSync, openSync, rmdirSync, writeSync } from "node:fs";
@@ -192,14 +192,43 @@ export interface VmCgroupPaths {
   children: Record<string, string>;
 }
 
+/**
+ * The writes qcvm makes to cgroup filesystems, as a seam: the real one below, or a test's fake
+ * (useCgroupFiles) that answers EACCES where a container would. Paths are absolute (after the root).
+ */
+export interface CgroupFiles {
+  mkdir(dir: string): void;
+  write(file: string, value: string): void;
+  rmdir(dir: string): void;
+}
+
+const realCgroupFiles: CgroupFiles = {
+  mkdir: (dir) => mkdirSync(dir),
+  write: (path, value) => {
+    // O_WRONLY without O_CREAT: a missing cgroup file is ENOENT (as on cgroupfs), even in fixture trees.
+    const fd = openSync(path, "r+");
+    try {
+      writeSync(fd, value);
+    } finally {
+      closeSync(fd);
+    }
+  },
+  rmdir: (dir) => rmdirSync(dir),
+};
+
+let cgroupFiles = realCgroupFiles;
+
+/** Install other cgroup writes (a test's fake); returns the function that puts the previous back. */
+export function useCgroupFiles(files: CgroupFiles): () => void {
+  const previous = cgroupFiles;
+  cgroupFiles = files;
+  return () => {
+    cgroupFiles = previous;
+  };
+}
+
 function writeValue(path: string, value: string): void {
-  // O_WRONLY without O_CREAT: a missing cgroup file is ENOENT (as on cgroupfs), even in fixture trees.
-  const fd = openSync(path, "r+");
-  try {
-    writeSync(fd, value);
-  } finally {
-    closeSync(fd);
-  }
+  cgroupFiles.write(path, value);
 }
 
 function sleepSync(ms: number): void {
@@ -381,7 +410,7 @@ export class VmCgroup {
 function rmdirRetry(dir: string): string | undefined {
   for (let attempt = 0; ; attempt++) {
     try {
-      rmdirSync(dir);
+      cgroupFiles.rmdir(dir);
       return undefined;
     } catch (e) {
       const code = errnoOf(e);
@@ -462,7 +491,7 @@ export function createVmCgroup(
 
   const mkdir = (dir: string, subject: string): boolean => {
     try {
-      mkdirSync(dir);
+      cgroupFiles.mkdir(dir);
       return true;
     } catch (e) {
       if (errnoOf(e) === "EEXIST") return true;

@@ -24,7 +24,8 @@ import {
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
-import { isProcessAlive, makeDirs, selfIdentity, vmNameProblem } from "./runtime.js";
+import { isProcessAlive, selfIdentity } from "./process.js";
+import { makeDirs, vmNameProblem } from "./paths.js";
 
 export interface LockOwner {
   vm: string;

@@ -11,8 +11,9 @@ import { expect } from "vitest";
 import { openCgroupLayout } from "../../src/vm/cgroup.js";
 import { probeHost, probeKvm } from "../../src/probe/host.js";
 import { QmpClient } from "../../src/vm/qmp.js";
-import { isAlive, listStates } from "../../src/vm/runtime.js";
-import type { VmState } from "../../src/vm/runtime.js";
+import { isAlive } from "../../src/vm/process.js";
+import { listStates } from "../../src/vm/state.js";
+import type { VmState } from "../../src/vm/state.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
 // QCVM_TEST_BIN: run these tests against another build of qcvm (dist/ is what `npm test` builds).

@@ -1,0 +1,94 @@
+// The I/O half before a launch: read the profile, probe the host (memory policies tested for a
+// real launch), find the QEMU binary and its capabilities (probed once per binary and cached in
+// the run dir), and read the profile's {file} blobs. prepare.ts turns the result into a LaunchPlan.
+import { existsSync, realpathSync, renameSync, statSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { join, relative } from "node:path";
+import { UserError } from "../core/diagnostics.js";
+import { which } from "../io/exec.js";
+import { loadInputs, resolveCapabilities } from "../pipeline/context.js";
+import { inlineProfileFiles } from "../render/files.js";
+import { makeDirs } from "../vm/paths.js";
+import type { LaunchInputs } from "./prepare.js";
+import type { Reporter } from "./reporter.js";
+import type { QemuCapabilities } from "../core/types.js";
+
+/** What `qcvm launch` was asked, as far as gathering the inputs goes. */
+export interface GatherArgs {
+  profile: string;
+  host?: string;
+  capabilities?: string;
+  set?: string[];
+  dryRun: boolean;
+}
+
+/**
+ * Capabilities of `binary`, probed once and cached in the run dir, keyed by the binary's real path,
+ * inode, size and mtime: a probe starts a QEMU of its own, which would double launch time, and an
+ * upgraded binary has a new inode or mtime, so it is probed again. A cache that cannot be written
+ * (a read-only run dir) only costs the next launch another probe.
+ */
+async function cachedCapabilities(binary: string, runDir: string, write: boolean): Promise<QemuCapabilities> {
+  const real = realpathSync(binary);
+  const st = statSync(real);
+  const key = createHash("sha256")
+    .update(`${real}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeMs}`)
+    .digest("hex")
+    .slice(0, 20);
+  const file = join(runDir, "caps", `${key}.json`);
+  const { loadCapabilities, probeQemu, saveCapabilities } = await import("../probe/qemu.js");
+  if (existsSync(file)) {
+    try {
+      return loadCapabilities(file);
+    } catch {
+      // damaged: probe again and replace it
+    }
+  }
+  const caps = await probeQemu(real);
+  if (write) {
+    try {
+      makeDirs(join(runDir, "caps"), 0o755);
+      const tmp = `${file}.${process.pid}.tmp`;
+      saveCapabilities(caps, tmp);
+      renameSync(tmp, file);
+    } catch {
+      // not cached: see above
+    }
+  }
+  return caps;
+}
+
+/**
+ * The same steps as loadContext (profile, host, capabilities: render and plan use them too), with
+ * the profile read once: the QEMU binary it names decides which capabilities apply (a cached probe
+ * of that very binary).
+ */
+export async function gatherInputs(a: GatherArgs, runDir: string, r: Reporter): Promise<LaunchInputs> {
+  const inputs = await loadInputs(
+    {
+      profile: a.profile,
+      set: a.set,
+      host: a.host,
+      capabilities: a.capabilities,
+      resolveCaps: async (profile) => {
+        // A dry run for another host (--host) cannot know that host's QEMU: the profile's target
+        // version stands in, as for render and plan.
+        if (a.dryRun && a.host) return resolveCapabilities(profile, { profile: a.profile });
+        // The binary is checked before anything else so a missing QEMU is one clear message.
+        const binary = await which(profile.qemu.binary);
+        if (!binary) {
+          const msg =
+            `QEMU binary \`${profile.qemu.binary}\` not found (qemu.binary in ${relative(process.cwd(), profile.file) || profile.file}): ` +
+            "install it (Debian: apt-get install qemu-system-x86) or set qemu.binary to its path";
+          if (!a.dryRun) throw new UserError(msg);
+          r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
+          return resolveCapabilities(profile, { profile: a.profile });
+        }
+        return cachedCapabilities(binary, runDir, !a.dryRun);
+      },
+    },
+    // Only a launch that will run QEMU here asks the kernel (a dry run does not start numactl).
+    { testMempolicy: !a.dryRun },
+  );
+  return { ...inputs, inlined: inlineProfileFiles(inputs.profile) };
+}

@@ -1,0 +1,182 @@
+// Launch as data: a pure function from (profile, host facts, capabilities, options) to the
+// LaunchPlan, everything decided before the host is touched: the plan (planned for a launch, so
+// the levers this process lacks are already dropped), QEMU's argv (rendered here, once), the run
+// dir paths, the cgroup layout, the expected losses and the actions a dry run prints.
+import { formatDiagnostic } from "../core/diagnostics.js";
+import { UserError } from "../core/diagnostics.js";
+import { planPlacement } from "../plan/plan.js";
+import { renderArgv } from "../render/render.js";
+import { openCgroupLayout, systemdScopePrefix } from "../vm/cgroup.js";
+import { locksDir, vmLockPath } from "../vm/lock.js";
+import { vmPaths } from "../vm/paths.js";
+import { dryRunActions } from "./actions.js";
+import { countOf, strictError } from "./losses.js";
+import type { Action } from "./actions.js";
+import type { CgroupLayout } from "../vm/cgroup.js";
+import type {
+  Accel,
+  Diagnostic,
+  HostInfo,
+  LostPlacement,
+  Plan,
+  Profile,
+  QemuCapabilities,
+  Result,
+} from "../core/types.js";
+
+/** Unix socket paths are limited to 108 bytes including the NUL (sun_path). */
+const SUN_PATH_MAX = 107;
+
+/** What prepare starts from: gathered by launch/inputs.ts (the I/O half). */
+export interface LaunchInputs {
+  /** The profile as the user wrote it (normalized). */
+  profile: Profile;
+  /** The same with its {file} blobs read in (render/files.ts), or why they could not be. */
+  inlined: Result<Profile>;
+  host: HostInfo;
+  caps: QemuCapabilities;
+  /** Profile (validation) warnings. */
+  warnings: Diagnostic[];
+}
+
+export interface LaunchOptions {
+  /** The profile argument as typed (for messages). */
+  profileArg: string;
+  runDir: string;
+  detach: boolean;
+}
+
+/** Everything a launch will do, as a value: execute.ts carries it out, a dry run prints it. */
+export interface LaunchPlan {
+  name: string;
+  profile: Profile;
+  plan: Plan;
+  /** The accelerator QEMU runs with (machine.accel, or the plan's TCG fallback). */
+  accel: Accel;
+  /** QEMU's argv as executed: systemd scope, numactl, QEMU, -S, -pidfile. */
+  argv: string[];
+  runDir: string;
+  paths: ReturnType<typeof vmPaths>;
+  /** The QMP socket (profile.qmp, else the run dir's). */
+  qmpPath: string;
+  layout: CgroupLayout;
+  /** Root the host was read under ("/" or a tree): where the cgroup mounts are. */
+  hostRoot: string;
+  detach: boolean;
+  /** Profile, plan and render warnings, in that order, printed before anything is done. */
+  warnings: Diagnostic[];
+  /** Placements lost before anything starts (memory policies refused). */
+  lost: LostPlacement[];
+  /** The steps, as a dry run lists them. */
+  actions: Action[];
+}
+
+/** A launch refused before anything was done; `warnings` are printed before the message. */
+export class LaunchRefused extends UserError {
+  constructor(
+    message: string,
+    readonly warnings: readonly Diagnostic[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** Refusals that come before any warning is shown: the plan does not hold, or KVM is needed. */
+function refuseEarly(inputs: LaunchInputs, plan: Plan, profileArg: string): void {
+  if (plan.errors.length > 0) {
+    const lines = plan.errors.map(formatDiagnostic);
+    throw new UserError(
+      `cannot launch ${profileArg}: the plan does not hold (${countOf(lines.length, "error")}):\n${lines.join("\n")}\n` +
+        `(qcvm plan ${profileArg} shows the whole plan)`,
+    );
+  }
+  const { profile, host } = inputs;
+  if (profile.machine.accel === "kvm" && profile.confidential.type !== "none" && !host.kvmAccess.usable) {
+    throw new UserError(
+      `${profile.confidential.type} guests need KVM, but ${host.kvmAccess.problem ?? "/dev/kvm is not usable"}: ` +
+        "load kvm_amd or kvm_intel, and run qcvm as root or as a member of the kvm group",
+    );
+  }
+}
+
+/** QEMU's argv for this profile and plan: the systemd scope, numactl, QEMU, -S and -pidfile. */
+function renderLaunchArgv(
+  inputs: LaunchInputs,
+  plan: Plan,
+  layout: CgroupLayout,
+  paths: ReturnType<typeof vmPaths>,
+  warnings: Diagnostic[],
+  profileArg: string,
+): { argv: string[]; warnings: Diagnostic[] } {
+  const inlined = inputs.inlined.value;
+  const rendered = inlined
+    ? renderArgv({ ...inlined, qmp: inlined.qmp ?? paths.qmp }, plan, inputs.caps)
+    : { errors: inputs.inlined.errors, warnings: [], value: undefined };
+  if (rendered.errors.length > 0 || !rendered.value) {
+    const lines = rendered.errors.map(formatDiagnostic);
+    throw new LaunchRefused(
+      `cannot render ${profileArg} (${countOf(lines.length, "error")}):\n${lines.join("\n")}`,
+      warnings,
+    );
+  }
+  const scope = layout.systemd
+    ? systemdScopePrefix(
+        inputs.profile.name,
+        plan.launch.cgroups.find((c) => c.name === ""),
+      )
+    : [];
+  // -S: no vCPU runs before its thread is placed. -pidfile: for tools other than qcvm.
+  const argv = [...scope, ...plan.launch.argvPrefix, ...rendered.value, "-S", "-pidfile", paths.pidfile];
+  return { argv, warnings: rendered.warnings };
+}
+
+/** The LaunchPlan for these inputs, or a refusal (UserError / LaunchRefused). Pure. */
+export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): LaunchPlan {
+  const { profile, host } = inputs;
+  const plan = planPlacement(profile, host, inputs.caps, { launch: true });
+  refuseEarly(inputs, plan, options.profileArg);
+  const warnings = [...inputs.warnings, ...plan.warnings];
+  const paths = vmPaths(options.runDir, profile.name);
+  const qmpPath = profile.qmp ?? paths.qmp;
+  if (qmpPath.length > SUN_PATH_MAX) {
+    throw new LaunchRefused(
+      `QMP socket path ${qmpPath} is longer than a unix socket allows (${SUN_PATH_MAX} bytes): use a shorter --run-dir`,
+      warnings,
+    );
+  }
+  const lost = plan.launch.lost ?? [];
+  if (profile.placement.strict && lost.length > 0) {
+    const e = strictError(lost, "nothing was started");
+    throw new LaunchRefused(e.message, warnings);
+  }
+  const layout = openCgroupLayout(host);
+  const rendered = renderLaunchArgv(inputs, plan, layout, paths, warnings, options.profileArg);
+  const accel = plan.launch.accel ?? profile.machine.accel;
+  const actions = dryRunActions({
+    name: profile.name,
+    disks: profile.disks,
+    plan,
+    layout,
+    paths,
+    vmLock: vmLockPath(options.runDir, profile.name),
+    locksDir: locksDir(options.runDir),
+    argv: rendered.argv,
+    detach: options.detach,
+  });
+  return {
+    name: profile.name,
+    profile,
+    plan,
+    accel,
+    argv: rendered.argv,
+    runDir: options.runDir,
+    paths,
+    qmpPath,
+    layout,
+    hostRoot: host.root,
+    detach: options.detach,
+    warnings: [...warnings, ...rendered.warnings],
+    lost,
+    actions,
+  };
+}

@@ -1,0 +1,44 @@
+// Clean-up after a VM whose QEMU is gone: its cgroups, its run-dir directory and its locks.
+import { rmSync } from "node:fs";
+import { probeHost } from "../probe/host.js";
+import { findVmCgroup, openCgroupLayout } from "./cgroup.js";
+import { releaseVmLocks } from "./lock.js";
+import { vmDir } from "./paths.js";
+
+/** What cleanupVm removed and what it could not. */
+export interface CleanupReport {
+  removed: string[];
+  errors: string[];
+}
+
+/**
+ * Remove everything a VM left on the host once its QEMU is gone: the VM cgroup (every hierarchy,
+ * vCPU children included), the runtime directory (socket, pidfile, log, state) and its locks.
+ * Idempotent, so the foreground launcher and `qcvm stop` may both run it. `hostRoot` is the root
+ * the cgroup mounts were read under at launch ("/" on a real host). `keepNameLock`: a launch
+ * clearing an earlier run's leftovers (or its own, on failure) while holding the name.
+ */
+export async function cleanupVm(
+  runDir: string,
+  name: string,
+  hostRoot = "/",
+  options: { keepNameLock?: boolean } = {},
+): Promise<CleanupReport> {
+  const report: CleanupReport = { removed: [], errors: [] };
+  const layout = openCgroupLayout(probeHost(hostRoot));
+  const cg = findVmCgroup(layout, name);
+  if (cg) {
+    const errors = cg.remove();
+    if (errors.length === 0) report.removed.push(...cg.dirs.map((d) => d.path));
+    report.errors.push(...errors.map((e) => e.message));
+  }
+  const dir = vmDir(runDir, name);
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    report.removed.push(dir);
+  } catch (e) {
+    report.errors.push(`cannot remove ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  report.removed.push(...releaseVmLocks(runDir, name, options));
+  return report;
+}

@@ -1,0 +1,179 @@
+// Fakes for launch's seams, so its failure paths run without root, KVM or QEMU: a Runner that
+// answers `which`, `run` (taskset, numactl) and `start` (QEMU) as a test scripts it, a QMP server
+// that speaks enough of the protocol for a launch (greeting, query-cpus-fast, cont, quit), and
+// cgroup writes into a copied host tree that fail with an errno where a test says. Processes that
+// stand in for QEMU are real (node, briefly or sleeping), so pids, /proc/<pid>/stat, signals and
+// qemu.log behave as they do for QEMU.
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import type { Server, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execaRunner } from "../../src/io/exec.js";
+import type { Child, RunOptions, RunResult, Runner, StartOptions } from "../../src/io/exec.js";
+import type { CgroupFiles } from "../../src/vm/cgroup.js";
+
+export const REPO = join(import.meta.dirname, "..", "..");
+
+/** What the fake QEMU does once started. */
+export type QemuScript =
+  | { kind: "exit"; code: number; stderr?: string }
+  | { kind: "no-qmp" }
+  | { kind: "qmp"; threads?: number[] }
+  | { kind: "no-pid"; code: string };
+
+/** The QMP socket path a rendered argv names (-qmp unix:PATH,server=on,...). */
+export function qmpPathOf(argv: readonly string[]): string {
+  const i = argv.indexOf("-qmp");
+  const m = i === -1 ? null : /^unix:([^,]+)/.exec(argv[i + 1] ?? "");
+  if (!m) throw new Error(`no -qmp unix: in ${argv.join(" ")}`);
+  return m[1]!;
+}
+
+function greeting(): string {
+  return `${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: "fake" }, capabilities: [] } })}\r\n`;
+}
+
+/** A QMP server on `path` answering a launch's commands; `quit` ends the process behind it. */
+function serveQmp(path: string, threads: number[], end: () => void): Server {
+  const server = createServer((sock: Socket) => {
+    sock.write(greeting());
+    let buf = "";
+    sock.on("data", (d) => {
+      buf += d.toString();
+      for (let nl = buf.indexOf("\n"); nl !== -1; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        const msg = JSON.parse(line) as { execute: string; id?: string };
+        const ret =
+          msg.execute === "query-cpus-fast"
+            ? threads.map((tid, i) => ({ "cpu-index": i, "thread-id": tid }))
+            : msg.execute === "query-status"
+              ? { status: "running", running: true }
+              : {};
+        sock.write(`${JSON.stringify({ return: ret, id: msg.id })}\r\n`);
+        if (msg.execute === "quit" || msg.execute === "system_powerdown") end();
+      }
+    });
+    sock.on("error", () => undefined);
+  });
+  server.listen(path);
+  return server;
+}
+
+export class FakeRunner implements Runner {
+  readonly ran: string[][] = [];
+  readonly started: string[][] = [];
+  readonly servers: Server[] = [];
+  readonly children: Child[] = [];
+
+  constructor(
+    readonly script: {
+      qemu: QemuScript;
+      /** Programs that are "installed" (any other name is missing). */
+      installed?: string[];
+      /** Answers for run(); default: exit 0, no output. */
+      run?: (argv: readonly string[]) => RunResult | undefined;
+    },
+  ) {}
+
+  async which(program: string): Promise<string | undefined> {
+    const installed = this.script.installed ?? ["qemu-system-x86_64", "numactl", "taskset"];
+    return installed.includes(program) ? `/usr/bin/${program}` : undefined;
+  }
+
+  async run(argv: readonly string[], _options?: RunOptions): Promise<RunResult> {
+    this.ran.push([...argv]);
+    return this.script.run?.(argv) ?? { command: [...argv], exitCode: 0, stdout: "", stderr: "" };
+  }
+
+  start(argv: readonly string[], options: StartOptions = {}): Child {
+    this.started.push([...argv]);
+    const q = this.script.qemu;
+    if (q.kind === "no-pid") {
+      return {
+        pid: undefined,
+        exited: Promise.resolve({ code: q.code }),
+        kill: () => undefined,
+        unref: () => undefined,
+      };
+    }
+    // A real process stands in for QEMU, with qcvm's stdio options (so its words reach qemu.log).
+    const body =
+      q.kind === "exit"
+        ? `process.stderr.write(${JSON.stringify(q.stderr ?? "")}); process.exit(${q.code})`
+        : "setInterval(() => {}, 1000)";
+    const child = execaRunner.start([process.execPath, "-e", body], options);
+    this.children.push(child);
+    if (q.kind === "qmp") {
+      const threads = q.threads ?? [child.pid! + 100_000, child.pid! + 100_001];
+      const server = serveQmp(qmpPathOf(argv), threads, () => child.kill("SIGTERM"));
+      this.servers.push(server);
+      void child.exited.then(() => server.close());
+    }
+    return child;
+  }
+
+  /** Stop whatever is still running (a test's afterEach). */
+  async close(): Promise<void> {
+    for (const s of this.servers) s.close();
+    for (const c of this.children) c.kill("SIGKILL");
+    await Promise.all(this.children.map((c) => c.exited));
+  }
+}
+
+/**
+ * A copy of a fixture host (test/fixtures/hosts/NAME) to launch on: cgroup v2 with cpuset and
+ * memory, two nodes, no systemd. The cgroup mount's own control files are made as cgroupfs has them.
+ */
+export function makeHostTree(fixture = "cgroup2-only"): { root: string; remove: () => void } {
+  const root = mkdtempSync(join(tmpdir(), "qcvm-fake-host-"));
+  cpSync(join(REPO, "test/fixtures/hosts", fixture), root, { recursive: true });
+  const cg = join(root, "sys/fs/cgroup");
+  for (const f of ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"]) writeFileSync(join(cg, f), "");
+  writeFileSync(join(cg, "cpuset.cpus.effective"), "0-7");
+  writeFileSync(join(cg, "cpuset.mems.effective"), "0-1");
+  mkdirSync(join(root, "proc/self"), { recursive: true });
+  writeFileSync(join(root, "proc/self/cgroup"), "0::/\n");
+  return { root, remove: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** An errno as node's fs raises it. */
+function errnoError(code: string, syscall: string, path: string): NodeJS.ErrnoException {
+  const e = new Error(`${code}: ${syscall} '${path}'`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.syscall = syscall;
+  e.path = path;
+  return e;
+}
+
+/**
+ * cgroup writes into the tree as cgroupfs takes them (mkdir makes the control files), except
+ * where `deny(path)` names an errno: then that write or mkdir fails with it (EACCES in a
+ * container that does not delegate cgroups).
+ */
+export function fakeCgroupFiles(deny: (path: string, op: "mkdir" | "write") => string | undefined): CgroupFiles & {
+  writes: Array<[string, string]>;
+} {
+  const writes: Array<[string, string]> = [];
+  return {
+    writes,
+    mkdir(dir) {
+      const code = deny(dir, "mkdir");
+      if (code) throw errnoError(code, "mkdir", dir);
+      mkdirSync(dir);
+      for (const f of ["cgroup.procs", "cgroup.threads", "cgroup.type", "cgroup.subtree_control", "tasks"])
+        writeFileSync(join(dir, f), "");
+    },
+    write(file, value) {
+      const code = deny(file, "write");
+      if (code) throw errnoError(code, "open", file);
+      writes.push([file, value]);
+      writeFileSync(file, value);
+    },
+    rmdir(dir) {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
