@@ -1,7 +1,7 @@
 // Starting a real QEMU paused with a QMP socket, and running one to its first error, for tests
 // that check what QEMU itself makes of a rendered command line (test/matrix/*). Every QEMU
 // started here is killed by `stopAll()` (call it in afterEach).
-import { spawn } from "../../src/io/exec.js";
+import { spawn } from "./exec.js";
 import { QmpClient } from "../../src/vm/qmp.js";
 
 export interface Started {
