@@ -36,6 +36,8 @@ const commands: Record<string, () => Promise<{ run: Handler }>> = {
         return main(cmd === undefined ? ["--help"] : [cmd, "--help"]);
       },
     }),
+  export: () => import("./commands/export.js"),
+  import: () => import("./commands/import.js"),
 };
 
 function hostOptions(y: Argv) {
@@ -348,6 +350,63 @@ export async function main(argv: string[]): Promise<number> {
           .example("$0 completion fish > ~/.config/fish/completions/qcvm.fish", "fish")
           .epilog(exitCodes("0 script printed")),
       dispatch("completion"),
+    )
+    .command(
+      "export <profile>",
+      "Hand a profile to another engine: a systemd unit that runs qcvm launch, or a libvirt domain",
+      (y) =>
+        setOptions(
+          hostOptions(
+            y
+              .positional("profile", { type: "string", describe: "Profile YAML file" })
+              .option("to", {
+                choices: ["systemd", "libvirt"] as const,
+                demandOption: true,
+                describe: "systemd: a service unit (stdout); libvirt: domain XML (stdout); what is lost goes to stderr",
+              })
+              .option("run-dir", { type: "string", describe: `systemd: the unit's run dir. ${RUN_DIR}` })
+              .option("qemu-user", {
+                type: "string",
+                describe: "systemd: passed to qcvm launch --qemu-user (the user QEMU runs as)",
+              })
+              .option("qcvm", {
+                type: "string",
+                describe: "systemd: the qcvm executable the unit runs (default: qcvm on PATH, made absolute)",
+              })
+              .option(
+                "stop-timeout",
+                secondsOption("stop-timeout", "systemd: seconds the guest gets to power down", 30, "zero"),
+              )
+              .option(
+                "start-timeout",
+                secondsOption("start-timeout", "systemd: seconds launch may take (TimeoutStartSec)", 300, "positive"),
+              ),
+          ),
+        )
+          .example(
+            "$0 export profiles/kvm-2node.yaml --to systemd > /etc/systemd/system/qcvm-kvm-2node.service",
+            "One unit per VM",
+          )
+          .example(
+            "$0 export profiles/snp-2node.yaml --to libvirt --host test/fixtures/hosts/epyc-2s4n",
+            "Domain XML for another host",
+          )
+          .epilog(exitCodes("0 exported (losses listed on stderr); 1 the profile is invalid")),
+      dispatch("export"),
+    )
+    .command(
+      "import <domain>",
+      "A profile from a libvirt domain XML (virsh dumpxml, or qcvm export --to libvirt); - reads stdin",
+      (y) =>
+        y
+          .positional("domain", { type: "string", describe: "Domain XML file, or - for stdin" })
+          .example("virsh dumpxml web1 | $0 import - > web1.yaml", "From a running libvirt domain")
+          .epilog(
+            exitCodes(
+              "0 imported (what has no profile field is listed on stderr); 1 not a domain, or the profile it gives is invalid (printed, with the problems)",
+            ),
+          ),
+      dispatch("import"),
     )
     .demandCommand(1, "Name a command: qcvm --help lists them")
     .strict()

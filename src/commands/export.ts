@@ -1,0 +1,114 @@
+// `qcvm export <profile> --to systemd|libvirt`: hand a profile to an engine operators already run.
+// The unit or domain XML goes to stdout, a summary (what the engine will not do, the version it
+// needs, where to install it) to stderr. See src/export/systemd.ts and src/export/libvirt.ts.
+import { isAbsolute, resolve } from "node:path";
+import { UserError, formatDiagnostic } from "../core/diagnostics.js";
+import { resolveRunDir } from "../vm/runtime.js";
+import { which } from "../io/exec.js";
+
+interface ExportArgs {
+  profile: string;
+  to: "systemd" | "libvirt";
+  host?: string;
+  capabilities?: string;
+  set?: string[];
+  runDir?: string;
+  qemuUser?: string;
+  qcvm?: string;
+  stopTimeout: number;
+  startTimeout: number;
+}
+
+function argsOf(a: Record<string, unknown>): ExportArgs {
+  return {
+    profile: String(a.profile),
+    to: a.to === "libvirt" ? "libvirt" : "systemd",
+    host: a.host as string | undefined,
+    capabilities: a.capabilities as string | undefined,
+    set: a.set as string[] | undefined,
+    runDir: (a.runDir ?? a["run-dir"]) as string | undefined,
+    qemuUser: (a.qemuUser ?? a["qemu-user"]) as string | undefined,
+    qcvm: a.qcvm as string | undefined,
+    stopTimeout: Number(a.stopTimeout ?? a["stop-timeout"] ?? 30),
+    startTimeout: Number(a.startTimeout ?? a["start-timeout"] ?? 300),
+  };
+}
+
+export async function run(args: Record<string, unknown>): Promise<number> {
+  const a = argsOf(args);
+  return a.to === "libvirt" ? exportLibvirtCommand(a) : exportSystemdCommand(a);
+}
+
+/** The qcvm a unit runs: --qcvm, else `qcvm` on PATH (absolute: systemd does not search a user's PATH). */
+async function qcvmCommand(given: string | undefined): Promise<string[]> {
+  const found = await which(given ?? "qcvm");
+  if (!found)
+    throw new UserError(
+      given
+        ? `--qcvm ${given}: not an executable file`
+        : "qcvm is not on PATH, so the unit cannot name it: give its absolute path with --qcvm /path/to/qcvm",
+      2,
+    );
+  return [isAbsolute(found) ? found : resolve(found)];
+}
+
+async function exportSystemdCommand(a: ExportArgs): Promise<number> {
+  const { loadValidProfile } = await import("../pipeline/context.js");
+  const { exportSystemd } = await import("../export/systemd.js");
+  const { profile, warnings } = await loadValidProfile(a.profile, a.set);
+  for (const w of warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+  const out = exportSystemd({
+    name: profile.name,
+    profile: resolve(a.profile),
+    qcvm: await qcvmCommand(a.qcvm),
+    runDir: resolve(resolveRunDir(a.runDir)),
+    qemuUser: a.qemuUser,
+    set: a.set,
+    stopTimeout: a.stopTimeout,
+    startTimeout: a.startTimeout,
+  });
+  process.stdout.write(out.unit);
+  process.stderr.write(
+    [
+      `qcvm: unit ${out.unitName}: install it as /etc/systemd/system/${out.unitName}, then`,
+      `qcvm:   systemctl daemon-reload && systemctl enable --now ${out.unitName}`,
+      "qcvm: it needs cgroup v2 for Delegate= to hand qcvm the cpuset and memory controllers; on a v1 or hybrid host launch reports the placement it loses",
+      "",
+    ].join("\n"),
+  );
+  return 0;
+}
+
+async function exportLibvirtCommand(a: ExportArgs): Promise<number> {
+  const { loadContext } = await import("../pipeline/context.js");
+  const { inlineProfileFiles } = await import("../render/files.js");
+  const { exportLibvirt } = await import("../export/libvirt.js");
+  const { importDomain } = await import("../import/libvirt.js");
+  const ctx = await loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
+  const inlined = inlineProfileFiles(ctx.profile);
+  if (!inlined.value) {
+    throw new UserError(`cannot export ${a.profile}:\n${inlined.errors.map(formatDiagnostic).join("\n")}`);
+  }
+  for (const w of ctx.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+  for (const e of ctx.plan.errors)
+    process.stderr.write(`${formatDiagnostic({ ...e, severity: "warning" })} (the plan for this host)\n`);
+  const out = exportLibvirt(
+    inlined.value,
+    ctx.plan,
+    ctx.profile,
+    (xml) => importDomain(xml, { useMetadata: false }).raw,
+  );
+  process.stdout.write(out.xml);
+  const lines = [
+    `qcvm: domain ${ctx.profile.name}: needs libvirt >= ${out.minVersion.version} (${out.minVersion.why}); virsh define FILE, or virsh create FILE`,
+    ...(out.losses.length > 0
+      ? ["qcvm: what libvirt will not do that qcvm launch would:", ...out.losses.map((l) => `qcvm:   - ${l}`)]
+      : ["qcvm: libvirt does everything qcvm launch would for this profile"]),
+    ...(out.keptInMetadata.length > 0
+      ? [`qcvm: kept in <metadata> for qcvm import only: ${out.keptInMetadata.join(", ")}`]
+      : []),
+    "",
+  ];
+  process.stderr.write(lines.join("\n"));
+  return 0;
+}
