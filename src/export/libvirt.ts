@@ -408,6 +408,11 @@ export function lossesOf(p: Profile, plan: Plan, kept: readonly string[]): strin
     out.push(
       "SEV dhCertFile/sessionFile: libvirt takes their base64 content (dhCert, session), not files; none was written",
     );
+  // Measured with libvirt 9.0: "Unknown CPU model EPYC-v4"; its CPU map names models without QEMU's -vN.
+  if (/-v[0-9]+$/.test(p.cpu.model))
+    out.push(
+      `cpu.model ${p.cpu.model} is QEMU's versioned name, which libvirt's CPU map does not know (it refuses the domain): use one \`virsh cpu-models x86_64\` lists`,
+    );
   if (kept.includes("qemu.version"))
     out.push(`qemu.version ${p.qemu.version}: libvirt probes the QEMU it runs and builds the command line for that`);
   return out;
