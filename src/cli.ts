@@ -248,7 +248,13 @@ export async function main(argv: string[]): Promise<number> {
                 default: "text" as const,
                 describe: "json: one event per line on stdout (--dry-run: one object)",
               })
-              .option("run-dir", { type: "string", describe: RUN_DIR }),
+              .option("run-dir", { type: "string", describe: RUN_DIR })
+              .option("cgroup", {
+                choices: ["auto", "delegated"] as const,
+                default: "auto" as const,
+                describe:
+                  "delegated: make the VM cgroup under this process's own cgroup v2 (a systemd unit with Delegate=yes, as qcvm export --to systemd writes)",
+              }),
           ),
         )
           .example("$0 launch profiles/kvm-2node.yaml --detach", "Start in the background")

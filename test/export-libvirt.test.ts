@@ -3,7 +3,7 @@
 // (virt-xml-validate, Debian's libvirt-clients, with libvirt's RelaxNG schema) accepts each domain,
 // and importing the domain gives the same normalized profile back.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { XMLParser } from "fast-xml-parser";
@@ -230,5 +230,23 @@ describe("import reports what it does not take", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/not a libvirt domain: the root element is not <domain>/);
     expect(existsSync(file)).toBe(true);
+  });
+});
+
+describe("README", () => {
+  it("shows what the libvirt export of snp-2node prints, as it prints it", async () => {
+    const readme = readFileSync(join(REPO, "README.md"), "utf8");
+    const cmd = "qcvm export profiles/snp-2node.yaml --to libvirt --host test/fixtures/hosts/epyc-2s4n > snp-2node.xml";
+    const block = readme.slice(readme.indexOf(`$ ${cmd}\n`) + cmd.length + 3);
+    const shown = block.slice(0, block.indexOf("\n$ ") + 1);
+    const r = await qcvm([
+      "export",
+      "profiles/snp-2node.yaml",
+      "--to",
+      "libvirt",
+      "--host",
+      "test/fixtures/hosts/epyc-2s4n",
+    ]);
+    expect(shown).toBe(r.stderr);
   });
 });

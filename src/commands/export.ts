@@ -3,7 +3,7 @@
 // needs, where to install it) to stderr. See src/export/systemd.ts and src/export/libvirt.ts.
 import { isAbsolute, resolve } from "node:path";
 import { UserError, formatDiagnostic } from "../core/diagnostics.js";
-import { resolveRunDir } from "../vm/runtime.js";
+import { resolveRunDir } from "../vm/paths.js";
 import { which } from "../io/exec.js";
 
 interface ExportArgs {

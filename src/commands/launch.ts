@@ -14,6 +14,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     quiet: Boolean(args.quiet),
     format: args.format === "json" ? "json" : "text",
     runDir: (args.runDir ?? args["run-dir"]) as string | undefined,
+    cgroup: args.cgroup === "delegated" ? "delegated" : "auto",
   };
   return launchVm(a);
 }

@@ -56,7 +56,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
       throw new UserError(`VM \`${name}\` is being launched by qcvm pid ${holder.pid}; try again once it is up`);
     }
   }
-  const report = await cleanupVm(runDir, name, state?.hostRoot ?? "/");
+  const report = await cleanupVm(runDir, name, state?.hostRoot ?? "/", { delegatedBase: state?.cgroup.delegated });
   for (const e of report.errors) process.stderr.write(`qcvm: cleanup: ${e}\n`);
   const what = outcome === "was not running" ? `\`${name}\` was not running` : `stopped \`${name}\` (${outcome})`;
   process.stderr.write(

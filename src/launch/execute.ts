@@ -3,7 +3,7 @@
 // Runner (src/io/exec.ts), so a test's fake runner drives every failure path here.
 import { closeSync, existsSync, openSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
-import { start } from "../io/exec.js";
+import { run, start } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
 import { cleanupVm } from "../vm/cleanup.js";
 import { createVmCgroup } from "../vm/cgroup.js";
@@ -74,6 +74,11 @@ export class Launch {
 
   private get name(): string {
     return this.p.name;
+  }
+
+  /** The delegated v2 base the VM cgroup is under (`--cgroup delegated`), for clean-up. */
+  private get delegatedBase(): string | undefined {
+    return this.p.layout.delegated ? this.p.layout.base : undefined;
   }
 
   private addLost(lost: readonly LostPlacement[]): void {
@@ -189,6 +194,7 @@ export class Launch {
     if (leftover || notes.length > 0 || existsSync(this.p.paths.dir)) {
       const report = await cleanupVm(runDir, this.name, leftover?.hostRoot ?? this.p.hostRoot, {
         keepNameLock: true,
+        delegatedBase: leftover?.cgroup.delegated ?? this.delegatedBase,
       });
       if (report.removed.length > 0)
         notes.push(`removed what an earlier run of \`${this.name}\` left behind: ${report.removed.join(", ")}`);
@@ -204,7 +210,9 @@ export class Launch {
   private makeRunDir(): void {
     createVmDir(this.p.runDir, this.name);
     // Removes the VM cgroup and run dir whatever stage the launch reached.
-    this.undo.push(() => cleanupVm(this.p.runDir, this.name, this.p.hostRoot, { keepNameLock: true }));
+    this.undo.push(() =>
+      cleanupVm(this.p.runDir, this.name, this.p.hostRoot, { keepNameLock: true, delegatedBase: this.delegatedBase }),
+    );
     this.r.step(3, "runtime-dir", `runtime dir ${this.p.paths.dir} (mode 0700)`);
   }
 
@@ -315,7 +323,10 @@ export class Launch {
       profile: profile.file,
       plan,
       argv,
-      cgroup: { paths: this.cg ? cgroupDirs(this.cg) : [] },
+      cgroup: {
+        paths: this.cg ? cgroupDirs(this.cg) : [],
+        ...(this.delegatedBase !== undefined ? { delegated: this.delegatedBase } : {}),
+      },
       dir: paths.dir,
       qmp: this.p.qmpPath,
       pidfile: paths.pidfile,
@@ -371,6 +382,7 @@ export class Launch {
       "running",
       `running: \`${this.name}\` (pid ${state.pid}); see qcvm status ${this.name}, stop with qcvm stop ${this.name}`,
     );
+    if (!this.p.detach) await notifySystemd(`running ${this.name} (QEMU pid ${state.pid})`, (m) => this.r.warn(m));
     if (this.r.format === "json") {
       // ms (added by emit) counts from qcvm's own start; the timings say where the time went.
       this.r.emit({
@@ -383,5 +395,20 @@ export class Launch {
         timings: { spawned: this.spawnedMs, qmpReady: this.qmpMs },
       });
     }
+  }
+}
+
+/**
+ * Under systemd Type=notify (NOTIFY_SOCKET set, foreground): READY=1 once the guest runs with its
+ * placement. Node cannot send to a unix datagram socket, so systemd-notify does (the exported unit
+ * has NotifyAccess=all for it; since systemd 246 it waits until PID 1 has read the message).
+ */
+async function notifySystemd(status: string, warn: (m: string) => void): Promise<void> {
+  if (!process.env.NOTIFY_SOCKET) return;
+  try {
+    const r = await run(["systemd-notify", "--ready", `--status=${status}`], { timeoutMs: 10_000 });
+    if (r.exitCode !== 0) warn(`systemd-notify --ready failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+  } catch (e) {
+    warn(`systemd-notify --ready could not run: ${(e as Error).message}; systemd will not see the VM as started`);
   }
 }

@@ -54,6 +54,8 @@ export interface LaunchArgs {
   quiet: boolean;
   format: "text" | "json";
   runDir?: string;
+  /** See LaunchOptions.cgroup. */
+  cgroup?: "auto" | "delegated";
 }
 
 const RETRY_HINT =
@@ -61,7 +63,7 @@ const RETRY_HINT =
 
 function prepareOrExplain(inputs: LaunchInputs, a: LaunchArgs, runDir: string, r: Reporter): LaunchPlan {
   try {
-    const p = prepareLaunch(inputs, { profileArg: a.profile, runDir, detach: a.detach });
+    const p = prepareLaunch(inputs, { profileArg: a.profile, runDir, detach: a.detach, cgroup: a.cgroup });
     for (const w of p.warnings) r.diagnostic(w);
     return p;
   } catch (e) {

@@ -6,7 +6,7 @@ import { formatDiagnostic } from "../core/diagnostics.js";
 import { UserError } from "../core/diagnostics.js";
 import { planPlacement } from "../plan/plan.js";
 import { renderArgv } from "../render/render.js";
-import { openCgroupLayout, systemdScopePrefix } from "../vm/cgroup.js";
+import { openCgroupLayout, selfDelegatedBase, systemdScopePrefix } from "../vm/cgroup.js";
 import { locksDir, vmLockPath } from "../vm/lock.js";
 import { vmPaths } from "../vm/paths.js";
 import { dryRunActions } from "./actions.js";
@@ -44,6 +44,9 @@ export interface LaunchOptions {
   profileArg: string;
   runDir: string;
   detach: boolean;
+  /** "delegated": the VM cgroup goes under this process's own cgroup v2 (a systemd unit with
+   *  Delegate=yes, see src/export/systemd.ts), not in qcvm/ or a transient scope. */
+  cgroup?: "auto" | "delegated";
 }
 
 /** Everything a launch will do, as a value: execute.ts carries it out, a dry run prints it. */
@@ -99,6 +102,17 @@ function refuseEarly(inputs: LaunchInputs, plan: Plan, profileArg: string): void
   }
 }
 
+/** `--cgroup delegated`: the unit's cgroup v2 (this process's), which must exist. */
+function delegatedBaseOf(options: LaunchOptions, inputs: LaunchInputs): string | undefined {
+  if (options.cgroup !== "delegated") return undefined;
+  const base = selfDelegatedBase(inputs.host);
+  if (base === undefined)
+    throw new UserError(
+      "--cgroup delegated: this process is in no cgroup v2 hierarchy (no cgroup2 mount, or no 0:: line in /proc/self/cgroup); run it in a systemd unit with Delegate=yes on a cgroup v2 host, or drop --cgroup delegated",
+    );
+  return base;
+}
+
 /** QEMU's argv for this profile and plan: the systemd scope, numactl, QEMU, -S and -pidfile. */
 function renderLaunchArgv(
   inputs: LaunchInputs,
@@ -149,7 +163,7 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
     const e = strictError(lost, "nothing was started");
     throw new LaunchRefused(e.message, warnings);
   }
-  const layout = openCgroupLayout(host);
+  const layout = openCgroupLayout(host, { delegatedBase: delegatedBaseOf(options, inputs) });
   const rendered = renderLaunchArgv(inputs, plan, layout, paths, warnings, options.profileArg);
   const accel = plan.launch.accel ?? profile.machine.accel;
   const actions = dryRunActions({

@@ -73,7 +73,7 @@ export async function superviseForeground(
   // Clean up unless the name already belongs to a newer launch (after a `qcvm stop` cleaned up).
   const holder = readVmLock(runDir, state.name);
   if (!holder || holder.pid === state.pid) {
-    const report = await cleanupVm(runDir, state.name, state.hostRoot);
+    const report = await cleanupVm(runDir, state.name, state.hostRoot, { delegatedBase: state.cgroup.delegated });
     for (const e of report.errors) r.warn(`cleanup: ${e}`);
   }
   if (r.format === "json") r.emit({ event: "exited", name: state.name, pid: state.pid, exitCode: code });

@@ -15,6 +15,12 @@
 //     undone or fought over; the right move is a transient scope with delegation, which
 //     systemdScopePrefix() returns as an argv prefix. The scope's cgroup is then the VM cgroup
 //     (createVmCgroup(..., { adoptPid })), and qcvm only creates the vCPU children inside it.
+//   - a delegated cgroup v2 subtree (`qcvm launch --cgroup delegated`, as the unit `qcvm export
+//     --to systemd` writes runs it, with Delegate=yes): the unit's own cgroup U (from
+//     /proc/self/cgroup) is the base. U holds qcvm itself, and the no-internal-process rule forbids
+//     enabling controllers for U's children while it does, so qcvm first moves itself into the
+//     leaf U/.qcvm-launcher, then makes the VM cgroup U/<vm> as above. Nothing outside U is
+//     written: processes left at clean-up go back to that leaf, not to the hierarchy root.
 //
 // Reads go through FsRoot (so a fixture tree can stand in for /); writes go through CgroupFiles
 // (plain fs calls on the same resolved paths, or a test's fake). Nothing throws for a cgroup problem: every failure comes back as a
@@ -45,6 +51,27 @@ export interface CgroupLayout {
   missing: CgroupController[];
   /** Directory under each mount that holds qcvm's VM cgroups. */
   base: string;
+  /** A delegated v2 subtree: `base` is the unit's cgroup, handed to qcvm (see the header). */
+  delegated?: boolean;
+}
+
+/** The leaf a delegated launcher moves itself into (a dot: no VM name can take it). */
+export const LAUNCHER_LEAF = ".qcvm-launcher";
+
+/**
+ * The delegated base for `--cgroup delegated`: this process's cgroup v2 path (`0::/...` in
+ * /proc/self/cgroup), relative to the mount. Run again from inside its own leaf, or from systemd's
+ * control group of the unit (ExecStop runs in U/.control with Delegate=yes), it is still U.
+ * Undefined without a v2 mount or a v2 line.
+ */
+export function selfDelegatedBase(host: HostInfo): string | undefined {
+  if (!host.cgroup.v2Mount) return undefined;
+  const text = new FsRoot(host.root).read("proc/self/cgroup") ?? "";
+  const line = text.split("\n").find((l) => l.startsWith("0::"));
+  if (line === undefined) return undefined;
+  const parts = line.slice(3).split("/").filter(Boolean);
+  if (parts.length > 0 && (parts.at(-1) === LAUNCHER_LEAF || parts.at(-1) === ".control")) parts.pop();
+  return parts.join("/");
 }
 
 export type CgroupOp = "mkdir" | "write" | "read" | "rmdir";
@@ -107,8 +134,25 @@ const DEFAULT_BASE = "qcvm";
  * on a hybrid host (v1 controllers plus an empty unified mount, like this machine) the v1 mounts
  * win, and a v2 mount is used only for the controllers its root lists in cgroup.controllers.
  */
-export function openCgroupLayout(host: HostInfo, options: { base?: string } = {}): CgroupLayout {
+export function openCgroupLayout(
+  host: HostInfo,
+  options: { base?: string; delegatedBase?: string } = {},
+): CgroupLayout {
   const fs = new FsRoot(host.root);
+  if (options.delegatedBase !== undefined && host.cgroup.v2Mount) {
+    // Only the v2 subtree is delegated: the controllers are what the unit's cgroup offers.
+    const mount = host.cgroup.v2Mount;
+    const available = (fs.read(join(mount, options.delegatedBase, "cgroup.controllers")) ?? "").split(/\s+/);
+    const controllers = CONTROLLERS.filter((c) => available.includes(c));
+    return {
+      root: host.root,
+      systemd: false,
+      hierarchies: [{ version: 2, mount, controllers }],
+      missing: CONTROLLERS.filter((c) => !controllers.includes(c)),
+      base: options.delegatedBase,
+      delegated: true,
+    };
+  }
   const hierarchies: CgroupHierarchy[] = [];
   const placed = new Set<CgroupController>();
   for (const c of CONTROLLERS) {
@@ -376,11 +420,12 @@ export class VmCgroup {
       // cgroup.procs (EOPNOTSUPP), but the threaded domain's cgroup.procs lists every process of
       // the subtree, and moving a process moves all its threads. Adopted scope: the threads in the
       // children go back into the scope, which keeps its processes.
+      // A delegated subtree's processes stay in it: they go to the launcher's leaf.
+      const parking = this.layout.delegated
+        ? join(this.layout.root, d.hierarchy.mount, this.layout.base, LAUNCHER_LEAF)
+        : join(this.layout.root, d.hierarchy.mount);
       const moves: Array<[string, string]> = this.owned
-        ? (v2 ? [d.path] : subtree).map((dir) => [
-            join(dir, "cgroup.procs"),
-            join(this.layout.root, d.hierarchy.mount, "cgroup.procs"),
-          ])
+        ? (v2 ? [d.path] : subtree).map((dir) => [join(dir, "cgroup.procs"), join(parking, "cgroup.procs")])
         : children.map((dir) => [
             join(dir, v2 ? "cgroup.threads" : "tasks"),
             join(d.path, v2 ? "cgroup.threads" : "tasks"),
@@ -559,7 +604,12 @@ export function createVmCgroup(
     } else {
       const baseAbs = join(mountAbs, layout.base);
       vmAbs = join(baseAbs, vmName);
-      if (h.version === 2) for (const c of h.controllers) enable(mountAbs, c, "cgroup v2 root");
+      if (layout.delegated) {
+        // The unit's cgroup holds qcvm: move it to a leaf before enabling controllers below.
+        const leaf = join(baseAbs, LAUNCHER_LEAF);
+        if (!mkdir(leaf, "qcvm launcher cgroup")) continue;
+        if (!write(leaf, "cgroup.procs", String(process.pid), "qcvm launcher cgroup")) continue;
+      } else if (h.version === 2) for (const c of h.controllers) enable(mountAbs, c, "cgroup v2 root");
       if (!mkdir(baseAbs, "qcvm parent cgroup")) continue;
       if (h.version === 2) {
         // The qcvm parent holds no processes, so domain controllers (memory) may be enabled in it.

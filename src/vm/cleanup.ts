@@ -17,15 +17,16 @@ export interface CleanupReport {
  * Idempotent, so the foreground launcher and `qcvm stop` may both run it. `hostRoot` is the root
  * the cgroup mounts were read under at launch ("/" on a real host). `keepNameLock`: a launch
  * clearing an earlier run's leftovers (or its own, on failure) while holding the name.
+ * `delegatedBase`: the VM cgroup is under a delegated v2 subtree (VmState.cgroup.delegated).
  */
 export async function cleanupVm(
   runDir: string,
   name: string,
   hostRoot = "/",
-  options: { keepNameLock?: boolean } = {},
+  options: { keepNameLock?: boolean; delegatedBase?: string } = {},
 ): Promise<CleanupReport> {
   const report: CleanupReport = { removed: [], errors: [] };
-  const layout = openCgroupLayout(probeHost(hostRoot));
+  const layout = openCgroupLayout(probeHost(hostRoot), { delegatedBase: options.delegatedBase });
   const cg = findVmCgroup(layout, name);
   if (cg) {
     const errors = cg.remove();

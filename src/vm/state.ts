@@ -30,6 +30,8 @@ export interface VmState {
   cgroup: {
     /** Absolute cgroup directories created for this VM (every hierarchy, children included). */
     paths: string[];
+    /** `launch --cgroup delegated`: the delegated v2 base (the unit's cgroup) the VM cgroup is under. */
+    delegated?: string;
   };
   /** The VM's runtime directory. */
   dir: string;
