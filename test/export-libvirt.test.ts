@@ -3,7 +3,7 @@
 // (virt-xml-validate, Debian's libvirt-clients, with libvirt's RelaxNG schema) accepts each domain,
 // and importing the domain gives the same normalized profile back.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { XMLParser } from "fast-xml-parser";
@@ -42,6 +42,41 @@ function has(cmd: string): boolean {
 }
 const VALIDATOR = has("virt-xml-validate") && has("xmllint");
 const SCHEMA_VERSION = VALIDATOR ? execFileSync("virsh", ["--version"], { encoding: "utf8" }).trim() : "none";
+// A newer libvirt (trixie-backports) in a root of its own, made by scripts/libvirt-trixie.sh.
+const TRIXIE = join(process.env.QCVM_MATRIX_CACHE ?? "/var/cache/qcvm-matrix", "libvirt-trixie");
+const TRIXIE_VERSION = existsSync(join(TRIXIE, "ready"))
+  ? readFileSync(join(TRIXIE, "ready"), "utf8").trim()
+  : undefined;
+const NO_TRIXIE =
+  TRIXIE_VERSION === undefined
+    ? "(no trixie libvirt root: run scripts/libvirt-trixie.sh once, which fetches libvirt-clients from trixie-backports)"
+    : process.getuid?.() !== 0
+      ? "(needs root: chroot)"
+      : undefined;
+
+/** virt-xml-validate of the trixie root (its own schema), the file passed under the root's /var/tmp. */
+function validateTrixie(xml: string, name: string): { ok: boolean; out: string } {
+  const dir = join(TRIXIE, "root/var/tmp/qcvm-export-test");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.xml`), xml);
+  const r = spawnSync(
+    "unshare",
+    [
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "chroot",
+      join(TRIXIE, "root"),
+      "virt-xml-validate",
+      `/var/tmp/qcvm-export-test/${name}.xml`,
+      "domain",
+    ],
+    { encoding: "utf8" },
+  );
+  rmSync(join(dir, `${name}.xml`), { force: true });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+}
 
 /** Comparable form: bigint as hex, no `file` (the import is read from another path). */
 function comparable(p: Profile): unknown {
@@ -110,6 +145,15 @@ describe.each(EXPORTED)("export --to libvirt %s", (file) => {
     expect(rest.out).toMatch(/validates/);
   });
 
+  it.skipIf(NO_TRIXIE !== undefined)(
+    `virt-xml-validate of libvirt ${TRIXIE_VERSION ?? "from trixie-backports"} accepts all of it, launchSecurity included ${NO_TRIXIE ?? ""}`,
+    () => {
+      const r = validateTrixie(exp.stdout, file.replace(/[/.]/g, "_"));
+      expect(r.out).toMatch(/validates/);
+      expect(r.ok).toBe(true);
+    },
+  );
+
   it("imports back to the same profile (export then import is the identity)", async () => {
     const xmlFile = join(tmp, `${file.replace(/[/.]/g, "_")}.xml`);
     writeFileSync(xmlFile, exp.stdout);
@@ -119,6 +163,17 @@ describe.each(EXPORTED)("export --to libvirt %s", (file) => {
     const yamlFile = join(tmp, `${file.replace(/[/.]/g, "_")}.yaml`);
     writeFileSync(yamlFile, imp.stdout);
     expect(comparable(await loadProfile(yamlFile))).toEqual(comparable(await loadProfile(join(REPO, file))));
+  });
+});
+
+describe.skipIf(NO_TRIXIE !== undefined)(`libvirt ${TRIXIE_VERSION ?? ""} schema ${NO_TRIXIE ?? ""}`, () => {
+  it("refuses a launchSecurity it does not define (the check is not vacuous)", async () => {
+    const r = await qcvm(["export", join(REPO, "profiles/tdx-2node.yaml"), "--to", "libvirt", "--host", HOST]);
+    const broken = r.stdout.replace('<launchSecurity type="tdx">', '<launchSecurity type="tdx-ng">');
+    expect(broken).not.toBe(r.stdout);
+    const v = validateTrixie(broken, "broken");
+    expect(v.ok).toBe(false);
+    expect(v.out).toMatch(/fails to validate/);
   });
 });
 
