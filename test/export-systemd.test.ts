@@ -178,6 +178,13 @@ describe.skipIf(NO_V2 !== undefined)(`the unit's commands in a delegated cgroup 
     const slice = join(V2!, `qcvm-test-${process.pid}.slice`);
     const unit = join(slice, unitName);
     mkdirSync(unit, { recursive: true });
+    // As systemd does for a delegated unit: the controllers the root offers (of cpuset and memory)
+    // enabled down to the unit, so its cgroup.controllers lists them.
+    const wanted = V2_CONTROLLERS.filter((c) => c === "cpuset" || c === "memory");
+    for (const dir of [V2!, slice]) {
+      const enabled = readFileSync(join(dir, "cgroup.subtree_control"), "utf8");
+      for (const c of wanted) if (!enabled.includes(c)) writeFileSync(join(dir, "cgroup.subtree_control"), `+${c}`);
+    }
     const notifyBin = join(tmp, "notify-recv");
     execFileSync("cc", ["-O2", "-Wall", "-o", notifyBin, join(REPO, "test/helpers/notify-recv.c")]);
     const socket = join(tmp, "notify.sock");
