@@ -54,7 +54,7 @@ const plan: Plan = {
       private: { mechanism: "vcpu-cpuset", fidelity: "first-touch", reason: "", hostNodes: [node] },
     },
   ],
-  launch: { argvPrefix: [], cgroups: [{ name: "", cpus: [], mems: [node], tasks: "process" }], pinning: [] },
+  launch: { cgroups: [{ name: "", cpus: [], mems: [node], tasks: "process" }], pinning: [] },
   capacity: [],
   warnings: [],
   errors: [],

@@ -50,7 +50,7 @@ function plan(nodes: PlanNode[], guestMemfd: boolean): Plan {
     confidential: guestMemfd ? "sev-snp" : "none",
     guestMemfd,
     nodes: guestMemfd ? nodes : nodes.map((n) => ({ ...n, private: { ...n.private, mechanism: "not-applicable" } })),
-    launch: { argvPrefix: [], cgroups: [], pinning: [] },
+    launch: { cgroups: [], pinning: [] },
     capacity: [],
     warnings: [],
     errors: [],

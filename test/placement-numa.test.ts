@@ -14,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { processPolicyArgv } from "../src/render/process-policy.js";
 import { probeHost } from "../src/probe/host.js";
 import { openCgroupLayout } from "../src/vm/cgroup.js";
 import { loadContext } from "../src/pipeline/context.js";
@@ -148,14 +149,14 @@ confidential: {type: sev-snp, cbitpos: 51, reducedPhysBits: 1}
 `,
     );
     const ctx = await loadContext({ profile: file });
-    expect(ctx.plan.launch.argvPrefix).toEqual(["numactl", "--membind=1", "--"]);
+    expect(processPolicyArgv(ctx.plan.launch.processPolicy)).toEqual(["numactl", "--membind=1", "--"]);
     const sock = join(dir, "snp-node1.sock");
     const stand = { ...ctx.profile, confidential: { type: "none" as const }, qmp: sock, extraArgs: ["-S"] };
     stand.machine = { ...stand.machine, accel: "tcg" };
     stand.memory = { ...stand.memory, hostNodes: [], policy: "default" };
     const r = renderArgv(stand, { ...ctx.plan, nodes: [] }, builtinCapabilities("7.2"));
     expect(r.errors).toEqual([]);
-    const s = await startQemu([...ctx.plan.launch.argvPrefix, ...r.value!], sock);
+    const s = await startQemu([...processPolicyArgv(ctx.plan.launch.processPolicy), ...r.value!], sock);
     await touch(s.client, 0, TOUCH);
     const pid = (await s.client.command<Array<{ "thread-id": number }>>("query-cpus-fast"))[0]!;
     expect(pid).toBeDefined();

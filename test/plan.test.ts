@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { planPlacement, planFidelity } from "../src/plan/plan.js";
 import { loadContext } from "../src/pipeline/context.js";
+import { processPolicyArgv } from "../src/render/process-policy.js";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { loadCapabilities } from "../src/probe/qemu.js";
 import type {
@@ -333,7 +334,7 @@ describe("planPlacement: mechanism and fidelity per guest node", () => {
     const { plan } = await planFor(c);
     expect(plan.nodes.map((n) => [n.private.mechanism, n.private.fidelity])).toEqual(c.private);
     expect(plan.nodes.map((n) => n.shared.mechanism)).toEqual(c.shared);
-    expect(plan.launch.argvPrefix).toEqual(c.argvPrefix);
+    expect(processPolicyArgv(plan.launch.processPolicy)).toEqual(c.argvPrefix);
     for (const fragment of c.reason) expect(plan.nodes[0]!.private.reason).toContain(fragment);
     expect(codes(plan.errors)).toEqual(c.errors ?? []);
     // Each expected warning code as often as listed (one per guest node where it is per node).
@@ -427,7 +428,7 @@ describe("planPlacement: memory-only host nodes", () => {
 describe("planPlacement: weighted interleave", () => {
   it("numactl 2.0.19 on Linux 6.9: process-wide --weighted-interleave, split 3:1 by the weights", async () => {
     const { plan } = await planFor({ name: "", profile: fx("kvm-weighted.yaml"), host: "cxl-memonly" });
-    expect(plan.launch.argvPrefix).toEqual(["numactl", "--weighted-interleave=0,2", "--"]);
+    expect(processPolicyArgv(plan.launch.processPolicy)).toEqual(["numactl", "--weighted-interleave=0,2", "--"]);
     expect(plan.nodes[0]!.shared.mechanism).toBe("process-mempolicy");
     expect(plan.nodes[0]!.shared.reason).toContain("no weighted-interleave policy");
     expect(plan.capacity.map((r) => [r.hostNode, r.needBytes])).toEqual([
@@ -440,7 +441,7 @@ describe("planPlacement: weighted interleave", () => {
 
   it("numactl 2.0.18 (no --weighted-interleave): no lever for the shared half, a warning says why", async () => {
     const { plan } = await planFor({ name: "", profile: fx("kvm-weighted.yaml"), host: "epyc-2s4n" });
-    expect(plan.launch.argvPrefix).toEqual([]);
+    expect(processPolicyArgv(plan.launch.processPolicy)).toEqual([]);
     expect(plan.nodes[0]!.shared.mechanism).toBe("none");
     const w = plan.warnings.find((d) => d.code === "placement.weighted-interleave-unavailable");
     expect(w?.message).toContain("numactl 2.0.18 has no --weighted-interleave (numactl 2.0.19)");

@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { processPolicyArgv } from "../src/render/process-policy.js";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { loadContext } from "../src/pipeline/context.js";
 import { spawn } from "./helpers/exec.js";
@@ -50,7 +51,7 @@ function renderPaused(profile: Profile, plan: Plan, sock: string): string[] {
   expect(inlined.errors).toEqual([]);
   const r = renderArgv(inlined.value!, plan, builtinCapabilities(p.qemu.version));
   expect(r.errors).toEqual([]);
-  return [...plan.launch.argvPrefix, ...r.value!];
+  return [...processPolicyArgv(plan.launch.processPolicy), ...r.value!];
 }
 
 async function start(argv: string[], sock: string): Promise<Started> {

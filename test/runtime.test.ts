@@ -17,7 +17,7 @@ const plan: Plan = {
   confidential: "none",
   guestMemfd: false,
   nodes: [],
-  launch: { argvPrefix: [], cgroups: [], pinning: [] },
+  launch: { cgroups: [], pinning: [] },
   capacity: [],
   warnings: [],
   errors: [],

@@ -8,6 +8,7 @@
 import { formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
 import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
+import { processPolicyArgv } from "../render/process-policy.js";
 import type { Diagnostic, Plan } from "../core/types.js";
 
 export interface RenderArgs {
@@ -55,7 +56,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const warnings = [...ctx.warnings, ...planErrorsAsWarnings(ctx.plan), ...rendered.warnings];
   const out: RenderOutput = {
     argv: rendered.value,
-    prefix: ctx.plan.launch.argvPrefix,
+    prefix: processPolicyArgv(ctx.plan.launch.processPolicy),
     warnings: warnings.map(formatDiagnostic),
     diagnostics: warnings,
     notExpressed: describeLaunchOnly(ctx.plan),

@@ -90,3 +90,18 @@ export class UserError extends Error {
     this.name = "UserError";
   }
 }
+
+/**
+ * A condition an earlier phase guarantees (the schema, the rules or the planner) failed: qcvm's
+ * bug, not the user's. The CLI reports it as an internal error (exit 70), never as a profile error.
+ */
+export class InternalError extends Error {
+  constructor(message: string) {
+    super(`broken invariant: ${message}`);
+    this.name = "InternalError";
+  }
+}
+
+export function invariant(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new InternalError(message);
+}

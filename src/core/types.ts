@@ -272,6 +272,34 @@ export type SharedMechanism = "backend-policy" | "process-mempolicy" | "none";
 export type PrivateMechanism =
   "guest-memfd-mempolicy" | "vcpu-cpuset" | "process-mempolicy" | "none" | "not-applicable";
 
+/** How numactl states a process-wide policy (its option name). */
+export type NumactlOption = "membind" | "preferred" | "preferred-many" | "interleave" | "weighted-interleave";
+
+/**
+ * A process-wide memory policy, set before exec (numactl) so every QEMU thread inherits it. The plan
+ * holds it as data; the renderer turns it into argv (src/render/process-policy.ts).
+ */
+export interface ProcessPolicy {
+  policy: Exclude<MemPolicy, "default">;
+  nodes: number[];
+  numactl: NumactlOption;
+  /** Weighted interleave: the weights the profile wants (host-wide in sysfs, not in argv). */
+  weights?: Record<number, number>;
+}
+
+/**
+ * The memory backend that carries host-nodes/policy to guest_memfd, when the plan places private
+ * memory that way (mechanism guest-memfd-mempolicy; in no upstream QEMU release, detected only).
+ */
+export interface PrivateBackend {
+  /** QOM type rendered for the node's memory. */
+  qomType: string;
+  /** memory-backend-memfd needs guest-memfd=on to carry the policy; the dedicated type does not. */
+  guestMemfdProperty: boolean;
+  /** SEV-SNP: the guest object needs convert-in-place=on so shared pages live in the same file. */
+  convertInPlace: boolean;
+}
+
 export interface PlanNode {
   guestNode: number;
   hostNodes: number[];
@@ -286,7 +314,16 @@ export interface PlanNode {
   /** hostNodes (on both halves): where that half is expected to land, for pictures and for
    *  comparing with where it is (`stats`); [] = wherever the faulting thread is. */
   shared: { mechanism: SharedMechanism; reason: string; hostNodes?: number[] };
-  private: { mechanism: PrivateMechanism; fidelity: Fidelity; reason: string; hostNodes?: number[] };
+  private: {
+    mechanism: PrivateMechanism;
+    fidelity: Fidelity;
+    reason: string;
+    hostNodes?: number[];
+    /** Set with mechanism guest-memfd-mempolicy: the backend the renderer must use. */
+    backend?: PrivateBackend;
+  };
+  /** Plan errors about this guest node (its fidelity is then none): also in Plan.errors. */
+  errors?: Diagnostic[];
 }
 
 export interface CgroupPlan {
@@ -337,8 +374,8 @@ export interface Plan {
   guestMemfd: boolean;
   nodes: PlanNode[];
   launch: {
-    /** Prefix for QEMU's argv, e.g. ["numactl", "--membind=0,1", "--"]; [] for none. */
-    argvPrefix: string[];
+    /** The process-wide memory policy launch sets before exec; absent for none. */
+    processPolicy?: ProcessPolicy;
     cgroups: CgroupPlan[];
     pinning: ThreadPin[];
     /** The accelerator QEMU runs with instead of the profile's machine.accel: tcg when planning a

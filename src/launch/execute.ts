@@ -1,6 +1,7 @@
 // Carry a LaunchPlan out, step by step (steps 2 to 8 of launch.ts's list), undoing everything done
 // so far, in reverse, when a step fails or a signal interrupts. Child processes start through the
 // Runner (src/io/exec.ts), so a test's fake runner drives every failure path here.
+import { processPolicyArgv } from "../render/process-policy.js";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
 import { run, start } from "../io/exec.js";
@@ -294,7 +295,7 @@ export class Launch {
     this.state = this.initialState(pid, startTime);
     // Written now, not at the end: if qcvm dies mid-launch, status and stop still find QEMU.
     writeState(this.state);
-    const prefix = this.p.plan.launch.argvPrefix;
+    const prefix = processPolicyArgv(this.p.plan.launch.processPolicy);
     this.spawnedMs = now();
     this.r.step(
       5,

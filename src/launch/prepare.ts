@@ -2,6 +2,7 @@
 // LaunchPlan, everything decided before the host is touched: the plan (planned for a launch, so
 // the levers this process lacks are already dropped), QEMU's argv (rendered here, once), the run
 // dir paths, the cgroup layout, the expected losses and the actions a dry run prints.
+import { processPolicyArgv } from "../render/process-policy.js";
 import { formatDiagnostic } from "../core/diagnostics.js";
 import { UserError } from "../core/diagnostics.js";
 import { planPlacement } from "../plan/plan.js";
@@ -140,7 +141,14 @@ function renderLaunchArgv(
       )
     : [];
   // -S: no vCPU runs before its thread is placed. -pidfile: for tools other than qcvm.
-  const argv = [...scope, ...plan.launch.argvPrefix, ...rendered.value, "-S", "-pidfile", paths.pidfile];
+  const argv = [
+    ...scope,
+    ...processPolicyArgv(plan.launch.processPolicy),
+    ...rendered.value,
+    "-S",
+    "-pidfile",
+    paths.pidfile,
+  ];
   return { argv, warnings: rendered.warnings };
 }
 

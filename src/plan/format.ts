@@ -4,6 +4,7 @@
 import { formatList } from "../io/fsroot.js";
 import { formatDiagnostic } from "../core/diagnostics.js";
 import { formatBytes, planFidelity } from "./plan.js";
+import { processPolicyArgv } from "../render/process-policy.js";
 import type { CapacityRow, Fidelity, Plan, PlanNode } from "../core/types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -121,10 +122,9 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
   }
   out.push("");
   out.push("Launch:");
-  const { argvPrefix, cgroups } = plan.launch;
-  out.push(
-    `  before QEMU: ${argvPrefix.length > 0 ? argvPrefix.join(" ") : "nothing (no process-wide memory policy)"}`,
-  );
+  const { processPolicy, cgroups } = plan.launch;
+  const prefix = processPolicyArgv(processPolicy);
+  out.push(`  before QEMU: ${prefix.length > 0 ? prefix.join(" ") : "nothing (no process-wide memory policy)"}`);
   if (cgroups.length === 0) out.push("  cgroups: none for placement");
   for (const c of cgroups) {
     out.push(

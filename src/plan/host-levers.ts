@@ -47,7 +47,7 @@ export function applyKvmAccess(plan: Plan, profile: Profile, host: HostInfo): Pl
 function mempolicyNodes(plan: Plan): number[] {
   const nodes = new Set<number>();
   for (const n of plan.nodes) if (n.shared.mechanism === "backend-policy") n.hostNodes.forEach((h) => nodes.add(h));
-  if (plan.launch.argvPrefix.length > 0) plan.nodes.forEach((n) => n.hostNodes.forEach((h) => nodes.add(h)));
+  if (plan.launch.processPolicy) plan.nodes.forEach((n) => n.hostNodes.forEach((h) => nodes.add(h)));
   return [...nodes];
 }
 
@@ -74,7 +74,7 @@ export function withoutMempolicy(plan: Plan, reason: string): Plan {
       });
       changes.shared = { ...n.shared, mechanism: "none", reason: `lost at launch: ${reason}` };
     }
-    if (plan.launch.argvPrefix.length > 0 && n.private.mechanism === "process-mempolicy") {
+    if (plan.launch.processPolicy && n.private.mechanism === "process-mempolicy") {
       lost.push({
         guestNode: n.guestNode,
         what: "private memory",
@@ -86,9 +86,9 @@ export function withoutMempolicy(plan: Plan, reason: string): Plan {
     }
     return { ...n, ...changes };
   });
+  const { processPolicy: _dropped, ...rest } = plan.launch;
   const launch = {
-    ...plan.launch,
-    argvPrefix: [],
+    ...rest,
     ...(lost.length ? { lost: [...(plan.launch.lost ?? []), ...lost] } : {}),
   };
   return { ...plan, nodes, launch };

@@ -3,7 +3,7 @@
 // always give the same argv (golden tests rely on it) and a dry run for another host is exact.
 //
 // What it does not render, on purpose:
-// - the plan's numactl prefix (plan.launch.argvPrefix): the caller prepends it;
+// - the plan's process policy (plan.launch.processPolicy): the caller prepends its numactl argv;
 // - files named by FileOrBase64 fields: the caller inlines them first (inlineProfileFiles() in
 //   render-files.ts), so this function only ever sees base64;
 // - cgroups and thread pinning: the launcher applies them to the running process.
@@ -17,7 +17,7 @@
 //   `-machine memory-backend=` when the guest has no NUMA nodes; QEMU refuses both at once.
 import { FEATURES, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
-import { diag } from "../core/diagnostics.js";
+import { InternalError, diag, invariant } from "../core/diagnostics.js";
 import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE, confidentialFacts } from "../core/confidential.js";
 import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
@@ -28,6 +28,7 @@ import type {
   MemPolicy,
   Plan,
   PlanNode,
+  PrivateBackend,
   Profile,
   QemuCapabilities,
   Result,
@@ -66,7 +67,6 @@ interface MemoryRegion {
 class Renderer {
   readonly errors: Diagnostic[] = [];
   readonly warnings: Diagnostic[] = [];
-  private gmemChoice: { type: string; flag: boolean } | undefined | null = null;
   private readonly reported = new Set<string>();
 
   constructor(
@@ -281,7 +281,7 @@ class Renderer {
             // Private pages converted in place, so the guest_memfd policy covers them (out of tree).
             [
               "convert-in-place",
-              this.gmemBackend() && this.need("snp-convert-in-place", `${p}.type`) ? true : undefined,
+              this.gmemBackend()?.convertInPlace && this.need("snp-convert-in-place", `${p}.type`) ? true : undefined,
             ],
           ]),
         ];
@@ -328,33 +328,28 @@ class Renderer {
     }
   }
 
+  /** cbitpos and reducedPhysBits are required by the rules (confidential.required) before a render. */
   requireAmd(): void {
     const c = this.profile.confidential;
-    if (c.cbitpos === undefined)
-      this.error("required", "confidential.cbitpos", `${c.type} needs the C-bit position`, { hint: "AMD EPYC: 51" });
-    if (c.reducedPhysBits === undefined) {
-      this.error("required", "confidential.reducedPhysBits", `${c.type} needs reduced-phys-bits`, {
-        hint: "AMD EPYC: 1",
-      });
-    }
+    invariant(c.cbitpos !== undefined && c.reducedPhysBits !== undefined, `${c.type} without cbitpos/reducedPhysBits`);
   }
 
   base64(path: string, v: FileOrBase64 | undefined): string | undefined {
     if (v === undefined) return undefined;
-    if (v.base64 !== undefined) return v.base64;
-    this.error("file-not-inlined", path, "was not read into base64 before rendering", {
-      got: v,
-      hint: "internal: call inlineProfileFiles() before renderArgv()",
-    });
-    return undefined;
+    invariant(
+      v.base64 !== undefined,
+      `${path} was not read into base64: call inlineProfileFiles() before renderArgv()`,
+    );
+    return v.base64;
   }
 
   socketAddress(path: string, s: NonNullable<Profile["confidential"]["quoteGenerationSocket"]>): JsonValue {
+    // The schema's socketAddress requires path (unix) and cid and port (vsock).
     if (s.type === "unix") {
-      if (!s.path) this.error("required", `${path}.path`, "a unix socket needs a path");
-      return { type: "unix", path: this.word(`${path}.path`, s.path ?? "") };
+      invariant(s.path !== undefined, `${path}: a unix socket without a path`);
+      return { type: "unix", path: this.word(`${path}.path`, s.path) };
     }
-    if (s.cid === undefined || s.port === undefined) this.error("required", path, "a vsock socket needs cid and port");
+    invariant(s.cid !== undefined && s.port !== undefined, `${path}: a vsock socket without cid or port`);
     // VsockSocketAddress carries cid and port as strings (qapi/sockets.json).
     return { type: "vsock", cid: String(s.cid ?? ""), port: String(s.port ?? "") };
   }
@@ -373,34 +368,20 @@ class Renderer {
     const { memory } = this.profile;
     const out: string[] = [];
     const gmem = this.gmemBackend();
-    const backendType = gmem?.type ?? `memory-backend-${memory.backend}`;
-    if (gmem?.type !== "memory-backend-guest-memfd")
-      this.need(`memory-backend-${memory.backend}` as Feature, "memory.backend");
-    if (gmem?.flag && memory.backend !== "memfd") {
-      this.error(
-        "backend",
-        "memory.backend",
-        "the plan places private memory with memory-backend-memfd guest-memfd=on, so the backend must be memfd",
-        {
-          got: memory.backend,
-        },
-      );
-    }
+    const profileType = `memory-backend-${memory.backend}`;
+    const backendType = gmem?.qomType ?? profileType;
+    if (backendType === profileType) this.need(profileType as Feature, "memory.backend");
+    invariant(
+      gmem?.guestMemfdProperty !== false || this.caps.types.includes(backendType),
+      `planned ${backendType}, which QEMU ${this.caps.version} lacks`,
+    );
+    // The planner picks memory-backend-memfd guest-memfd=on only for a memfd profile; the rules
+    // refuse a file backend without a path (memory.file-path) and hugepages on ram.
+    invariant(!gmem?.guestMemfdProperty || memory.backend === "memfd", "guest-memfd=on planned on a non-memfd backend");
+    invariant(memory.backend !== "file" || memory.path !== undefined, "file backend without memory.path");
+    invariant(memory.hugepages === "none" || memory.backend !== "ram", "hugepages on memory-backend-ram");
     // A backend type no upstream QEMU has is rendered only with the properties the probe saw.
-    const known = gmem?.type === "memory-backend-guest-memfd" ? this.caps.properties[backendType] : undefined;
-    if (memory.backend === "file" && !memory.path) {
-      this.error(
-        "required",
-        "memory.path",
-        "the file backend needs a path (a directory such as /dev/hugepages, or a file)",
-      );
-    }
-    if (memory.hugepages !== "none" && memory.backend === "ram") {
-      this.error("hugepages-backend", "memory.hugepages", "memory-backend-ram cannot use hugepages", {
-        got: memory.hugepages,
-        hint: "use backend memfd (hugetlb) or file (on a hugetlbfs mount)",
-      });
-    }
+    const known = backendType !== profileType ? this.caps.properties[backendType] : undefined;
     if (memory.prealloc && memory.preallocThreads !== undefined)
       this.need("prealloc-threads", "memory.preallocThreads");
     if (memory.reserve !== undefined) this.need("reserve", "memory.reserve");
@@ -462,7 +443,7 @@ class Renderer {
         ["prealloc-context", tc],
         ["host-nodes", policy ? { list: policy.hostNodes } : undefined],
         ["policy", policy?.policy],
-        ["guest-memfd", gmem?.flag ? true : undefined],
+        ["guest-memfd", gmem?.guestMemfdProperty ? true : undefined],
       ];
       const usable = known
         ? entries.filter(([k, v, path]) => this.backendHas(backendType, known, k, v, path))
@@ -490,29 +471,9 @@ class Renderer {
     return false;
   }
 
-  /**
-   * The backend that carries host-nodes/policy to guest_memfd, when the plan places private
-   * memory that way (in no upstream QEMU release: detected, never assumed). The planner picks the
-   * same one: memory-backend-guest-memfd first, else memory-backend-memfd guest-memfd=on.
-   */
-  gmemBackend(): { type: string; flag: boolean } | undefined {
-    if (this.gmemChoice !== null) return this.gmemChoice;
-    this.gmemChoice = undefined;
-    if (!this.plan.nodes.some((n) => n.private.mechanism === "guest-memfd-mempolicy")) return undefined;
-    if (hasFeature(this.caps, "guest-memfd-backend"))
-      this.gmemChoice = { type: "memory-backend-guest-memfd", flag: false };
-    else if (hasFeature(this.caps, "memfd-guest-memfd")) this.gmemChoice = { type: "memory-backend-memfd", flag: true };
-    else {
-      this.error(
-        "missing-feature",
-        this.profile.numa.nodes.length > 0 ? "numa.nodes" : "memory",
-        `the plan places private memory by a guest_memfd policy, but ${missingFeatureMessage(this.caps, "guest-memfd-backend")}`,
-        {
-          hint: "plan and render with the same QEMU capabilities (--capabilities)",
-        },
-      );
-    }
-    return this.gmemChoice;
+  /** The backend the plan chose to carry host-nodes/policy to guest_memfd, when it chose one. */
+  gmemBackend(): PrivateBackend | undefined {
+    return this.plan.nodes.find((n) => n.private.backend)?.private.backend;
   }
 
   /** host-nodes/policy for a backend, when the plan places this node's memory by backend policy. */
@@ -523,17 +484,8 @@ class Renderer {
     if (!pn) return undefined;
     if (pn.shared.mechanism !== "backend-policy" && pn.private.mechanism !== "guest-memfd-mempolicy") return undefined;
     if (pn.policy === "default" || pn.hostNodes.length === 0) return undefined;
-    if (!BACKEND_POLICIES.has(pn.policy)) {
-      this.error(
-        "policy",
-        `${region.path}.policy`,
-        `QEMU memory backends know bind, preferred and interleave, not ${pn.policy}`,
-        {
-          hint: "the plan must apply this policy with numactl (plan.launch.argvPrefix), not with the backend",
-        },
-      );
-      return undefined;
-    }
+    // The planner applies weighted interleave with numactl (a process policy), never a backend.
+    invariant(BACKEND_POLICIES.has(pn.policy), `${region.path}: backend policy ${pn.policy} in the plan`);
     // preferred over several nodes before QEMU 8.0 prefers only the first: the planner says so.
     return { hostNodes: pn.hostNodes, policy: pn.policy };
   }
@@ -717,8 +669,8 @@ class Renderer {
         `chardev:${RENDER_IDS.serial}`,
       ];
     }
-    this.error("value", "serial", "must be none, stdio, pty or file:PATH", { got: s });
-    return [];
+    // The schema's pattern allows exactly these forms.
+    throw new InternalError(`serial ${s} passed the schema`);
   }
 
   qmp(): string[] {

@@ -94,7 +94,7 @@ export function makePlan(
     confidential: profile.confidential.type,
     guestMemfd,
     nodes: planNodes,
-    launch: { argvPrefix: [], cgroups: [], pinning: [] },
+    launch: { cgroups: [], pinning: [] },
     capacity: [],
     warnings: [],
     errors: [],

@@ -17,6 +17,7 @@ import { accessSync, constants, mkdtempSync, readdirSync, rmSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
+import { processPolicyArgv } from "../../src/render/process-policy.js";
 import {
   FEATURES,
   builtinCapabilities,
@@ -109,7 +110,7 @@ function render(profile: Profile, plan: Plan, caps: QemuCapabilities, sock: stri
   const argv = r.value.map((a, i) =>
     a === "host" && r.value![i - 1] === "-cpu" && KVM ? "host,-arch-capabilities" : a,
   );
-  return { errors: r.errors, argv: [...plan.launch.argvPrefix, ...argv] };
+  return { errors: r.errors, argv: [...processPolicyArgv(plan.launch.processPolicy), ...argv] };
 }
 
 /** The argv without the confidential-guest object and the -machine reference to it. */
