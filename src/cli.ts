@@ -167,7 +167,12 @@ export async function main(argv: string[]): Promise<number> {
               default: "shell" as const,
               describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
             }),
-          ),
+          ).option("literal", {
+            type: "boolean",
+            default: false,
+            describe:
+              "Render the profile as written: no host, no plan, placement not checked (render otherwise refuses what launch would refuse)",
+          }),
         )
           .example("$0 render profiles/snp-2node.yaml", "Pasteable shell command, one option per line")
           .example("$0 render profiles/kvm-1node.yaml --format json", '{"argv": [...], "warnings": [...]}')
@@ -175,7 +180,12 @@ export async function main(argv: string[]): Promise<number> {
             "$0 render profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n",
             "For another host's topology",
           )
-          .epilog(exitCodes("0 command line printed; 1 the profile is invalid or cannot be rendered for its QEMU")),
+          .example("$0 render profiles/snp-2node.yaml --literal", "As written, for no host in particular")
+          .epilog(
+            exitCodes(
+              "0 command line printed; 1 the profile is invalid, its plan does not hold (launch would refuse), or it cannot be rendered for its QEMU",
+            ),
+          ),
       dispatch("render"),
     )
     .command(
@@ -198,7 +208,8 @@ export async function main(argv: string[]): Promise<number> {
             y.positional("profile", { type: "string", describe: "Profile YAML file" }).option("format", {
               choices: ["text", "json", "dot", "svg"] as const,
               default: "text" as const,
-              describe: "dot/svg: a graph of guest and host nodes (svg needs graphviz)",
+              describe:
+                "dot/svg: a graph of guest and host nodes, failing ones marked (svg is laid out by Graphviz, bundled as WebAssembly)",
             }),
           ),
         )

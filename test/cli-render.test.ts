@@ -108,12 +108,44 @@ describe("qcvm render --format json", () => {
     );
   });
 
-  it("shows plan errors as warnings and still renders: the command line is well-formed", () => {
-    const out = renderJson("profiles/kvm-1node.yaml", "--host", SINGLE, "--set", "memory.size=4T");
-    expect(out.argv).toContain("4194304M");
-    const planned = out.diagnostics.filter((d) => d.message.startsWith("plan error (launch would refuse): "));
-    expect(planned.length).toBeGreaterThan(0);
-    expect(planned.every((d) => d.severity === "warning" && d.hint?.endsWith("see qcvm plan"))).toBe(true);
+  // Issue 10 item 1: render printed a command line (exit 0) for a plan launch refuses, with only a
+  // `#` comment; on a one-node host the backends silently lost host-nodes=2,policy=bind.
+  it.each([
+    [
+      "a guest that does not fit",
+      ["profiles/kvm-1node.yaml", "--host", SINGLE, "--set", "memory.size=4T"],
+      "capacity.insufficient",
+    ],
+    ["host nodes this host lacks", ["examples/snp-from-base.yaml", "--host", SINGLE], "placement.host-node-missing"],
+  ])("refuses, exit 1 with the plan's errors, when launch would: %s", (_name, args, code) => {
+    const text = qcvm("render", ...args);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toBe("");
+    expect(text.stderr).toMatch(
+      /^qcvm: cannot render \S+: the plan does not hold, so launch would refuse \(\d+ errors?\):\n/,
+    );
+    expect(text.stderr).toContain("--literal renders the profile as written");
+    const json = qcvm("render", ...args, "--format", "json");
+    expect(json.code).toBe(1);
+    const out = JSON.parse(json.stdout) as { errors: { code: string; severity: string }[] };
+    expect(out.errors.map((d) => d.code)).toContain(code);
+    expect(out.errors.every((d) => d.severity === "error")).toBe(true);
+  });
+
+  it("--literal renders the profile as written, saying placement was not checked", () => {
+    const r = qcvm("render", "examples/snp-from-base.yaml", "--host", SINGLE, "--literal");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("host-nodes=2,policy=bind");
+    expect(r.stdout).toMatch(
+      /^# .*warning: memory|numa\.nodes: rendered as written \(--literal\): placement was not checked/m,
+    );
+    const out = renderJson("examples/snp-from-base.yaml", "--literal");
+    expect(out.argv).toContain(
+      "memory-backend-memfd,id=mem0,size=4294967296,share=on,prealloc=off,host-nodes=2,policy=bind",
+    );
+    expect(out.prefix).toEqual([]);
+    expect(out.notExpressed).toEqual([]);
+    expect(out.diagnostics.map((d) => d.code)).toContain("render.literal");
   });
 
   it("renders for saved capabilities (--capabilities), refusing what that QEMU lacks", () => {

@@ -1,19 +1,21 @@
 // `qcvm render <profile>`: the QEMU command line a launch would run, without running it.
 //
-// Render refuses only on what makes the command line itself wrong: profile errors and render
-// errors (a value QEMU cannot take, a feature the target QEMU lacks). Plan errors (the guest does
-// not fit the host, an unenforceable strict placement) are shown as warnings with a pointer to
-// `qcvm plan`: the command line is still well-formed, and render is how you look at it; `launch`
-// is where plan errors stop you.
+// Render refuses (exit 1) whenever launch would: profile errors, plan errors (the guest does not
+// fit the host, a host node that does not exist, an unenforceable strict placement) and render
+// errors (a value QEMU cannot take, a feature the target QEMU lacks). A command line printed for a
+// plan that does not hold would drop or misstate the placement without saying so. `--literal`
+// renders the profile as written, with no host and no plan, and says placement was not checked.
 import { formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
 import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
 import { processPolicyArgv } from "../render/process-policy.js";
-import type { Diagnostic, Plan } from "../core/types.js";
+import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";
 
 export interface RenderArgs {
   profile: string;
   format?: "shell" | "json";
+  /** Render the profile as written: no host probe, no plan (placement not checked). */
+  literal?: boolean;
   host?: string;
   capabilities?: string;
   set?: string[];
@@ -33,27 +35,54 @@ export interface RenderOutput {
   notExpressed: string[];
 }
 
+/** The front half for render: planned for a host, or (--literal) the profile as written. */
+async function renderContext(
+  a: RenderArgs,
+): Promise<{ profile: Profile; plan: Plan; caps: QemuCapabilities; warnings: Diagnostic[] }> {
+  const { loadContext, loadValidProfile, resolveCapabilities } = await import("../pipeline/context.js");
+  if (!a.literal) return loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
+  const { profile, warnings } = await loadValidProfile(a.profile, a.set);
+  const caps = await resolveCapabilities(profile, { profile: a.profile, capabilities: a.capabilities });
+  const { literalPlan } = await import("../plan/literal.js");
+  const plan = literalPlan(profile);
+  return { profile, plan, caps, warnings: [...warnings, ...plan.warnings] };
+}
+
+/** Refuse with every error: on stderr as text, and with --format json also on stdout as JSON. */
+function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): number {
+  const sorted = sortDiagnostics(errors);
+  process.stderr.write(
+    `qcvm: cannot render ${a.profile}${why ? `: ${why}` : ""} (${sorted.length} error${sorted.length === 1 ? "" : "s"}):\n` +
+      sorted.map((d) => `${formatDiagnostic(d)}\n`).join("") +
+      (hint ? `(${hint})\n` : ""),
+  );
+  if (a.format === "json") process.stdout.write(`${JSON.stringify({ errors: sorted, warnings }, null, 2)}\n`);
+  return 1;
+}
+
 export async function run(args: Record<string, unknown>): Promise<number> {
   const a = args as unknown as RenderArgs;
-  const { loadContext } = await import("../pipeline/context.js");
   const { inlineProfileFiles } = await import("../render/files.js");
   const { renderArgv } = await import("../render/render.js");
 
-  const ctx = await loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
+  const ctx = await renderContext(a);
+  const profileWarnings = ctx.warnings.filter((w) => !ctx.plan.warnings.includes(w));
+  if (ctx.plan.errors.length > 0) {
+    return refuse(
+      a,
+      "the plan does not hold, so launch would refuse",
+      ctx.plan.errors,
+      ctx.warnings,
+      `qcvm plan ${a.profile} shows the whole plan; --literal renders the profile as written, without checking placement`,
+    );
+  }
   const inlined = inlineProfileFiles(ctx.profile);
   const rendered = inlined.value
     ? renderArgv(inlined.value, ctx.plan, ctx.caps)
     : { errors: inlined.errors, warnings: [] };
-  const errors = sortDiagnostics(rendered.errors);
-  if (errors.length > 0 || !rendered.value) {
-    process.stderr.write(
-      `qcvm: cannot render ${a.profile} (${errors.length} error${errors.length === 1 ? "" : "s"}):\n` +
-        errors.map((d) => `${formatDiagnostic(d)}\n`).join(""),
-    );
-    return 1;
-  }
+  if (rendered.errors.length > 0 || !rendered.value) return refuse(a, "", rendered.errors, ctx.warnings);
 
-  const warnings = [...ctx.warnings, ...planErrorsAsWarnings(ctx.plan), ...rendered.warnings];
+  const warnings = [...profileWarnings, ...ctx.plan.warnings, ...rendered.warnings];
   const out: RenderOutput = {
     argv: rendered.value,
     prefix: processPolicyArgv(ctx.plan.launch.processPolicy),
@@ -63,15 +92,6 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   };
   process.stdout.write(a.format === "json" ? `${JSON.stringify(out, null, 2)}\n` : formatShell(out));
   return 0;
-}
-
-function planErrorsAsWarnings(plan: Plan): Diagnostic[] {
-  return plan.errors.map((d) => ({
-    ...d,
-    severity: "warning" as const,
-    message: `plan error (launch would refuse): ${d.message}`,
-    hint: d.hint ? `${d.hint}; see qcvm plan` : "see qcvm plan",
-  }));
 }
 
 /** The plan's cgroups and pinning, one line each: a pasted command line does none of this. */
