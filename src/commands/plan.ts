@@ -27,12 +27,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     case "dot":
       text = fmt.formatPlanDot(plan);
       break;
-    case "svg": {
-      const r = await fmt.formatPlanSvg(plan);
-      if (r.note) process.stderr.write(`qcvm: ${r.note}\n`);
-      text = r.svg;
+    case "svg":
+      text = await fmt.formatPlanSvg(plan);
       break;
-    }
     default:
       text = fmt.formatPlanText(
         { ...plan, warnings: [...profileWarnings, ...plan.warnings] },

@@ -1,6 +1,7 @@
 // How a plan is shown: a table read at a glance (text), a Graphviz digraph (dot), and an SVG
-// picture, drawn by Graphviz where it is installed and by a small two-column layout otherwise.
-// All pure except formatPlanSvg, which may run `dot` through src/io/exec.ts.
+// picture of that digraph, laid out by Graphviz compiled to WebAssembly (@viz-js/viz): no system
+// `dot` to install and no layout of our own to keep. Guest nodes with plan errors are marked in
+// every form. Pure (the WebAssembly module is loaded on first use).
 import { formatList } from "../io/fsroot.js";
 import { formatDiagnostic } from "../core/diagnostics.js";
 import { formatBytes, planFidelity } from "./plan.js";
@@ -45,6 +46,13 @@ function policyCell(n: PlanNode): string {
   return `${n.policy} (${Object.entries(n.weights)
     .map(([k, v]) => `${k}:${v}`)
     .join(",")})`;
+}
+
+const errorsText = (n: number) => `${n} error${n === 1 ? "" : "s"}`;
+
+/** Fidelity, and for a guest node with plan errors how many: "none (2 errors)". */
+function fidelityCell(n: PlanNode): string {
+  return n.errors?.length ? `${n.private.fidelity} (${errorsText(n.errors.length)})` : n.private.fidelity;
 }
 
 function tasksText(tasks: Plan["launch"]["cgroups"][number]["tasks"]): string {
@@ -110,7 +118,7 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
         formatBytes(n.sizeBytes),
         n.shared.mechanism,
         n.private.mechanism,
-        n.private.fidelity,
+        fidelityCell(n),
       ]),
     ),
   );
@@ -192,8 +200,15 @@ export interface GraphHost {
   freeBytes?: number;
 }
 
+export interface GraphGuest {
+  id: number;
+  label: string[];
+  /** Messages of the plan errors about this guest node ([] when it is placed as planned). */
+  errors: string[];
+}
+
 export interface PlanGraph {
-  guests: { id: number; label: string[] }[];
+  guests: GraphGuest[];
   hosts: GraphHost[];
   edges: GraphEdge[];
 }
@@ -252,8 +267,15 @@ export function planGraph(plan: Plan): PlanGraph {
       `vCPUs ${list(n.cpus)}, ${formatBytes(n.sizeBytes)}`,
       `${policyCell(n)} ${n.hostNodes.length > 0 ? formatList(n.hostNodes) : ""}`.trim(),
     ],
+    errors: (n.errors ?? []).map((d) => d.message),
   }));
   return { guests, hosts, edges };
+}
+
+/** A failing guest node's label: its lines, then the errors, each wrapped to a box width. */
+export function guestLabel(g: GraphGuest): string[] {
+  if (g.errors.length === 0) return g.label;
+  return [...g.label, `✗ ${errorsText(g.errors.length)}:`, ...g.errors.flatMap((m) => wrap(m, "", "  ", 44))];
 }
 
 function hostLabel(h: GraphHost): string[] {
@@ -306,7 +328,11 @@ export function formatPlanDot(plan: Plan): string {
   out.push('  edge [fontname="Helvetica", fontsize=9];');
   out.push("  subgraph cluster_guest {");
   out.push(`    label=${dotString(`guest ${plan.name} (${plan.confidential})`)};`);
-  for (const n of g.guests) out.push(`    g${n.id} [label=${dotString(n.label.join("\n"))}];`);
+  for (const n of g.guests) {
+    // Failing guest nodes: red and bold, the errors in the box (left-aligned lines: \l).
+    const mark = n.errors.length > 0 ? ', color="#c0392b", fontcolor="#c0392b", style="rounded,bold"' : "";
+    out.push(`    g${n.id} [label=${dotString(guestLabel(n).join("\n"))}${mark}];`);
+  }
   out.push("  }");
   out.push("  subgraph cluster_host {");
   out.push(`    label="host";`);
@@ -326,135 +352,12 @@ export function formatPlanDot(plan: Plan): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SVG without Graphviz: guest nodes in a left column, host nodes in a right one, edges between
+// SVG: the dot digraph laid out by Graphviz (WebAssembly)
 // ---------------------------------------------------------------------------------------------
 
-export function xmlEscape(s: string): string {
-  return s
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&apos;");
-}
-
-export function formatPlanSvgBuiltin(plan: Plan): string {
-  const g = planGraph(plan);
-  const boxW = 230;
-  const boxH = 64;
-  const rowH = 96;
-  const leftX = 30;
-  const rightX = 650;
-  const top = 70;
-  const rows = Math.max(g.guests.length, g.hosts.length, 1);
-  const legendY = top + rows * rowH + 10;
-  const width = rightX + boxW + 30;
-  const height = legendY + 60;
-  const guestY = new Map(g.guests.map((n, i) => [n.id, top + i * rowH]));
-  const hostY = new Map(g.hosts.map((h, i) => [h.id, top + i * rowH]));
-  const o: string[] = [];
-  o.push(`<?xml version="1.0" encoding="UTF-8"?>`);
-  o.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="11">`,
-  );
-  o.push(`<title>${xmlEscape(`qcvm plan ${plan.name}`)}</title>`);
-  o.push(`<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>`);
-  o.push(
-    `<text x="${leftX}" y="28" font-size="14" font-weight="bold">${xmlEscape(`guest ${plan.name} (${plan.confidential})`)}</text>`,
-  );
-  o.push(`<text x="${rightX}" y="28" font-size="14" font-weight="bold">host</text>`);
-  const box = (x: number, y: number, lines: string[], dashed: boolean) => {
-    o.push(
-      `<rect x="${x}" y="${y}" width="${boxW}" height="${boxH}" rx="8" fill="#f8f9fa" stroke="#34495e"${dashed ? ' stroke-dasharray="5,4"' : ""}/>`,
-    );
-    lines.forEach((l, k) => {
-      o.push(
-        `<text x="${x + 10}" y="${y + 18 + k * 15}"${k === 0 ? ' font-weight="bold"' : ""}>${xmlEscape(l)}</text>`,
-      );
-    });
-  };
-  for (const n of g.guests) box(leftX, guestY.get(n.id)!, n.label, false);
-  for (const h of g.hosts) box(rightX, hostY.get(h.id)!, hostLabel(h), h.id === "any");
-
-  // Per guest node, its edges fan out from slightly different heights so they stay apart.
-  const perGuest = new Map<number, GraphEdge[]>();
-  for (const e of g.edges) perGuest.set(e.guestNode, [...(perGuest.get(e.guestNode) ?? []), e]);
-  for (const [guest, es] of perGuest) {
-    es.forEach((e, k) => {
-      const s = edgeStyle(e);
-      const x1 = leftX + boxW;
-      const y1 = guestY.get(guest)! + boxH / 2 + (k - (es.length - 1) / 2) * 8;
-      const x2 = rightX;
-      const y2 = hostY.get(e.to)! + boxH / 2 + (e.half === "shared" ? -6 : 6);
-      o.push(
-        `<line x1="${x1}" y1="${y1.toFixed(1)}" x2="${x2}" y2="${y2.toFixed(1)}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`,
-      );
-      o.push(
-        `<polygon points="${x2},${y2.toFixed(1)} ${x2 - 9},${(y2 - 4).toFixed(1)} ${x2 - 9},${(y2 + 4).toFixed(1)}" fill="${s.color}"/>`,
-      );
-      // Shared labels near the host side, private near the guest side: fewer collisions.
-      const t = e.half === "shared" ? 0.62 : 0.3;
-      const lx = x1 + (x2 - x1) * t;
-      const ly = y1 + (y2 - y1) * t - 4;
-      edgeLabel(e).forEach((l, j) => {
-        o.push(
-          `<text x="${lx.toFixed(1)}" y="${(ly + j * 12).toFixed(1)}" fill="${s.color}" font-size="10" text-anchor="middle">${xmlEscape(l)}</text>`,
-        );
-      });
-    });
-  }
-
-  const legend: [string, GraphEdge][] = [
-    [
-      "shared (backend or process policy)",
-      { guestNode: 0, to: 0, half: "shared", bytes: 0, mechanism: "backend-policy" },
-    ],
-    ["private exact", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "exact" }],
-    ["private first-touch", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "first-touch" }],
-    ["private coarse", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "coarse" }],
-    ["private none", { guestNode: 0, to: 0, half: "private", bytes: 0, mechanism: "", fidelity: "none" }],
-  ];
-  legend.forEach(([label, e], k) => {
-    const s = edgeStyle(e);
-    const x = leftX + k * 175;
-    o.push(
-      `<line x1="${x}" y1="${legendY + 20}" x2="${x + 34}" y2="${legendY + 20}" stroke="${s.color}" stroke-width="${s.width}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`,
-    );
-    o.push(`<text x="${x + 40}" y="${legendY + 24}" font-size="10">${xmlEscape(label)}</text>`);
-  });
-  o.push("</svg>");
-  return `${o.join("\n")}\n`;
-}
-
-/**
- * SVG of the plan: through Graphviz `dot` when it is on PATH (and QCVM_NO_GRAPHVIZ is unset),
- * else the built-in layout. Both give a complete SVG document.
- */
-export async function formatPlanSvg(
-  plan: Plan,
-  opts: { graphviz?: boolean } = {},
-): Promise<{ svg: string; via: "graphviz" | "builtin"; note?: string }> {
-  const wantGraphviz = opts.graphviz ?? !process.env.QCVM_NO_GRAPHVIZ;
-  if (wantGraphviz) {
-    const { run, which } = await import("../io/exec.js");
-    const dot = await which("dot");
-    if (dot) {
-      try {
-        const r = await run([dot, "-Tsvg"], { input: formatPlanDot(plan), timeoutMs: 30_000 });
-        if (r.exitCode === 0 && r.stdout.includes("<svg")) return { svg: r.stdout, via: "graphviz" };
-        return {
-          svg: formatPlanSvgBuiltin(plan),
-          via: "builtin",
-          note: `dot -Tsvg failed (exit ${r.exitCode}): ${r.stderr.trim()}; drew the SVG without Graphviz`,
-        };
-      } catch (e) {
-        return {
-          svg: formatPlanSvgBuiltin(plan),
-          via: "builtin",
-          note: `could not run ${dot}: ${(e as Error).message}; drew the SVG without Graphviz`,
-        };
-      }
-    }
-  }
-  return { svg: formatPlanSvgBuiltin(plan), via: "builtin" };
+/** SVG of the plan: formatPlanDot() laid out by Graphviz compiled to WebAssembly (@viz-js/viz). */
+export async function formatPlanSvg(plan: Plan): Promise<string> {
+  const { instance } = await import("@viz-js/viz");
+  const viz = await instance();
+  return viz.renderString(formatPlanDot(plan), { format: "svg" });
 }
