@@ -183,7 +183,7 @@ export async function main(argv: string[]): Promise<number> {
           .example("$0 render profiles/snp-2node.yaml --literal", "As written, for no host in particular")
           .epilog(
             exitCodes(
-              "0 command line printed; 1 the profile is invalid, its plan does not hold (launch would refuse), or it cannot be rendered for its QEMU",
+              "0 command line printed; 1 invalid profile, a plan launch would refuse, or a QEMU that cannot run it",
             ),
           ),
       dispatch("render"),
