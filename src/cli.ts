@@ -222,10 +222,10 @@ export async function main(argv: string[]): Promise<number> {
       dispatch("plan"),
     )
     .command(
-      "doctor",
-      "Report what this host and QEMU can do, and which profile features that rules out",
+      "doctor [profiles..]",
+      "Report what this host and QEMU can run, and (given profiles) whether each runs here",
       (y) =>
-        hostOptions(y)
+        hostOptions(y.positional("profiles", { type: "string", array: true, describe: "Profiles to check here" }))
           .option("format", {
             choices: ["text", "json"] as const,
             default: "text" as const,
@@ -234,6 +234,7 @@ export async function main(argv: string[]): Promise<number> {
           .option("qemu", { type: "string", default: "qemu-system-x86_64", describe: "QEMU binary to probe" })
           .option("save", { type: "string", describe: "Save the probed QEMU capabilities to this file" })
           .example("$0 doctor", "Readable report")
+          .example("$0 doctor profiles/snp-2node.yaml", "Does this profile run here? (planned as qcvm plan does)")
           .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)")
           .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
           .epilog(

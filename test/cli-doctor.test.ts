@@ -35,9 +35,40 @@ describe("qcvm doctor", () => {
     expect(r.stdout).toContain("✓ SEV-SNP: kvm_amd sev_snp=Y, kernel 6.11.0");
     expect(r.stdout).toContain("✓ hugepages 1G: 12/16 free on node 1");
     expect(r.stdout).toContain("✗ sev-snp-guest: confidential.type sev-snp profiles cannot run; needs QEMU >= 9.1");
-    expect(r.stdout).toContain("rules out: kernel < 6.19: private memory placement is first-touch at best");
+    // Issue 10 item 13: doctor said "first-touch at best ... never exact" where plan says exact
+    // through process-mempolicy; the levers now come from the planner's own table.
+    expect(r.stdout).not.toContain("first-touch at best");
+    expect(r.stdout).toContain(
+      "✓ process-wide policy (process-mempolicy): exact when every guest node wants the same host nodes",
+    );
+    expect(r.stdout).toContain("✗ guest_memfd mempolicy (guest-memfd-mempolicy)");
+    // ...and does not sound an alarm over optional features on a host that runs plain KVM.
+    expect(r.stdout).not.toMatch(/missing items? rule out profile features/);
+    expect(r.stdout).toContain("Runs here: none (plain KVM), sev, sev-es.");
+    expect(r.stdout).toMatch(/\d+ optional features are not available here \(✗ above\); only profiles that use them/);
     expect(r.stdout).toContain("✗ confidential.type sev-snp: QEMU 7.2");
     expect(r.stdout).toContain("✓ confidential.type sev: host and QEMU can run it");
+  });
+
+  it("given profiles, says for each whether it runs here, as qcvm plan decides it (exit 1 there)", async () => {
+    const host = fixture("epyc-2s4n");
+    const caps = join(repo, "test/fixtures/plan-profiles/caps-gmem-snp.json");
+    const r = await qcvm(
+      "doctor",
+      "--host",
+      host,
+      "--capabilities",
+      caps,
+      "profiles/kvm-1node.yaml",
+      "profiles/tdx-2node.yaml",
+    );
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toContain("✓ profiles/kvm-1node.yaml: runs here");
+    expect(r.stdout).toMatch(/✗ profiles\/tdx-2node.yaml: cannot run here \(\d+ errors?\)/);
+    const plan = await qcvm("plan", "profiles/tdx-2node.yaml", "--host", host, "--capabilities", caps);
+    expect(plan.exitCode).toBe(1);
+    expect(r.stdout.replace(/\s+/g, " ")).toContain("TDX host support needs Linux >= 6.16");
+    expect(plan.stdout.replace(/\s+/g, " ")).toContain("TDX host support needs Linux >= 6.16");
   });
 
   it("json: cxl-memonly has a memory-only node, findings carry messages", async () => {
@@ -55,7 +86,7 @@ describe("qcvm doctor", () => {
     expect(find(j.findings, "weighted interleave (kernel)").status).toBe("ok");
     expect(find(j.findings, "weighted interleave (kernel)").message).toContain("weights 0:3 1:3 2:1");
     expect(find(j.findings, "guest_memfd mempolicy").message).toBe(
-      "guest_memfd mempolicy missing: kernel < 6.19: private memory placement is first-touch at best (vCPU cpusets), never exact (kernel 6.9.12)",
+      "guest_memfd mempolicy missing: kernel < 6.19: the guest_memfd mempolicy lever (each guest node exact on its own nodes) is unavailable; the other levers still apply (see the private memory levers below) (kernel 6.9.12)",
     );
     expect(find(j.findings, "sev-snp-guest").message).toBe(
       "sev-snp-guest missing: confidential.type sev-snp profiles cannot run; needs QEMU >= 9.1 (sev-snp-guest (SEV-SNP, guest_memfd private memory))",

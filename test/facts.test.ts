@@ -4,9 +4,11 @@
 import { describe, expect, it } from "vitest";
 import { CONFIDENTIAL, GUEST_MEMFD_TYPES, usesGuestMemfd } from "../src/core/confidential.js";
 import { confidentialHostSupport } from "../src/core/host-support.js";
-import { FEATURES, builtinCapabilities } from "../src/probe/capabilities.js";
+import { FEATURES, builtinCapabilities, featureGap, missingFeatureMessage } from "../src/probe/capabilities.js";
+import { olderQemuWarning } from "../src/pipeline/context.js";
+import type { QemuCapabilities } from "../src/core/types.js";
 import { planPlacement } from "../src/plan/plan.js";
-import { diagnoseHost, summarize } from "../src/commands/doctor.js";
+import { diagnoseHost, diagnoseQemu, summarize } from "../src/commands/doctor.js";
 import { isRealHost, FsRoot } from "../src/io/fsroot.js";
 import { HOSTS_DIR, fixtureHost, loadProfile } from "./helpers/host.js";
 
@@ -65,5 +67,49 @@ describe("real host or fixture: one answer on the filesystem seam", () => {
     expect(isRealHost("/./")).toBe(true);
     expect(isRealHost(HOSTS_DIR)).toBe(false);
     expect(new FsRoot(`${HOSTS_DIR}/epyc-2s4n`).isRealHost).toBe(false);
+  });
+});
+
+describe("installed vs target QEMU (issue 10 item 5)", () => {
+  // Debian's QEMU 11.1 is built without IGVM: `-machine q35,help` lists no igvm-cfg.
+  const debian111 = (): QemuCapabilities => {
+    const caps = builtinCapabilities("11.1.3");
+    return {
+      ...caps,
+      source: "probe",
+      binary: "/usr/bin/qemu-system-x86_64",
+      types: caps.types.filter((t) => t !== "igvm-cfg"),
+    };
+  };
+
+  it("tells 'this build lacks X' apart from 'X needs QEMU >= v'", () => {
+    expect(featureGap(debian111(), "igvm")).toBe("built-without");
+    expect(missingFeatureMessage(debian111(), "igvm")).toBe(
+      "-machine igvm-cfg= (IGVM firmware): QEMU 11.1.3 (probe, /usr/bin/qemu-system-x86_64) was built without it (upstream QEMU has it since 10.1)",
+    );
+    const igvm = diagnoseQemu(debian111()).find((f) => f.item === "igvm")!;
+    expect(igvm.rulesOut).toContain("this QEMU 11.1.3 build lacks it (upstream QEMU has it since 10.1)");
+    expect(igvm.rulesOut).not.toContain("needs QEMU >= 10.1");
+    expect(featureGap(builtinCapabilities("9.1"), "igvm")).toBe("needs-version");
+    expect(featureGap(builtinCapabilities("9.1"), "guest-memfd-backend")).toBe("unreleased");
+  });
+
+  it("a message about a probed QEMU names its binary", () => {
+    const caps = { ...builtinCapabilities("9.0"), source: "probe" as const, binary: "/opt/q/bin/qemu" };
+    expect(missingFeatureMessage(caps, "sev-snp-guest")).toBe(
+      "sev-snp-guest (SEV-SNP, guest_memfd private memory) needs QEMU >= 9.1; target QEMU is 9.0 (probe, /opt/q/bin/qemu)",
+    );
+  });
+
+  it("a profile targeting a newer QEMU than the binary warns, naming binary and version", async () => {
+    const profile = await loadProfile("snp-1node.yaml", ["qemu.version=10.1"]);
+    const caps = { ...builtinCapabilities("9.2.0"), source: "probe" as const, binary: "/usr/bin/qemu-system-x86_64" };
+    const w = olderQemuWarning(profile, caps);
+    expect(w?.code).toBe("qemu.version-newer");
+    expect(w?.message).toBe(
+      "targets QEMU 10.1, but /usr/bin/qemu-system-x86_64 is QEMU 9.2.0: what needs a newer QEMU will fail at start",
+    );
+    expect(olderQemuWarning(profile, { ...caps, version: "10.1.2" })).toBeUndefined();
+    expect(olderQemuWarning(profile, builtinCapabilities("9.2"))).toBeUndefined();
   });
 });

@@ -2,8 +2,8 @@
 // QEMU capabilities, and plan. render, plan and launch all start here, so they cannot disagree.
 import { readProfile } from "./read-profile.js";
 import { checkHostRoot } from "../io/fsroot.js";
-import { UserError, formatDiagnostic } from "../core/diagnostics.js";
-import { builtinCapabilities } from "../probe/capabilities.js";
+import { UserError, diag, formatDiagnostic } from "../core/diagnostics.js";
+import { builtinCapabilities, compareVersions } from "../probe/capabilities.js";
 import { usesGuestMemfd } from "../core/confidential.js";
 import type { Diagnostic, HostInfo, Plan, Profile, QemuCapabilities } from "../core/types.js";
 
@@ -99,5 +99,26 @@ export async function loadContext(args: ContextArgs): Promise<Context> {
   const { profile, host, caps, warnings } = await loadInputs(args);
   const { planPlacement } = await import("../plan/plan.js");
   const plan = planPlacement(profile, host, caps);
-  return { profile, host, caps, plan, warnings: [...warnings, ...plan.warnings] };
+  const older = olderQemuWarning(profile, caps);
+  return { profile, host, caps, plan, warnings: [...warnings, ...(older ? [older] : []), ...plan.warnings] };
+}
+
+/**
+ * The profile targets a newer QEMU than the binary that was probed (or whose capabilities were
+ * saved): what is rendered for the target may not start on the binary, so say which binary it is.
+ */
+export function olderQemuWarning(profile: Profile, caps: QemuCapabilities): Diagnostic | undefined {
+  if (caps.source === "builtin" || compareVersions(profile.qemu.version, caps.version) <= 0) return undefined;
+  const binary = caps.binary ?? profile.qemu.binary;
+  return diag(
+    "warning",
+    "qemu.version-newer",
+    "qemu.version",
+    `targets QEMU ${profile.qemu.version}, but ${binary} is QEMU ${caps.version}${caps.source === "file" ? " (saved capabilities)" : ""}: what needs a newer QEMU will fail at start`,
+    {
+      got: profile.qemu.version,
+      hint: `set qemu.version: "${caps.version}", or point qemu.binary at a QEMU ${profile.qemu.version}`,
+      file: profile.file,
+    },
+  );
 }

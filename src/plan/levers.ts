@@ -263,7 +263,7 @@ export const PRIVATE_LEVERS: readonly PrivateLever[] = [
     mechanism: "guest-memfd-mempolicy",
     name: "guest_memfd mempolicy",
     best: "exact",
-    when: "each guest node's own host nodes and policy",
+    when: "for every guest node, on its own host nodes and policy",
     blocker: guestMemfdBlocker,
     plan: tryGuestMemfdMempolicy,
   },

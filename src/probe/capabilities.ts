@@ -165,9 +165,30 @@ export function builtinCapabilities(version: string): QemuCapabilities {
   };
 }
 
-/** Message for a feature the target QEMU lacks: names the version that has it. */
+/** Why a QEMU lacks a feature: no release has it, its version predates it, or this build left it out. */
+export type FeatureGap = "unreleased" | "needs-version" | "built-without";
+
+export function featureGap(caps: QemuCapabilities, feature: Feature): FeatureGap | undefined {
+  if (hasFeature(caps, feature)) return undefined;
+  const def: FeatureDef = FEATURES[feature];
+  if (def.since === null) return "unreleased";
+  // A probed (or saved) QEMU at or past the release that has it, without it: a build option
+  // (Debian's QEMU 11.1 has no IGVM: `-machine q35,help` lists no igvm-cfg).
+  if (caps.source !== "builtin" && versionAtLeast(caps.version, def.since)) return "built-without";
+  return "needs-version";
+}
+
+/** The QEMU that capabilities describe, naming the binary where one was probed. */
+export function describeQemu(caps: QemuCapabilities): string {
+  if (caps.source === "builtin") return `QEMU ${caps.version}`;
+  return `QEMU ${caps.version} (${caps.source}${caps.binary ? `, ${caps.binary}` : ""})`;
+}
+
+/** Message for a feature the target QEMU lacks: names the version that has it, or says this build left it out. */
 export function missingFeatureMessage(caps: QemuCapabilities, feature: Feature): string {
   const def: FeatureDef = FEATURES[feature];
+  if (featureGap(caps, feature) === "built-without")
+    return `${def.what}: ${describeQemu(caps)} was built without it (upstream QEMU has it since ${def.since})`;
   const need = def.since ? `needs QEMU >= ${def.since}` : "is in no upstream QEMU release yet";
-  return `${def.what} ${need}; target QEMU is ${caps.version}${caps.source === "builtin" ? "" : ` (${caps.source})`}`;
+  return `${def.what} ${need}; target QEMU is ${caps.version}${caps.source === "builtin" ? "" : ` (${caps.source}${caps.binary ? `, ${caps.binary}` : ""})`}`;
 }

@@ -15,7 +15,7 @@
 // - `-display none`: qcvm guests are headless; the console is the serial port.
 // - memory: one backend per guest NUMA node (`-numa node,memdev=`), or one backend attached with
 //   `-machine memory-backend=` when the guest has no NUMA nodes; QEMU refuses both at once.
-import { FEATURES, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
+import { FEATURES, featureGap, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
 import { InternalError, diag, invariant } from "../core/diagnostics.js";
 import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE, confidentialFacts } from "../core/confidential.js";
@@ -85,12 +85,17 @@ class Renderer {
 
   /** True when the target QEMU has the feature; otherwise an error naming the version needed. */
   need(feature: Feature, path: string, hint?: string): boolean {
-    if (hasFeature(this.caps, feature)) return true;
+    const gap = featureGap(this.caps, feature);
+    if (gap === undefined) return true;
     const since = FEATURES[feature].since;
+    const fallback =
+      gap === "built-without"
+        ? "use a QEMU built with it (qemu.binary), or drop the field"
+        : since
+          ? `set qemu.version to ${since} or later if your QEMU has it, or drop the field`
+          : "drop the field";
     this.error("missing-feature", path, missingFeatureMessage(this.caps, feature), {
-      hint:
-        hint ??
-        (since ? `set qemu.version to ${since} or later if your QEMU has it, or drop the field` : "drop the field"),
+      hint: gap === "built-without" ? fallback : (hint ?? fallback),
     });
     return false;
   }
