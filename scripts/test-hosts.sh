@@ -38,8 +38,8 @@
 #   vm-numa2   (not in all) the same guest with two NUMA nodes (QEMU -numa: 2 vCPUs and half the
 #              memory each, node 1 at distance 20), cgroup v2 with cpuset and memory: the
 #              placement machinery against a real two-node kernel. Runs vitest.numa2.config.ts
-#              (test/**/*-numa.test.ts, which need two nodes, and the launch, placement and stats
-#              tests) with any vitest arguments given (test files filter within it). What it cannot show: the guest's nodes are QEMU's (node 1's memory
+#              (test/**/*-numa.test.ts, which need two nodes, and the cgroup tests) with any
+#              vitest arguments given (test files filter within it). What it cannot show: the guest's nodes are QEMU's (node 1's memory
 #              is this machine's node 0 underneath: locality is not measured, only where the
 #              guest kernel puts pages), and it has no KVM of its own, so no guest_memfd (a memfd
 #              stands in) and no SEV/TDX.
