@@ -16,6 +16,7 @@ export interface RenderArgs {
   host?: string;
   capabilities?: string;
   set?: string[];
+  root?: string;
 }
 
 /** What `render --format json` prints. The full command is `[...prefix, ...argv]`. */
@@ -38,7 +39,13 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const { inlineProfileFiles } = await import("../render/files.js");
   const { renderArgv } = await import("../render/render.js");
 
-  const ctx = await loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
+  const ctx = await loadContext({
+    profile: a.profile,
+    set: a.set,
+    root: a.root,
+    host: a.host,
+    capabilities: a.capabilities,
+  });
   const inlined = inlineProfileFiles(ctx.profile);
   const rendered = inlined.value
     ? renderArgv(inlined.value, ctx.plan, ctx.caps)
