@@ -8,6 +8,11 @@ import { RULES, runRules } from "../src/validate/rules.js";
 import { normalizeProfile } from "../src/normalize/normalize.js";
 import { newMap } from "../src/load/data.js";
 import schema from "../schemas/profile.schema.json" with { type: "json" };
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readProfile } from "../src/pipeline/read-profile.js";
+import { MAX_EXPLAINED } from "../src/validate/schema.js";
 
 const N = 100_000;
 
@@ -85,5 +90,21 @@ describe(`linear work on ${N} items`, () => {
     const r = runRules(raw, profile, () => ({ file: "x" }), RULES);
     expect(r.errors.length).toBeGreaterThan(0);
     expect(counter.reads).toBeLessThan(50 * N);
+  }, 120_000);
+
+  it("reports 15,000 unknown keys of one file as 50 problems and a count, explaining at most MAX_EXPLAINED", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qcvm-linear-"));
+    try {
+      const lines = Array.from({ length: 15_000 }, (_, i) => `  k${i}: 1`);
+      const file = join(dir, "many.yaml");
+      writeFileSync(file, `apiVersion: qcvm/v1\nmemory:\n${lines.join("\n")}\n`);
+      const r = await readProfile(file);
+      expect(r.errors).toHaveLength(51);
+      expect(r.moreErrors).toBe(15_000 - 50);
+      expect(r.errors.at(-1)!.message).toBe("and 14950 more errors (only the first 50 are shown)");
+      expect(MAX_EXPLAINED).toBeLessThan(15_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });

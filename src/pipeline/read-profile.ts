@@ -33,10 +33,15 @@ function without(data: RawProfile, paths: Segment[][]): RawProfile {
 }
 
 /** The first MAX_REPORTED, sorted, then "and N more" at the file. */
-function bounded(list: Diagnostic[], file: string, what: "error" | "warning"): { shown: Diagnostic[]; more: number } {
+function bounded(
+  list: Diagnostic[],
+  file: string,
+  what: "error" | "warning",
+  uncounted = 0,
+): { shown: Diagnostic[]; more: number } {
   const sorted = sortDiagnostics(list);
-  if (sorted.length <= MAX_REPORTED) return { shown: sorted, more: 0 };
-  const more = sorted.length - MAX_REPORTED;
+  if (sorted.length <= MAX_REPORTED && uncounted === 0) return { shown: sorted, more: 0 };
+  const more = Math.max(0, sorted.length - MAX_REPORTED) + uncounted;
   const shown = sorted.slice(0, MAX_REPORTED);
   shown.push(
     diag(
@@ -60,9 +65,10 @@ function pushAll(to: Diagnostic[], from: readonly Diagnostic[]): void {
 export async function readProfile(file: string, opts: ReadOptions = {}): Promise<LoadedProfile> {
   const loaded = await loadProfileFile(file, { set: opts.set, root: opts.root });
   const errors: Diagnostic[] = [...loaded.errors];
+  let unexplained = 0;
   const warnings: Diagnostic[] = [...loaded.warnings];
   const finish = (raw: RawProfile, profile?: LoadedProfile["profile"]): LoadedProfile => {
-    const e = bounded(errors, file, "error");
+    const e = bounded(errors, file, "error", unexplained);
     const w = bounded(warnings, file, "warning");
     return {
       file,
@@ -78,6 +84,7 @@ export async function readProfile(file: string, opts: ReadOptions = {}): Promise
   let raw = loaded.raw;
   const schema = await checkSchema(raw, loaded.locate);
   pushAll(errors, schema.errors);
+  unexplained = schema.unexplained ?? 0;
   // Unknown fields add nothing to the profile: drop them and check the rest too, so one typo does
   // not hide every other problem. Any other schema error stops here (values would be guesses).
   if (schema.errors.length > 0) {

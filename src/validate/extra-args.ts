@@ -103,7 +103,8 @@ export const extraArgs: Rule = (ctx) => {
   args.forEach((a, i) => {
     if (!a.startsWith("-")) return;
     // QEMU takes -opt and --opt alike.
-    const opt = a.startsWith("--") ? a.slice(1) : a;
+    // `-monitor=stdio` is no QEMU spelling, but it must not slip past the table either.
+    const opt = (a.startsWith("--") ? a.slice(1) : a).replace(/=.*$/, "");
     const value = args[i + 1];
     if (opt in RENDERED_OPTIONS) {
       ctx.warn(

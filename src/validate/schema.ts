@@ -17,15 +17,21 @@ export interface SchemaResult {
   errors: Diagnostic[];
   /** True when every error is an unknown field: the rest of the profile can still be checked. */
   onlyUnknownFields: boolean;
+  /** Errors beyond MAX_EXPLAINED, counted but not explained. */
+  unexplained?: number;
 }
 
 /** Validate against schemas/profile.schema.json. */
 export async function checkSchema(data: unknown, locate: Locate): Promise<SchemaResult> {
-  if (validateSchema(data)) return { errors: [], onlyUnknownFields: true };
+  if (validateSchema(data)) return { errors: [], onlyUnknownFields: true, unexplained: 0 };
   const raw = validateSchema.errors ?? [];
   const schema = (await import("../../schemas/profile.schema.json", { with: { type: "json" } })).default as Schema;
-  const errors = explainErrors(raw, data, schema, locate);
-  return { errors, onlyUnknownFields: errors.every((e) => e.code === "schema.unknown-field") };
+  const r = explainSome(raw, data, schema, locate, MAX_EXPLAINED);
+  return {
+    errors: r.errors,
+    unexplained: r.unexplained,
+    onlyUnknownFields: r.unexplainedAllUnknown && r.errors.every((e) => e.code === "schema.unknown-field"),
+  };
 }
 
 /** Edit distance counting a swap of two neighbours as one edit (`modle` -> `model` is 1). Three rows
@@ -207,10 +213,31 @@ function pickBranches(errors: AjvError[]): AjvError[] {
 }
 
 export function explainErrors(errors: AjvError[], data: unknown, schema: Schema, locate: Locate): Diagnostic[] {
+  return explainSome(errors, data, schema, locate, Infinity).errors;
+}
+
+/** Errors explained (in ajv's order) before the rest are only counted: a report shows 50 per file,
+ *  and 10,000 typos need not each be located and matched against the known fields. */
+export const MAX_EXPLAINED = 500;
+
+export function explainSome(
+  errors: AjvError[],
+  data: unknown,
+  schema: Schema,
+  locate: Locate,
+  limit: number,
+): { errors: Diagnostic[]; unexplained: number; unexplainedAllUnknown: boolean } {
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
   const knownFields = new Map<string, string[]>();
+  let unexplained = 0;
+  let unexplainedAllUnknown = true;
   for (const e of pickBranches(errors)) {
+    if (out.length >= limit) {
+      unexplained++;
+      if (e.keyword !== "additionalProperties") unexplainedAllUnknown = false;
+      continue;
+    }
     const at = splitPointer(e.instancePath);
     const got = valueAt(data, at);
     let d: Diagnostic;
@@ -341,5 +368,5 @@ export function explainErrors(errors: AjvError[], data: unknown, schema: Schema,
     if (d.hint === undefined) delete d.hint;
     out.push(d);
   }
-  return out;
+  return { errors: out, unexplained, unexplainedAllUnknown };
 }
