@@ -52,6 +52,15 @@ function hostOptions(y: Argv) {
     });
 }
 
+/** Where extends: bases may live (validate, render and plan read untrusted profiles in CI). */
+function rootOption(y: Argv) {
+  return y.option("root", {
+    type: "string",
+    requiresArg: true,
+    describe: "extends: bases must be under DIR (default: the profile's git root, else its directory)",
+  });
+}
+
 function setOptions(y: Argv) {
   return y
     .option("set", {
@@ -136,7 +145,7 @@ export async function main(argv: string[]): Promise<number> {
       "Validate profiles (files, directories or globs): every problem at once, file:line:col",
       (y) =>
         setOptions(
-          y
+          rootOption(y)
             .positional("files", { type: "string", array: true, describe: "Profiles, directories or globs" })
             .option("format", {
               choices: ["text", "json"] as const,
@@ -162,11 +171,13 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         setOptions(
           hostOptions(
-            y.positional("profile", { type: "string", describe: "Profile YAML file" }).option("format", {
-              choices: ["shell", "json"] as const,
-              default: "shell" as const,
-              describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
-            }),
+            rootOption(y)
+              .positional("profile", { type: "string", describe: "Profile YAML file" })
+              .option("format", {
+                choices: ["shell", "json"] as const,
+                default: "shell" as const,
+                describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
+              }),
           ).option("literal", {
             type: "boolean",
             default: false,
@@ -205,12 +216,14 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         setOptions(
           hostOptions(
-            y.positional("profile", { type: "string", describe: "Profile YAML file" }).option("format", {
-              choices: ["text", "json", "dot", "svg"] as const,
-              default: "text" as const,
-              describe:
-                "dot/svg: a graph of guest and host nodes, failing ones marked (svg is laid out by Graphviz, bundled as WebAssembly)",
-            }),
+            rootOption(y)
+              .positional("profile", { type: "string", describe: "Profile YAML file" })
+              .option("format", {
+                choices: ["text", "json", "dot", "svg"] as const,
+                default: "text" as const,
+                describe:
+                  "dot/svg: a graph of guest and host nodes, failing ones marked (svg is laid out by Graphviz, bundled as WebAssembly)",
+              }),
           ),
         )
           .example("$0 plan profiles/snp-2node.yaml", "Placement table with fidelity and capacity")

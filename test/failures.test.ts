@@ -374,6 +374,9 @@ describe("QEMU or qcvm killed", () => {
       `name=${name}`,
       "--set",
       `extraArgs=${extra}`,
+      // A socket chardev is a control interface: a profile must opt in to it by name.
+      "--set",
+      "qemu.allowControlArgs=true",
       "--run-dir",
       runDir,
     ]);

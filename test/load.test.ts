@@ -1,6 +1,7 @@
 // Loading: extends (merge order, relative paths, loops, limits, errors located in the base that
 // has them), --set overrides, YAML syntax errors, and the precedence documented in docs/profile.md.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -10,6 +11,7 @@ import {
   mergeDeep,
   parsePath,
   MAX_EXTENDS_DEPTH,
+  MAX_EXTENDS_FILES,
   MAX_PROFILE_BYTES,
 } from "../src/load/load.js";
 import { readProfile } from "../src/pipeline/read-profile.js";
@@ -243,5 +245,106 @@ describe("paths and merging helpers", () => {
       line: 5,
       col: 3,
     });
+  });
+});
+
+describe("hostile input (issue 9): prototypes, extends outside the repository, bombs", () => {
+  const repo = join(tmp, "repo");
+  mkdirSync(join(repo, ".git"), { recursive: true });
+  mkdirSync(join(repo, "sub"), { recursive: true });
+  const write = (rel: string, text: string) => {
+    writeFileSync(join(repo, rel), `apiVersion: qcvm/v1\n${text}`);
+    return join(repo, rel);
+  };
+
+  it("keeps profile data prototype-less at every depth", async () => {
+    const l = await loadProfileFile("test/fixtures/profiles/valid-2node.yaml");
+    expect(Object.getPrototypeOf(l.raw)).toBe(null);
+    expect(Object.getPrototypeOf(l.raw!.memory)).toBe(null);
+    expect(Object.getPrototypeOf((l.raw!.numa as { nodes: object[] }).nodes[0])).toBe(null);
+  });
+
+  it("refuses __proto__, constructor and prototype in --set paths and values, and pollutes nothing", async () => {
+    expect(
+      await messages("test/fixtures/profiles/valid-minimal.yaml", [
+        "__proto__.polluted=1",
+        "cpu.constructor=1",
+        "cpu={__proto__: {polluted: 1}}",
+      ]),
+    ).toEqual([
+      '--set: __proto__.polluted: cannot set: `__proto__` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth), got "__proto__.polluted=1"',
+      '--set: cpu.constructor: cannot set: `constructor` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth), got "cpu.constructor=1"',
+      '--set: cpu: value: `__proto__` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth), got "cpu={__proto__: {polluted: 1}}"',
+    ]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it("never blocks on a FIFO named in extends:", async () => {
+    execFileSync("mkfifo", [join(repo, "fifo.yaml")]);
+    const f = write("uses-fifo.yaml", "extends: fifo.yaml\n");
+    const r = await readProfile(f);
+    expect(r.errors.map((e) => [e.code, e.message])).toEqual([
+      ["load.extends-read", "cannot read base profile " + join(repo, "fifo.yaml") + ": is a FIFO, not a profile file"],
+    ]);
+  });
+
+  it("refuses a base outside the repository root without reading it, unless --root widens it", async () => {
+    writeFileSync(join(tmp, "outside.yaml"), "apiVersion: qcvm/v1\ncpu: {count: 4}\n");
+    const f = write("sub/top.yaml", "extends: ../../outside.yaml\n");
+    const r = await readProfile(f);
+    expect(r.errors.map((e) => [e.code, e.line, e.col])).toEqual([["load.extends-outside", 2, 10]]);
+    expect(r.errors[0]!.message).toBe(
+      `base profile ${join(tmp, "outside.yaml")} is outside the repository (root: ${repo})`,
+    );
+    const widened = await readProfile(f, { root: tmp });
+    expect(widened.errors).toEqual([]);
+    expect(widened.profile!.cpu.count).toBe(4);
+  });
+
+  it("takes the git root as the repository root: bases in parent directories of the repository are fine", async () => {
+    write("base.yaml", "cpu: {count: 3}\n");
+    const r = await readProfile(write("sub/child.yaml", "extends: ../base.yaml\n"));
+    expect(r.errors).toEqual([]);
+    expect(r.profile!.cpu.count).toBe(3);
+  });
+
+  it("refuses a profile that is a link out of its repository, and never quotes the target", async () => {
+    symlinkSync("/etc/passwd", join(repo, "passwd.yaml"));
+    const r = await readProfile(join(repo, "passwd.yaml"));
+    expect(r.errors.map(formatDiagnostic)).toEqual([
+      `${join(repo, "passwd.yaml")}: links to /etc/passwd, outside the repository (root: ${repo}) (profiles and their bases stay in the repository; --root DIR widens it)`,
+    ]);
+  });
+
+  it("reads a base referenced many times once: an 8-file fan-out (31 references each) is 8 reads", async () => {
+    for (let i = 0; i < 7; i++)
+      write(
+        `fan${i}.yaml`,
+        `extends: [${Array(31)
+          .fill(`fan${i + 1}.yaml`)
+          .join(", ")}]\n`,
+      );
+    write("fan7.yaml", "cpu: {count: 2}\n");
+    const l = await loadProfileFile(join(repo, "fan0.yaml"));
+    expect(l.errors).toEqual([]);
+    expect(l.files).toBe(8);
+  });
+
+  it("merges a base reached twice (a diamond) once, at its first place", async () => {
+    write("d.yaml", "cpu: {count: 2}\nmemory: {size: 2G}\n");
+    write("b.yaml", "extends: d.yaml\ncpu: {count: 4}\n");
+    write("c.yaml", "extends: d.yaml\nmemory: {size: 4G}\n");
+    const r = await readProfile(write("a.yaml", "extends: [b.yaml, c.yaml]\n"));
+    expect(r.errors).toEqual([]);
+    expect([r.profile!.cpu.count, r.profile!.memory.sizeBytes]).toEqual([4, 4 * 2 ** 30]);
+  });
+
+  it(`bounds the whole extends graph at ${MAX_EXTENDS_FILES} files`, async () => {
+    const names = Array.from({ length: MAX_EXTENDS_FILES + 5 }, (_, i) => write(`many${i}.yaml`, "").split("/").pop());
+    const l = await loadProfileFile(write("many.yaml", `extends: [${names.join(", ")}]\n`));
+    expect(l.errors.map((e) => e.message)).toEqual(
+      Array(6).fill(`extends graph has more than ${MAX_EXTENDS_FILES} files`),
+    );
+    expect(l.files).toBe(MAX_EXTENDS_FILES);
   });
 });

@@ -411,7 +411,7 @@ const EXPECTED: [string, string[]][] = [
     "warning-extra-args.yaml",
     [
       'test/fixtures/profiles/warning-extra-args.yaml:4:13: warning: extraArgs[0]: qcvm already renders -m from memory.size; the two will conflict, got "-m" (set memory.size instead)',
-      'test/fixtures/profiles/warning-extra-args.yaml:4:36: warning: extraArgs[3]: object id mem0 may clash with an object qcvm creates, got "memory-backend-ram,id=mem0,size=1G" (pick another id)',
+      // A reused rendered id is an error now: invalid-extra-args-id.yaml.
     ],
   ],
   [
@@ -424,6 +424,182 @@ const EXPECTED: [string, string[]][] = [
     "warning-prealloc-snp.yaml",
     [
       "test/fixtures/profiles/warning-prealloc-snp.yaml:13:13: warning: memory.prealloc: with sev-snp the guest's private memory is in guest_memfd; prealloc pins a second, shared copy of all 1G besides it (double the footprint), got true (leave prealloc off for sev-snp and tdx)",
+    ],
+  ],
+  // Hostile input (issue 9): one fixture per class, exact messages.
+  [
+    "invalid-proto-key.yaml",
+    [
+      "test/fixtures/profiles/invalid-proto-key.yaml:4:1: __proto__: `__proto__` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth) (remove it: no profile field has that name)",
+      "test/fixtures/profiles/invalid-proto-key.yaml:7:3: memory.constructor: `constructor` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth) (remove it: no profile field has that name)",
+      "test/fixtures/profiles/invalid-proto-key.yaml:8:7: cpu.prototype: `prototype` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth) (remove it: no profile field has that name)",
+    ],
+  ],
+  [
+    "invalid-proto-base.yaml",
+    [
+      "test/fixtures/profiles/extends/bases/proto.yaml:2:1: __proto__: `__proto__` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth) (remove it: no profile field has that name)",
+    ],
+  ],
+  [
+    "invalid-extends-outside.yaml",
+    [
+      "test/fixtures/profiles/invalid-extends-outside.yaml:4:10: extends: base profile /etc/passwd is outside the repository (root: .) (bases must be in the top profile's repository (its git root, else its directory); --root DIR widens that)",
+    ],
+  ],
+  [
+    "invalid-extends-not-profile.yaml",
+    [
+      "test/fixtures/profiles/invalid-extends-not-profile.yaml:4:10: extends: base profile test/fixtures/profiles/extends/not-a-profile.txt is not a qcvm profile: no `apiVersion: qcvm/v1` line (extends: names qcvm profiles (apiVersion: qcvm/v1); the file's content is not shown)",
+    ],
+  ],
+  [
+    "invalid-alias-values.yaml",
+    [
+      "test/fixtures/profiles/invalid-alias-values.yaml:2:1: holds more than 50000 values (aliases counted each time they are used) (a profile has a few hundred values; write them out, or share them through extends: base profiles)",
+    ],
+  ],
+  [
+    "invalid-too-many-items.yaml",
+    [
+      "test/fixtures/profiles/invalid-too-many-items.yaml: has over 20000 lines and list or map items; profiles are limited to 20000 (a profile has a few hundred; is this the right file?)",
+    ],
+  ],
+  [
+    "invalid-nesting.yaml",
+    [
+      "test/fixtures/profiles/invalid-nesting.yaml:4:1: k1: nested more than 64 levels deep (a profile nests a few levels; is this the right file?)",
+    ],
+  ],
+  [
+    "invalid-many-errors.yaml",
+    [
+      "test/fixtures/profiles/invalid-many-errors.yaml:5:3: memory.unknown1: unknown field `unknown1` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:6:3: memory.unknown2: unknown field `unknown2` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:7:3: memory.unknown3: unknown field `unknown3` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:8:3: memory.unknown4: unknown field `unknown4` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:9:3: memory.unknown5: unknown field `unknown5` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:10:3: memory.unknown6: unknown field `unknown6` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:11:3: memory.unknown7: unknown field `unknown7` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:12:3: memory.unknown8: unknown field `unknown8` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:13:3: memory.unknown9: unknown field `unknown9` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:14:3: memory.unknown10: unknown field `unknown10` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:15:3: memory.unknown11: unknown field `unknown11` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:16:3: memory.unknown12: unknown field `unknown12` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:17:3: memory.unknown13: unknown field `unknown13` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:18:3: memory.unknown14: unknown field `unknown14` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:19:3: memory.unknown15: unknown field `unknown15` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:20:3: memory.unknown16: unknown field `unknown16` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:21:3: memory.unknown17: unknown field `unknown17` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:22:3: memory.unknown18: unknown field `unknown18` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:23:3: memory.unknown19: unknown field `unknown19` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:24:3: memory.unknown20: unknown field `unknown20` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:25:3: memory.unknown21: unknown field `unknown21` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:26:3: memory.unknown22: unknown field `unknown22` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:27:3: memory.unknown23: unknown field `unknown23` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:28:3: memory.unknown24: unknown field `unknown24` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:29:3: memory.unknown25: unknown field `unknown25` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:30:3: memory.unknown26: unknown field `unknown26` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:31:3: memory.unknown27: unknown field `unknown27` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:32:3: memory.unknown28: unknown field `unknown28` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:33:3: memory.unknown29: unknown field `unknown29` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:34:3: memory.unknown30: unknown field `unknown30` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:35:3: memory.unknown31: unknown field `unknown31` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:36:3: memory.unknown32: unknown field `unknown32` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:37:3: memory.unknown33: unknown field `unknown33` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:38:3: memory.unknown34: unknown field `unknown34` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:39:3: memory.unknown35: unknown field `unknown35` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:40:3: memory.unknown36: unknown field `unknown36` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:41:3: memory.unknown37: unknown field `unknown37` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:42:3: memory.unknown38: unknown field `unknown38` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:43:3: memory.unknown39: unknown field `unknown39` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:44:3: memory.unknown40: unknown field `unknown40` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:45:3: memory.unknown41: unknown field `unknown41` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:46:3: memory.unknown42: unknown field `unknown42` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:47:3: memory.unknown43: unknown field `unknown43` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:48:3: memory.unknown44: unknown field `unknown44` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:49:3: memory.unknown45: unknown field `unknown45` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:50:3: memory.unknown46: unknown field `unknown46` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:51:3: memory.unknown47: unknown field `unknown47` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:52:3: memory.unknown48: unknown field `unknown48` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:53:3: memory.unknown49: unknown field `unknown49` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml:54:3: memory.unknown50: unknown field `unknown50` (known fields: size, backend, path, share, hugepages, prealloc, preallocThreads, reserve, hostNodes, policy, weights)",
+      "test/fixtures/profiles/invalid-many-errors.yaml: and 10 more errors (only the first 50 are shown) (fix these and validate again)",
+    ],
+  ],
+  [
+    "invalid-size-zero.yaml",
+    [
+      "test/fixtures/profiles/invalid-size-zero.yaml:5:9: memory.size: must be more than 0 (QEMU would silently use its default for -m 0), got 0",
+    ],
+  ],
+  [
+    "invalid-size-huge.yaml",
+    [
+      'test/fixtures/profiles/invalid-size-huge.yaml:6:9: memory.size: is more than 4096T, the most an x86-64 guest can address, got "99999999T" (is the unit right?)',
+      "test/fixtures/profiles/invalid-size-huge.yaml:9:25: numa.nodes[0].memory: is beyond 2^53 and cannot be read exactly, got 9007199254740992 (write it with a unit: e.g. 64G)",
+    ],
+  ],
+  [
+    "invalid-size-unaligned.yaml",
+    [
+      "test/fixtures/profiles/invalid-size-unaligned.yaml:6:9: memory.size: must be a multiple of 8K: QEMU rounds guest memory up to 8 KiB, and the NUMA nodes no longer add up, got 1000000 (nearest valid sizes: 976K or 984K)",
+      "test/fixtures/profiles/invalid-size-unaligned.yaml:9:25: numa.nodes[0].memory: must be a multiple of 8K: QEMU rounds guest memory up to 8 KiB, and the NUMA nodes no longer add up, got 500000 (nearest valid sizes: 488K or 496K)",
+      "test/fixtures/profiles/invalid-size-unaligned.yaml:10:25: numa.nodes[1].memory: must be a multiple of 8K: QEMU rounds guest memory up to 8 KiB, and the NUMA nodes no longer add up, got 500000 (nearest valid sizes: 488K or 496K)",
+    ],
+  ],
+  [
+    "invalid-tag.yaml",
+    [
+      "test/fixtures/profiles/invalid-tag.yaml:3:12: tag !foo is not allowed: profiles use YAML's core schema (remove the tag; only !!str, !!int, !!float, !!bool, !!null, !!map and !!seq are accepted)",
+      "test/fixtures/profiles/invalid-tag.yaml:5:25: tag !!js/function is not allowed: profiles use YAML's core schema (remove the tag; only !!str, !!int, !!float, !!bool, !!null, !!map and !!seq are accepted)",
+      "test/fixtures/profiles/invalid-tag.yaml:6:18: tag !!set is not allowed: profiles use YAML's core schema (remove the tag; only !!str, !!int, !!float, !!bool, !!null, !!map and !!seq are accepted)",
+    ],
+  ],
+  [
+    "invalid-flow-dash.yaml",
+    [
+      "test/fixtures/profiles/invalid-flow-dash.yaml:4:13: implicit keys must be on one line: Implicit keys of flow sequence pairs need to be on a single line",
+      "test/fixtures/profiles/invalid-flow-dash.yaml:4:13: YAML syntax error: Block collections are not allowed within flow collections",
+      "test/fixtures/profiles/invalid-flow-dash.yaml:4:15: missing character: Missing , or : between flow sequence items",
+    ],
+  ],
+  [
+    "invalid-unicode-space.yaml",
+    ['test/fixtures/profiles/invalid-unicode-space.yaml:5:10: cpu.count: must be a whole number, got "2\\u00a0"'],
+  ],
+  [
+    "invalid-path-control.yaml",
+    [
+      'test/fixtures/profiles/invalid-path-control.yaml:5:11: boot.kernel: contains a control character (a newline, tab or NUL): no file name QEMU can take, got "/boot/vmlinuz\\nmalicious" (remove it; file names in profiles are plain text)',
+      'test/fixtures/profiles/invalid-path-control.yaml:7:12: disks[0].path: disk image does not exist (qcvm never creates disks), got "disk\\u0000.img" (paths are relative to the profile; create the image first: qemu-img create -f raw FILE SIZE)',
+      'test/fixtures/profiles/invalid-path-control.yaml:7:12: disks[0].path: contains a control character (a newline, tab or NUL): no file name QEMU can take, got "disk\\u0000.img" (remove it; file names in profiles are plain text)',
+    ],
+  ],
+  [
+    "invalid-extra-args-control.yaml",
+    [
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:5:5: extraArgs[0]: -monitor adds a monitor, a way into the VM from outside qcvm, got "-monitor stdio" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:7:5: extraArgs[2]: -chardev adds a socket character device, a way into the VM from outside qcvm, got "-chardev socket,id=m0,path=/tmp/m0,server=on,wait=off" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:9:5: extraArgs[4]: -mon adds a monitor, a way into the VM from outside qcvm, got "-mon chardev=m0" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:11:5: extraArgs[6]: -gdb adds a gdb stub, a way into the VM from outside qcvm, got "--gdb tcp::1234" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:13:5: extraArgs[8]: -incoming adds an incoming migration, a way into the VM from outside qcvm, got "-incoming tcp:0:4444" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:15:5: extraArgs[10]: -vnc adds a VNC server, a way into the VM from outside qcvm, got "-vnc :0" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+      'test/fixtures/profiles/invalid-extra-args-control.yaml:17:5: extraArgs[12]: -serial adds a tcp serial port, a way into the VM from outside qcvm, got "-serial tcp::4445,server=on" (remove it, or set qemu.allowControlArgs: true to allow it (launch then warns))',
+    ],
+  ],
+  [
+    "invalid-extra-args-id.yaml",
+    [
+      'test/fixtures/profiles/invalid-extra-args-id.yaml:4:22: extraArgs[1]: object id mem0 may clash with an object qcvm creates, got "memory-backend-ram,id=mem0,size=1G" (pick another id)',
+      'test/fixtures/profiles/invalid-extra-args-id.yaml:4:69: extraArgs[3]: id net0 is one qcvm renders; QEMU refuses two with the same id, got "user,id=net0" (pick another id)',
+    ],
+  ],
+  [
+    "warning-extra-args-allowed.yaml",
+    [
+      'test/fixtures/profiles/warning-extra-args-allowed.yaml:6:13: warning: extraArgs[0]: qcvm already renders -qmp from qmp; the two will conflict, got "-qmp" (set qmp instead)',
+      'test/fixtures/profiles/warning-extra-args-allowed.yaml:6:13: warning: extraArgs[0]: -qmp adds a QMP monitor, a way into the VM from outside qcvm; allowed by qemu.allowControlArgs, got "-qmp unix:/run/vm/qmp.sock,server=on,wait=off"',
     ],
   ],
 ];
@@ -452,8 +628,13 @@ describe("invalid and warning fixtures", () => {
       const r = await readProfile(`${DIR}/${name}`);
       for (const d of [...r.errors, ...r.warnings]) {
         expect(d.code, `${name}: ${d.message}`).toMatch(/^[a-z0-9-]+\.[a-z0-9-]+$/);
-        expect(d.file, name).toBe(`${DIR}/${name}`);
-        if (!["invalid-empty.yaml"].includes(name)) expect(d.line, `${name}: ${d.message}`).toBeGreaterThan(0);
+        // An error in a base is reported in the base (a fixture's own base, under extends/).
+        if (name === "invalid-proto-base.yaml") expect(d.file, name).toBe(`${DIR}/extends/bases/proto.yaml`);
+        else expect(d.file, name).toBe(`${DIR}/${name}`);
+        // No position exists for these: the file is empty, or refused before it is parsed (or the
+        // line says "and N more", about the file).
+        const whole = ["invalid-empty.yaml", "invalid-too-many-items.yaml"].includes(name) || d.code === "report.more";
+        if (!whole) expect(d.line, `${name}: ${d.message}`).toBeGreaterThan(0);
       }
     }
   });

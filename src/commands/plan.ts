@@ -11,6 +11,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const ctx = await loadContext({
     profile: String(args.profile),
     set: args.set as string[] | undefined,
+    root: args.root as string | undefined,
     host: args.host as string | undefined,
     capabilities: args.capabilities as string | undefined,
   });

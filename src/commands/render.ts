@@ -19,6 +19,7 @@ export interface RenderArgs {
   host?: string;
   capabilities?: string;
   set?: string[];
+  root?: string;
 }
 
 /** What `render --format json` prints. The full command is `[...prefix, ...argv]`. */
@@ -40,8 +41,9 @@ async function renderContext(
   a: RenderArgs,
 ): Promise<{ profile: Profile; plan: Plan; caps: QemuCapabilities; warnings: Diagnostic[] }> {
   const { loadContext, loadValidProfile, resolveCapabilities } = await import("../pipeline/context.js");
-  if (!a.literal) return loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
-  const { profile, warnings } = await loadValidProfile(a.profile, a.set);
+  if (!a.literal)
+    return loadContext({ profile: a.profile, set: a.set, root: a.root, host: a.host, capabilities: a.capabilities });
+  const { profile, warnings } = await loadValidProfile(a.profile, a.set, a.root);
   const caps = await resolveCapabilities(profile, { profile: a.profile, capabilities: a.capabilities });
   const { literalPlan } = await import("../plan/literal.js");
   const plan = literalPlan(profile);

@@ -13,6 +13,7 @@ interface Args {
   strict?: boolean;
   fill?: boolean;
   set?: string[];
+  root?: string;
 }
 
 const PROFILE_EXT = /\.ya?ml$/i;
@@ -194,13 +195,13 @@ function unreadableResult({ dir, code }: Unreadable[number]): LoadedProfile {
   };
 }
 
-async function readAll(files: readonly string[], set: string[] | undefined): Promise<LoadedProfile[]> {
+async function readAll(files: readonly string[], set: string[] | undefined, root?: string): Promise<LoadedProfile[]> {
   const results: LoadedProfile[] = new Array<LoadedProfile>(files.length);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
       const i = next++;
-      results[i] = await readProfile(files[i]!, { set });
+      results[i] = await readProfile(files[i]!, { set, root });
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
@@ -250,7 +251,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     process.stderr.write("qcvm: name at least one profile, directory or glob\n");
     return 2;
   }
-  const loaded = [...(await readAll(files, a.set)), ...unreadable.map(unreadableResult)];
+  const loaded = [...(await readAll(files, a.set, a.root)), ...unreadable.map(unreadableResult)];
   const strict = a.strict === true;
   let valid = 0;
   let errors = 0;
@@ -258,8 +259,9 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const reports = loaded.map((l) => {
     const ok = l.errors.length === 0 && (!strict || l.warnings.length === 0);
     if (ok) valid++;
-    errors += l.errors.length;
-    warnings += l.warnings.length;
+    // A bounded report ends with one "and N more": count what it stands for.
+    errors += l.errors.length + (l.moreErrors ? l.moreErrors - 1 : 0);
+    warnings += l.warnings.length + (l.moreWarnings ? l.moreWarnings - 1 : 0);
     return { l, ok };
   });
   const summary = { profiles: loaded.length, valid, invalid: loaded.length - valid, errors, warnings };

@@ -10,13 +10,31 @@ export function diag(
   message: string,
   extra: Partial<Pick<Diagnostic, "got" | "hint" | "file" | "line" | "col">> = {},
 ): Diagnostic {
-  return { severity, code, path, message, ...extra };
+  const d: Diagnostic = { severity, code, path, message, ...extra };
+  // A report stays bounded in every format: a value can be most of a 1 MiB file.
+  if (typeof d.got === "string" && d.got.length > 1000) d.got = `${d.got.slice(0, 1000)}...`;
+  return d;
+}
+
+/** Longest `got` shown for a string: a value can be most of a 1 MiB file. */
+const MAX_SHOWN_STRING = 200;
+
+/** Characters that look like a space or nothing: shown as \uXXXX so `"2\u00a0"` is not read as "2 ". */
+const INVISIBLE = /[\u0080-\u00a0\u00ad\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]/g;
+
+function quoted(s: string): string {
+  return JSON.stringify(s).replace(INVISIBLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 function showValue(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "string")
+    return v.length > MAX_SHOWN_STRING
+      ? `${quoted(v.slice(0, MAX_SHOWN_STRING))}... (${v.length} characters)`
+      : quoted(v);
   if (v === undefined) return "nothing";
-  const s = JSON.stringify(v);
+  // YAML's words for what JSON cannot write (.inf, 1e400, .nan), not JSON's `null`.
+  if (typeof v === "number" && !Number.isFinite(v)) return Number.isNaN(v) ? ".nan" : v > 0 ? ".inf" : "-.inf";
+  const s = JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? `0x${x.toString(16)}` : x));
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 

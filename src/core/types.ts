@@ -94,6 +94,8 @@ export interface Profile {
     binary: string;
     /** Target QEMU version the command line is rendered for, e.g. "9.1.0". */
     version: string;
+    /** extraArgs may add control interfaces (-monitor, -qmp, -gdb...): set only when opted in. */
+    allowControlArgs?: true;
   };
   machine: {
     type: string;
@@ -193,6 +195,9 @@ export interface LoadedProfile {
   profile?: Profile;
   errors: Diagnostic[];
   warnings: Diagnostic[];
+  /** Problems beyond the first ones reported (the report ends with one "and N more"). */
+  moreErrors?: number;
+  moreWarnings?: number;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,55 +1,47 @@
-// Load: profile file(s) -> one merged plain object, plus a way back from any field path to the
-// file:line:col that set it. No validation here beyond what is needed to read and merge.
+// Load: profile file(s) -> one merged prototype-less object, plus a way back from any field path to
+// the file:line:col that set it. No validation here beyond what is needed to read and merge safely.
 //
 // Precedence (lowest to highest) is documented in ONE place, docs/profile.md#precedence:
 //   built-in defaults < bases named by `extends:` (in order) < the file itself < --set
 // Defaults are applied later, by normalize.ts, so this module only merges bases, file and --set.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { isUtf8 } from "node:buffer";
-import { dirname, resolve, relative, isAbsolute } from "node:path";
-import { parseDocument, isMap, isSeq, isAlias, isScalar, parse as parseYaml } from "yaml";
-import type { Document, Node as YamlNode, Pair } from "yaml";
+//
+// The extends graph is untrusted input too (CI validates pull requests): a base must be a regular
+// file under the top profile's repository root (its git root, else its directory; --root widens
+// it), the graph is bounded in files and bytes, and a base named twice is read and merged once.
+import { existsSync, realpathSync } from "node:fs";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { diag } from "../core/diagnostics.js";
-import { parseFastYaml } from "./yaml-fast.js";
+import { formatPath, startsWith } from "../core/field-path.js";
+import type { Segment } from "../core/field-path.js";
+import { cloneData, mergeDeep, newMap } from "./data.js";
+import type { DataMap } from "./data.js";
+import { parseLayer } from "./layer.js";
+import { childPair, deref, docOf, layerPos, locateIn } from "./positions.js";
+import type { Layer, Position } from "./positions.js";
+import { applySets } from "./set.js";
 import { mapPathFields } from "../normalize/normalize.js";
-import { coerceSetValue } from "./set-coerce.js";
 import type { Diagnostic, RawProfile } from "../core/types.js";
 
-/** A profile may name bases that name bases; deeper than this is almost surely a mistake. */
-export const MAX_EXTENDS_DEPTH = 8;
-/** Profiles are small; a bigger file is the wrong file (and must not be read into memory whole). */
-export const MAX_PROFILE_BYTES = 1024 * 1024;
-/** Deeper `[`/`{` nesting than any profile has. The `yaml` package recurses per level and runs the
- *  process out of memory (a fatal abort, not an exception) at about 20,000, which fits in 40 KB. */
-export const MAX_FLOW_DEPTH = 64;
-/** Aliases `yaml` may expand while building the profile: enough for real reuse, not a billion laughs. */
-export const MAX_ALIAS_COUNT = 100;
+export { formatPath, parsePath } from "../core/field-path.js";
+export type { Segment } from "../core/field-path.js";
+export { mergeDeep } from "./data.js";
+export { MAX_PROFILE_BYTES } from "./read-file.js";
+export { MAX_FLOW_DEPTH } from "./data.js";
+export { MAX_ALIAS_COUNT } from "./layer.js";
+export type { Position } from "./positions.js";
+export { SET_FILE } from "./set.js";
+
 /** The profile argument that means "read standard input" (validate, render, plan). */
 export const STDIN_ARG = "-";
 /** How a profile read from standard input is named in messages; its relative paths are the cwd's. */
 export const STDIN_NAME = "<stdin>";
 
-/** The pseudo file name of diagnostics about --set overrides. */
-export const SET_FILE = "--set";
-
-export type Segment = string | number;
-
-export interface Position {
-  file: string;
-  line?: number;
-  col?: number;
-}
-
-interface Layer {
-  abs: string;
-  /** Path as shown in messages (as given for the top file, relative to cwd for bases). */
-  shown: string;
-  text: string;
-  /** yaml's document, parsed only when a position is needed (or the fast reader declined). */
-  doc?: Document.Parsed;
-  data: Record<string, unknown>;
-  lineStarts?: number[];
-}
+/** A profile may name bases that name bases; deeper than this is almost surely a mistake. */
+export const MAX_EXTENDS_DEPTH = 8;
+/** Files in one profile's whole extends graph (the profile included). */
+export const MAX_EXTENDS_FILES = 32;
+/** Bytes read for one profile's whole extends graph. */
+export const MAX_EXTENDS_BYTES = 4 * 1024 * 1024;
 
 export interface LoadResult {
   /** Merged profile (bases, file, --set), `extends` removed; undefined when nothing usable was read. */
@@ -58,544 +50,221 @@ export interface LoadResult {
   warnings: Diagnostic[];
   /** Position of the value at `path` (or of its key with `key`), in the file that set it. */
   locate: (path: readonly Segment[], key?: boolean) => Position;
+  /** Files read for this profile (itself and its bases, each once). */
+  files: number;
 }
 
 export interface LoadOptions {
   set?: readonly string[];
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** `numa.nodes[1].cpus` -> ["numa", "nodes", 1, "cpus"]; undefined when malformed. */
-export function parsePath(text: string): Segment[] | undefined {
-  const out: Segment[] = [];
-  const re = /([A-Za-z0-9_-]+)|\[([0-9]+)\]|(\.)/y;
-  let expectKey = true;
-  let m: RegExpExecArray | null;
-  re.lastIndex = 0;
-  while (re.lastIndex < text.length && (m = re.exec(text))) {
-    if (m[1] !== undefined) {
-      if (!expectKey) return undefined;
-      out.push(m[1]);
-      expectKey = false;
-    } else if (m[2] !== undefined) {
-      if (expectKey || out.length === 0) return undefined;
-      out.push(Number(m[2]));
-    } else {
-      if (expectKey) return undefined;
-      expectKey = true;
-    }
-  }
-  if (re.lastIndex !== text.length || expectKey || out.length === 0) return undefined;
-  return out;
-}
-
-/** ["numa", "nodes", 1, "cpus"] -> `numa.nodes[1].cpus` */
-export function formatPath(path: readonly Segment[]): string {
-  let s = "";
-  for (const seg of path) s += typeof seg === "number" ? `[${seg}]` : s ? `.${seg}` : seg;
-  return s;
-}
-
-/** Merge `over` onto `base`: maps merge deeply, everything else (lists, scalars) replaces. */
-export function mergeDeep(base: unknown, over: unknown): unknown {
-  if (!isPlainObject(base) || !isPlainObject(over)) return over;
-  const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = k in base ? mergeDeep(base[k], v) : v;
-  return out;
+  /** Bases must be under this directory (`--root DIR`); default: the top profile's repository root. */
+  root?: string;
 }
 
 function showPath(file: string): string {
   const rel = relative(process.cwd(), file);
-  return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : file;
+  if (rel === "") return ".";
+  return !rel.startsWith("..") && !isAbsolute(rel) ? rel : file;
 }
 
-function lineCol(layer: Layer, offset: number): { line: number; col: number } {
-  if (!layer.lineStarts) {
-    const starts = [0];
-    const t = layer.text;
-    for (let i = t.indexOf("\n"); i !== -1; i = t.indexOf("\n", i + 1)) starts.push(i + 1);
-    layer.lineStarts = starts;
+function realOr(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
   }
-  const starts = layer.lineStarts;
-  let lo = 0;
-  let hi = starts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (starts[mid]! <= offset) lo = mid;
-    else hi = mid - 1;
+}
+
+/** The top profile's repository root: the nearest directory up with `.git`, else its own directory. */
+export function repositoryRoot(file: string): string {
+  // From where the file is named, not where a symbolic link points: a link in a repository to a
+  // file outside it (/etc/shadow) must not move the root there.
+  const start = realOr(dirname(resolve(file)));
+  for (let dir = start; ;) {
+    if (existsSync(resolve(dir, ".git"))) return dir;
+    const up = dirname(dir);
+    if (up === dir) return start;
+    dir = up;
   }
-  return { line: lo + 1, col: offset - starts[lo]! + 1 };
 }
 
-function layerPos(layer: Layer, offset: number | undefined): Position {
-  if (offset === undefined) return { file: layer.shown };
-  return { file: layer.shown, ...lineCol(layer, offset) };
+function isInside(root: string, file: string): boolean {
+  const rel = relative(root, file);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
 }
 
-function docOf(layer: Layer): Document.Parsed {
-  return (layer.doc ??= parseDocument(layer.text, { prettyErrors: false, keepSourceTokens: false, uniqueKeys: true }));
+interface Tree {
+  layers: Layer[];
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+  root: string;
+  /** Real paths read so far (each is read and merged once). */
+  seen: Set<string>;
+  bytes: number;
 }
 
-function deref(layer: Layer, node: unknown): unknown {
-  return isAlias(node) ? node.resolve(docOf(layer)) : node;
-}
-
-function childPair(layer: Layer, node: unknown, key: string): Pair<YamlNode, YamlNode> | undefined {
-  const n = deref(layer, node);
-  if (!isMap(n)) return undefined;
-  for (const pair of n.items as Pair<YamlNode, YamlNode>[]) {
-    const k = isScalar(pair.key) ? pair.key.value : pair.key;
-    if (String(k) === key) return pair;
+/** The extends: entries of a layer with where each is written; a malformed extends is an error. */
+function extendsEntries(layer: Layer, tree: Tree): { name: string; path: Segment[]; at: Position }[] {
+  const ext = layer.data.extends;
+  if (ext === undefined) return [];
+  const pairValue = () => childPair(layer, docOf(layer).contents, "extends")?.value;
+  if (typeof ext === "string") return [{ name: ext, path: ["extends"], at: layerPos(layer, pairValue()?.range?.[0]) }];
+  if (Array.isArray(ext) && ext.length > 0 && ext.every((e) => typeof e === "string")) {
+    const items = (deref(layer, pairValue()) as { items?: { range?: [number] }[] } | undefined)?.items;
+    return ext.map((name, i) => ({ name, path: ["extends", i], at: layerPos(layer, items?.[i]?.range?.[0]) }));
   }
+  tree.errors.push(
+    diag("error", "load.extends-type", "extends", "must be a file name or a list of file names", {
+      ...layerPos(layer, pairValue()?.range?.[0]),
+      got: ext,
+      hint: "extends: base.yaml, or extends: [base.yaml, snp.yaml]",
+    }),
+  );
+  return [];
+}
+
+/** Why a base cannot be followed, or undefined when it can. */
+function refuseBase(real: string, chain: string[], at: Position, path: string, tree: Tree): Diagnostic | undefined {
+  if (chain.includes(real)) {
+    const cycle = [...chain.slice(chain.indexOf(real)), real].map(showPath).join(" -> ");
+    return diag("error", "load.extends-cycle", path, `extends loop: ${cycle}`, {
+      ...at,
+      hint: "a profile cannot be its own base",
+    });
+  }
+  if (chain.length >= MAX_EXTENDS_DEPTH)
+    return diag("error", "load.extends-depth", path, `extends chain deeper than ${MAX_EXTENDS_DEPTH} files`, {
+      ...at,
+      got: [...chain, real].map(showPath).join(" -> "),
+      hint: "flatten the chain of bases",
+    });
+  if (!isInside(tree.root, real))
+    return diag(
+      "error",
+      "load.extends-outside",
+      path,
+      `base profile ${showPath(real)} is outside the repository (root: ${showPath(tree.root)})`,
+      {
+        ...at,
+        hint: "bases must be in the top profile's repository (its git root, else its directory); --root DIR widens that",
+      },
+    );
+  if (tree.seen.size >= MAX_EXTENDS_FILES)
+    return diag("error", "load.extends-files", path, `extends graph has more than ${MAX_EXTENDS_FILES} files`, {
+      ...at,
+      hint: "share fewer, larger bases",
+    });
+  if (tree.bytes > MAX_EXTENDS_BYTES)
+    return diag("error", "load.extends-bytes", path, `extends graph holds more than ${MAX_EXTENDS_BYTES} bytes`, {
+      ...at,
+      hint: "bases are a few KB each",
+    });
   return undefined;
 }
 
-type Tree = { layers: Layer[]; errors: Diagnostic[]; warnings: Diagnostic[] };
-
-/**
- * Read a profile. Synchronous on purpose: profiles are small and in the page cache, and one
- * openSync/fstatSync/readSync costs a fraction of a FileHandle round trip through the thread pool
- * (validating 1,000 profiles spent more time in FileHandle bookkeeping than in reading).
- * At most MAX_PROFILE_BYTES + 1 bytes are read whatever the size says: /dev/zero, a pipe or a
- * /proc file report 0 and would otherwise be read until memory runs out.
- */
-function readText(file: string, stdin = false): { text?: string; error?: string; hint?: string } {
-  let fd: number | undefined;
-  try {
-    // fd 0 is not ours to close; the finally below closes only what it opened.
-    if (!stdin) fd = openSync(file, "r");
-    return readBounded(fd ?? 0);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === "ENOENT")
-      return {
-        error: "cannot read file: no such file",
-        hint: "check the path: it is relative to the current directory",
-      };
-    if (err.code === "EACCES" || err.code === "EPERM") {
-      return {
-        error: "cannot read file: permission denied",
-        hint: "make it readable to this user, or run qcvm as a user who can read it",
-      };
-    }
-    if (err.code === "ENOTDIR")
-      return { error: "cannot read file: a directory in its path is a file", hint: "check the path" };
-    if (stdin && err.code === "EAGAIN")
-      return {
-        error: "cannot read standard input: it is non-blocking",
-        hint: "pipe the profile in: cat vm.yaml | qcvm validate -",
-      };
-    return { error: `cannot read file: ${err.code ?? err.message}` };
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-/** Read at most MAX_PROFILE_BYTES + 1 bytes of an open file (or of standard input) as UTF-8 text. */
-function readBounded(fd: number): { text?: string; error?: string; hint?: string } {
-  const st = fstatSync(fd);
-  if (st.isDirectory())
-    return {
-      error: "is a directory, not a profile file",
-      hint: "name a .yaml file in it; qcvm validate also takes directories",
-    };
-  const tooBig = (size: number) => ({
-    error: `file is ${size} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
-    hint: "is this the profile? profiles are a few KB of YAML",
-  });
-  if (st.size > MAX_PROFILE_BYTES) return tooBig(st.size);
-  // A regular file's size is right (+1 to see EOF in one read); anything else grows as it reads.
-  let buf = Buffer.allocUnsafe(st.isFile() ? st.size + 1 : 64 * 1024);
-  let used = 0;
-  for (;;) {
-    if (used === buf.length) {
-      if (buf.length > MAX_PROFILE_BYTES) break;
-      const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, MAX_PROFILE_BYTES + 1));
-      buf.copy(bigger, 0, 0, used);
-      buf = bigger;
-    }
-    const n = readSync(fd, buf, used, buf.length - used, null);
-    if (n === 0) break;
-    used += n;
-  }
-  if (used > MAX_PROFILE_BYTES)
-    return {
-      ...tooBig(used),
-      error: `file is over ${MAX_PROFILE_BYTES} bytes; profiles are limited to ${MAX_PROFILE_BYTES}`,
-    };
-  const bytes = buf.subarray(0, used);
-  if (bytes.includes(0) || !isUtf8(bytes)) {
-    return {
-      error: "is not a text file: binary data, or text that is not UTF-8",
-      hint: "a profile is UTF-8 YAML text; is this the right file?",
-    };
-  }
-  return { text: bytes.toString("utf8") };
-}
-
-/** Deepest `[`/`{` nesting, counted over the raw text (quotes and comments too: a real profile is
- *  nowhere near the limit either way, and over-counting only refuses absurd input). */
-function flowDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) max = depth;
-    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
-  }
-  return max;
-}
-
-const YAML_CODES: Record<string, string> = {
-  DUPLICATE_KEY: "duplicate key",
-  BAD_INDENT: "bad indentation",
-  TAB_AS_INDENT: "tab used for indentation (YAML indents with spaces)",
-  MISSING_CHAR: "missing character",
-  MULTILINE_IMPLICIT_KEY: "implicit keys must be on one line",
-};
-
-/** Messages that replace yaml's own, which name its API rather than the fix. */
-const YAML_MESSAGES: Record<string, { message: string; hint: string }> = {
-  MULTIPLE_DOCS: {
-    message: "a profile is one YAML document, and this file has more",
-    hint: "remove the `---` line, or put each profile in its own file",
-  },
-};
-
-/** Parse one file. `from` is where it was named (an extends: entry) for messages about reading it. */
-async function parseLayer(file: string, from: Position | undefined, tree: Tree): Promise<Layer | undefined> {
-  // Only the profile named on the command line can be standard input, never a base.
-  const stdin = from === undefined && file === stdinPath();
-  const shown = stdin ? STDIN_NAME : showPath(file);
-  const { text, error, hint } = readText(file, stdin);
-  if (text === undefined) {
-    tree.errors.push(
-      from
-        ? diag(
-            "error",
-            "load.extends-read",
-            "extends",
-            `cannot read base profile ${shown}: ${error!.replace(/^cannot read file: /, "")}`,
-            {
-              ...from,
-              hint: "paths in extends: are relative to the profile that names them",
-            },
-          )
-        : diag("error", "load.read", "", error!, { file: shown, ...(hint ? { hint } : {}) }),
-    );
-    return undefined;
-  }
-  if (flowDepth(text) > MAX_FLOW_DEPTH) {
-    tree.errors.push(
-      diag("error", "load.too-deep", "", `[ ] or { } nested more than ${MAX_FLOW_DEPTH} levels deep`, {
-        file: shown,
-        hint: "a profile nests a few levels; is this the right file?",
-      }),
-    );
-    return undefined;
-  }
-  const fast = parseFastYaml(text);
-  if (fast) return { abs: file, shown, text, data: fast };
-  const layer: Layer = { abs: file, shown, text, data: {} };
-  const doc = docOf(layer);
-  if (doc.errors.length > 0) {
-    for (const e of doc.errors) {
-      const what = YAML_CODES[e.code] ?? "YAML syntax error";
-      const detail =
-        e.code === "DUPLICATE_KEY"
-          ? ` \`${duplicateKeyAt(text, e.pos[0])}\``
-          : `: ${e.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
-      const own = YAML_MESSAGES[e.code];
-      const pos = layerPos(layer, e.pos[0]);
-      tree.errors.push(
-        diag("error", `yaml.${e.code.toLowerCase().replace(/_/g, "-")}`, "", own?.message ?? `${what}${detail}`, {
-          ...pos,
-          ...(own
-            ? { hint: own.hint }
-            : e.code === "DUPLICATE_KEY"
-              ? { hint: "each key may appear once in a mapping" }
-              : {}),
-        }),
-      );
-    }
-    return undefined;
-  }
-  for (const w of doc.warnings) {
-    tree.warnings.push(diag("warning", "yaml.warning", "", w.message.split("\n")[0]!, layerPos(layer, w.pos[0])));
-  }
-  let data: unknown;
-  try {
-    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
-  } catch {
-    // yaml's only toJS error for parsed input: "Excessive alias count indicates a resource exhaustion attack".
-    tree.errors.push(
-      diag("error", "yaml.alias", "", `aliases (*name) expand to too much: over ${MAX_ALIAS_COUNT} expansions`, {
-        file: shown,
-        hint: "write the values out, or share them through extends: base profiles",
-      }),
-    );
-    return undefined;
-  }
-  if (!isPlainObject(data)) {
-    const pos = doc.contents ? layerPos(layer, doc.contents.range[0]) : { file: shown };
-    tree.errors.push(
-      diag(
-        "error",
-        "load.not-a-map",
-        "",
-        data === null || data === undefined ? "profile is empty" : "profile must be a YAML mapping of fields",
-        {
-          ...pos,
-          ...(data === null || data === undefined ? {} : { got: data }),
-          hint: "start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field",
-        },
-      ),
-    );
-    return undefined;
-  }
-  layer.data = data;
-  return layer;
-}
-
-function duplicateKeyAt(text: string, offset: number): string {
-  const m = /^[^:\n]*/.exec(text.slice(offset));
-  return (m?.[0] ?? "").trim().replace(/^["']|["']$/g, "");
-}
-
 /** Load `file` and, first, its bases (depth first, in order), appending layers lowest priority first. */
-async function loadTree(file: string, chain: string[], from: Position | undefined, tree: Tree): Promise<void> {
-  const layer = await parseLayer(file, from, tree);
+function loadTree(
+  real: string,
+  shown: string,
+  chain: string[],
+  from: Position | undefined,
+  tree: Tree,
+  stdin = false,
+): void {
+  tree.seen.add(real);
+  const r = parseLayer({ abs: real, shown, from, stdin });
+  tree.bytes += r.bytes;
+  tree.errors.push(...r.errors);
+  tree.warnings.push(...r.warnings);
+  const layer = r.layer;
   if (!layer) return;
-  const ext = layer.data.extends;
-  if (ext !== undefined) {
-    const entries: [string, Segment[]][] = [];
-    if (typeof ext === "string") entries.push([ext, ["extends"]]);
-    else if (Array.isArray(ext) && ext.length > 0 && ext.every((e) => typeof e === "string")) {
-      ext.forEach((e, i) => entries.push([e, ["extends", i]]));
-    } else {
-      const pair = childPair(layer, docOf(layer).contents, "extends");
-      tree.errors.push(
-        diag("error", "load.extends-type", "extends", "must be a file name or a list of file names", {
-          ...layerPos(layer, pair?.value?.range?.[0]),
-          got: ext,
-          hint: "extends: base.yaml, or extends: [base.yaml, snp.yaml]",
-        }),
-      );
+  const refusedHere = new Set<string>();
+  for (const { name, path: segs, at } of extendsEntries(layer, tree)) {
+    const path = formatPath(segs);
+    const given = resolve(dirname(real), name);
+    const target = realOr(given);
+    // Read once: a base reached again (a diamond, or the same name twice) was merged at its first place.
+    if (tree.seen.has(target) && !chain.includes(target)) continue;
+    if (refusedHere.has(target)) continue; // the same name again: said once
+    const refused = refuseBase(target, chain, at, path, tree);
+    if (refused) {
+      refusedHere.add(target);
+      tree.errors.push(refused);
+      continue;
     }
-    for (const [name, segs] of entries) {
-      const node =
-        segs.length === 1
-          ? childPair(layer, docOf(layer).contents, "extends")?.value
-          : (deref(layer, childPair(layer, docOf(layer).contents, "extends")?.value) as { items?: YamlNode[] })
-              ?.items?.[segs[1] as number];
-      const at = layerPos(layer, (node as YamlNode | undefined)?.range?.[0]);
-      const path = formatPath(segs);
-      const base = resolve(dirname(file), name);
-      if (chain.includes(base)) {
-        const cycle = [...chain.slice(chain.indexOf(base)), base].map(showPath).join(" -> ");
-        tree.errors.push(
-          diag("error", "load.extends-cycle", path, `extends loop: ${cycle}`, {
-            ...at,
-            hint: "a profile cannot be its own base",
-          }),
-        );
-        continue;
-      }
-      if (chain.length >= MAX_EXTENDS_DEPTH) {
-        tree.errors.push(
-          diag("error", "load.extends-depth", path, `extends chain deeper than ${MAX_EXTENDS_DEPTH} files`, {
-            ...at,
-            got: [...chain, base].map(showPath).join(" -> "),
-            hint: "flatten the chain of bases",
-          }),
-        );
-        continue;
-      }
-      await loadTree(base, [...chain, base], { ...at, file: at.file }, tree);
-      // loadTree reports a missing base at `from`; give it the path of the entry too.
-      const last = tree.errors.at(-1);
-      if (last && last.code === "load.extends-read" && last.path === "extends") last.path = path;
-    }
+    const before = tree.errors.length;
+    loadTree(target, showPath(given), [...chain, target], at, tree);
+    // parseLayer reports an unreadable base at `from`; give it the path of the entry too.
+    for (const e of tree.errors.slice(before))
+      if (e.code.startsWith("load.extends-") && e.path === "extends") e.path = path;
   }
   tree.layers.push(layer);
 }
 
-interface SetOverride {
-  path: Segment[];
-}
-
-/** Apply `--set path=value` to the merged data; a bad path or value is a diagnostic at file `--set`. */
-function applySets(data: Record<string, unknown>, sets: readonly string[], errors: Diagnostic[]): SetOverride[] {
-  const applied: SetOverride[] = [];
-  for (const expr of sets) {
-    const eq = expr.indexOf("=");
-    const pathText = eq === -1 ? expr : expr.slice(0, eq);
-    const path = parsePath(pathText.trim());
-    if (eq === -1 || !path) {
-      errors.push(
-        diag("error", "set.syntax", pathText, eq === -1 ? "--set needs path=value" : "is not a field path", {
-          file: SET_FILE,
-          got: expr,
-          hint: "e.g. --set memory.size=8G or --set numa.nodes[1].hostNodes=2-3",
-        }),
-      );
-      continue;
-    }
-    let value: unknown;
-    try {
-      value = parseYaml(expr.slice(eq + 1), { prettyErrors: false });
-    } catch (e) {
-      errors.push(
-        diag("error", "set.value", formatPath(path), `value is not YAML: ${(e as Error).message.split("\n")[0]}`, {
-          file: SET_FILE,
-          got: expr.slice(eq + 1),
-          hint: "quote it, or write a flow list/map: [0, 1], {base64: ...}",
-        }),
-      );
-      continue;
-    }
-    // The schema's type decides what a scalar is: `qemu.version=9.1` is the string "9.1".
-    value = coerceSetValue(path, value, expr.slice(eq + 1));
-    let cur: unknown = data;
-    let bad: string | undefined;
-    for (let i = 0; i < path.length - 1; i++) {
-      const seg = path[i]!;
-      const next = path[i + 1]!;
-      if (typeof seg === "number") {
-        if (!Array.isArray(cur) || seg >= cur.length) {
-          bad = `${formatPath(path.slice(0, i + 1))} does not exist (${Array.isArray(cur) ? `the list has ${cur.length} item${cur.length === 1 ? "" : "s"}` : "not a list"})`;
-          break;
-        }
-      } else if (!isPlainObject(cur)) {
-        bad = `${formatPath(path.slice(0, i))} is not a mapping`;
-        break;
-      } else if (cur[seg] === undefined || cur[seg] === null) {
-        if (typeof next === "number") {
-          // An unset list takes its first item, as a set list takes its next (docs/profile.md).
-          if (next !== 0) {
-            bad = `${formatPath(path.slice(0, i + 1))} is not set, so it has no item ${next} (start with [0])`;
-            break;
-          }
-          cur[seg] = [];
-        } else cur[seg] = {};
-      }
-      cur = (cur as Record<string, unknown>)[seg as never];
-    }
-    const last = path.at(-1)!;
-    if (!bad) {
-      if (typeof last === "number") {
-        if (!Array.isArray(cur) || last > cur.length) bad = `${formatPath(path)} does not exist`;
-        else if (value === null) cur.splice(last, 1);
-        else cur[last] = value;
-      } else if (!isPlainObject(cur)) {
-        bad = `${formatPath(path.slice(0, -1))} is not a mapping`;
-      } else if (value === null) {
-        // `--set path=null` (or `path=`) removes the field: back to the base's or built-in default.
-        delete cur[last];
-      } else {
-        cur[last] = value;
-      }
-    }
-    if (bad) {
-      errors.push(diag("error", "set.path", formatPath(path), `cannot set: ${bad}`, { file: SET_FILE, got: expr }));
-      continue;
-    }
-    // A path given on the command line is relative to where the command runs.
-    mapPathFields(data, (p, field) => (path.every((seg, i) => field[i] === seg) ? resolve(p) : p));
-    applied.push({ path });
+/** Merge the layers (lowest priority first); paths written in a base are relative to the base. */
+function mergeLayers(layers: readonly Layer[], top: Layer): DataMap {
+  let merged: unknown = newMap();
+  for (const l of layers) {
+    const rest = newMap();
+    for (const k of Object.keys(l.data)) if (k !== "extends") rest[k] = l.data[k]!;
+    // The top file's paths are resolved by normalize against its own directory.
+    if (l !== top) mapPathFields(rest, (p) => resolve(dirname(l.abs), p));
+    merged = layers.length === 1 ? rest : mergeDeep(merged, rest);
   }
-  return applied;
+  return merged as DataMap;
 }
 
-/** Read `file` with its bases and --set overrides into one plain object. Never throws for user errors. */
-/** Where a profile from standard input is taken to be: in the cwd, so its relative paths are the cwd's. */
-function stdinPath(): string {
-  return resolve(STDIN_NAME);
+/** Read `file` with its bases and --set overrides into one object. Never throws for user errors. */
+export function loadProfileFile(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
+  return Promise.resolve(loadProfileSync(file, opts));
 }
 
-export async function loadProfileFile(file: string, opts: LoadOptions = {}): Promise<LoadResult> {
-  const abs = file === STDIN_ARG ? stdinPath() : resolve(file);
-  const tree: Tree = { layers: [], errors: [], warnings: [] };
-  await loadTree(abs, [abs], undefined, tree);
+export function loadProfileSync(file: string, opts: LoadOptions = {}): LoadResult {
+  // Only the profile named on the command line can be standard input, never a base; it is taken
+  // to be in the cwd, so its relative paths (and its repository) are the cwd's.
+  const stdin = file === STDIN_ARG;
+  const abs = resolve(stdin ? STDIN_NAME : file);
+  const topShown = stdin ? STDIN_NAME : showPath(abs);
+  const root = realOr(resolve(opts.root ?? repositoryRoot(abs)));
+  const tree: Tree = { layers: [], errors: [], warnings: [], root, seen: new Set(), bytes: 0 };
+  const topReal = stdin ? abs : realOr(abs);
+  if (!isInside(root, topReal)) {
+    // A profile that is a link out of its repository: CI walking a pull request's tree would
+    // otherwise print whatever file it points to.
+    const d = diag(
+      "error",
+      "load.outside",
+      "",
+      `links to ${topReal}, outside the repository (root: ${showPath(root)})`,
+      {
+        file: topShown,
+        hint: "profiles and their bases stay in the repository; --root DIR widens it",
+      },
+    );
+    return { errors: [d], warnings: [], locate: () => ({ file: topShown }), files: 0 };
+  }
+  loadTree(topReal, topShown, [topReal], undefined, tree, stdin);
   const top = tree.layers.at(-1);
-  const topShown = file === STDIN_ARG ? STDIN_NAME : showPath(abs);
   // The top file failed to load: bases alone are no profile.
   const usable =
     top !== undefined &&
     top.shown === topShown &&
-    tree.errors.every((e) => e.file !== topShown || e.code.startsWith("load.extends"));
-  const layers = tree.layers; // lowest priority first
-  let sets: SetOverride[] = [];
-  let raw: Record<string, unknown> | undefined;
+    tree.errors.every(
+      (e) => e.file !== topShown || e.code.startsWith("load.extends") || e.code === "load.forbidden-key",
+    );
+  const layers = tree.layers;
+  let sets: Segment[][] = [];
+  let raw: DataMap | undefined;
   if (usable) {
-    let merged: unknown = {};
-    for (const l of layers) {
-      const { extends: _ext, ...rest } = l.data;
-      // A path written in a base is relative to the base's directory; the top file's paths are
-      // resolved by normalize against its own directory.
-      if (l !== top) mapPathFields(rest, (p) => resolve(dirname(l.abs), p));
-      merged = layers.length === 1 ? rest : mergeDeep(merged, rest);
-    }
-    raw = merged as Record<string, unknown>;
+    raw = mergeLayers(layers, top);
     if (opts.set && opts.set.length > 0) {
-      raw = structuredClone(raw);
+      raw = cloneData(raw);
       sets = applySets(raw, opts.set, tree.errors);
     }
   }
-
   const locate = (path: readonly Segment[], key = false): Position => {
-    for (const s of sets) {
-      if (s.path.length <= path.length && s.path.every((seg, i) => seg === path[i])) return { file: SET_FILE };
-    }
+    for (const s of sets) if (startsWith(path, s)) return { file: "--set" };
     if (layers.length === 0) return { file: topShown };
-    // Owners: layers (highest priority first) whose value at the current path is merged into the result.
-    let owners = layers.map((layer) => ({
-      layer,
-      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- widens the inferred type: later steps assign other nodes
-      node: docOf(layer).contents as unknown,
-      pair: undefined as Pair<YamlNode, YamlNode> | undefined,
-    }));
-    owners.reverse();
-    let found = owners[0]!;
-    let complete = true;
-    for (const seg of path) {
-      const next: typeof owners = [];
-      if (typeof seg === "number") {
-        const o = owners[0]!;
-        const n = deref(o.layer, o.node);
-        // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- widens the inferred type: later steps assign other nodes
-        const item = isSeq(n) ? (n.items[seg] as unknown) : undefined;
-        if (item !== undefined) next.push({ layer: o.layer, node: item, pair: undefined });
-      } else {
-        for (const o of owners) {
-          const pair = childPair(o.layer, o.node, seg);
-          if (!pair) continue;
-          const value = deref(o.layer, pair.value);
-          next.push({ layer: o.layer, node: pair.value, pair });
-          // Below a list or scalar only the layer that set it counts (it replaced the others).
-          if (!isMap(value)) break;
-        }
-        // A map merges only with the maps right below it; a non-map in between cut the chain.
-        const firstNonMap = next.findIndex((o) => !isMap(deref(o.layer, o.node)));
-        if (firstNonMap > 0) next.length = firstNonMap;
-      }
-      if (next.length === 0) {
-        // Not written (a missing field, or a default): point at the key of the closest ancestor.
-        complete = false;
-        break;
-      }
-      owners = next;
-      found = owners[0]!;
-    }
-    const node = found.node as YamlNode | undefined;
-    const atKey = (key || !complete) && found.pair !== undefined;
-    const offset = atKey ? (found.pair!.key as YamlNode | undefined)?.range?.[0] : node?.range?.[0];
-    return layerPos(found.layer, offset ?? found.pair?.key?.range?.[0]);
+    return locateIn(layers, path, key);
   };
-
-  return { raw, errors: tree.errors, warnings: tree.warnings, locate };
+  return { raw, errors: tree.errors, warnings: tree.warnings, locate, files: tree.seen.size };
 }

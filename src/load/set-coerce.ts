@@ -4,7 +4,7 @@
 // a string when the profile schema allows a string at that path and not the value's own type.
 // Numbers and booleans are never made from strings: `memory.size=8G` stays "8G" for the schema.
 import profileSchema from "../../schemas/profile.schema.json" with { type: "json" };
-import type { Segment } from "./load.js";
+import type { Segment } from "../core/field-path.js";
 
 type SchemaNode = Record<string, unknown>;
 
@@ -87,7 +87,8 @@ export function coerceSetValue(path: readonly Segment[], value: unknown, text?: 
   if (value === null || value === undefined) return value;
   if (Array.isArray(value)) return value.map((v, i) => coerceSetValue([...path, i], v));
   if (typeof value === "object") {
-    const out: Record<string, unknown> = {};
+    // Prototype-less, as all profile data (load/data.ts); the keys were checked there.
+    const out = Object.create(null) as Record<string, unknown>;
     for (const [k, v] of Object.entries(value)) out[k] = coerceSetValue([...path, k], v);
     return out;
   }

@@ -142,7 +142,8 @@ class Flow {
       this.i++;
     }
     const s = this.t.slice(start, this.i).trim();
-    if (s === "" || (s.startsWith("-") && s.length === 1)) throw BAIL;
+    // `- x` in a flow collection is a block entry where none may be: yaml reports an error.
+    if (s === "" || s === "-" || s.startsWith("- ")) throw BAIL;
     if (s.includes(":")) throw BAIL;
     return scalar(s);
   }
@@ -294,7 +295,10 @@ class Block {
 
 /** Parse `text` if it is in the plain subset; undefined means "use the yaml package". */
 export function parseFastYaml(text: string): Record<string, unknown> | undefined {
-  if (text.includes("\t") || text.includes("\r") || text.charCodeAt(0) === 0xfeff) return undefined;
+  // Printable ASCII and newlines only. JavaScript's trim() strips Unicode whitespace that YAML keeps
+  // (U+00A0, U+FEFF, U+2028/2029, U+3000, U+2000-200A, \v, \f), and tabs and CRs have their own
+  // YAML rules: such text goes to `yaml`, which reads it exactly.
+  if (/[^\x20-\x7e\n]/.test(text)) return undefined;
   const lines: Line[] = [];
   let first = true;
   for (const raw of text.split("\n")) {
@@ -302,7 +306,8 @@ export function parseFastYaml(text: string): Record<string, unknown> | undefined
     if (trimmed === "" || trimmed.startsWith("#")) continue;
     const indent = raw.length - trimmed.length;
     if (indent === 0 && (raw.startsWith("---") || raw.startsWith("...") || raw.startsWith("%"))) {
-      if (first && /^---[ ]*(#.*)?$/.test(raw)) {
+      // `---` starts a document only followed by whitespace or the line's end (`---#x` is a key).
+      if (first && /^---(?:[ ]+(?:#.*)?)?$/.test(raw)) {
         first = false;
         continue;
       }

@@ -281,8 +281,9 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     return { from: int(o.from) ?? 0, to: int(o.to) ?? 0, value: int(o.value) ?? 0 };
   });
   const distances = [...written];
+  const directions = new Set(written.map((d) => `${d.from}>${d.to}`));
   for (const d of written) {
-    if (d.from !== d.to && !written.some((r) => r.from === d.to && r.to === d.from))
+    if (d.from !== d.to && !directions.has(`${d.to}>${d.from}`))
       distances.push({ from: d.to, to: d.from, value: d.value });
   }
 
@@ -369,7 +370,11 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     apiVersion: "qcvm/v1",
     name: str(raw.name) ?? nameFromFile(abs) ?? "",
     file: abs,
-    qemu: { binary: str(q.binary) ?? DEFAULTS.qemu.binary, version: str(q.version) ?? DEFAULTS.qemu.version },
+    qemu: {
+      binary: str(q.binary) ?? DEFAULTS.qemu.binary,
+      version: str(q.version) ?? DEFAULTS.qemu.version,
+      ...(q.allowControlArgs === true ? { allowControlArgs: true as const } : {}),
+    },
     machine,
     cpu,
     memory,

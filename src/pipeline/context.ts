@@ -10,6 +10,8 @@ import type { Diagnostic, HostInfo, Plan, Profile, QemuCapabilities } from "../c
 export interface ContextArgs {
   profile: string;
   set?: string[];
+  /** `--root DIR`: where extends: bases may live. */
+  root?: string;
   /** Host root for the probe (`--host DIR`); "/" when absent. */
   host?: string;
   /** Saved capabilities file (`--capabilities FILE`). */
@@ -34,8 +36,9 @@ export interface Context {
 export async function loadValidProfile(
   file: string,
   set?: string[],
+  root?: string,
 ): Promise<{ profile: Profile; warnings: Diagnostic[] }> {
-  const loaded = await readProfile(file, { set });
+  const loaded = await readProfile(file, { set, root });
   if (loaded.errors.length > 0 || !loaded.profile) {
     const lines = [...loaded.errors, ...loaded.warnings].map(formatDiagnostic);
     throw new UserError(
@@ -80,7 +83,7 @@ export interface Inputs {
  */
 export async function loadInputs(args: ContextArgs, probe: { testMempolicy?: boolean } = {}): Promise<Inputs> {
   if (args.host !== undefined) checkHostRoot(args.host);
-  const { profile, warnings } = await loadValidProfile(args.profile, args.set);
+  const { profile, warnings } = await loadValidProfile(args.profile, args.set, args.root);
   const { probeHost, probeHostAsync } = await import("../probe/host.js");
   // Asking the real numactl what it supports costs two process starts; only a process-wide policy
   // needs it (private memory of SNP/TDX guests, weighted interleave), so only then is it asked.

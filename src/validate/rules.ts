@@ -7,9 +7,10 @@ import { FEATURES, versionAtLeast } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
 import { formatList } from "../io/fsroot.js";
-import { parsePath } from "../load/load.js";
-import type { Position, Segment } from "../load/load.js";
-import { formatSize, HUGEPAGE_BYTES } from "../core/sizes.js";
+import { parsePath } from "../core/field-path.js";
+import type { Segment } from "../core/field-path.js";
+import type { Position } from "../load/positions.js";
+import { formatSize, HUGEPAGE_BYTES, parseSize, sizeProblem } from "../core/sizes.js";
 import {
   BLOB_BYTES,
   usesGuestMemfd,
@@ -138,9 +139,36 @@ const numaCpus: Rule = (ctx) => {
   }
 };
 
+/** memory.size and every numa.nodes[].memory: zero, beyond 2^53, beyond what a guest can address,
+ *  or a size QEMU would round (see QEMU_RAM_ALIGN in core/sizes.ts). */
+const sizes: Rule = (ctx) => {
+  const paths = ["memory.size", ...ctx.profile.numa.nodes.map((_, i) => `numa.nodes[${i}].memory`)];
+  for (const path of paths) {
+    const written = ctx.written(path);
+    if (written === undefined) continue;
+    // A node's 0 has its own message (numa.memory-zero).
+    if (path !== "memory.size" && parseSize(written) === 0) continue;
+    const problem = sizeProblem(written);
+    if (problem)
+      ctx.error("memory.size-invalid", path, problem.message, {
+        got: written,
+        ...(problem.hint ? { hint: problem.hint } : {}),
+      });
+  }
+};
+
+/** Every size the NUMA rules add up was read exactly (else `sizes` reported it). */
+function sizesReadable(ctx: RuleContext): boolean {
+  const all = [
+    ctx.written("memory.size") ?? "1G",
+    ...ctx.profile.numa.nodes.map((_, i) => ctx.written(`numa.nodes[${i}].memory`)),
+  ];
+  return all.every((v) => v === undefined || parseSize(v) !== undefined);
+}
+
 const numaMemory: Rule = (ctx) => {
   const { nodes } = ctx.profile.numa;
-  if (nodes.length === 0) return;
+  if (nodes.length === 0 || !sizesReadable(ctx)) return;
   const sum = nodes.reduce((a, n) => a + n.memoryBytes, 0);
   const total = ctx.profile.memory.sizeBytes;
   if (sum !== total) {
@@ -192,21 +220,22 @@ function placementRules(
       },
     );
   }
-  for (const h of p.hostNodes) {
-    if (h >= 128)
-      ctx.error("placement.host-node-range", `${base}.hostNodes`, "host node ids must be below 128 (QEMU's limit)", {
-        got: h,
-      });
-  }
+  // Once per list, not once per id: "0-65535" is one mistake.
+  const tooHigh = p.hostNodes.find((h) => h >= 128);
+  if (tooHigh !== undefined)
+    ctx.error("placement.host-node-range", `${base}.hostNodes`, "host node ids must be below 128 (QEMU's limit)", {
+      got: tooHigh,
+    });
   if (p.weights !== undefined) {
     if (p.policy !== "weighted-interleave") {
       ctx.error("placement.weights-policy", `${base}.weights`, "weights need policy weighted-interleave", {
         got: p.policy,
       });
     } else {
+      const hostNodes = new Set(p.hostNodes);
       const extra = Object.keys(p.weights)
         .map(Number)
-        .filter((n) => !p.hostNodes.includes(n));
+        .filter((n) => !hostNodes.has(n));
       if (extra.length > 0) {
         ctx.error(
           "placement.weights-nodes",
@@ -274,10 +303,17 @@ const distances: Rule = (ctx) => {
   // "The distance between node 0 and 2 is missing" (hw/core/numa.c validate_numa_distance, since
   // QEMU 2.10; checked with QEMU 7.2). The reverse direction is implied (normalize adds it).
   if (written.length === 0) return;
+  // Linear in the distances given: a set of pairs, and the pairs walked only until enough missing
+  // ones are found (each pair passed on the way is a given distance).
+  const given = new Set<number>();
+  for (const d of list)
+    if (d.from < nodes.length && d.to < nodes.length)
+      given.add(Math.min(d.from, d.to) * nodes.length + Math.max(d.from, d.to));
   const missing: string[] = [];
-  for (let a = 0; a < nodes.length; a++) {
-    for (let b = a + 1; b < nodes.length; b++) {
-      if (!list.some((d) => (d.from === a && d.to === b) || (d.from === b && d.to === a))) missing.push(`${a}-${b}`);
+  const MAX_LISTED = 20;
+  for (let a = 0; a < nodes.length && missing.length < MAX_LISTED; a++) {
+    for (let b = a + 1; b < nodes.length && missing.length < MAX_LISTED; b++) {
+      if (!given.has(a * nodes.length + b)) missing.push(`${a}-${b}`);
     }
   }
   if (missing.length > 0) {
@@ -688,55 +724,34 @@ const network: Rule = (ctx) => {
   }
 };
 
-/** Options qcvm renders itself; the same option in extraArgs would conflict or silently win. */
-const RENDERED_OPTIONS: Record<string, string> = {
-  "-m": "memory.size",
-  "-smp": "cpu",
-  "-machine": "machine",
-  "-M": "machine",
-  "-numa": "numa.nodes",
-  "-cpu": "cpu.model",
-  "-accel": "machine.accel",
-  "-enable-kvm": "machine.accel",
-  "-bios": "firmware.bios",
-  "-kernel": "boot.kernel",
-  "-initrd": "boot.initrd",
-  "-append": "boot.cmdline",
-  "-qmp": "qmp",
-  "-name": "name",
-};
+/** Fields holding a path QEMU or qcvm opens. A control character in one (a newline, a NUL) cannot
+ *  reach QEMU intact, so it is refused here, at its position, not later by the renderer. */
+function pathFields(p: Profile): string[] {
+  const out = ["memory.path", "firmware.bios", "firmware.pflash.code", "firmware.pflash.vars", "firmware.igvm"];
+  out.push("boot.kernel", "boot.initrd", "qmp", "serial", "confidential.dhCertFile", "confidential.sessionFile");
+  out.push("confidential.quoteGenerationSocket.path", ...Object.keys(BLOB_BYTES).map((k) => `confidential.${k}.file`));
+  p.disks.forEach((_, i) => out.push(`disks[${i}].path`));
+  return out;
+}
 
-/** Object ids the renderer generates (mem0, tc0, snp0...): an extra -object with one clashes. */
-const RENDERED_ID = /^(mem|ram|tc|sev|snp|tdx|cgs|igvm)[0-9]*$/;
-
-const extraArgs: Rule = (ctx) => {
-  const args = ctx.profile.extraArgs;
-  args.forEach((a, i) => {
-    const opt = a.startsWith("--") ? a.slice(1) : a;
-    if (opt in RENDERED_OPTIONS) {
-      ctx.warn(
-        "extra-args.duplicate",
-        `extraArgs[${i}]`,
-        `qcvm already renders ${opt} from ${RENDERED_OPTIONS[opt]}; the two will conflict`,
+const pathCharacters: Rule = (ctx) => {
+  for (const path of pathFields(ctx.profile)) {
+    const v = ctx.written(path);
+    // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+    if (typeof v === "string" && /[\x00-\x1f\x7f]/.test(v))
+      ctx.error(
+        "path.control-character",
+        path,
+        "contains a control character (a newline, tab or NUL): no file name QEMU can take",
         {
-          got: a,
-          hint: `set ${RENDERED_OPTIONS[opt]} instead`,
+          got: v,
+          hint: "remove it; file names in profiles are plain text",
         },
       );
-    }
-    if (opt === "-object" && i + 1 < args.length) {
-      const id = /(?:^|,)id=([^,]+)/.exec(args[i + 1]!)?.[1] ?? /"id"\s*:\s*"([^"]+)"/.exec(args[i + 1]!)?.[1];
-      if (id && RENDERED_ID.test(id)) {
-        ctx.warn(
-          "extra-args.object-id",
-          `extraArgs[${i + 1}]`,
-          `object id ${id} may clash with an object qcvm creates`,
-          { got: args[i + 1], hint: "pick another id" },
-        );
-      }
-    }
-  });
+  }
 };
+
+import { extraArgs } from "./extra-args.js";
 
 export const RULES: readonly Rule[] = [
   name,
@@ -746,6 +761,7 @@ export const RULES: readonly Rule[] = [
   numaMemory,
   placement,
   distances,
+  sizes,
   hugepages,
   prealloc,
   confidentialProperties,
@@ -758,6 +774,7 @@ export const RULES: readonly Rule[] = [
   blobs,
   disks,
   network,
+  pathCharacters,
   extraArgs,
 ];
 

@@ -5,8 +5,9 @@
 import { validate as validateSchema } from "../generated/profile-validator.js";
 import type { AjvError } from "../generated/profile-validator.js";
 import { diag } from "../core/diagnostics.js";
-import { formatPath } from "../load/load.js";
-import type { Position, Segment } from "../load/load.js";
+import { formatPath, splitPointer, valueAt } from "../core/field-path.js";
+import type { Segment } from "../core/field-path.js";
+import type { Position } from "../load/positions.js";
 import type { Diagnostic } from "../core/types.js";
 
 type Locate = (path: readonly Segment[], key?: boolean) => Position;
@@ -16,65 +17,59 @@ export interface SchemaResult {
   errors: Diagnostic[];
   /** True when every error is an unknown field: the rest of the profile can still be checked. */
   onlyUnknownFields: boolean;
+  /** Errors beyond MAX_EXPLAINED, counted but not explained. */
+  unexplained?: number;
 }
 
 /** Validate against schemas/profile.schema.json. */
 export async function checkSchema(data: unknown, locate: Locate): Promise<SchemaResult> {
-  if (validateSchema(data)) return { errors: [], onlyUnknownFields: true };
+  if (validateSchema(data)) return { errors: [], onlyUnknownFields: true, unexplained: 0 };
   const raw = validateSchema.errors ?? [];
   const schema = (await import("../../schemas/profile.schema.json", { with: { type: "json" } })).default as Schema;
-  const errors = explainErrors(raw, data, schema, locate);
-  return { errors, onlyUnknownFields: errors.every((e) => e.code === "schema.unknown-field") };
+  const r = explainSome(raw, data, schema, locate, MAX_EXPLAINED);
+  return {
+    errors: r.errors,
+    unexplained: r.unexplained,
+    onlyUnknownFields: r.unexplainedAllUnknown && r.errors.every((e) => e.code === "schema.unknown-field"),
+  };
 }
 
-/** Edit distance counting a swap of two neighbours as one edit (`modle` -> `model` is 1). */
+/** Edit distance counting a swap of two neighbours as one edit (`modle` -> `model` is 1). Three rows
+ *  of memory, not a matrix: a key can be long. */
 export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
+  let prev2: number[] = [];
+  let prev: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
+    const cur: number[] = [i];
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
+      let v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, prev2[j - 2]! + 1);
+      cur.push(v);
     }
+    prev2 = prev;
+    prev = cur;
   }
-  return d[a.length]![b.length]!;
+  return prev[b.length]!;
 }
 
-/** The closest candidate when it is close enough to be a typo. */
+/** The closest candidate when it is close enough to be a typo. A candidate whose length alone
+ *  differs by more than the limit is skipped unmeasured, so the work per word is bounded by the
+ *  candidates' lengths, not the word's. */
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
   const w = word.toLowerCase();
+  const limit = Math.max(1, Math.floor(word.length / 3));
   for (const c of candidates) {
+    if (Math.abs(c.length - word.length) > limit) continue;
     const d = c.toLowerCase() === w ? 0 : editDistance(w, c.toLowerCase());
     if (d < bestD) {
       bestD = d;
       best = c;
     }
   }
-  const limit = Math.max(1, Math.floor(word.length / 3));
   return bestD <= limit ? best : undefined;
-}
-
-function splitPointer(p: string): Segment[] {
-  if (!p) return [];
-  return p
-    .slice(1)
-    .split("/")
-    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
-}
-
-function valueAt(data: unknown, path: readonly Segment[]): unknown {
-  let cur = data;
-  for (const seg of path) {
-    if (cur === null || typeof cur !== "object") return undefined;
-    cur = (cur as Record<string, unknown>)[seg as string];
-  }
-  return cur;
 }
 
 function schemaAt(schema: Schema, schemaPath: string): Schema | undefined {
@@ -151,70 +146,111 @@ function branchIndex(e: AjvError, c: AjvError): number {
   return Number(e.schemaPath.slice(c.schemaPath.length + 1).split("/")[0]);
 }
 
+/** The errors of composite `errors[k]`'s branches. ajv pushes a failed anyOf/oneOf right after the
+ *  errors of its branches, so they are the run just before it: found walking back, not by a scan
+ *  of every error per composite (which was quadratic in a profile with many bad values). */
+function branchErrors(errors: readonly AjvError[], k: number): AjvError[] {
+  const c = errors[k]!;
+  const out: AjvError[] = [];
+  for (let j = k - 1; j >= 0 && isBranchOf(errors[j]!, c); j--) out.push(errors[j]!);
+  return out.reverse();
+}
+
+/** Which branches' errors to report for one failed composite (see pickBranches). */
+function chooseBranch(c: AjvError, subs: AjvError[]): AjvError[] {
+  const byBranch = new Map<number, AjvError[]>();
+  for (const s of subs) {
+    const i = branchIndex(s, c);
+    const list = byBranch.get(i);
+    if (list) list.push(s);
+    else byBranch.set(i, [s]);
+  }
+  // A branch whose type (or const discriminator) does not match the value was not meant.
+  const meant = [...byBranch.entries()].filter(
+    ([, errs]) =>
+      !errs.some(
+        (e) =>
+          (e.keyword === "type" || e.keyword === "oneOf" || e.keyword === "anyOf") && e.instancePath === c.instancePath,
+      ) && !errs.some((e) => e.keyword === "const" && e.instancePath.startsWith(c.instancePath)),
+  );
+  const objectBranches = meant.filter(([, errs]) =>
+    errs.every((e) => e.keyword === "required" || e.keyword === "additionalProperties"),
+  );
+  if (meant.length === 1) return meant[0]![1];
+  if (meant.length > 1) {
+    const deep = meant.filter(([, errs]) => errs.some((e) => e.instancePath !== c.instancePath));
+    if (deep.length === 1) return deep[0]![1];
+    if (objectBranches.length === meant.length) {
+      // {bas64: ...}: every branch objects to the same unknown key; report that key, plus what is accepted.
+      const unknown = meant[0]![1].filter(
+        (e) =>
+          e.keyword === "additionalProperties" &&
+          meant.every(([, errs]) =>
+            errs.some((x) => x.keyword === e.keyword && x.params.additionalProperty === e.params.additionalProperty),
+          ),
+      );
+      return unknown.length > 0 ? unknown : [c];
+    }
+  }
+  return [c];
+}
+
 /** Replace each failed anyOf/oneOf by the errors of the branch the user evidently meant, if any. */
-function pickBranches(errors: AjvError[], data: unknown): AjvError[] {
-  const composites = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf");
-  if (composites.length === 0) return errors;
+function pickBranches(errors: AjvError[]): AjvError[] {
   const drop = new Set<AjvError>();
   const keep: AjvError[] = [];
-  for (const c of composites) {
-    const subs = errors.filter((e) => isBranchOf(e, c));
-    subs.forEach((s) => drop.add(s));
-    const byBranch = new Map<number, AjvError[]>();
-    for (const s of subs) {
-      const i = branchIndex(s, c);
-      byBranch.set(i, [...(byBranch.get(i) ?? []), s]);
-    }
-    // A branch whose type (or const discriminator) does not match the value was not meant.
-    const meant = [...byBranch.entries()].filter(
-      ([, errs]) =>
-        !errs.some(
-          (e) =>
-            (e.keyword === "type" || e.keyword === "oneOf" || e.keyword === "anyOf") &&
-            e.instancePath === c.instancePath,
-        ) && !errs.some((e) => e.keyword === "const" && e.instancePath.startsWith(c.instancePath)),
-    );
-    const objectBranches = meant.filter(([, errs]) =>
-      errs.every((e) => e.keyword === "required" || e.keyword === "additionalProperties"),
-    );
-    let chosen: AjvError[] | undefined;
-    if (meant.length === 1) chosen = meant[0]![1];
-    else if (meant.length > 1) {
-      const deep = meant.filter(([, errs]) => errs.some((e) => e.instancePath !== c.instancePath));
-      if (deep.length === 1) chosen = deep[0]![1];
-      else if (objectBranches.length === meant.length) {
-        // {bas64: ...}: every branch objects to the same unknown key; report that key, plus what is accepted.
-        const unknown = meant[0]![1].filter(
-          (e) =>
-            e.keyword === "additionalProperties" &&
-            meant.every(([, errs]) =>
-              errs.some((x) => x.keyword === e.keyword && x.params.additionalProperty === e.params.additionalProperty),
-            ),
-        );
-        keep.push(...unknown);
-        if (unknown.length === 0) keep.push(c);
-        continue;
-      }
-    }
-    if (chosen) keep.push(...chosen);
-    else keep.push(c);
-    void data;
+  for (let k = 0; k < errors.length; k++) {
+    const c = errors[k]!;
+    if (c.keyword !== "anyOf" && c.keyword !== "oneOf") continue;
+    const subs = branchErrors(errors, k);
+    for (const s of subs) drop.add(s);
+    for (const e of chooseBranch(c, subs)) keep.push(e);
   }
-  return [...errors.filter((e) => !drop.has(e) && e.keyword !== "anyOf" && e.keyword !== "oneOf"), ...keep];
+  if (keep.length === 0 && drop.size === 0) return errors;
+  const out = errors.filter((e) => !drop.has(e) && e.keyword !== "anyOf" && e.keyword !== "oneOf");
+  for (const e of keep) out.push(e);
+  return out;
 }
 
 export function explainErrors(errors: AjvError[], data: unknown, schema: Schema, locate: Locate): Diagnostic[] {
+  return explainSome(errors, data, schema, locate, Infinity).errors;
+}
+
+/** Errors explained (in ajv's order) before the rest are only counted: a report shows 50 per file,
+ *  and 10,000 typos need not each be located and matched against the known fields. */
+export const MAX_EXPLAINED = 500;
+
+export function explainSome(
+  errors: AjvError[],
+  data: unknown,
+  schema: Schema,
+  locate: Locate,
+  limit: number,
+): { errors: Diagnostic[]; unexplained: number; unexplainedAllUnknown: boolean } {
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
-  for (const e of pickBranches(errors, data)) {
+  const knownFields = new Map<string, string[]>();
+  let unexplained = 0;
+  let unexplainedAllUnknown = true;
+  for (const e of pickBranches(errors)) {
+    if (out.length >= limit) {
+      unexplained++;
+      if (e.keyword !== "additionalProperties") unexplainedAllUnknown = false;
+      continue;
+    }
     const at = splitPointer(e.instancePath);
     const got = valueAt(data, at);
     let d: Diagnostic;
     switch (e.keyword) {
       case "additionalProperties": {
         const key = String(e.params.additionalProperty);
-        const parent = schemaAt(schema, e.schemaPath.replace(/\/additionalProperties$/, ""));
-        const known = Object.keys((parent?.properties as Schema | undefined) ?? {});
+        // One lookup per schema location, not per unknown key (10,000 typos share one parent).
+        let known = knownFields.get(e.schemaPath);
+        if (!known) {
+          const parent = schemaAt(schema, e.schemaPath.replace(/\/additionalProperties$/, ""));
+          known = Object.keys((parent?.properties as Schema | undefined) ?? {});
+          knownFields.set(e.schemaPath, known);
+        }
         const guess = didYouMean(key, known);
         const path = [...at, key];
         d = diag("error", "schema.unknown-field", formatPath(path), `unknown field \`${key}\``, {
@@ -332,5 +368,5 @@ export function explainErrors(errors: AjvError[], data: unknown, schema: Schema,
     if (d.hint === undefined) delete d.hint;
     out.push(d);
   }
-  return out;
+  return { errors: out, unexplained, unexplainedAllUnknown };
 }
