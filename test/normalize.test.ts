@@ -39,8 +39,7 @@ describe("defaults", () => {
     const defaults = leaves(DEFAULTS);
     const fromSchema: Record<string, unknown> = {};
     const walk = (s: Tree, path: string) => {
-      const props = s.properties as Record<string, Tree> | undefined;
-      if (!props) return;
+      const props = (s.properties ?? {}) as Record<string, Tree>;
       for (const [k, sub] of Object.entries(props)) {
         const p = path ? `${path}.${k}` : k;
         if ("default" in sub) fromSchema[p] = sub.default;
