@@ -16,6 +16,8 @@ export default defineConfig({
     // under TCG again: a launch took three minutes on a busy 2-core host.
     testTimeout: 600_000,
     hookTimeout: 600_000,
-    maxWorkers: 2,
+    // One file at a time: two vitest workers starting at once in the TCG guest missed vitest's
+    // fixed 60 s worker start timeout on a busy host.
+    maxWorkers: 1,
   },
 });
