@@ -6,18 +6,18 @@
 // as damaged, instead of leaving them out.
 // Exit codes: 0 listing, or the named VM runs (or is starting); 3 the named VM is dead or
 // interrupted (as LSB `status`); 1 no such VM or a damaged state file; 2 usage.
-import { existsSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import { formatList } from "../io/fsroot.js";
-import { locksDir, readVmLock } from "../vm/lock.js";
-import { formatLost, listStates, readState, StateAccessError } from "../vm/state.js";
-import { isAlive, isProcessAlive, pidStartTime } from "../vm/process.js";
+import { inspectVm } from "../vm/inspect.js";
+import { locksDir } from "../vm/lock.js";
+import { formatLost } from "../vm/state.js";
 import { requireVmName, resolveRunDir, vmNameProblem, vmPaths } from "../vm/paths.js";
-import type { VmState } from "../vm/state.js";
+import type { VmCondition, VmInspection } from "../vm/inspect.js";
 import type { Fidelity, MemPolicy, PrivateMechanism, SharedMechanism } from "../core/types.js";
 
-export type VmCondition = "running" | "starting" | "interrupted" | "dead" | "damaged" | "not yours";
+export type { VmCondition };
 
 export interface NodeStatus {
   guestNode: number;
@@ -54,20 +54,11 @@ export interface VmStatus {
   lost: string[];
 }
 
-export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
-  let state: VmCondition;
-  let reason: string | undefined;
-  if (!isAlive(s)) {
-    state = "dead";
-    reason = pidStartTime(s.pid) === undefined ? `pid ${s.pid} is gone` : `pid ${s.pid} now belongs to another process`;
-  } else if (s.phase === "running") {
-    state = "running";
-  } else if (isProcessAlive(s.launcher.pid, s.launcher.startTime)) {
-    state = "starting";
-  } else {
-    state = "interrupted";
-    reason = `the launching qcvm (pid ${s.launcher.pid}) died before the guest was started: QEMU is paused`;
-  }
+/** The status line and table of one inspected VM. */
+export function describeVm(found: VmInspection, runDir: string, nowMs = Date.now()): VmStatus {
+  const s = found.state;
+  if (!s) return describeLeftover(found, runDir);
+  const state = found.condition;
   const started = Date.parse(s.startedAt);
   const nodes: NodeStatus[] = s.plan.nodes.map((n) => {
     const lost = s.lost.filter((l) => l.guestNode === n.guestNode).map(formatLost);
@@ -85,7 +76,7 @@ export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
   return {
     name: s.name,
     state,
-    ...(reason ? { reason } : {}),
+    ...(found.reason ? { reason: found.reason } : {}),
     pid: s.pid,
     startedAt: s.startedAt,
     ...(state === "dead" || Number.isNaN(started)
@@ -104,44 +95,14 @@ export function describeVm(s: VmState, nowMs = Date.now()): VmStatus {
   };
 }
 
-/**
- * A VM with no readable state.json: a launch that died before writing it (its lock, runtime
- * directory or cgroups are left), or a damaged file (`damaged` is readState's message).
- * Undefined when nothing of `name` is in the run dir.
- */
-export function describeLeftover(
-  runDir: string,
-  name: string,
-  damaged?: string,
-  notYours?: string,
-): VmStatus | undefined {
-  const paths = vmPaths(runDir, name);
-  const holder = readVmLock(runDir, name);
-  if (!holder && !damaged && !existsSync(paths.dir)) return undefined;
-  const holderAlive = holder !== undefined && isProcessAlive(holder.pid, holder.startTime);
-  let state: VmCondition;
-  let reason: string;
-  if (notYours) {
-    state = "not yours";
-    reason = notYours;
-  } else if (damaged) {
-    state = "damaged";
-    reason = damaged;
-  } else if (holderAlive && holder.role === "qcvm") {
-    state = "starting";
-    reason = `qcvm pid ${holder.pid} is launching it`;
-  } else if (holderAlive) {
-    state = "interrupted";
-    reason = `QEMU (pid ${holder.pid}) runs, but the launch died before writing ${paths.state}`;
-  } else {
-    const left = [holder ? "its name lock" : "", existsSync(paths.dir) ? "its runtime directory" : ""].filter(Boolean);
-    state = "interrupted";
-    reason = `a launch${holder ? ` (qcvm pid ${holder.pid})` : ""} died before writing ${paths.state}; left: ${left.join(", ")}`;
-  }
+/** A VM with no readable state.json: a launch that died before writing it, or a damaged file. */
+function describeLeftover(found: VmInspection, runDir: string): VmStatus {
+  const paths = vmPaths(runDir, found.name);
+  const holder = found.holder;
   return {
-    name,
-    state,
-    reason,
+    name: found.name,
+    state: found.condition,
+    reason: found.reason ?? "",
     pid: holder?.role === "qemu" ? holder.pid : 0,
     startedAt: holder?.since ?? "",
     profile: "-",
@@ -158,8 +119,6 @@ export function describeLeftover(
 
 /** Every VM in the run dir, sorted by name: those with state, and the leftovers of launches that died early. */
 export function listVms(runDir: string): VmStatus[] {
-  const out = new Map<string, VmStatus>();
-  for (const s of listStates(runDir)) out.set(s.name, describeVm(s));
   const names = new Set<string>();
   try {
     for (const d of readdirSync(runDir, { withFileTypes: true })) if (d.isDirectory()) names.add(d.name);
@@ -174,20 +133,13 @@ export function listVms(runDir: string): VmStatus[] {
   } catch {
     // No locks dir: no lock-only leftovers.
   }
+  const out: VmStatus[] = [];
   for (const name of names) {
-    if (out.has(name) || vmNameProblem(name)) continue;
-    let damaged: string | undefined;
-    let notYours: string | undefined;
-    try {
-      readState(runDir, name);
-    } catch (e) {
-      if (e instanceof StateAccessError) notYours = e.message;
-      else damaged = (e as Error).message;
-    }
-    const v = describeLeftover(runDir, name, damaged, notYours);
-    if (v) out.set(name, v);
+    if (vmNameProblem(name)) continue;
+    const found = inspectVm(runDir, name);
+    if (found) out.push(describeVm(found, runDir));
   }
-  return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+  return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export function formatUptime(seconds: number | undefined): string {
@@ -277,8 +229,11 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const name = args.name as string | undefined;
   if (name !== undefined) {
     requireVmName(name);
-    const state = readState(runDir, name);
-    const v = state ? describeVm(state) : describeLeftover(runDir, name);
+    const found = inspectVm(runDir, name);
+    // A state file this user may not read, or cannot parse: said as such, exit 1.
+    if (found && !found.state && (found.condition === "not yours" || found.condition === "damaged") && found.reason)
+      throw new UserError(found.reason);
+    const v = found ? describeVm(found, runDir) : undefined;
     if (!v)
       throw new UserError(
         `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,

@@ -5,15 +5,12 @@
 // in state.json. A pid is signalled only while it still has the start time recorded at launch,
 // so a reused pid is never killed.
 import { UserError } from "../core/diagnostics.js";
-import { readVmLock } from "../vm/lock.js";
-import { StateAccessError, readState } from "../vm/state.js";
-import { cleanupVm } from "../vm/cleanup.js";
+import { inspectVm } from "../vm/inspect.js";
 import { isProcessAlive } from "../vm/process.js";
+import { cleanupVm } from "../vm/cleanup.js";
 import { requireVmName, resolveRunDir, vmPaths } from "../vm/paths.js";
 import { stopQemu } from "../vm/stop.js";
 import type { StopOutcome } from "../vm/stop.js";
-import type { VmState } from "../vm/state.js";
-import { existsSync } from "node:fs";
 
 export async function run(args: Record<string, unknown>): Promise<number> {
   const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
@@ -24,28 +21,22 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, 2);
   const note = (msg: string) => process.stderr.write(`qcvm: ${msg}\n`);
 
-  let state: VmState | undefined;
-  let damaged: string | undefined;
-  try {
-    state = readState(runDir, name);
-  } catch (e) {
-    // Another user's VM: its QEMU cannot be signalled nor its files removed by this one, so try
-    // nothing (a kill refused with EPERM used to read as "survived SIGKILL").
-    if (e instanceof StateAccessError) throw e;
-    damaged = (e as Error).message;
-  }
+  const found = inspectVm(runDir, name);
+  if (!found)
+    throw new UserError(
+      `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+    );
+  // Another user's VM: its QEMU cannot be signalled nor its files removed by this one, so try
+  // nothing (a kill refused with EPERM used to read as "survived SIGKILL").
+  if (found.condition === "not yours") throw new UserError(found.reason ?? `VM \`${name}\` is another user's`);
+  const state = found.state;
+  const holder = found.holder;
   let outcome: StopOutcome = "was not running";
   if (state) {
     outcome = await stopQemu(state, { force, timeoutMs: timeout * 1000 }, note);
   } else {
     // No (readable) state: the lock still names QEMU once it was spawned.
-    const holder = readVmLock(runDir, name);
-    const known = holder || damaged || existsSync(vmPaths(runDir, name).dir);
-    if (!known)
-      throw new UserError(
-        `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
-      );
-    if (damaged) note(damaged);
+    if (found.condition === "damaged" && found.reason) note(found.reason);
     if (holder && holder.role === "qemu") {
       outcome = await stopQemu(
         { pid: holder.pid, pidStartTime: holder.startTime, qmp: vmPaths(runDir, name).qmp },

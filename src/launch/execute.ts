@@ -2,7 +2,7 @@
 // so far, in reverse, when a step fails or a signal interrupts. Child processes start through the
 // Runner (src/io/exec.ts), so a test's fake runner drives every failure path here.
 import { processPolicyArgv } from "../render/process-policy.js";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
 import { run, start } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
@@ -12,7 +12,8 @@ import { acquireDiskLocks, acquireVmLock } from "../vm/lock.js";
 import { createVmDir, ensureRunDir } from "../vm/paths.js";
 import { pidStartTime, selfIdentity } from "../vm/process.js";
 import { QmpClient } from "../vm/qmp.js";
-import { formatLost, readState, writeState } from "../vm/state.js";
+import { formatLost, writeState } from "../vm/state.js";
+import { inspectVm } from "../vm/inspect.js";
 import { KVM_INIT_FAILED, earlyExitError, exitCodeOf, interruptedError, logTail } from "./explain.js";
 import { countOf, lostFromCgroupErrors, strictError } from "./losses.js";
 import { now, planSummary } from "./reporter.js";
@@ -186,16 +187,12 @@ export class Launch {
     const nameLock = acquireVmLock(runDir, this.name, notes);
     this.nameLock = nameLock;
     this.undo.push(() => nameLock.release());
-    let leftover: VmState | undefined;
-    try {
-      leftover = readState(runDir, this.name);
-    } catch {
-      leftover = undefined; // damaged: removed with the rest below
-    }
-    if (leftover || notes.length > 0 || existsSync(this.p.paths.dir)) {
-      const report = await cleanupVm(runDir, this.name, leftover?.hostRoot ?? this.p.hostRoot, {
+    // We hold the name lock: whatever else of the name is here, an earlier run left behind.
+    const leftover = inspectVm(runDir, this.name, { ownLock: true });
+    if (leftover || notes.length > 0) {
+      const report = await cleanupVm(runDir, this.name, leftover?.state?.hostRoot ?? this.p.hostRoot, {
         keepNameLock: true,
-        delegatedBase: leftover?.cgroup.delegated ?? this.delegatedBase,
+        delegatedBase: leftover?.state?.cgroup.delegated ?? this.delegatedBase,
       });
       if (report.removed.length > 0)
         notes.push(`removed what an earlier run of \`${this.name}\` left behind: ${report.removed.join(", ")}`);
