@@ -5,13 +5,12 @@ import { startupSnapshot } from "node:v8";
 import yargs from "yargs";
 import type { Argv } from "yargs";
 import { UserError } from "./core/diagnostics.js";
+import { exitCodeFor } from "./cli/exit-codes.js";
+import type { Outcome } from "./core/errors.js";
 
 declare const QCVM_VERSION: string | undefined;
 
-/** Exit codes: 0 ok, 1 invalid input / failed plan / failed command, 2 usage, 70 internal error. */
-export const EXIT = { ok: 0, invalid: 1, usage: 2, internal: 70 } as const;
-
-type Handler = (args: Record<string, unknown>) => Promise<number>;
+type Handler = (args: Record<string, unknown>) => Promise<Outcome>;
 
 // Lazy command table: module path -> exported `run`.
 const commands: Record<string, () => Promise<{ run: Handler }>> = {
@@ -33,7 +32,10 @@ const commands: Record<string, () => Promise<{ run: Handler }>> = {
         const cmd = typeof a.command === "string" ? a.command : undefined;
         if (cmd !== undefined && !Object.hasOwn(commands, cmd))
           throw new UsageError(`unknown command \`${cmd}\` (qcvm --help lists the commands)`);
-        return main(cmd === undefined ? ["--help"] : [cmd, "--help"]);
+        return main(cmd === undefined ? ["--help"] : [cmd, "--help"]).then((code) => ({
+          kind: "exit-status" as const,
+          code,
+        }));
       },
     }),
   export: () => import("./commands/export.js"),
@@ -119,7 +121,7 @@ function guardPipes(): void {
   pipesGuarded = true;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "EPIPE") process.exit(141);
+      if (e.code === "EPIPE") process.exit(exitCodeFor("pipe-closed"));
       throw e;
     });
   }
@@ -127,12 +129,15 @@ function guardPipes(): void {
 
 export async function main(argv: string[]): Promise<number> {
   guardPipes();
-  let exitCode: number = EXIT.ok;
+  let exitCode = exitCodeFor("ok");
   let handled = false;
+  // --format json: a command's error goes to stdout as JSON too (with its diagnostics).
+  let format: unknown;
   const dispatch = (name: string) => async (args: Record<string, unknown>) => {
     handled = true;
+    format = args.format;
     const mod = await commands[name]!();
-    exitCode = await mod.run(withStdinArg(args));
+    exitCode = exitCodeFor(await mod.run(withStdinArg(args)));
   };
 
   const parser = yargs(argv.map((a, i) => (a === "-" && !argv.slice(0, i).includes("--") ? STDIN_TOKEN : a)))
@@ -463,7 +468,7 @@ export async function main(argv: string[]): Promise<number> {
 
   try {
     await parser.parseAsync();
-    if (!handled && exitCode === EXIT.ok) return EXIT.ok; // --help / --version
+    if (!handled) return exitCode; // --help / --version
     return exitCode;
   } catch (e) {
     // Point a usage error at the help of the command that was typed, when one was.
@@ -475,6 +480,7 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(
       e,
       typed !== undefined && Object.hasOwn(commands, typed) ? `qcvm ${typed} --help` : "qcvm --help",
+      format === "json",
     );
   }
 }
@@ -528,14 +534,23 @@ export function unknownOptions(
   return out;
 }
 
-function reportError(e: unknown, help: string): number {
+/**
+ * A command's failure: its message on stderr (never a stack), and with --format json also one
+ * JSON document on stdout, `{"error": {kind, message}, "diagnostics": [...]}`, so a program reading
+ * stdout learns what went wrong. A usage error stops before any command runs: stderr only.
+ */
+function reportError(e: unknown, help: string, json: boolean): number {
   if (e instanceof UsageError) {
     process.stderr.write(`qcvm: ${e.message}\nRun '${help}' for usage.\n`);
-    return EXIT.usage;
+    return exitCodeFor("usage");
   }
   if (e instanceof UserError) {
     process.stderr.write(`qcvm: ${e.message}\n`);
-    return e.exitCode;
+    if (json) {
+      const doc = { error: { kind: e.kind, message: e.message }, diagnostics: e.diagnostics };
+      process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    }
+    return exitCodeFor(e.kind);
   }
   const err = e as Error;
   process.stderr.write(
@@ -544,5 +559,5 @@ function reportError(e: unknown, help: string): number {
       (process.env.QCVM_DEBUG ? `\n${err?.stack ?? ""}` : " (set QCVM_DEBUG=1 for a stack trace).") +
       "\n",
   );
-  return EXIT.internal;
+  return exitCodeFor("internal");
 }

@@ -12,6 +12,7 @@ import { launchVm } from "../src/launch/launch.js";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { saveCapabilities } from "../src/probe/qemu.js";
 import { UserError } from "../src/core/diagnostics.js";
+import { exitCodeFor } from "../src/cli/exit-codes.js";
 import { FsRoot } from "../src/io/fsroot.js";
 import { probeMempolicy } from "../src/probe/host.js";
 import { FakeRunner, REPO, fakeCgroupFiles, makeHostTree } from "./helpers/fake-runner.js";
@@ -116,7 +117,7 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     expect(e.message).toMatch(
       /^QEMU binary `qemu-system-x86_64` not found \(qemu\.binary in .*kvm-2node\.yaml\): install it/,
     );
-    expect(e.exitCode).toBe(1);
+    expect(exitCodeFor(e.kind)).toBe(1);
     expect(f.started).toEqual([]);
     expectNothingLeft(vm);
   });
@@ -247,7 +248,7 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     expect(handler, "launch's signal handler").toBeDefined();
     (handler as (s: NodeJS.Signals) => void)("SIGINT");
     const e = await rejection(p);
-    expect(e.exitCode).toBe(130);
+    expect(exitCodeFor(e.kind)).toBe(130);
     expect(e.message).toBe("launch interrupted by SIGINT; QEMU stopped and everything cleaned up");
     expect(await f.children[0]!.exited).toMatchObject({ signal: "SIGKILL" });
     expect(process.listeners("SIGINT").filter((l) => !before.has(l))).toEqual([]);

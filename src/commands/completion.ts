@@ -2,6 +2,7 @@
 // (so completion knows every command, option and choice that --help does): each asks
 // `qcvm --get-yargs-completions WORDS...` at every Tab. yargs picks its template from $SHELL when
 // its parser is built, so the shell asked for is put in SHELL for the one parser made here.
+import type { Outcome } from "../core/errors.js";
 import yargs from "yargs";
 import { basename } from "node:path";
 import { UserError } from "../core/diagnostics.js";
@@ -13,7 +14,7 @@ export type Shell = (typeof SHELLS)[number];
 export function pickShell(named: unknown, env: NodeJS.ProcessEnv = process.env): Shell {
   if (typeof named === "string") {
     if ((SHELLS as readonly string[]).includes(named)) return named as Shell;
-    throw new UserError(`no completion for shell \`${named}\`: choose bash, zsh or fish`, 2);
+    throw new UserError(`no completion for shell \`${named}\`: choose bash, zsh or fish`, "usage");
   }
   const login = basename(env.SHELL ?? "");
   return (SHELLS as readonly string[]).includes(login) ? (login as Shell) : "bash";
@@ -46,7 +47,7 @@ export function completionScript(shell: Shell): string {
   return out;
 }
 
-export function run(args: Record<string, unknown>): Promise<number> {
+export function run(args: Record<string, unknown>): Promise<Outcome> {
   process.stdout.write(completionScript(pickShell(args.shell)));
-  return Promise.resolve(0);
+  return Promise.resolve("ok");
 }

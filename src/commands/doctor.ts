@@ -6,6 +6,7 @@
 // whatever it finds, 2 only when a probe itself cannot run (no QEMU binary, QEMU dies, an
 // unreadable --capabilities file) or --save would overwrite a file that is not a capabilities
 // file; 1 when --save cannot write.
+import type { Outcome } from "../core/errors.js";
 import { readFileSync, statSync } from "node:fs";
 import { UserError, formatDiagnostic, outputWidth } from "../core/diagnostics.js";
 import { checkHostRoot, formatList } from "../io/fsroot.js";
@@ -239,7 +240,7 @@ function checkSaveTarget(file: string): void {
   let text: string;
   try {
     if (statSync(file).isDirectory())
-      throw new UserError(`--save ${file}: is a directory (name the file to write, e.g. ${file}/caps.json)`, 2);
+      throw new UserError(`--save ${file}: is a directory (name the file to write, e.g. ${file}/caps.json)`, "usage");
     text = readFileSync(file, "utf8");
   } catch (e) {
     if (e instanceof UserError) throw e;
@@ -254,12 +255,12 @@ function checkSaveTarget(file: string): void {
   if (format !== "qcvm-capabilities/v1") {
     throw new UserError(
       `--save ${file}: the file exists and is not a qcvm capabilities file; not overwriting it (remove it, or save to another name)`,
-      2,
+      "usage",
     );
   }
 }
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a = args as Args;
   if (a.save) checkSaveTarget(a.save);
   const { report, probeFailed } = await buildReport(a);
@@ -271,7 +272,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   }
   if (probeFailed) {
     process.stderr.write(`qcvm: ${report.qemuError}\n`);
-    return 2;
+    return "unavailable";
   }
   if (a.save && report.qemu) {
     const { saveCapabilities } = await import("../probe/qemu.js");
@@ -280,5 +281,5 @@ export async function run(args: Record<string, unknown>): Promise<number> {
       `qcvm: saved QEMU ${report.qemu.version} capabilities to ${a.save} (use with --capabilities ${a.save})\n`,
     );
   }
-  return 0;
+  return "ok";
 }

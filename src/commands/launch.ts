@@ -1,9 +1,10 @@
 // `qcvm launch <profile>`: see src/launch/launch.ts for the steps.
 // Static: this module is itself loaded only when `launch` runs.
+import type { Outcome } from "../core/errors.js";
 import { launchVm } from "../launch/launch.js";
 import type { LaunchArgs } from "../launch/launch.js";
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a: LaunchArgs = {
     profile: String(args.profile),
     host: args.host as string | undefined,

@@ -1,12 +1,13 @@
 // qcvm plan <profile>: where each guest node's shared and private memory will go, by which
 // mechanism and how faithfully, and whether it fits. Exit 0 when the plan holds, 1 when it has
 // errors (the plan is still printed in full, so the errors can be read in context).
+import type { Outcome } from "../core/errors.js";
 import { loadContext } from "../pipeline/context.js";
 import { formatDiagnostic, outputWidth } from "../core/diagnostics.js";
 
 type Format = "text" | "json" | "dot" | "svg";
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const format = (args.format as Format | undefined) ?? "text";
   const ctx = await loadContext({
     profile: String(args.profile),
@@ -42,5 +43,5 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     for (const w of profileWarnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
     if (format !== "json") for (const e of plan.errors) process.stderr.write(`qcvm: ${formatDiagnostic(e)}\n`);
   }
-  return plan.errors.length === 0 ? 0 : 1;
+  return plan.errors.length === 0 ? "ok" : "invalid";
 }

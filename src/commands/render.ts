@@ -5,6 +5,7 @@
 // errors (a value QEMU cannot take, a feature the target QEMU lacks). A command line printed for a
 // plan that does not hold would drop or misstate the placement without saying so. `--literal`
 // renders the profile as written, with no host and no plan, and says placement was not checked.
+import type { Outcome } from "../core/errors.js";
 import { formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
 import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
@@ -51,7 +52,7 @@ async function renderContext(
 }
 
 /** Refuse with every error: on stderr as text, and with --format json also on stdout as JSON. */
-function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): number {
+function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): Outcome {
   const sorted = sortDiagnostics(errors);
   process.stderr.write(
     `qcvm: cannot render ${a.profile}${why ? `: ${why}` : ""} (${sorted.length} error${sorted.length === 1 ? "" : "s"}):\n` +
@@ -59,10 +60,10 @@ function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diag
       (hint ? `(${hint})\n` : ""),
   );
   if (a.format === "json") process.stdout.write(`${JSON.stringify({ errors: sorted, warnings }, null, 2)}\n`);
-  return 1;
+  return "invalid";
 }
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a = args as unknown as RenderArgs;
   const { inlineProfileFiles } = await import("../render/files.js");
   const { renderArgv } = await import("../render/render.js");
@@ -93,7 +94,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     notExpressed: describeLaunchOnly(ctx.plan),
   };
   process.stdout.write(a.format === "json" ? `${JSON.stringify(out, null, 2)}\n` : formatShell(out));
-  return 0;
+  return "ok";
 }
 
 /** The plan's cgroups and pinning, one line each: a pasted command line does none of this. */

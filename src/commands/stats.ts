@@ -3,6 +3,7 @@
 // the plan's share, with drift flagged. Private memory is invisible in RSS, top and numa_maps;
 // the VM cgroup is the only place the kernel accounts it, which is why launch makes one per VM.
 // Exit codes: 0 shown (or --watch ended by SIGINT), 1 no such VM or it isn't running, 2 usage.
+import type { Outcome } from "../core/errors.js";
 import { join, relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import { FsRoot } from "../io/fsroot.js";
@@ -20,10 +21,13 @@ interface StatsArgs {
 
 function parseArgs(args: Record<string, unknown>): StatsArgs {
   const name = typeof args.name === "string" ? args.name : "";
-  if (!name) throw new UserError("name the VM: qcvm stats <name> (qcvm status lists them)", 2);
+  if (!name) throw new UserError("name the VM: qcvm stats <name> (qcvm status lists them)", "usage");
   const interval = args.interval === undefined ? 2 : Number(args.interval);
   if (!Number.isFinite(interval) || interval <= 0) {
-    throw new UserError(`--interval must be a positive number of seconds, got ${JSON.stringify(args.interval)}`, 2);
+    throw new UserError(
+      `--interval must be a positive number of seconds, got ${JSON.stringify(args.interval)}`,
+      "usage",
+    );
   }
   const runDir = args["run-dir"] ?? args.runDir;
   return {
@@ -83,6 +87,7 @@ async function findTarget(a: StatsArgs): Promise<Target> {
   if (!state)
     throw new UserError(
       `no VM named \`${a.name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+      "not-found",
     );
   if (!isAlive(state)) {
     throw new UserError(
@@ -177,7 +182,7 @@ function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
   process.stdout.write(formatStatsText(s));
 }
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a = parseArgs(args);
   const target = await findTarget(a);
   const { isProcessAlive } = await import("../vm/process.js");
@@ -185,7 +190,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   const first = sample(target);
   if (!first) throw gone();
   emit(first, a.format, a.watch);
-  if (!a.watch) return 0;
+  if (!a.watch) return "ok";
 
   let stopped = false;
   let wake: () => void = () => undefined;
@@ -204,7 +209,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
           resolve();
         };
       });
-      if (stopped) return 0;
+      if (stopped) return "ok";
       const s = isProcessAlive(target.pid, target.pidStartTime) ? sample(target) : undefined;
       if (!s) throw gone();
       emit(s, a.format, true);

@@ -6,6 +6,7 @@
 // as damaged, instead of leaving them out.
 // Exit codes: 0 listing, or the named VM runs (or is starting); 3 the named VM is dead or
 // interrupted (as LSB `status`); 1 no such VM or a damaged state file; 2 usage.
+import type { Outcome } from "../core/errors.js";
 import { readdirSync } from "node:fs";
 import { relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
@@ -223,7 +224,7 @@ function formatDetail(v: VmStatus): string {
   return `${lines.join("\n")}\n`;
 }
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
   const json = args.format === "json";
   const name = args.name as string | undefined;
@@ -237,12 +238,13 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     if (!v)
       throw new UserError(
         `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+        "not-found",
       );
     process.stdout.write(json ? `${JSON.stringify(v, null, 2)}\n` : formatDetail(v));
-    return v.state === "dead" || v.state === "interrupted" ? 3 : 0;
+    return v.state === "dead" || v.state === "interrupted" ? "vm-down" : "ok";
   }
   const all = listVms(runDir);
   if (json) process.stdout.write(`${JSON.stringify({ runDir, vms: all }, null, 2)}\n`);
   else process.stdout.write(all.length ? formatTable(all) : `no VMs in ${runDir}\n`);
-  return 0;
+  return "ok";
 }

@@ -4,6 +4,7 @@
 // already dead (just cleans up) and on one whose launching qcvm was killed: everything needed is
 // in state.json. A pid is signalled only while it still has the start time recorded at launch,
 // so a reused pid is never killed.
+import type { Outcome } from "../core/errors.js";
 import { UserError } from "../core/diagnostics.js";
 import { inspectVm } from "../vm/inspect.js";
 import { isProcessAlive } from "../vm/process.js";
@@ -12,19 +13,20 @@ import { requireVmName, resolveRunDir, vmPaths } from "../vm/paths.js";
 import { stopQemu } from "../vm/stop.js";
 import type { StopOutcome } from "../vm/stop.js";
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
   const name = requireVmName(args.name);
   const force = Boolean(args.force);
   const timeout = Number(args.timeout ?? 30);
   if (!Number.isFinite(timeout) || timeout < 0)
-    throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, 2);
+    throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, "usage");
   const note = (msg: string) => process.stderr.write(`qcvm: ${msg}\n`);
 
   const found = inspectVm(runDir, name);
   if (!found)
     throw new UserError(
       `no VM named \`${name}\` in ${runDir} (qcvm status lists them; --run-dir picks another run dir)`,
+      "not-found",
     );
   // Another user's VM: its QEMU cannot be signalled nor its files removed by this one, so try
   // nothing (a kill refused with EPERM used to read as "survived SIGKILL").
@@ -53,5 +55,5 @@ export async function run(args: Record<string, unknown>): Promise<number> {
   process.stderr.write(
     `qcvm: ${what}; removed ${report.removed.length ? report.removed.join(", ") : "nothing (already clean)"}\n`,
   );
-  return report.errors.length > 0 ? 1 : 0;
+  return report.errors.length > 0 ? "failed" : "ok";
 }

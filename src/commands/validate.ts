@@ -1,5 +1,6 @@
 // qcvm validate <files, dirs or globs...>: every problem of every profile, at once.
 // Exit 0 all valid, 1 any invalid (or any warning with --strict), 2 usage (nothing matched).
+import type { Outcome } from "../core/errors.js";
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Document, isPair, isScalar, visit } from "yaml";
@@ -237,7 +238,7 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a = args as Args;
   const inputs = a.files ?? [];
   const { files, unmatched, unreadable } = await expandInputs(inputs);
@@ -245,11 +246,11 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     process.stderr.write(
       `qcvm: no profiles (*.yaml, *.yml) matched ${unmatched.map((u) => JSON.stringify(u)).join(", ")}\n`,
     );
-    return 2;
+    return "usage";
   }
   if (files.length === 0 && unreadable.length === 0) {
     process.stderr.write("qcvm: name at least one profile, directory or glob\n");
-    return 2;
+    return "usage";
   }
   const loaded = [...(await readAll(files, a.set, a.root)), ...unreadable.map(unreadableResult)];
   const strict = a.strict === true;
@@ -297,5 +298,5 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     );
     process.stdout.write(`${lines.join("\n")}\n`);
   }
-  return summary.invalid > 0 ? 1 : 0;
+  return summary.invalid > 0 ? "invalid" : "ok";
 }

@@ -98,17 +98,8 @@ export function describeFsError(e: unknown): string {
   }
 }
 
-/** An error the user can fix; the CLI prints its message (no stack) and exits with `code`. */
-export class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = "UserError";
-  }
-}
-
+// The error type lives with the outcome kinds; imported from here too, as it always was.
+export { UserError } from "./errors.js";
 /**
  * A condition an earlier phase guarantees (the schema, the rules or the planner) failed: qcvm's
  * bug, not the user's. The CLI reports it as an internal error (exit 70), never as a profile error.

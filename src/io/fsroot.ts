@@ -129,14 +129,14 @@ export function checkHostRoot(root: string): void {
   try {
     isDir = statSync(root).isDirectory();
   } catch {
-    throw new UserError(`--host ${root}: no such directory (${fix})`, 2);
+    throw new UserError(`--host ${root}: no such directory (${fix})`, "usage");
   }
-  if (!isDir) throw new UserError(`--host ${root}: not a directory (${fix})`, 2);
+  if (!isDir) throw new UserError(`--host ${root}: not a directory (${fix})`, "usage");
   let hasSys = false;
   try {
     hasSys = statSync(join(root, "sys")).isDirectory();
   } catch {
     // reported below
   }
-  if (!hasSys) throw new UserError(`--host ${root}: has no sys/ directory, so it is not a host tree (${fix})`, 2);
+  if (!hasSys) throw new UserError(`--host ${root}: has no sys/ directory, so it is not a host tree (${fix})`, "usage");
 }

@@ -128,7 +128,7 @@ export class Launch {
         () => this.runGuest(),
       ];
       for (const step of steps) {
-        if (this.interrupted) throw new UserError(`interrupted by ${this.interrupted}`, 130);
+        if (this.interrupted) throw new UserError(`interrupted by ${this.interrupted}`, "interrupted");
         await step();
       }
       return { child: this.child!, exited: this.exited!, state: this.state! };

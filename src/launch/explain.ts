@@ -51,7 +51,7 @@ export function cpuAbortHint(exit: ChildExit, argv: readonly string[]): string {
 }
 
 export function interruptedError(sig: string): UserError {
-  return new UserError(`launch interrupted by ${sig}; QEMU stopped and everything cleaned up`, 130);
+  return new UserError(`launch interrupted by ${sig}; QEMU stopped and everything cleaned up`, "interrupted");
 }
 
 /** QEMU exited during start-up: its exit, and its words (detached: from qemu.log). */

@@ -41,6 +41,7 @@ import { Reporter } from "./reporter.js";
 import { SignalGuard, superviseForeground } from "./supervise.js";
 import type { ExecuteOptions, Started } from "./execute.js";
 import type { LaunchInputs, LaunchPlan } from "./prepare.js";
+import type { Outcome } from "../core/errors.js";
 
 export { POWERDOWN_TIMEOUT_MS } from "./supervise.js";
 
@@ -118,7 +119,8 @@ async function executeWithRetry(
   }
 }
 
-export async function launchVm(a: LaunchArgs, options: ExecuteOptions = {}): Promise<number> {
+/** Launch: "ok" once the guest runs detached (or a dry run printed), else QEMU's exit status. */
+export async function launchVm(a: LaunchArgs, options: ExecuteOptions = {}): Promise<Outcome> {
   const r = new Reporter(a.format, a.quiet, { hold: a.dryRun });
   const runDir = resolveRunDir(a.runDir);
   let inputs: LaunchInputs;
@@ -132,16 +134,16 @@ export async function launchVm(a: LaunchArgs, options: ExecuteOptions = {}): Pro
   }
   if (a.dryRun) {
     printDryRun(a.profile, prepared, r);
-    return 0;
+    return "ok";
   }
   const { started, guard } = await executeWithRetry(inputs, prepared, a, r, options);
   try {
     if (a.detach) {
       // Let qcvm exit while QEMU runs on: no handle of ours may keep the event loop alive.
       started.child.unref();
-      return 0;
+      return "ok";
     }
-    return await superviseForeground(started.exited, started.state, runDir, r);
+    return { kind: "exit-status", code: await superviseForeground(started.exited, started.state, runDir, r) };
   } finally {
     guard.release();
   }

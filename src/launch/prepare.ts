@@ -5,6 +5,7 @@
 import { processPolicyArgv } from "../render/process-policy.js";
 import { formatDiagnostic } from "../core/diagnostics.js";
 import { UserError } from "../core/diagnostics.js";
+import type { OutcomeKind } from "../core/errors.js";
 import { planPlacement } from "../plan/plan.js";
 import { renderArgv } from "../render/render.js";
 import { openCgroupLayout, selfDelegatedBase, systemdScopePrefix } from "../vm/cgroup.js";
@@ -80,8 +81,10 @@ export class LaunchRefused extends UserError {
   constructor(
     message: string,
     readonly warnings: readonly Diagnostic[] = [],
+    kind: OutcomeKind = "failed",
+    diagnostics: readonly Diagnostic[] = [],
   ) {
-    super(message);
+    super(message, kind, diagnostics);
   }
 }
 
@@ -92,6 +95,8 @@ function refuseEarly(inputs: LaunchInputs, plan: Plan, profileArg: string): void
     throw new UserError(
       `cannot launch ${profileArg}: the plan does not hold (${countOf(lines.length, "error")}):\n${lines.join("\n")}\n` +
         `(qcvm plan ${profileArg} shows the whole plan)`,
+      "invalid",
+      plan.errors,
     );
   }
   const { profile, host } = inputs;
@@ -132,6 +137,8 @@ function renderLaunchArgv(
     throw new LaunchRefused(
       `cannot render ${profileArg} (${countOf(lines.length, "error")}):\n${lines.join("\n")}`,
       warnings,
+      "invalid",
+      rendered.errors,
     );
   }
   const scope = layout.systemd

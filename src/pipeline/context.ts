@@ -43,6 +43,8 @@ export async function loadValidProfile(
     const lines = [...loaded.errors, ...loaded.warnings].map(formatDiagnostic);
     throw new UserError(
       `${file} is not a valid profile (${loaded.errors.length} error${loaded.errors.length === 1 ? "" : "s"}):\n${lines.join("\n")}`,
+      "invalid",
+      [...loaded.errors, ...loaded.warnings],
     );
   }
   return { profile: loaded.profile, warnings: loaded.warnings };

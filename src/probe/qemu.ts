@@ -40,7 +40,7 @@ async function resolveBinary(binary: string): Promise<string> {
     const where = binary.includes("/") ? "not found or not executable" : "not found on PATH";
     throw new UserError(
       `QEMU binary \`${binary}\` ${where} (install qemu-system-x86, or name another with qemu.binary or doctor --qemu)`,
-      2,
+      "unavailable",
     );
   }
   return path;
@@ -50,13 +50,13 @@ async function resolveBinary(binary: string): Promise<string> {
 export async function probeQemu(binary: string, options: { workDir?: string } = {}): Promise<QemuCapabilities> {
   const path = await resolveBinary(binary);
   const v = await run([path, "--version"], { timeoutMs: PROBE_TIMEOUT_MS }).catch((e: Error) => {
-    throw new UserError(`cannot run QEMU binary \`${binary}\`: ${e.message}`, 2);
+    throw new UserError(`cannot run QEMU binary \`${binary}\`: ${e.message}`, "unavailable");
   });
   const version = parseQemuVersion(v.stdout);
   if (v.exitCode !== 0 || !version) {
     throw new UserError(
       `\`${binary} --version\` did not print a QEMU version (exit ${v.exitCode}): ${(v.stdout + v.stderr).trim().split("\n")[0]!.slice(0, 200)}`,
-      2,
+      "unavailable",
     );
   }
 
@@ -84,14 +84,15 @@ export async function probeQemu(binary: string, options: { workDir?: string } = 
     const listed = await client.execute<{ name: string }[]>("qom-list-types", undefined, {
       timeoutMs: PROBE_TIMEOUT_MS,
     });
-    if (isQmpError(listed)) throw new UserError(`probing ${binary}: qom-list-types failed: ${listed.message}`, 2);
+    if (isQmpError(listed))
+      throw new UserError(`probing ${binary}: qom-list-types failed: ${listed.message}`, "unavailable");
     const types = [...new Set(listed.return.map((t) => t.name))].sort();
     const properties: Record<string, string[]> = {};
     for (const type of PROBED_TYPES) {
       if (!types.includes(type)) continue;
       const props = await client.execute<{ name: string }[]>("qom-list-properties", { typename: type });
       if (isQmpError(props))
-        throw new UserError(`probing ${binary}: qom-list-properties ${type} failed: ${props.message}`, 2);
+        throw new UserError(`probing ${binary}: qom-list-properties ${type} failed: ${props.message}`, "unavailable");
       properties[type] = [...new Set(props.return.map((p) => p.name))].sort();
     }
     await client.quit(5000);
@@ -99,7 +100,7 @@ export async function probeQemu(binary: string, options: { workDir?: string } = 
   } catch (e) {
     if (e instanceof UserError) throw e;
     const why = died.signal.aborted ? String(died.signal.reason) : (e as Error).message;
-    throw new UserError(`probing ${binary} over QMP failed: ${why}`, 2);
+    throw new UserError(`probing ${binary} over QMP failed: ${why}`, "unavailable");
   } finally {
     if (client && !client.isClosed) await client.close();
     if (!exitInfo) qemu.kill();

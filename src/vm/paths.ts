@@ -38,7 +38,7 @@ export function vmNameProblem(name: string): string | undefined {
 export function requireVmName(name: unknown): string {
   const text = typeof name === "string" ? name : "";
   const problem = vmNameProblem(text);
-  if (problem) throw new UserError(`${problem} (qcvm status lists the VMs)`, 2);
+  if (problem) throw new UserError(`${problem} (qcvm status lists the VMs)`, "usage");
   return text;
 }
 
