@@ -1,6 +1,7 @@
 // `qcvm export <profile> --to systemd|libvirt`: hand a profile to an engine operators already run.
 // The unit or domain XML goes to stdout, a summary (what the engine will not do, the version it
 // needs, where to install it) to stderr. See src/export/systemd.ts and src/export/libvirt.ts.
+import type { Outcome } from "../core/errors.js";
 import { isAbsolute, resolve } from "node:path";
 import { UserError, formatDiagnostic } from "../core/diagnostics.js";
 import { resolveRunDir } from "../vm/paths.js";
@@ -34,7 +35,7 @@ function argsOf(a: Record<string, unknown>): ExportArgs {
   };
 }
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a = argsOf(args);
   return a.to === "libvirt" ? exportLibvirtCommand(a) : exportSystemdCommand(a);
 }
@@ -47,12 +48,12 @@ async function qcvmCommand(given: string | undefined): Promise<string[]> {
       given
         ? `--qcvm ${given}: not an executable file`
         : "qcvm is not on PATH, so the unit cannot name it: give its absolute path with --qcvm /path/to/qcvm",
-      2,
+      "usage",
     );
   return [isAbsolute(found) ? found : resolve(found)];
 }
 
-async function exportSystemdCommand(a: ExportArgs): Promise<number> {
+async function exportSystemdCommand(a: ExportArgs): Promise<Outcome> {
   const { loadValidProfile } = await import("../pipeline/context.js");
   const { exportSystemd } = await import("../export/systemd.js");
   const { profile, warnings } = await loadValidProfile(a.profile, a.set);
@@ -76,10 +77,10 @@ async function exportSystemdCommand(a: ExportArgs): Promise<number> {
       "",
     ].join("\n"),
   );
-  return 0;
+  return "ok";
 }
 
-async function exportLibvirtCommand(a: ExportArgs): Promise<number> {
+async function exportLibvirtCommand(a: ExportArgs): Promise<Outcome> {
   const { loadContext } = await import("../pipeline/context.js");
   const { inlineProfileFiles } = await import("../render/files.js");
   const { exportLibvirt } = await import("../export/libvirt.js");
@@ -110,5 +111,5 @@ async function exportLibvirtCommand(a: ExportArgs): Promise<number> {
     "",
   ];
   process.stderr.write(lines.join("\n"));
-  return 0;
+  return "ok";
 }

@@ -2,11 +2,12 @@
 // what `qcvm export --to libvirt` wrote). The profile YAML goes to stdout; what could not be
 // imported is listed on stderr, element by element. The profile is validated before it is
 // printed, so what comes out is a profile qcvm accepts (or the problems are named).
+import type { Outcome } from "../core/errors.js";
 import { readFileSync } from "node:fs";
 import { stringify } from "yaml";
 import { UserError, describeFsError, formatDiagnostic } from "../core/diagnostics.js";
 
-export async function run(args: Record<string, unknown>): Promise<number> {
+export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const file = String(args.domain);
   let xml: string;
   try {
@@ -35,7 +36,7 @@ export async function run(args: Record<string, unknown>): Promise<number> {
     process.stderr.write(
       `qcvm: the imported profile is not valid as it is; fix these before using it:\n${problems.map(formatDiagnostic).join("\n")}\n`,
     );
-    return 1;
+    return "invalid";
   }
-  return 0;
+  return "ok";
 }
