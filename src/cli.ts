@@ -133,11 +133,23 @@ export async function main(argv: string[]): Promise<number> {
   let handled = false;
   // --format json: a command's error goes to stdout as JSON too (with its diagnostics).
   let format: unknown;
+  let printed = false;
   const dispatch = (name: string) => async (args: Record<string, unknown>) => {
     handled = true;
     format = args.format;
-    const mod = await commands[name]!();
-    exitCode = exitCodeFor(await mod.run(withStdinArg(args)));
+    // Whether the command printed on stdout itself: then its output stays the one JSON value there.
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be put back as it was, and called with apply(process.stdout)
+    const original = process.stdout.write;
+    process.stdout.write = ((...w: Parameters<typeof original>) => {
+      printed = true;
+      return original.apply(process.stdout, w);
+    }) as typeof original;
+    try {
+      const mod = await commands[name]!();
+      exitCode = exitCodeFor(await mod.run(withStdinArg(args)));
+    } finally {
+      process.stdout.write = original;
+    }
   };
 
   const parser = yargs(argv.map((a, i) => (a === "-" && !argv.slice(0, i).includes("--") ? STDIN_TOKEN : a)))
@@ -480,7 +492,7 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(
       e,
       typed !== undefined && Object.hasOwn(commands, typed) ? `qcvm ${typed} --help` : "qcvm --help",
-      format === "json",
+      format === "json" && !printed,
     );
   }
 }

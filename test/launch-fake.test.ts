@@ -151,7 +151,7 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
       if (attempts++ === 1) f.script.qemu = { kind: "qmp" };
       return first(argv, o);
     });
-    expect(await launchVm(args(vm))).toBe(0);
+    expect(await launchVm(args(vm))).toBe("ok");
     expect(f.started).toHaveLength(2);
     expect(f.started[0]!.join(" ")).toContain("accel=kvm");
     expect(f.started[1]!.join(" ")).toContain("accel=tcg");
@@ -181,7 +181,7 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     restore.push(useCgroupFiles(files));
     const io = capture();
     const vm = name();
-    expect(await launchVm(args(vm))).toBe(0);
+    expect(await launchVm(args(vm))).toBe("ok");
     const parent = join(tree.root, "sys/fs/cgroup/qcvm");
     const w = warnings(io.out());
     expect(w).toContain(
@@ -225,7 +225,7 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     );
     const io = capture();
     const vm = name();
-    expect(await launchVm(args(vm))).toBe(0);
+    expect(await launchVm(args(vm))).toBe("ok");
     const tasksets = f.ran.filter((a) => a[0] === "taskset");
     expect(tasksets).toHaveLength(2);
     const w = warnings(io.out());
@@ -288,7 +288,7 @@ describe("memory policies the kernel refuses (a host fact; the planner drops the
       const f = install({ kind: "qmp" });
       const io = capture();
       const vm = name();
-      expect(await launchVm({ ...args(vm), host: denied.root })).toBe(0);
+      expect(await launchVm({ ...args(vm), host: denied.root })).toBe("ok");
       expect(f.started[0]!.join(" ")).not.toContain("host-nodes");
       for (const node of [0, 1])
         expect(warnings(io.out())).toContain(
