@@ -127,9 +127,14 @@ describe("qcvm render --format json", () => {
     expect(text.stderr).toContain("--literal renders the profile as written");
     const json = qcvm("render", ...args, "--format", "json");
     expect(json.code).toBe(1);
-    const out = JSON.parse(json.stdout) as { errors: { code: string; severity: string }[] };
-    expect(out.errors.map((d) => d.code)).toContain(code);
-    expect(out.errors.every((d) => d.severity === "error")).toBe(true);
+    // The one error document every command prints under --format json (src/cli.ts reportError).
+    const out = JSON.parse(json.stdout) as {
+      error: { kind: string };
+      diagnostics: { code: string; severity: string }[];
+    };
+    expect(out.error.kind).toBe("invalid");
+    const errors = out.diagnostics.filter((d) => d.severity === "error");
+    expect(errors.map((d) => d.code)).toContain(code);
   });
 
   it("--literal renders the profile as written, saying placement was not checked", () => {

@@ -30,7 +30,7 @@ function stateOf(name: string, over: Partial<VmState>): VmState {
       confidential: "none",
       guestMemfd: false,
       nodes: [],
-      launch: { argvPrefix: [], cgroups: [], pinning: [] },
+      launch: { cgroups: [], pinning: [] },
       capacity: [],
       warnings: [],
       errors: [],

@@ -6,7 +6,7 @@
 // plan that does not hold would drop or misstate the placement without saying so. `--literal`
 // renders the profile as written, with no host and no plan, and says placement was not checked.
 import type { Outcome } from "../core/errors.js";
-import { formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
+import { UserError, formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
 import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
 import { processPolicyArgv } from "../render/process-policy.js";
@@ -51,16 +51,17 @@ async function renderContext(
   return { profile, plan, caps, warnings: [...warnings, ...plan.warnings] };
 }
 
-/** Refuse with every error: on stderr as text, and with --format json also on stdout as JSON. */
-function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): Outcome {
+/** Refuse with every error: the message lists them (stderr); with --format json the CLI also prints
+ *  the one error document, `{"error": {kind, message}, "diagnostics": [...]}`, on stdout. */
+function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): never {
   const sorted = sortDiagnostics(errors);
-  process.stderr.write(
-    `qcvm: cannot render ${a.profile}${why ? `: ${why}` : ""} (${sorted.length} error${sorted.length === 1 ? "" : "s"}):\n` +
-      sorted.map((d) => `${formatDiagnostic(d)}\n`).join("") +
-      (hint ? `(${hint})\n` : ""),
+  throw new UserError(
+    `cannot render ${a.profile}${why ? `: ${why}` : ""} (${sorted.length} error${sorted.length === 1 ? "" : "s"}):\n` +
+      sorted.map(formatDiagnostic).join("\n") +
+      (hint ? `\n(${hint})` : ""),
+    "invalid",
+    [...sorted, ...warnings],
   );
-  if (a.format === "json") process.stdout.write(`${JSON.stringify({ errors: sorted, warnings }, null, 2)}\n`);
-  return "invalid";
 }
 
 export async function run(args: Record<string, unknown>): Promise<Outcome> {
