@@ -24,6 +24,8 @@ const commands: Record<string, () => Promise<{ run: Handler }>> = {
   stop: () => import("./commands/stop.js"),
   stats: () => import("./commands/stats.js"),
   list: () => import("./commands/status.js"),
+  logs: () => import("./commands/logs.js"),
+  console: () => import("./commands/console.js"),
   completion: () => import("./commands/completion.js"),
   // `qcvm help CMD` is `qcvm CMD --help`, so the two can never say different things.
   help: () =>
@@ -361,6 +363,34 @@ export async function main(argv: string[]): Promise<number> {
             exitCodes("0 measured (--watch: until Ctrl-C); 1 no such VM, or it is not running (--watch: it stopped)"),
           ),
       dispatch("stats"),
+    )
+    .command(
+      "logs <name>",
+      "Print QEMU's log of a VM: the live one while it runs detached, else the last one stop kept",
+      (y) =>
+        y
+          .positional("name", { type: "string", describe: "The VM (running or not)" })
+          .option("list", { type: "boolean", default: false, describe: "List the kept logs (oldest first)" })
+          .option("run-dir", { type: "string", describe: RUN_DIR })
+          .example("$0 logs kvm-2node", "What QEMU printed, also after the VM died and was stopped")
+          .example("$0 logs kvm-2node --list", "Every log kept for that name (the last 5 runs)")
+          .epilog(exitCodes("0 log printed; 1 no log for that name")),
+      dispatch("logs"),
+    )
+    .command(
+      "console <name>",
+      "Attach this terminal to a running VM's serial console; Ctrl-] detaches",
+      (y) =>
+        y
+          .positional("name", { type: "string", describe: "A running VM with a serial port" })
+          .option("run-dir", { type: "string", describe: RUN_DIR })
+          .example("$0 console kvm-1node", "launched with --detach and serial: stdio (or serial: pty)")
+          .epilog(
+            exitCodes(
+              "0 detached (Ctrl-]) or the VM stopped; 1 no such VM, not running, console in use, or no serial port to attach to",
+            ),
+          ),
+      dispatch("console"),
     )
     .command(
       ["list", "ls"],

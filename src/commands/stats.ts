@@ -9,7 +9,7 @@ import { UserError } from "../core/diagnostics.js";
 import { FsRoot } from "../io/fsroot.js";
 import { formatBytes, readVmMemory } from "../observe/observe.js";
 import type { VmMemory } from "../observe/observe.js";
-import type { HostInfo } from "../core/types.js";
+import type { HostInfo, Plan } from "../core/types.js";
 
 interface StatsArgs {
   name: string;
@@ -130,7 +130,7 @@ function pad(cells: string[], widths: number[]): string {
 }
 
 /** The per-node table and what to make of it. */
-export function formatStatsText(s: VmStats): string {
+export function formatStatsText(s: VmStats, plan?: Pick<Plan, "confidential" | "guestMemfd">): string {
   const out: string[] = [];
   out.push(`${s.name}: pid ${s.pid}, memory cgroup ${s.cgroup ?? "none"}`);
   const priv = (v: number | null) => (v === null ? "n/a" : formatBytes(v));
@@ -157,17 +157,34 @@ export function formatStatsText(s: VmStats): string {
   ]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   out.push("", ...rows.map((r) => pad(r, widths)), "");
-  if (s.vmRssBytes !== undefined) {
-    out.push(
-      `VmRSS ${formatBytes(s.vmRssBytes)}: private memory is invisible in RSS (no mapping); it is read from the VM cgroup's memory.numa_stat.`,
-    );
-  }
+  if (s.vmRssBytes !== undefined) out.push(...rssNote(s, plan));
   for (const d of s.drift) out.push(`drift: ${d.message}`);
   for (const n of s.notes) out.push(`note: ${n}`);
   return `${out.join("\n")}\n`;
 }
 
-function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
+/**
+ * What VmRSS says next to the table, per guest type. VmRSS is QEMU's whole resident set (its own
+ * code and heap too), while the table counts guest RAM only, and only what the guest has touched:
+ * without that said, "1.0 MiB total" beside "VmRSS 35.6 MiB" reads as a measuring error.
+ */
+export function rssNote(s: VmStats, plan?: Pick<Plan, "confidential" | "guestMemfd">): string[] {
+  const rss = `VmRSS ${formatBytes(s.vmRssBytes ?? 0)} is QEMU's whole resident memory, its own code and heap included`;
+  const touched = `the table counts guest RAM only, as far as the guest has touched it (${formatBytes(s.totals.totalBytes)} so far; pages are allocated on first use unless prealloc is on)`;
+  if (plan && !plan.guestMemfd) {
+    const type = plan.confidential === "none" ? "plain KVM" : plan.confidential.toUpperCase();
+    return [
+      `${rss}; ${touched}.`,
+      `A ${type} guest has no guest_memfd: all its RAM is the SHARED column (on SEV-SNP and TDX, private memory is invisible in RSS; here there is none).`,
+    ];
+  }
+  return [
+    `${rss}; ${touched}.`,
+    "private memory is invisible in RSS (no mapping): the PRIVATE column is read from the VM cgroup's memory.numa_stat.",
+  ];
+}
+
+function emit(s: VmStats, format: "text" | "json", watching: boolean, plan?: Plan): void {
   if (format === "json") {
     // --watch prints one JSON object per line (NDJSON), so a consumer can read samples as they come.
     process.stdout.write(
@@ -179,7 +196,7 @@ function emit(s: VmStats, format: "text" | "json", watching: boolean): void {
     // Redraw in place on a terminal; in a pipe or log, separate samples with a timestamp.
     process.stdout.write(process.stdout.isTTY ? "\x1b[H\x1b[2J" : `\n--- ${new Date().toISOString()}\n`);
   }
-  process.stdout.write(formatStatsText(s));
+  process.stdout.write(formatStatsText(s, plan));
 }
 
 export async function run(args: Record<string, unknown>): Promise<Outcome> {
@@ -189,7 +206,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const gone = () => new UserError(`VM \`${a.name}\` is not running any more (pid ${target.pid} exited)`);
   const first = sample(target);
   if (!first) throw gone();
-  emit(first, a.format, a.watch);
+  emit(first, a.format, a.watch, target.plan);
   if (!a.watch) return "ok";
 
   let stopped = false;
@@ -212,7 +229,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
       if (stopped) return "ok";
       const s = isProcessAlive(target.pid, target.pidStartTime) ? sample(target) : undefined;
       if (!s) throw gone();
-      emit(s, a.format, true);
+      emit(s, a.format, true, target.plan);
     }
   } finally {
     process.off("SIGINT", onSignal);

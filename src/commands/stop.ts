@@ -1,6 +1,7 @@
 // `qcvm stop <name> [--force] [--timeout S]`: ask the guest to power down (ACPI, over QMP), wait
 // up to the timeout, then `quit` QEMU, then SIGKILL; and remove what the VM had on the host: its
-// cgroups, runtime directory (socket, pidfile, log, state) and locks. Works on a VM whose QEMU is
+// cgroups, runtime directory (socket, pidfile, state) and locks; QEMU's log is kept first
+// (src/vm/logs.ts: <runDir>/logs/<name>/, `qcvm logs NAME`). Works on a VM whose QEMU is
 // already dead (just cleans up) and on one whose launching qcvm was killed: everything needed is
 // in state.json. A pid is signalled only while it still has the start time recorded at launch,
 // so a reused pid is never killed.
@@ -55,5 +56,6 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   process.stderr.write(
     `qcvm: ${what}; removed ${report.removed.length ? report.removed.join(", ") : "nothing (already clean)"}\n`,
   );
+  if (report.keptLog) process.stderr.write(`qcvm: QEMU's log is kept in ${report.keptLog} (qcvm logs ${name})\n`);
   return report.errors.length > 0 ? "failed" : "ok";
 }

@@ -2,6 +2,7 @@
 // so far, in reverse, when a step fails or a signal interrupts. Child processes start through the
 // Runner (src/io/exec.ts), so a test's fake runner drives every failure path here.
 import { processPolicyArgv } from "../render/process-policy.js";
+import { readLogFile } from "../vm/logs.js";
 import { closeSync, openSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
 import { run, start } from "../io/exec.js";
@@ -375,6 +376,11 @@ export class Launch {
     state.phase = "running";
     state.lost = this.lost;
     writeState(state);
+    // What a detached QEMU printed while starting (a CPU feature the host lacks, a deprecated
+    // option) is on the terminal in the foreground: shown here too, from qemu.log, before
+    // "running", which stays the last thing printed (in JSON, a field of it).
+    const qemuOutput = this.p.detach ? startupOutput(state.log) : [];
+    if (qemuOutput.length > 0 && this.r.format !== "json") process.stderr.write(`${qemuOutput.join("\n")}\n`);
     this.r.step(
       8,
       "running",
@@ -390,6 +396,7 @@ export class Launch {
         accel: state.accel,
         qmp: state.qmp,
         lost: this.lost.map(formatLost),
+        ...(qemuOutput.length > 0 ? { qemuOutput } : {}),
         timings: { spawned: this.spawnedMs, qmpReady: this.qmpMs },
       });
     }
@@ -409,4 +416,15 @@ async function notifySystemd(status: string, warn: (m: string) => void): Promise
   } catch (e) {
     warn(`systemd-notify --ready could not run: ${(e as Error).message}; systemd will not see the VM as started`);
   }
+}
+
+/** The non-empty lines of a detached QEMU's log so far; none when there is no log qcvm wrote. */
+function startupOutput(log: string): string[] {
+  let text: string;
+  try {
+    text = readLogFile(log, 64 * 1024);
+  } catch {
+    return [];
+  }
+  return text.split("\n").filter((l) => l.trim() !== "");
 }

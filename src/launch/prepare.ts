@@ -127,10 +127,13 @@ function renderLaunchArgv(
   paths: ReturnType<typeof vmPaths>,
   warnings: Diagnostic[],
   profileArg: string,
+  detach: boolean,
 ): { argv: string[]; warnings: Diagnostic[] } {
   const inlined = inputs.inlined.value;
+  // Detached, `serial: stdio` has no terminal: the port becomes console.sock for `qcvm console`.
+  const serial = inlined && detach && inlined.serial === "stdio" ? `socket:${paths.console}` : inlined?.serial;
   const rendered = inlined
-    ? renderArgv({ ...inlined, qmp: inlined.qmp ?? paths.qmp }, plan, inputs.caps)
+    ? renderArgv({ ...inlined, serial: serial!, qmp: inlined.qmp ?? paths.qmp }, plan, inputs.caps)
     : { errors: inputs.inlined.errors, warnings: [], value: undefined };
   if (rendered.errors.length > 0 || !rendered.value) {
     const lines = rendered.errors.map(formatDiagnostic);
@@ -173,13 +176,19 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
       warnings,
     );
   }
+  if (options.detach && profile.serial === "stdio" && paths.console.length > SUN_PATH_MAX) {
+    throw new LaunchRefused(
+      `console socket path ${paths.console} is longer than a unix socket allows (${SUN_PATH_MAX} bytes): use a shorter --run-dir`,
+      warnings,
+    );
+  }
   const lost = plan.launch.lost ?? [];
   if (profile.placement.strict && lost.length > 0) {
     const e = strictError(lost, "nothing was started");
     throw new LaunchRefused(e.message, warnings);
   }
   const layout = openCgroupLayout(host, { delegatedBase: delegatedBaseOf(options, inputs) });
-  const rendered = renderLaunchArgv(inputs, plan, layout, paths, warnings, options.profileArg);
+  const rendered = renderLaunchArgv(inputs, plan, layout, paths, warnings, options.profileArg, options.detach);
   const accel = plan.launch.accel ?? profile.machine.accel;
   const actions = dryRunActions({
     name: profile.name,

@@ -674,6 +674,23 @@ class Renderer {
         `chardev:${RENDER_IDS.serial}`,
       ];
     }
+    if (s.startsWith("socket:")) {
+      // Set only by `launch --detach` for `serial: stdio` (the schema admits no `socket:`): a
+      // detached QEMU has no terminal, so the port becomes a unix socket server in the VM's 0700
+      // directory for `qcvm console`. wait=off: the guest runs (and its output is dropped) while
+      // no console is attached, as on a real serial line.
+      return [
+        "-chardev",
+        this.opts("serial", "socket", [
+          ["id", RENDER_IDS.serial],
+          ["path", s.slice("socket:".length), "serial"],
+          ["server", true],
+          ["wait", false],
+        ]),
+        "-serial",
+        `chardev:${RENDER_IDS.serial}`,
+      ];
+    }
     // The schema's pattern allows exactly these forms.
     throw new InternalError(`serial ${s} passed the schema`);
   }

@@ -4,16 +4,20 @@ import { probeHost } from "../probe/host.js";
 import { findVmCgroup, openCgroupLayout } from "./cgroup.js";
 import { releaseVmLocks } from "./lock.js";
 import { vmDir } from "./paths.js";
+import { keepLog } from "./logs.js";
+import { describeFsError } from "../core/diagnostics.js";
 
 /** What cleanupVm removed and what it could not. */
 export interface CleanupReport {
   removed: string[];
   errors: string[];
+  /** Where QEMU's log was kept (src/vm/logs.ts), when there was one. */
+  keptLog?: string;
 }
 
 /**
  * Remove everything a VM left on the host once its QEMU is gone: the VM cgroup (every hierarchy,
- * vCPU children included), the runtime directory (socket, pidfile, log, state) and its locks.
+ * vCPU children included), the runtime directory (socket, pidfile, state; the log is kept first) and its locks.
  * Idempotent, so the foreground launcher and `qcvm stop` may both run it. `hostRoot` is the root
  * the cgroup mounts were read under at launch ("/" on a real host). `keepNameLock`: a launch
  * clearing an earlier run's leftovers (or its own, on failure) while holding the name.
@@ -34,6 +38,12 @@ export async function cleanupVm(
     report.errors.push(...errors.map((e) => e.message));
   }
   const dir = vmDir(runDir, name);
+  // The log is the evidence of why a VM died: keep it before the directory goes.
+  try {
+    report.keptLog = keepLog(runDir, name);
+  } catch (e) {
+    report.errors.push(`cannot keep ${dir}/qemu.log: ${describeFsError(e)}`);
+  }
   try {
     rmSync(dir, { recursive: true, force: true });
     report.removed.push(dir);

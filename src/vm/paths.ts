@@ -22,7 +22,7 @@ export function resolveRunDir(arg: unknown): string {
 
 /** Subdirectories of the run dir that qcvm keeps for itself: a VM by one of these names would
  *  replace them (createVmDir empties its directory, stop removes it). */
-export const RESERVED_VM_NAMES: readonly string[] = ["locks", "caps"];
+export const RESERVED_VM_NAMES: readonly string[] = ["locks", "caps", "logs"];
 
 /** Why `name` cannot name a VM directory, or undefined when it can. */
 export function vmNameProblem(name: string): string | undefined {
@@ -59,6 +59,8 @@ export function vmPaths(runDir: string, name: string) {
     pidfile: join(dir, "qemu.pid"),
     log: join(dir, "qemu.log"),
     state: join(dir, "state.json"),
+    /** The serial port of a detached `serial: stdio` VM, for `qcvm console`. */
+    console: join(dir, "console.sock"),
   };
 }
 

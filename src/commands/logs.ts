@@ -1,0 +1,33 @@
+// `qcvm logs <name> [--list]`: print QEMU's log of a VM: the live one while a detached VM runs,
+// else the newest of those `stop` kept (src/vm/logs.ts), so the log of a VM that died is still
+// there after `qcvm status NAME || qcvm stop NAME`. Exit 0 printed; 1 no log for that name.
+import { UserError } from "../core/diagnostics.js";
+import type { Outcome } from "../core/errors.js";
+import { findLog, listKeptLogs, readLogFile } from "../vm/logs.js";
+import { requireVmName, resolveRunDir, vmPaths } from "../vm/paths.js";
+import { existsSync } from "node:fs";
+
+export function run(args: Record<string, unknown>): Promise<Outcome> {
+  const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
+  const name = requireVmName(args.name);
+  if (args.list === true) {
+    const live = vmPaths(runDir, name).log;
+    const all = [...listKeptLogs(runDir, name), ...(existsSync(live) ? [`${live} (live)`] : [])];
+    if (all.length === 0) throw noLog(runDir, name);
+    process.stdout.write(`${all.join("\n")}\n`);
+    return Promise.resolve("ok");
+  }
+  const found = findLog(runDir, name);
+  if (!found) throw noLog(runDir, name);
+  const text = readLogFile(found.path);
+  process.stderr.write(`qcvm: ${found.live ? "live log" : "kept log"} ${found.path}\n`);
+  process.stdout.write(text.endsWith("\n") || text === "" ? text : `${text}\n`);
+  return Promise.resolve("ok");
+}
+
+function noLog(runDir: string, name: string): UserError {
+  return new UserError(
+    `no log of \`${name}\` in ${runDir}: a VM launched in the foreground writes to its terminal, and a detached one's log is kept when it is stopped (--run-dir picks another run dir)`,
+    "not-found",
+  );
+}
