@@ -167,9 +167,10 @@ export async function main(argv: string[]): Promise<number> {
           rootOption(y)
             .positional("files", { type: "string", array: true, describe: "Profiles, directories or globs" })
             .option("format", {
-              choices: ["text", "json"] as const,
+              choices: ["text", "json", "github", "junit", "sarif"] as const,
               default: "text" as const,
-              describe: "json: one report on stdout",
+              describe:
+                "json: one report on stdout; github: Actions annotations; junit: JUnit XML (GitLab, Jenkins); sarif: SARIF 2.1.0 (code scanning)",
             })
             .option("strict", { type: "boolean", default: false, describe: "Warnings fail validation too" })
             .option("fill", {
@@ -180,6 +181,8 @@ export async function main(argv: string[]): Promise<number> {
         )
           .example("$0 validate profiles/", "Validate every profile in a directory")
           .example("$0 validate 'vms/**/*.yaml' --format json --strict", "CI: JSON report, warnings fail")
+          .example("$0 validate profiles/ --strict --format junit > qcvm.xml", "GitLab: artifacts:reports:junit")
+          .example("$0 validate profiles/ --format sarif > qcvm.sarif", "GitHub code scanning (upload-sarif)")
           .example("$0 validate base.yaml --fill", "Show the profile with every default filled in")
           .epilog(exitCodes("0 every profile valid; 1 any profile invalid (with --strict: or any warning)")),
       dispatch("validate"),

@@ -133,7 +133,23 @@ describe.skipIf(!HAVE_GCC || !HAVE_SCRIPT)("a detached VM's console and log (nee
 
   it("a second console is refused while one is attached; a VM without a serial port has no console", async () => {
     const name = vmName("busy");
-    expect((await qcvm(["launch", profile(name, "stdio"), "--detach", "--run-dir", runDir])).code).toBe(0);
+    const launched = await qcvm([
+      "launch",
+      profile(name, "stdio"),
+      "--detach",
+      "--format",
+      "json",
+      "--run-dir",
+      runDir,
+    ]);
+    expect(launched.code).toBe(0);
+    // In JSON, QEMU's start-up output is a field of the last event, "running".
+    const running = JSON.parse(launched.stdout.trimEnd().split("\n").at(-1)!) as {
+      event: string;
+      qemuOutput?: string[];
+    };
+    expect(running.event).toBe("running");
+    expect(running.qemuOutput?.some((l) => l.includes(WARNING))).toBe(true);
     // Hold a session open while a second tries.
     const holder = spawn(
       "script",

@@ -193,3 +193,13 @@ describe("completion", () => {
     expect(bad.stderr).toContain("Invalid values");
   });
 });
+
+describe("LICENSE", () => {
+  it("is the full Apache-2.0 text that package.json names (npm packs it whatever `files` says)", () => {
+    const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { license: string };
+    const text = readFileSync(join(REPO, "LICENSE"), "utf8");
+    expect(pkg.license).toBe("Apache-2.0");
+    expect(text).toMatch(/Apache License\s+Version 2\.0, January 2004/);
+    expect(text).toContain("END OF TERMS AND CONDITIONS");
+  });
+});

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Validate a repository of qcvm profiles in CI: every problem of every file at once, warnings
 # included (--strict), then render each profile so a feature the target QEMU version lacks fails
-# too. Problems are printed as GitHub Actions annotations (they show up on the pull request's
-# diff) and as plain `file:line:col: path: message` lines for any other CI.
+# too. Under GitHub Actions problems are qcvm's own annotations (`validate --format github`: they
+# show up on the pull request's diff); elsewhere `file:line:col: severity: message` lines. Set
+# QCVM_JUNIT=FILE and/or QCVM_SARIF=FILE for qcvm's JUnit XML (GitLab, Jenkins) or SARIF reports.
 #
 #   examples/ci/validate-profiles.sh [PROFILES...]     (default: every *.yaml under profiles/)
 #
@@ -17,34 +18,40 @@ report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 
 status=0
-# shellcheck disable=SC2086 # QCVM may be a command with arguments (node bin/qcvm.js)
+# Under GitHub Actions, qcvm's own annotations (they show up on the pull request's diff).
+if [ "${GITHUB_ACTIONS:-}" = "true" ]; then
+  # shellcheck disable=SC2086 # QCVM may be a command with arguments (node bin/qcvm.js)
+  $QCVM validate "$@" --strict --format github || status=$?
+fi
+# Reports for other CI systems, when asked for: JUnit XML (GitLab, Jenkins) and SARIF (code scanning).
+# shellcheck disable=SC2086
+[ -z "${QCVM_JUNIT:-}" ] || $QCVM validate "$@" --strict --format junit >"$QCVM_JUNIT" 2>/dev/null || true
+# shellcheck disable=SC2086
+[ -z "${QCVM_SARIF:-}" ] || $QCVM validate "$@" --strict --format sarif >"$QCVM_SARIF" 2>/dev/null || true
+# shellcheck disable=SC2086
 $QCVM validate "$@" --format json --strict >"$report" || status=$?
 if [ "$status" -ge 2 ]; then
   echo "qcvm validate could not run (exit $status)" >&2
   exit "$status"
 fi
 
-# One line per problem, and the list of valid files to render. node is there: qcvm runs on it.
-node - "$report" <<'JS'
+# Elsewhere, one `file:line:col: severity: message` line per problem (the form compilers use, which
+# most CI logs link), and the summary.
+if [ "${GITHUB_ACTIONS:-}" != "true" ]; then
+  node - "$report" <<'JS'
 const report = JSON.parse(require("node:fs").readFileSync(process.argv[2], "utf8"));
-const gh = process.env.GITHUB_ACTIONS === "true";
-const esc = (s) => String(s).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
 for (const f of report.files) {
   for (const d of [...f.errors, ...f.warnings]) {
     const where = `${d.file ?? f.file}${d.line ? `:${d.line}:${d.col ?? 1}` : ""}`;
     const text = `${d.path ? `${d.path}: ` : ""}${d.message}${d.got !== undefined ? `, got ${JSON.stringify(d.got)}` : ""}${d.hint ? ` (${d.hint})` : ""}`;
-    if (gh) {
-      const loc = `file=${esc(d.file ?? f.file)}${d.line ? `,line=${d.line},col=${d.col ?? 1}` : ""}`;
-      console.log(`::${d.severity === "error" ? "error" : "warning"} ${loc},title=qcvm ${esc(d.code)}::${esc(text)}`);
-    } else {
-      console.log(`${where}: ${d.severity}: ${text}`);
-    }
+    console.log(`${where}: ${d.severity}: ${text}`);
   }
 }
 const s = report.summary;
 const n = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
 console.log(`${n(s.profiles, "profile")}: ${s.valid} valid, ${s.invalid} invalid (${n(s.errors, "error")}, ${n(s.warnings, "warning")})`);
 JS
+fi
 
 # Render every file validate accepted: catches what only the renderer knows (a feature the target
 # QEMU lacks). Host placement problems are not failures here: the CI runner is not the VM host, so

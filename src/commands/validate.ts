@@ -7,10 +7,12 @@ import { Document, isPair, isScalar, visit } from "yaml";
 import { readProfile } from "../pipeline/read-profile.js";
 import { diag, formatDiagnostic } from "../core/diagnostics.js";
 import type { Diagnostic, LoadedProfile } from "../core/types.js";
+import { formatGithub, formatJunit, formatSarif } from "./validate-formats.js";
+import type { CiFormat } from "./validate-formats.js";
 
 interface Args {
   files?: string[];
-  format?: "text" | "json";
+  format?: "text" | "json" | CiFormat;
   strict?: boolean;
   fill?: boolean;
   set?: string[];
@@ -239,6 +241,7 @@ function plural(n: number, word: string): string {
 }
 
 export async function run(args: Record<string, unknown>): Promise<Outcome> {
+  const started = performance.now();
   const a = args as Args;
   const inputs = a.files ?? [];
   const { files, unmatched, unreadable } = await expandInputs(inputs);
@@ -266,8 +269,19 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
     return { l, ok };
   });
   const summary = { profiles: loaded.length, valid, invalid: loaded.length - valid, errors, warnings };
+  const summaryLine = `${plural(summary.profiles, "profile")}: ${summary.valid} valid, ${summary.invalid} invalid (${plural(errors, "error")}, ${plural(warnings, "warning")})`;
+  const fileReports = reports.map(({ l, ok }) => ({ file: l.file, valid: ok, errors: l.errors, warnings: l.warnings }));
 
-  if (a.format === "json") {
+  if (a.format === "github") {
+    // The summary is a plain line of the job's log; annotations carry the problems.
+    process.stdout.write(`${[...formatGithub(fileReports), summaryLine].join("\n")}\n`);
+  } else if (a.format === "junit" || a.format === "sarif") {
+    // stdout is the document (redirected to the report file); the summary goes to the log.
+    process.stdout.write(
+      a.format === "junit" ? formatJunit(fileReports, (performance.now() - started) / 1000) : formatSarif(fileReports),
+    );
+    process.stderr.write(`qcvm: ${summaryLine}\n`);
+  } else if (a.format === "json") {
     const out = {
       files: reports.map(({ l, ok }) => ({
         file: l.file,
@@ -293,9 +307,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
         );
       }
     }
-    lines.push(
-      `${plural(summary.profiles, "profile")}: ${summary.valid} valid, ${summary.invalid} invalid (${plural(errors, "error")}, ${plural(warnings, "warning")})`,
-    );
+    lines.push(summaryLine);
     process.stdout.write(`${lines.join("\n")}\n`);
   }
   return summary.invalid > 0 ? "invalid" : "ok";
