@@ -110,6 +110,40 @@ describe("defaults", () => {
   });
 });
 
+// Issue 10 item 14: hugepage pools and prealloc. libvirt preallocates hugepage-backed memory, so a
+// short pool fails at start; qcvm rendered prealloc=off and the guest met the shortfall running.
+describe("memory.prealloc default per guest type with hugepages", () => {
+  const norm = (raw: Tree) => normalizeProfile({ apiVersion: "qcvm/v1", name: "t", ...raw }, "/vms/t.yaml");
+  const snp = { type: "sev-snp", cbitpos: 51, reducedPhysBits: 1 };
+  it.each([
+    ["plain KVM, no hugepages", {}, false],
+    ["plain KVM, 2M hugepages", { memory: { hugepages: "2M" } }, true],
+    [
+      "SEV-ES, 1G hugepages",
+      { memory: { hugepages: "1G" }, confidential: { type: "sev-es", cbitpos: 51, reducedPhysBits: 1 } },
+      true,
+    ],
+    ["SEV-SNP, 1G hugepages (a second, shared copy)", { memory: { hugepages: "1G" }, confidential: snp }, false],
+    ["TDX, 2M hugepages", { memory: { hugepages: "2M" }, confidential: { type: "tdx" } }, false],
+    ["plain KVM, 2M hugepages, prealloc written false", { memory: { hugepages: "2M", prealloc: false } }, false],
+  ] as const)("%s: prealloc %s", (_name, raw, expected) => {
+    expect(norm(raw as unknown as Tree).memory.prealloc).toBe(expected);
+  });
+
+  it("renders prealloc=on for a plain hugepage guest", async () => {
+    const { renderArgv } = await import("../src/render/render.js");
+    const { planPlacement } = await import("../src/plan/plan.js");
+    const { builtinCapabilities } = await import("../src/probe/capabilities.js");
+    const { fixtureHost } = await import("./helpers/host.js");
+    const p = norm({ memory: { size: "2G", hugepages: "2M" } });
+    const plan = planPlacement(p, fixtureHost("epyc-2s4n"), builtinCapabilities(p.qemu.version));
+    const r = renderArgv(p, plan, builtinCapabilities(p.qemu.version));
+    expect(r.value).toContain(
+      "memory-backend-memfd,id=mem0,size=2147483648,share=on,hugetlb=on,hugetlbsize=2M,prealloc=on",
+    );
+  });
+});
+
 describe("docs/profile.md", () => {
   const doc = readFileSync("docs/profile.md", "utf8");
 

@@ -6,6 +6,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parseIdList, parseSize } from "../core/sizes.js";
 import { VM_NAME } from "../core/vm-name.js";
 import {
+  usesGuestMemfd,
   BLOB_BYTES,
   DEFAULT_GUEST_POLICY,
   SEV_POLICY_FLAGS,
@@ -65,6 +66,11 @@ export const DERIVED_DEFAULTS: readonly { field: string; value: string; when: st
   { field: "cpu.sockets, dies, threads", value: "1", when: "not given" },
   { field: "cpu.cores", value: "count / (sockets * dies * threads)", when: "not given" },
   { field: "memory.share", value: "false", when: "memory.backend is ram or file (memfd: true)" },
+  {
+    field: "memory.prealloc",
+    value: "true",
+    when: "memory.hugepages is 2M or 1G and confidential.type is none, sev or sev-es (a short pool fails at start)",
+  },
   { field: "memory.policy, numa.nodes[].policy", value: "bind", when: "hostNodes is given (else default)" },
   { field: "machine.kernelIrqchip", value: "split", when: "confidential.type is tdx" },
   { field: "confidential.policy", value: "0x1 sev, 0x5 sev-es, 0x30000 sev-snp", when: "not given" },
@@ -149,6 +155,19 @@ function bool(v: unknown): boolean | undefined {
 
 function int(v: unknown): number | undefined {
   return typeof v === "number" && Number.isInteger(v) ? v : undefined;
+}
+
+/**
+ * The prealloc default. Hugepage-backed memory of a guest without guest_memfd is preallocated, as
+ * libvirt does: a hugetlb pool short of pages then fails the launch at start instead of killing
+ * the guest (SIGBUS) when it first touches the missing pages. SEV-SNP and TDX keep prealloc off:
+ * their private memory is regular pages in guest_memfd, and prealloc would fill the shared half
+ * with a second full copy (the rule memory.prealloc-guest-memfd); QEMU's mapping still reserves
+ * the pool at start unless reserve=off.
+ */
+function hugepagePrealloc(hugepages: unknown, type: unknown): boolean {
+  const huge = (str(hugepages) ?? DEFAULTS.memory.hugepages) !== "none";
+  return huge && !usesGuestMemfd((str(type) ?? DEFAULTS.confidential.type) as ConfidentialType);
 }
 
 /** Policy word as written (number, "0x..", or flag names) -> number; names are per confidential type. */
@@ -255,7 +274,7 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     path: resolvePath(dir, str(mem.path)),
     share: bool(mem.share) ?? backend === "memfd",
     hugepages: (str(mem.hugepages) ?? DEFAULTS.memory.hugepages) as Profile["memory"]["hugepages"],
-    prealloc: bool(mem.prealloc) ?? DEFAULTS.memory.prealloc,
+    prealloc: bool(mem.prealloc) ?? hugepagePrealloc(mem.hugepages, conf.type),
     preallocThreads: int(mem.preallocThreads),
     reserve: bool(mem.reserve),
     hostNodes: memHostNodes,
