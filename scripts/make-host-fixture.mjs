@@ -133,6 +133,7 @@ const hosts = {
   // AMD EPYC 9354 x2 in NPS2: 4 nodes, 2 per socket; SNP host (kernel 6.11, Ubuntu 24.04 numactl).
   "epyc-2s4n": {
     kernel: "6.11.0-29-generic",
+    ptraceScope: 1,
     nodes: [
       {
         cpus: [...range(0, 15), ...range(64, 79)],
@@ -170,6 +171,7 @@ const hosts = {
   // Intel Xeon 8480+ x2 (Sapphire Rapids), TDX host on Linux 6.16; 1G pages reserved for guests.
   "spr-tdx-2n": {
     kernel: "6.16.0-1004-intel",
+    ptraceScope: 1,
     nodes: [
       {
         cpus: [...range(0, 55), ...range(112, 167)],
@@ -327,6 +329,8 @@ export function writeHostTree(dir, h) {
   });
   put("sys/devices/system/cpu/online", formatList(allCpus));
   put("proc/sys/kernel/osrelease", h.kernel);
+  // Yama (Ubuntu and Debian kernels default to 1): 3 would forbid pidfd_getfd (guest-memfd-prealloc).
+  if (h.ptraceScope !== undefined) put("proc/sys/kernel/yama/ptrace_scope", String(h.ptraceScope));
   put("proc/meminfo", procMeminfo(h.nodes));
   put(
     "proc/mounts",

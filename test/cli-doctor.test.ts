@@ -42,6 +42,11 @@ describe("qcvm doctor", () => {
       "✓ process-wide policy (process-mempolicy): exact when every guest node wants the same host nodes",
     );
     expect(r.stdout).toContain("✗ guest_memfd mempolicy (guest-memfd-mempolicy)");
+    // guest-memfd-prealloc: pidfd_getfd (Linux 5.6) with Yama ptrace_scope 1 is possible there.
+    expect(r.stdout).toContain("✓ pidfd_getfd: kernel 6.11.0, Yama ptrace_scope 1");
+    expect(r.stdout).toContain(
+      "✓ guest_memfd pre-allocation (guest-memfd-prealloc): exact-at-launch for every guest node",
+    );
     // ...and does not sound an alarm over optional features on a host that runs plain KVM.
     expect(r.stdout).not.toMatch(/missing items? rule out profile features/);
     expect(r.stdout).toContain("Runs here: none (plain KVM), sev, sev-es.");
@@ -174,5 +179,21 @@ describe("qcvm doctor when a probe cannot run", () => {
       "qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n",
     );
     expect(r.stdout).toBe("");
+  });
+
+  it("this machine: the native calls load and pidfd_getfd works; under a seccomp filter it is EPERM, and says what that rules out", async () => {
+    const ok = await qcvm("doctor");
+    expect(ok.stdout).toMatch(/✓ native calls \(koffi\): koffi at \//);
+    expect(ok.stdout).toContain("✓ pidfd_getfd (live): pidfd_open + pidfd_getfd on a child process work");
+    const work = tmp();
+    const deny = join(work, "deny-pidfd-getfd");
+    expect((await run(["cc", "-O2", "-o", deny, join(repo, "test/helpers/deny-pidfd-getfd.c")])).exitCode).toBe(0);
+    const denied = await run([deny, process.execPath, bin, "doctor"], { timeoutMs: 60_000 });
+    expect(denied.stdout).toContain(
+      "✗ pidfd_getfd (live): pidfd_getfd failed: EPERM (no ptrace-attach rights over QEMU",
+    );
+    expect(denied.stdout).toContain(
+      "rules out: guest-memfd-prealloc: SNP/TDX private memory is not placed exactly at launch",
+    );
   });
 });

@@ -75,7 +75,7 @@ describe("defaults", () => {
       disks: [],
       network: { type: "none", model: "virtio-net-pci" },
       serial: "none",
-      placement: { strict: false, pinVcpus: false },
+      placement: { strict: false, pinVcpus: false, private: "auto" },
       extraArgs: [],
     });
   });

@@ -51,7 +51,12 @@ interface Case {
 }
 
 async function planFor(c: Case): Promise<{ plan: Plan; profile: Profile; host: HostInfo; caps: QemuCapabilities }> {
-  const profile = await loadProfile(c.profile, c.set);
+  // The on-demand levers are this table's subject: cases run with placement.private: on-demand
+  // unless they name placement.private (guest-memfd-prealloc has its own cases).
+  const set = c.set?.some((x) => x.startsWith("placement.private="))
+    ? c.set
+    : ["placement.private=on-demand", ...(c.set ?? [])];
+  const profile = await loadProfile(c.profile, set);
   const host = typeof c.host === "string" ? fixtureHost(c.host) : c.host();
   const caps = c.caps ? capsFile(c.caps) : builtinCapabilities(profile.qemu.version);
   const plan = planPlacement(profile, host, caps);

@@ -16,7 +16,8 @@ import { createVmCgroup, openCgroupLayout } from "../src/vm/cgroup.js";
 import type { VmCgroup } from "../src/vm/cgroup.js";
 import { run } from "../src/io/exec.js";
 import { spawn } from "./helpers/exec.js";
-import { parseNumaStat, privateBytesPerNode } from "../src/observe/observe.js";
+import { parseNumaStat, privateBytesPerNode, readVmMemory } from "../src/observe/observe.js";
+import { checkPrealloc } from "../src/launch/prealloc-step.js";
 import { probeHost } from "../src/probe/host.js";
 import { preallocate } from "../src/launch/prealloc.js";
 import type { PlanNode } from "../src/core/types.js";
@@ -160,6 +161,13 @@ describe("guest-memfd-prealloc on this kernel", () => {
         expect(got).toBeLessThanOrEqual(160 * MiB + lag);
         // qcvm went back to its own cgroup.
         expect(cg.tasks(undefined, "memory")).not.toContain(process.pid);
+        // What `qcvm stats` says right after launch: the pages are on plan (>= 99%).
+        const m = readVmMemory(s.pid, cg, host)!;
+        const rows = checkPrealloc(
+          { status: out.status, ms: out.ms, nodes: out.nodes.map((n) => ({ ...n, hostNodes: n.hostNodes })) },
+          m.perNode,
+        );
+        expect(rows.map((r) => [r.hostNode, r.preallocatedBytes, r.ok])).toEqual([[node, 160 * MiB, true]]);
       } finally {
         await s.stop();
         expect(cg.remove()).toEqual([]);

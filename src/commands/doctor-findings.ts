@@ -47,7 +47,7 @@ export interface DoctorReport {
 /** Findings that decide whether a guest type runs; every other check is an optional feature. */
 const RUNS = new Set(["KVM", ...CONFIDENTIAL_KINDS.map((t) => CONFIDENTIAL[t].label)]);
 
-function check(area: Finding["area"], item: string, ok: boolean, detail: string, rulesOut: string): Finding {
+export function check(area: Finding["area"], item: string, ok: boolean, detail: string, rulesOut: string): Finding {
   const kind = area === "summary" || (area === "host" && RUNS.has(item)) ? "runs" : "feature";
   return ok ? { area, item, kind, status: "ok", detail } : { area, item, kind, status: "missing", detail, rulesOut };
 }
@@ -163,6 +163,16 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     nm.weightedInterleave,
     nm.weightedInterleave ? "numactl --weighted-interleave" : "numactl has no --weighted-interleave",
     `policy weighted-interleave for private memory through a numactl prefix (needs numactl >= ${NUMACTL.weightedInterleave})`,
+  );
+  // pidfd_getfd (Linux 5.6) is how guest-memfd-prealloc takes QEMU's guest_memfd; Yama's
+  // ptrace_scope 3 forbids every attach, pidfd_getfd included. The live check (seccomp, rights)
+  // is doctor's probePrealloc, on the machine itself.
+  const yama = host.ptraceScope;
+  h(
+    "pidfd_getfd",
+    kernelAtLeast(host, KERNEL.pidfdGetfd) && (yama === undefined || yama < 3),
+    `kernel ${host.kernel}, ${yama === undefined ? "no Yama" : `Yama ptrace_scope ${yama}`}`,
+    `guest-memfd-prealloc (exact private placement at launch) cannot take QEMU's guest_memfd: needs Linux >= ${KERNEL.pidfdGetfd} and kernel.yama.ptrace_scope < 3; SNP/TDX private memory falls back to first-touch (vCPU cpusets)`,
   );
   h(
     "guest_memfd mempolicy",

@@ -9,10 +9,10 @@
 import type { Outcome } from "../core/errors.js";
 import { readFileSync, statSync } from "node:fs";
 import { UserError, formatDiagnostic, outputWidth } from "../core/diagnostics.js";
-import { checkHostRoot, formatList } from "../io/fsroot.js";
+import { checkHostRoot, formatList, isRealHost } from "../io/fsroot.js";
 import { wrap } from "../plan/format.js";
 import { probeHostAsync } from "../probe/host.js";
-import { diagnoseHost, diagnoseLevers, diagnoseQemu, findingMessage, summarize } from "./doctor-findings.js";
+import { check, diagnoseHost, diagnoseLevers, diagnoseQemu, findingMessage, summarize } from "./doctor-findings.js";
 import type { Finding, FindingStatus } from "./doctor-findings.js";
 import type { HostInfo, QemuCapabilities } from "../core/types.js";
 
@@ -215,6 +215,12 @@ export async function buildReport(args: Args): Promise<{ report: DoctorReport; p
     ...diagnoseHost(host),
     ...(qemu ? [...diagnoseQemu(qemu), ...diagnoseLevers(host, qemu), ...summarize(host, qemu)] : []),
   ];
+  // The live half of guest-memfd-prealloc's needs, on the machine itself only: the native calls
+  // load (koffi), and pidfd_getfd works on another process here (seccomp, ptrace rights).
+  if (isRealHost(root)) {
+    const { probePrealloc } = await import("../launch/prealloc.js");
+    for (const p of await probePrealloc()) findings.push(check("host", p.item, p.ok, p.detail, p.rulesOut));
+  }
   if (!qemu) {
     findings.push({
       area: "qemu",

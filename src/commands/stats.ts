@@ -10,6 +10,8 @@ import { FsRoot } from "../io/fsroot.js";
 import { formatBytes, readVmMemory } from "../observe/observe.js";
 import type { VmMemory } from "../observe/observe.js";
 import type { HostInfo, Plan } from "../core/types.js";
+import { checkPrealloc } from "../launch/prealloc-step.js";
+import type { PreallocCheck, PreallocRecord } from "../launch/prealloc-step.js";
 
 interface StatsArgs {
   name: string;
@@ -46,6 +48,8 @@ export interface VmStats extends VmMemory {
   profile: string;
   /** The memory cgroup directory read for private memory, or null when there is none. */
   cgroup: string | null;
+  /** guest-memfd-prealloc: what launch put on each host node against what is there now. */
+  prealloc?: PreallocCheck[];
 }
 
 interface Target {
@@ -58,6 +62,7 @@ interface Target {
   host: Pick<HostInfo, "root" | "nodes">;
   /** memory.numa_stat of the VM cgroup, absolute. */
   numaStat?: string;
+  prealloc?: PreallocRecord;
 }
 
 /**
@@ -107,6 +112,7 @@ async function findTarget(a: StatsArgs): Promise<Target> {
     plan: state.plan,
     host,
     ...(numaStat ? { numaStat } : {}),
+    ...(state.prealloc ? { prealloc: state.prealloc } : {}),
   };
 }
 
@@ -119,6 +125,7 @@ function sample(t: Target): VmStats | undefined {
     profile: t.profile,
     cgroup: t.numaStat ? t.numaStat.replace(/\/memory\.numa_stat$/, "") : null,
     ...m,
+    ...(t.prealloc ? { prealloc: checkPrealloc(t.prealloc, m.perNode) } : {}),
   };
 }
 
@@ -158,6 +165,16 @@ export function formatStatsText(s: VmStats, plan?: Pick<Plan, "confidential" | "
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   out.push("", ...rows.map((r) => pad(r, widths)), "");
   if (s.vmRssBytes !== undefined) out.push(...rssNote(s, plan));
+  for (const p of s.prealloc ?? []) {
+    const now = p.privateBytes === null ? "n/a (no memory cgroup)" : formatBytes(p.privateBytes);
+    const pct =
+      p.ratio === null
+        ? ""
+        : ` (${(p.ratio * 100).toFixed(1)}%${p.ok ? "" : ", below 99%: pages moved or were released"})`;
+    out.push(
+      `pre-allocated at launch on host node ${p.hostNode}: ${formatBytes(p.preallocatedBytes)}; private there now: ${now}${pct}`,
+    );
+  }
   for (const d of s.drift) out.push(`drift: ${d.message}`);
   for (const n of s.notes) out.push(`note: ${n}`);
   return `${out.join("\n")}\n`;

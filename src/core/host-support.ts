@@ -9,6 +9,8 @@ import type { HostInfo } from "./types.js";
 
 /** Linux releases the host checks gate on. */
 export const KERNEL = {
+  /** pidfd_open and pidfd_getfd: another process's fd (guest-memfd-prealloc takes QEMU's). */
+  pidfdGetfd: "5.6",
   /** MPOL_PREFERRED_MANY: preferred over several nodes. */
   preferredMany: "5.15",
   /** KVM guest_memfd, where SEV-SNP and TDX keep private memory. */

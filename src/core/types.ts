@@ -184,6 +184,9 @@ export interface Profile {
   placement: {
     strict: boolean;
     pinVcpus: boolean;
+    /** Private memory of SEV-SNP/TDX guests: auto (the planner's best lever), prealloc (require
+     *  guest-memfd-prealloc) or on-demand (never pre-allocate: first touch places it). */
+    private: "auto" | "prealloc" | "on-demand";
   };
   extraArgs: string[];
 }
@@ -251,6 +254,9 @@ export interface HostInfo {
    *  mbind)? A container's seccomp profile answers EPERM. Tested by the probe only for a launch
    *  (probeHostAsync testMempolicy); otherwise assumed. */
   mempolicy: { allowed: boolean; reason?: string };
+  /** Yama's kernel.yama.ptrace_scope (0-3); undefined without Yama. 3 forbids every ptrace
+   *  attach, pidfd_getfd included. */
+  ptraceScope?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,10 +278,13 @@ export interface QemuCapabilities {
 // Plan
 // ---------------------------------------------------------------------------------------------
 
-export type Fidelity = "exact" | "first-touch" | "coarse" | "none";
+/** How faithfully a half is placed. exact-at-launch: every page is where the plan says when the
+ *  guest starts (guest-memfd-prealloc); a page the guest converts to shared and back is
+ *  allocated again on first touch, by the faulting vCPU thread (its cpuset, when there is one). */
+export type Fidelity = "exact" | "exact-at-launch" | "first-touch" | "coarse" | "none";
 export type SharedMechanism = "backend-policy" | "process-mempolicy" | "none";
 export type PrivateMechanism =
-  "guest-memfd-mempolicy" | "vcpu-cpuset" | "process-mempolicy" | "none" | "not-applicable";
+  "guest-memfd-mempolicy" | "guest-memfd-prealloc" | "vcpu-cpuset" | "process-mempolicy" | "none" | "not-applicable";
 
 /** How numactl states a process-wide policy (its option name). */
 export type NumactlOption = "membind" | "preferred" | "preferred-many" | "interleave" | "weighted-interleave";
@@ -351,6 +360,8 @@ export interface CapacityRow {
   needBytes: number;
   /** Further regular bytes it may take: shared pages of a guest_memfd guest without prealloc. */
   upToBytes?: number;
+  /** Of needBytes, private memory guest-memfd-prealloc commits here before the guest starts. */
+  atLaunchBytes?: number;
   freeBytes: number;
   hugepages?: { size: "2M" | "1G"; need: number; free: number };
   status: "ok" | "tight" | "insufficient";
@@ -372,6 +383,17 @@ export interface LostPlacement {
   accountingOnly?: boolean;
 }
 
+export interface PreallocPlan {
+  /** Guest nodes whose private memory is pre-allocated. */
+  guestNodes: number[];
+  bytes: number;
+  /** Expected rate (bytes/s), and where the figure comes from. */
+  bytesPerSecond: number;
+  rateSource: string;
+  /** bytes / bytesPerSecond. */
+  seconds: number;
+}
+
 export interface Plan {
   name: string;
   confidential: ConfidentialType;
@@ -389,6 +411,8 @@ export interface Plan {
     /** Levers the host rules out before anything starts (the kernel refusing memory policies),
      *  dropped from this plan: what each costs. Absent when none. */
     lost?: LostPlacement[];
+    /** guest-memfd-prealloc: what is allocated before `cont`, and the expected cost. */
+    prealloc?: PreallocPlan;
   };
   capacity: CapacityRow[];
   warnings: Diagnostic[];

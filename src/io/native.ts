@@ -14,7 +14,7 @@
 // bindNative, helperMain and workerMain use nothing from this module's scope, only their arguments
 // (test/prealloc.test.ts runs them from a minified bundle too).
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { dirname, resolve } from "node:path";
 import { arch } from "node:process";
 import { constants as osConstants } from "node:os";
 
@@ -314,7 +314,7 @@ function requireFromHere(): NodeJS.Require {
     const i = process.execArgv.indexOf("--snapshot-blob");
     const blob = i >= 0 ? process.execArgv[i + 1] : undefined;
     if (!blob) return here;
-    return createRequire(join(dirname(dirname(blob)), "package.json"));
+    return createRequire(resolve(dirname(dirname(blob)), "package.json"));
   }
 }
 

@@ -19,6 +19,7 @@ import { KVM_INIT_FAILED, earlyExitError, exitCodeOf, interruptedError, logTail 
 import { countOf, lostFromCgroupErrors, strictError } from "./losses.js";
 import { now, planSummary } from "./reporter.js";
 import { placeVcpus } from "./vcpus.js";
+import { runPreallocStep } from "./prealloc-step.js";
 import type { Child, ChildExit } from "../io/exec.js";
 import type { CgroupError, VmCgroup } from "../vm/cgroup.js";
 import type { Lock } from "../vm/lock.js";
@@ -365,6 +366,15 @@ export class Launch {
       { threads },
     );
     this.strictCheck();
+    // guest-memfd-prealloc: QEMU is still paused (-S), so no private page exists yet.
+    const pre = await runPreallocStep(this.p.plan, this.state!.pid, this.cg, this.p.hostRoot);
+    if (pre) {
+      this.state!.prealloc = pre.record;
+      writeState(this.state!);
+      this.r.step(7, "prealloc", pre.message, { prealloc: pre.record });
+      this.addLost(pre.lost);
+      this.strictCheck();
+    }
   }
 
   // 8.

@@ -28,7 +28,16 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { FsRoot, formatList } from "../io/fsroot.js";
-import { MPOL, WORKER, WORKER_STEP, errnoName, helperSource, loadNative, workerSource } from "../io/native.js";
+import {
+  MPOL,
+  NativeCallError,
+  WORKER,
+  WORKER_STEP,
+  errnoName,
+  helperSource,
+  loadNative,
+  workerSource,
+} from "../io/native.js";
 import type { HelperReply, HelperRequest, MpolMode } from "../io/native.js";
 import { start as startChild } from "../io/exec.js";
 import type { Child } from "../io/exec.js";
@@ -77,6 +86,8 @@ export interface PreallocOptions {
   chunkBytes?: number;
   /** false: skip the memory-limit check before allocating (for a caller that checked). */
   checkHeadroom?: boolean;
+  /** Pre-allocate only these guest nodes (the plan's choice); the others are left on demand. */
+  only?: readonly number[];
 }
 
 const MODE_NAMES = new Map<number, string>(Object.entries(MPOL).map(([k, v]) => [v, `MPOL_${k}`]));
@@ -298,6 +309,37 @@ function releaseAll(pid: number, work: NodeWork[], notes: string[]): void {
   }
 }
 
+/** What doctor checks live: koffi loads, and pidfd_getfd takes an fd of another process here
+ *  (a child of qcvm's: ptrace rights, Yama and seccomp all apply as they would to QEMU). */
+export async function probePrealloc(): Promise<{ item: string; ok: boolean; detail: string; rulesOut: string }[]> {
+  const lost =
+    "guest-memfd-prealloc: SNP/TDX private memory is not placed exactly at launch (it falls back to first-touch)";
+  const native = loadNative();
+  if ("unavailable" in native) {
+    return [{ item: "native calls (koffi)", ok: false, detail: native.unavailable, rulesOut: lost }];
+  }
+  const out = [{ item: "native calls (koffi)", ok: true, detail: `koffi at ${native.koffiPath}`, rulesOut: lost }];
+  const child = startChild(["sleep", "10"], { output: "ignore" });
+  let detail = "pidfd_open + pidfd_getfd on a child process work";
+  let ok = true;
+  try {
+    const pidfd = native.pidfdOpen(child.pid!);
+    try {
+      native.close(native.pidfdGetfd(pidfd, 0));
+    } finally {
+      native.close(pidfd);
+    }
+  } catch (e) {
+    ok = false;
+    detail = e instanceof NativeCallError ? describe(e.call, e.errno) : String(e);
+  } finally {
+    child.kill("SIGKILL");
+    await child.exited;
+  }
+  out.push({ item: "pidfd_getfd (live)", ok, detail, rulesOut: lost });
+  return out;
+}
+
 function skippedOutcome(reason: string, notes: string[], t0: number): PreallocOutcome {
   return { status: "skipped", reason, nodes: [], notes, ms: performance.now() - t0, workers: 0 };
 }
@@ -327,7 +369,9 @@ export async function preallocateMapped(
     const node = nodeEntry(backend, file);
     nodes.push(node);
     const mode = modeFor(backend);
-    if (!mode) node.skipped = "policy default asks for no placement: its private pages are allocated on demand";
+    if (o.only && !o.only.includes(backend.guestNode))
+      node.skipped = "the plan places this node's private memory another way";
+    else if (!mode) node.skipped = "policy default asks for no placement: its private pages are allocated on demand";
     else work.push({ node: Object.assign(node, { mode: MODE_NAMES.get(mode.mode)! }), file, mode, slices: [] });
   }
   const need = work.reduce((a, w) => a + w.file.sizeBytes, 0);

@@ -51,7 +51,7 @@ export const DEFAULTS = {
   disks: [] as unknown[],
   network: { type: "none", model: "virtio-net-pci" },
   serial: "none",
-  placement: { strict: false, pinVcpus: false },
+  placement: { strict: false, pinVcpus: false, private: "auto" as const },
   extraArgs: [] as string[],
 } as const;
 
@@ -407,6 +407,7 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     placement: {
       strict: bool(pl.strict) ?? DEFAULTS.placement.strict,
       pinVcpus: bool(pl.pinVcpus) ?? DEFAULTS.placement.pinVcpus,
+      private: (["auto", "prealloc", "on-demand"] as const).find((v) => v === pl.private) ?? DEFAULTS.placement.private,
     },
     extraArgs: Array.isArray(raw.extraArgs) ? (raw.extraArgs as string[]) : [],
   };

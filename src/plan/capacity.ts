@@ -40,6 +40,8 @@ interface NodeNeed {
   hardNeed: number;
   pages: number;
   hardPages: number;
+  /** Private bytes guest-memfd-prealloc commits before the guest starts. */
+  atLaunch: number;
   /** Guest nodes with memory here, for pointing a diagnostic at the field to change. */
   guests: Set<number>;
 }
@@ -57,7 +59,8 @@ export type Concerns = Map<Diagnostic, number[]>;
  *    without prealloc the shared half is counted as "up to" (upToBytes), not as need; with
  *    prealloc it is populated up front and stays: need = private + shared, double the size.
  *    With in-place conversion (guest_memfd mempolicy for SNP) shared pages are the guest_memfd's
- *    own: one copy, nothing more to count.
+ *    own: one copy, nothing more to count. guest-memfd-prealloc commits the private half at
+ *    launch, before the guest starts (atLaunchBytes): the same need, due earlier.
  *  - A hugetlb shared half needs its pages from the node's pool of that size: QEMU's mapping
  *    reserves the whole size at start (unless reserve=off), so the full size counts.
  */
@@ -68,7 +71,8 @@ function collectNeeds(ctx: Ctx, guestMemfd: boolean, shared: SharedOutcome[], pr
   const needs = new Map<number, NodeNeed>();
   const at = (n: number, i: number) => {
     let v = needs.get(n);
-    if (!v) needs.set(n, (v = { need: 0, upTo: 0, hardNeed: 0, pages: 0, hardPages: 0, guests: new Set() }));
+    if (!v)
+      needs.set(n, (v = { need: 0, upTo: 0, hardNeed: 0, pages: 0, hardPages: 0, atLaunch: 0, guests: new Set() }));
     v.guests.add(i);
     return v;
   };
@@ -80,6 +84,7 @@ function collectNeeds(ctx: Ctx, guestMemfd: boolean, shared: SharedOutcome[], pr
         const v = at(n, i);
         v.need += b;
         if (priv[i]!.place.hard) v.hardNeed += b;
+        if (priv[i]!.mechanism === "guest-memfd-prealloc") v.atLaunch += b;
       }
     }
     if (shared[i]!.inPrivate) return;
@@ -206,6 +211,7 @@ export function planCapacity(
       status: statusOf(v.need, hn.memFreeBytes),
     };
     if (v.upTo > 0) row.upToBytes = v.upTo;
+    if (v.atLaunch > 0) row.atLaunchBytes = v.atLaunch;
     if (hp !== "none" && v.pages > 0) {
       row.hugepages = { size: hp, need: v.pages, free: hn.hugepages[hp].free };
       row.status = worse(row.status, statusOf(v.pages, row.hugepages.free));

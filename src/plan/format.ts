@@ -141,6 +141,17 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
   }
   const pins = pinningLines(plan);
   out.push(...(pins.length > 0 ? pins.map((p) => `  ${p}`) : ["  vCPU pinning: off"]));
+  const pre = plan.launch.prealloc;
+  if (pre) {
+    out.push(
+      ...wrap(
+        `before cont: pre-allocate ${formatBytes(pre.bytes)} of private memory (guest node${pre.guestNodes.length === 1 ? "" : "s"} ${list(pre.guestNodes)}), about ${pre.seconds.toFixed(1)} s at ${formatBytes(pre.bytesPerSecond)}/s (${pre.rateSource}); needs root and pidfd_getfd`,
+        "  ",
+        "    ",
+        opts.width,
+      ),
+    );
+  }
   out.push("");
   out.push("Capacity:");
   if (plan.capacity.length === 0) out.push("  nothing to check (no host node memory is known)");
@@ -150,6 +161,17 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
       plan.capacity.map(capacityCells),
     );
     out.push(...table.split("\n").map((l) => `  ${l}`));
+    const atLaunch = plan.capacity.filter((r) => r.atLaunchBytes);
+    if (atLaunch.length > 0) {
+      out.push(
+        ...wrap(
+          `NEED includes private memory committed at launch (pre-allocated before the guest starts): ${atLaunch.map((r) => `${formatBytes(r.atLaunchBytes!)} on host node ${r.hostNode}`).join(", ")}`,
+          "  ",
+          "    ",
+          opts.width,
+        ),
+      );
+    }
     if (plan.capacity.some((r) => r.upToBytes)) {
       out.push(
         ...wrap(
@@ -299,6 +321,8 @@ export function edgeStyle(e: GraphEdge): { color: string; dot: string; dash?: st
   switch (e.fidelity) {
     case "exact":
       return { color: "#1e8449", dot: "bold", width: 2.5 };
+    case "exact-at-launch":
+      return { color: "#27ae60", dot: "solid", width: 2.5 };
     case "first-touch":
       return { color: "#d35400", dot: "dashed", dash: "8,4", width: 2 };
     case "coarse":

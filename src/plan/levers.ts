@@ -4,6 +4,8 @@
 // them in table order and keeps the best; adding a mechanism is one entry here.
 //   guest-memfd-mempolicy  the policy stored on the guest_memfd (Linux 6.19 + a QEMU that sets it)
 //   process-mempolicy      one numactl policy for the process, exact when every guest node wants the same
+//   guest-memfd-prealloc   each node's guest_memfd fallocated under its own policy before the guest
+//                          starts (launch/prealloc.ts), exact-at-launch; vCPU cpusets catch re-faults
 //   vcpu-cpuset            per-vCPU-thread cpuset cgroups (libvirt's restrictive mode), first-touch
 //   process-mempolicy      one numactl policy over the union of the nodes, coarse
 // (b) beats (c) at equal fidelity because it also covers what QEMU's main thread populates at launch.
@@ -11,12 +13,13 @@ import { formatList } from "../io/fsroot.js";
 import { FEATURES, hasFeature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
 import { confidentialFacts } from "../core/confidential.js";
-import { KERNEL } from "../core/host-support.js";
+import { KERNEL, kernelAtLeast } from "../core/host-support.js";
 import { numactlPolicy } from "./numactl.js";
 import {
   FIDELITY_RANK,
   SOFT_ANYWHERE,
   defaultOutcome,
+  formatBytes,
   hasCpuset,
   isPlaced,
   nodesText,
@@ -152,6 +155,71 @@ function tryProcessSame(ctx: Ctx): Strategy | Unavailable {
   return { outcomes, process };
 }
 
+const POLICY_TEXT: Record<MemPolicy, string> = {
+  bind: "MPOL_BIND",
+  preferred: "MPOL_PREFERRED",
+  interleave: "MPOL_INTERLEAVE",
+  "weighted-interleave": "MPOL_WEIGHTED_INTERLEAVE",
+  default: "no policy",
+};
+
+/** What guest-memfd-prealloc needs of any host: pidfd_getfd (Linux 5.6) to take QEMU's
+ *  guest_memfd, which Yama's ptrace_scope 3 forbids. Root and seccomp are launch-time facts
+ *  (doctor checks them live; launch falls back and says what was lost). */
+function preallocBlocker(host: HostInfo): string | undefined {
+  const missing: string[] = [];
+  if (!kernelAtLeast(host, KERNEL.pidfdGetfd))
+    missing.push(`Linux ${host.kernel} has no pidfd_getfd (Linux ${KERNEL.pidfdGetfd}) to take QEMU's guest_memfd`);
+  if (host.ptraceScope !== undefined && host.ptraceScope >= 3)
+    missing.push("Yama kernel.yama.ptrace_scope is 3, which forbids every ptrace attach, pidfd_getfd included");
+  return missing.length > 0 ? missing.join("; ") : undefined;
+}
+
+/** What guest-memfd-prealloc needs of this host for this profile's policies, in words; [] when
+ *  it has it all. */
+export function preallocMissing(ctx: Ctx): string[] {
+  const { host } = ctx;
+  const missing: string[] = [];
+  const blocked = preallocBlocker(host);
+  if (blocked) missing.push(blocked);
+  const weighted = ctx.nodes.filter((g) => g.policy === "weighted-interleave").map((g) => g.id);
+  if (weighted.length > 0 && !host.weightedInterleave)
+    missing.push(
+      `Linux ${host.kernel} has no MPOL_WEIGHTED_INTERLEAVE (Linux ${KERNEL.weightedInterleave}) for guest node ${formatList(weighted)}`,
+    );
+  const many = ctx.nodes.filter((g) => g.policy === "preferred" && g.hostNodes.length > 1).map((g) => g.id);
+  if (many.length > 0 && !kernelAtLeast(host, KERNEL.preferredMany))
+    missing.push(
+      `Linux ${host.kernel} has no MPOL_PREFERRED_MANY (Linux ${KERNEL.preferredMany}) for guest node ${formatList(many)}`,
+    );
+  return missing;
+}
+
+/** (p) guest-memfd-prealloc: exact when the guest starts; vCPU cpusets catch later re-faults. */
+function tryGuestMemfdPrealloc(ctx: Ctx): Strategy | Unavailable {
+  if (ctx.profile.placement.private === "on-demand")
+    return { unavailable: "placement.private is on-demand, so nothing is pre-allocated" };
+  const missing = preallocMissing(ctx);
+  if (missing.length > 0) return { unavailable: missing.join("; ") };
+  const noCpuset = cpusetBlocker(ctx.host);
+  const cpusets = noCpuset === undefined ? tryVcpuCpuset(ctx) : undefined;
+  const childMems = cpusets?.childMems;
+  const outcomes = ctx.nodes.map((g, i): Outcome => {
+    if (!isPlaced(g)) return defaultOutcome();
+    const policy = g.policy === "preferred" && g.hostNodes.length > 1 ? "MPOL_PREFERRED_MANY" : POLICY_TEXT[g.policy];
+    const after = childMems
+      ? `by the faulting vCPU thread in cgroup vcpu-node${g.id} (cpuset.mems=${formatList(childMems[i]!)}): first-touch`
+      : `by the faulting thread wherever it runs (${noCpuset})`;
+    return {
+      mechanism: "guest-memfd-prealloc",
+      fidelity: "exact-at-launch",
+      reason: `before the guest starts, qcvm takes guest node ${g.id}'s guest_memfd (pidfd_getfd, Linux ${KERNEL.pidfdGetfd}) and fallocates all ${formatBytes(g.memoryBytes)} of it from the VM cgroup under ${policy} over ${nodesText(g.hostNodes)}: every private page is there at launch, and the ${ctx.populate} uses those pages; a page the guest converts to shared and back is allocated again ${after}`,
+      place: ownPlacement(g),
+    };
+  });
+  return cpusets ? { outcomes, childMems, warnings: cpusets.warnings ?? [] } : { outcomes };
+}
+
 /** (c) libvirt's restrictive mode: each guest node's vCPU threads in a cpuset of its own nodes. */
 function tryVcpuCpuset(ctx: Ctx): Strategy {
   const childMems = ctx.nodes.map((g) => (isPlaced(g) ? g.hostNodes : ctx.allHostNodes));
@@ -276,6 +344,14 @@ export const PRIVATE_LEVERS: readonly PrivateLever[] = [
     plan: tryProcessSame,
   },
   {
+    mechanism: "guest-memfd-prealloc",
+    name: "guest_memfd pre-allocation",
+    best: "exact-at-launch",
+    when: "for every guest node, on its own host nodes and policy, when the guest starts (re-faults after a conversion: first-touch)",
+    blocker: preallocBlocker,
+    plan: tryGuestMemfdPrealloc,
+  },
+  {
     mechanism: "vcpu-cpuset",
     name: "vCPU cpusets",
     best: "first-touch",
@@ -309,7 +385,7 @@ function noLever(ctx: Ctx, why: string[]): Strategy {
 
 function score(s: Strategy, nodes: GuestNumaNode[]): [number, number] {
   const ranks = s.outcomes.filter((_, i) => isPlaced(nodes[i]!)).map((o) => FIDELITY_RANK[o.fidelity]);
-  if (ranks.length === 0) return [3, 0];
+  if (ranks.length === 0) return [FIDELITY_RANK.exact, 0];
   return [Math.min(...ranks), ranks.reduce((a, b) => a + b, 0)];
 }
 
@@ -319,7 +395,12 @@ export function choosePrivate(ctx: Ctx): Strategy {
   if (!ctx.nodes.some(isPlaced)) return { outcomes: ctx.nodes.map(defaultOutcome) };
   const why: string[] = [];
   let best: { s: Strategy; sc: [number, number]; whyBefore: string[] } | undefined;
-  for (const lever of PRIVATE_LEVERS) {
+  // placement.private: prealloc asks for that lever alone (plan/prealloc.ts errors when it is out).
+  const levers =
+    ctx.profile.placement.private === "prealloc"
+      ? PRIVATE_LEVERS.filter((l) => l.mechanism === "guest-memfd-prealloc")
+      : PRIVATE_LEVERS;
+  for (const lever of levers) {
     const blocked = lever.blocker(ctx.host, ctx.caps, ctx.profile.confidential.type);
     const r = blocked !== undefined ? { unavailable: blocked } : lever.plan(ctx);
     if ("unavailable" in r) {
@@ -333,7 +414,7 @@ export function choosePrivate(ctx: Ctx): Strategy {
   if (!best) return noLever(ctx, why);
   // A placement short of exact says what exact would have taken.
   for (const o of best.s.outcomes) {
-    if (o.fidelity !== "exact" && best.whyBefore.length > 0)
+    if (o.fidelity !== "exact" && o.fidelity !== "exact-at-launch" && best.whyBefore.length > 0)
       o.reason += `. Not exact because ${best.whyBefore.join("; ")}`;
   }
   return best.s;

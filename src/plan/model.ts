@@ -20,7 +20,13 @@ export const HUGEPAGE_BYTES = { "2M": 2 ** 21, "1G": 2 ** 30 } as const;
 /** More than this share of a node's free memory (or free hugepages) is "tight". */
 export const TIGHT_RATIO = 0.9;
 
-export const FIDELITY_RANK: Record<Fidelity, number> = { none: 0, coarse: 1, "first-touch": 2, exact: 3 };
+export const FIDELITY_RANK: Record<Fidelity, number> = {
+  none: 0,
+  coarse: 1,
+  "first-touch": 2,
+  "exact-at-launch": 3,
+  exact: 4,
+};
 
 /** Where one half of a guest node's memory lands, for capacity: policy over nodes, and whether the
  *  kernel may put it elsewhere when those nodes fill (soft) or must fail (hard: bind, cpuset). */

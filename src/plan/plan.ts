@@ -6,7 +6,8 @@
 // or TDX guest lives in guest_memfd, which no upstream QEMU gives a policy, so its pages go where
 // the allocating thread's mempolicy and cpuset allow. For the private half the planner tries the
 // levers of levers.ts (PRIVATE_LEVERS) and keeps the best; shared.ts places the shared half,
-// capacity.ts checks it fits, checks.ts holds the checks that are not choices. This file puts
+// capacity.ts checks it fits, prealloc.ts states what guest-memfd-prealloc does before `cont`,
+// checks.ts holds the checks that are not choices. This file puts
 // those steps in order and assembles the Plan value.
 import { formatList } from "../io/fsroot.js";
 import { diag } from "../core/diagnostics.js";
@@ -18,6 +19,7 @@ import { planCapacity } from "./capacity.js";
 import type { Concerns } from "./capacity.js";
 import { checkHost, checkHostNodes, checkStrict, typeWarnings } from "./checks.js";
 import { applyKvmAccess, withoutMempolicy } from "./host-levers.js";
+import { preallocPlan } from "./prealloc.js";
 import { FIDELITY_RANK, guestNodesOf, hasCpuset, hostCpusFor, union } from "./model.js";
 import type { Ctx, Outcome, Strategy } from "./model.js";
 import type {
@@ -203,6 +205,7 @@ function planFor(profile: Profile, host: HostInfo, caps: QemuCapabilities): Plan
   typeWarnings(ctx, process, warnings);
   if (profile.placement.strict) checkStrict(planNodes, ctx.paths, ctx.guestMemfd, errors);
   const capacity = planCapacity(ctx, ctx.guestMemfd, shared, strategy.outcomes, sink);
+  const prealloc = preallocPlan(ctx, planNodes, sink);
   markFailingNodes(planNodes, ctx, sink);
 
   // Plan diagnostics name the profile they are about, like the validator's.
@@ -219,6 +222,7 @@ function planFor(profile: Profile, host: HostInfo, caps: QemuCapabilities): Plan
     errors,
   };
   if (process) plan.launch.processPolicy = process.policy;
+  if (prealloc) plan.launch.prealloc = prealloc;
   return plan;
 }
 

@@ -313,7 +313,14 @@ export function probeHost(root = "/"): HostInfo {
     // Linux 6.9 added weighted interleave with its weights under this directory.
     weightedInterleave: fs.exists("sys/kernel/mm/mempolicy/weighted_interleave"),
     guestMemfdMempolicy: compareVersions(kernel, GUEST_MEMFD_MEMPOLICY_KERNEL) >= 0,
+    ...ptraceScope(fs),
   };
+}
+
+/** Yama's ptrace_scope, when the kernel has Yama (security/yama: 0 classic .. 3 no attach). */
+function ptraceScope(fs: FsRoot): { ptraceScope?: number } {
+  const v = Number(fs.read("proc/sys/kernel/yama/ptrace_scope"));
+  return Number.isInteger(v) && fs.exists("proc/sys/kernel/yama/ptrace_scope") ? { ptraceScope: v } : {};
 }
 
 /** Weighted-interleave weights per node from sysfs (empty when the kernel has none). */

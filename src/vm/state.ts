@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import type { Accel, LostPlacement, Plan } from "../core/types.js";
 import { vmPaths } from "./paths.js";
+import type { PreallocRecord } from "../launch/prealloc-step.js";
 
 export type { LostPlacement };
 
@@ -51,6 +52,8 @@ export interface VmState {
   /** The qcvm that launched QEMU (and, in the foreground, supervises it). */
   launcher: { pid: number; startTime: string };
   lost: LostPlacement[];
+  /** guest-memfd-prealloc as it happened (launch/prealloc-step.ts), when the plan had it. */
+  prealloc?: PreallocRecord;
 }
 
 /** Write state.json atomically (write + rename), so a reader never sees half a file. */

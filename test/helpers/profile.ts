@@ -45,7 +45,7 @@ export function makeProfile(overrides?: DeepPartial<Profile>): Profile {
     disks: [],
     network: { type: "none", model: "virtio-net-pci" },
     serial: "none",
-    placement: { strict: false, pinVcpus: false },
+    placement: { strict: false, pinVcpus: false, private: "auto" },
     extraArgs: [],
   };
   return merge<Profile>(base, overrides);
