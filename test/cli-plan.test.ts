@@ -19,6 +19,17 @@ const validatePlan = new Ajv2020({ allErrors: true, strict: true }).compile(
 );
 
 function qcvm(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  return qcvmAs(
+    args[0] === "plan" && !args.some((a) => a.startsWith("placement.private="))
+      ? [...args, "--set", "placement.private=on-demand"]
+      : args,
+    env,
+  );
+}
+
+/** As a user types it. qcvm() above plans with placement.private: on-demand, the levers most cases here
+ *  are about; guest-memfd-prealloc (the default, auto) has its own cases. */
+function qcvmAs(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: REPO,
     encoding: "utf8",
@@ -163,5 +174,47 @@ describe("qcvm plan --format dot and svg", () => {
     expect(r.code).toBe(1);
     expect(checkXml(r.stdout).root).toBe("svg");
     expect(r.stderr).toContain("host node 0 needs 2 GiB for this VM but has 1.5 GiB free");
+  });
+});
+
+describe("qcvm plan with the defaults: guest-memfd-prealloc", () => {
+  it("qcvm plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n grades both nodes with it", () => {
+    const r = qcvmAs(["plan", "profiles/snp-2node.yaml", "--host", hostDir("epyc-2s4n")]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^0 .* guest-memfd-prealloc +exact-at-launch$/m);
+    expect(r.stdout).toMatch(/^1 .* guest-memfd-prealloc +exact-at-launch$/m);
+    expect(r.stdout).toContain("The plan holds. Private memory placement: exact-at-launch.");
+    const j = qcvmAs(["plan", "profiles/snp-2node.yaml", "--host", hostDir("epyc-2s4n"), "--format", "json"]);
+    const plan = JSON.parse(j.stdout) as Plan;
+    expect(validatePlan(plan), JSON.stringify(validatePlan.errors, null, 2)).toBe(true);
+    expect(plan.nodes.map((n) => [n.private.mechanism, n.private.fidelity])).toEqual([
+      ["guest-memfd-prealloc", "exact-at-launch"],
+      ["guest-memfd-prealloc", "exact-at-launch"],
+    ]);
+    expect(plan.launch.prealloc?.bytes).toBe(8 * 2 ** 30);
+  });
+
+  it("TDX on spr-tdx-2n too, and strict mode accepts it", () => {
+    const { plan } = {
+      plan: JSON.parse(
+        qcvmAs([
+          "plan",
+          "profiles/tdx-2node.yaml",
+          "--host",
+          hostDir("spr-tdx-2n"),
+          "--set",
+          "placement.strict=true",
+          "--format",
+          "json",
+        ]).stdout,
+      ) as Plan,
+    };
+    expect(plan.errors).toEqual([]);
+    expect(plan.nodes.map((n) => n.private.fidelity)).toEqual(["exact-at-launch", "exact-at-launch"]);
+  });
+
+  it("dot shows the grade on the private edges", () => {
+    const r = qcvmAs(["plan", "profiles/snp-2node.yaml", "--host", hostDir("epyc-2s4n"), "--format", "dot"]);
+    expect(r.stdout).toContain("guest-memfd-prealloc (exact-at-launch)");
   });
 });

@@ -109,7 +109,8 @@ export interface WorkerTask {
   chunk: number;
   mode: number;
   nodes: number[];
-  /** Int32Array over it: [state, errno, step, go]; Float64Array at byte 16: bytes done. */
+  /** Int32Array over it: [state, errno, step, go]; Float64Array at byte 16: [bytes done,
+   *  first fallocate's start, last one's end] (ms, performance.timeOrigin-based). */
   shared: SharedArrayBuffer;
 }
 
@@ -132,7 +133,7 @@ export function workerMain(
   bind: (koffi: KoffiLike, nr: WorkerTask["nr"]) => RawNative,
 ): void {
   const st = new Int32Array(task.shared, 0, 4);
-  const done = new Float64Array(task.shared, 16, 1);
+  const done = new Float64Array(task.shared, 16, 3);
   const fail = (step: number, errno: number) => {
     Atomics.store(st, 1, errno);
     Atomics.store(st, 2, step);
@@ -154,6 +155,8 @@ export function workerMain(
   const [r, e] = raw.setMempolicy(task.mode, task.nodes);
   if (r < 0) return fail(2, e);
   const end = task.offset + task.length;
+  const clock = () => performance.timeOrigin + performance.now();
+  done[1] = clock();
   for (let off = task.offset; off < end;) {
     const len = Math.min(task.chunk, end - off);
     let ret = raw.fallocate(task.fd, 1, off, len);
@@ -168,6 +171,7 @@ export function workerMain(
     off += len;
     done[0] = off - task.offset;
   }
+  done[2] = clock();
   Atomics.store(st, 0, 3);
   Atomics.notify(st, 0);
 }
@@ -207,7 +211,8 @@ export interface HelperError {
 export interface HelperReply {
   error?: HelperError;
   files: { error?: HelperError; slices: { state: number; step: number; errno: number; done: number }[] }[];
-  /** Milliseconds from GO to the last worker's end. */
+  /** Milliseconds from the first worker's first fallocate to the last one's end: the allocation
+   *  itself, without thread start-up. */
   ms: number;
 }
 
@@ -247,7 +252,7 @@ export async function helperMain(
     // The fd number could have been reused since qcvm read /proc: it must be the same file.
     if (st.ino !== f.ino || st.size !== f.size) return void (reply.files[i]!.error = { call: "identity", errno: 116 });
     for (const s of f.slices) {
-      const shared = new SharedArrayBuffer(24);
+      const shared = new SharedArrayBuffer(40);
       const state = new Int32Array(shared, 0, 4);
       Atomics.store(state, 3, 1);
       const workerData = { koffi: r.koffi, nr: r.nr, fd, ...s, chunk: r.chunk, mode: f.mode, nodes: f.nodes, shared };
@@ -256,12 +261,13 @@ export async function helperMain(
         w.on("exit", resolve);
         w.on("error", resolve);
       });
-      runs.push({ file: i, st: state, done: new Float64Array(shared, 16, 1), exit });
+      runs.push({ file: i, st: state, done: new Float64Array(shared, 16, 3), exit });
     }
   });
-  const t0 = performance.now();
   await Promise.all(runs.map((x) => x.exit));
-  reply.ms = performance.now() - t0;
+  const starts = runs.map((x) => x.done[1]!).filter((t) => t > 0);
+  const ends = runs.map((x) => x.done[2]!).filter((t) => t > 0);
+  reply.ms = starts.length && ends.length ? Math.max(...ends) - Math.min(...starts) : 0;
   for (const x of runs) {
     const state = Atomics.load(x.st, 0);
     const done = state === 3 ? -1 : x.done[0]!;
