@@ -195,7 +195,7 @@ describe("what export writes in libvirt's own elements", () => {
       domain: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- test reads a parsed tree
     };
 
-  it("snp-2node: one cell per guest node, restrictive memnodes (qcvm's plan places private memory per vCPU cgroup), vcpupin, sev-snp", async () => {
+  it("snp-2node: one cell per guest node, restrictive memnodes (qcvm's plan pre-allocates private memory per node, vCPU cgroups after), vcpupin, sev-snp", async () => {
     const r = await qcvm(["export", join(REPO, "profiles/snp-2node.yaml"), "--to", "libvirt", "--host", HOST]);
     const d = parse(r.stdout).domain;
     expect(d.cpu.numa.cell.map((c: Record<string, string>) => [c.id, c.cpus, c.memory])).toEqual([
@@ -216,6 +216,35 @@ describe("what export writes in libvirt's own elements", () => {
     });
     expect(d.memoryBacking).toMatchObject({ source: { type: "memfd" }, access: { mode: "shared" } });
     expect(r.stderr).toMatch(/restrictive mode gives each vCPU thread its cell's cpuset.mems/);
+    // The plan's grade is exact-at-launch (guest-memfd-prealloc): what libvirt loses is said once.
+    expect(r.stderr).toContain(
+      "qcvm pre-allocates each guest node's private memory on its host nodes before the guest starts (guest-memfd-prealloc, exact-at-launch); libvirt cannot",
+    );
+    expect(r.stderr).not.toContain("no pre-allocation of private memory per guest node");
+    expect(r.stderr).not.toContain("placement.private");
+  });
+
+  it("restrictive for both per-node private mechanisms (vcpu-cpuset, guest-memfd-prealloc), strict for the others", async () => {
+    const { RESTRICTIVE_MECHANISMS, usesRestrictive } = await import("../src/export/libvirt.js");
+    expect([...RESTRICTIVE_MECHANISMS].sort()).toEqual(["guest-memfd-prealloc", "vcpu-cpuset"]);
+    const on = await qcvm([
+      "export",
+      join(REPO, "profiles/snp-2node.yaml"),
+      "--to",
+      "libvirt",
+      "--host",
+      HOST,
+      "--set",
+      "placement.private=on-demand",
+    ]);
+    const d = parse(on.stdout).domain;
+    expect(d.numatune.memory).toEqual({ mode: "restrictive", nodeset: "0-1" });
+    expect(on.stderr).toContain("no pre-allocation of private memory per guest node");
+    const plan = (mechanism: string) =>
+      ({ guestMemfd: true, nodes: [{ private: { mechanism } }] }) as unknown as Parameters<typeof usesRestrictive>[0];
+    expect(usesRestrictive(plan("guest-memfd-prealloc"))).toBe(true);
+    expect(usesRestrictive(plan("process-mempolicy"))).toBe(false);
+    expect(usesRestrictive(plan("guest-memfd-mempolicy"))).toBe(false);
   });
 
   it("kvm-everything: escaping, disks, tap NIC, hugepages, weighted interleave kept in metadata and named as lost", async () => {

@@ -14,7 +14,7 @@
 import { XMLBuilder } from "fast-xml-parser";
 import { formatList } from "../io/fsroot.js";
 import { diffRaw, profileToRaw } from "./raw.js";
-import type { Plan, Profile } from "../core/types.js";
+import type { Plan, PrivateMechanism, Profile } from "../core/types.js";
 
 export const QCVM_XMLNS = "https://qcvm.dev/xmlns/libvirt-domain/1";
 export const QEMU_XMLNS = "http://libvirt.org/schemas/domain/qemu/1.0";
@@ -62,13 +62,21 @@ function kib(bytes: number): Node {
 }
 
 /**
- * libvirt's restrictive mode (no backend policy; cgroup cpuset.mems per vCPU thread, the whole
- * domain's union for the emulator) is what qcvm's plan does for private memory where guest nodes
- * want different host nodes: the per-vCPU cpuset lever. Anywhere else strict (a backend policy
- * plus the emulator's cpuset) matches qcvm's backend policy and process policy.
+ * Private-memory mechanisms (and so grades) whose libvirt counterpart is restrictive mode (no
+ * backend policy; cgroup cpuset.mems per vCPU thread, the whole domain's union for the emulator):
+ * vcpu-cpuset (first-touch) is that mode, and guest-memfd-prealloc (exact-at-launch) keeps the
+ * same per-vCPU cpusets for pages re-faulted after a conversion. libvirt cannot pre-allocate
+ * guest_memfd, so restrictive is the nearest it comes; lossesOf says what is lost.
+ */
+export const RESTRICTIVE_MECHANISMS: ReadonlySet<PrivateMechanism> = new Set(["vcpu-cpuset", "guest-memfd-prealloc"]);
+
+/**
+ * Restrictive where qcvm's plan places private memory per guest node through those mechanisms
+ * (guest nodes on different host nodes). Anywhere else strict (a backend policy plus the
+ * emulator's cpuset) matches qcvm's backend policy and process policy.
  */
 export function usesRestrictive(plan: Plan): boolean {
-  return plan.guestMemfd && plan.nodes.some((n) => n.private.mechanism === "vcpu-cpuset");
+  return plan.guestMemfd && plan.nodes.some((n) => RESTRICTIVE_MECHANISMS.has(n.private.mechanism));
 }
 
 function cpuElement(p: Profile): Node {
@@ -367,14 +375,18 @@ export function lossesOf(p: Profile, plan: Plan, kept: readonly string[]): strin
   const out: string[] = [];
   if (plan.guestMemfd) {
     const restrictive = usesRestrictive(plan);
+    const prealloc = plan.nodes.some((n) => n.private.mechanism === "guest-memfd-prealloc");
     out.push(
-      restrictive
-        ? "private (guest_memfd) memory: libvirt's restrictive mode gives each vCPU thread its cell's cpuset.mems, as qcvm's vcpu-cpuset does, but the shared half then carries no backend policy (qcvm binds it with host-nodes), and pages QEMU populates at launch land anywhere in the union"
-        : "private (guest_memfd) memory: numatune reaches only the shared half (the backend's mbind); private pages follow the emulator's cpuset.mems, the union of all cells",
+      prealloc
+        ? "private (guest_memfd) memory: qcvm pre-allocates each guest node's private memory on its host nodes before the guest starts (guest-memfd-prealloc, exact-at-launch); libvirt cannot, and its restrictive mode gives each vCPU thread its cell's cpuset.mems (first-touch, qcvm's fallback after a conversion): pages QEMU populates at launch land anywhere in the union, and the shared half carries no backend policy (qcvm binds it with host-nodes)"
+        : restrictive
+          ? "private (guest_memfd) memory: libvirt's restrictive mode gives each vCPU thread its cell's cpuset.mems, as qcvm's vcpu-cpuset does, but the shared half then carries no backend policy (qcvm binds it with host-nodes), and pages QEMU populates at launch land anywhere in the union"
+          : "private (guest_memfd) memory: numatune reaches only the shared half (the backend's mbind); private pages follow the emulator's cpuset.mems, the union of all cells",
     );
-    out.push(
-      "no pre-allocation of private memory per guest node (qcvm's exact placement through guest_memfd fallocate)",
-    );
+    if (!prealloc)
+      out.push(
+        "no pre-allocation of private memory per guest node (qcvm's exact placement through guest_memfd fallocate)",
+      );
     out.push(
       "no per-node private memory accounting (`qcvm stats` reads the VM's memory cgroup; libvirt's is per domain)",
     );

@@ -249,6 +249,8 @@ function readDomain(d: Taker, raw: Obj, notes: string[]): void {
   readLaunchSecurity(d.child("launchSecurity"), raw);
   raw.placement ??= { strict: false, pinVcpus: false };
   (raw.placement as Obj).strict ??= false;
+  // A domain says nothing of guest_memfd pre-allocation: qcvm's default lever choice.
+  (raw.placement as Obj).private ??= "auto";
   raw.extraArgs = [];
   const cmd = d.child("qemu:commandline");
   if (cmd) {
