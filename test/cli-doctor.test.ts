@@ -1,6 +1,6 @@
 // `qcvm doctor` as a user runs it: the built bin, real QEMU, fixture hosts and this machine.
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../src/io/exec.js";
@@ -148,6 +148,26 @@ describe("qcvm doctor", () => {
     const j = JSON.parse(r.stdout) as { host: { root: string; kernel: string } };
     expect(j.host.root).toBe("/");
     expect(j.host.kernel).toBe(/^\d+\.\d+\.\d+/.exec((await import("node:os")).release())![0]);
+  });
+});
+
+describe("qcvm doctor: what guest-memfd-prealloc needs of the host", () => {
+  it("Yama ptrace_scope 3 forbids pidfd_getfd: the host finding and the lever say so, and what falls back", async () => {
+    const host = join(tmp(), "host");
+    cpSync(fixture("epyc-2s4n"), host, { recursive: true });
+    writeFileSync(join(host, "proc/sys/kernel/yama/ptrace_scope"), "3\n");
+    const r = await qcvm("doctor", "--host", host, "--format", "json");
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout) as { findings: JsonFinding[] };
+    expect(find(j.findings, "pidfd_getfd")).toMatchObject({ status: "missing" });
+    expect(find(j.findings, "pidfd_getfd").message).toBe(
+      "pidfd_getfd missing: guest-memfd-prealloc (exact private placement at launch) cannot take QEMU's guest_memfd: needs Linux >= 5.6 and kernel.yama.ptrace_scope < 3; SNP/TDX private memory falls back to first-touch (vCPU cpusets) (kernel 6.11.0, Yama ptrace_scope 3)",
+    );
+    expect(find(j.findings, "guest_memfd pre-allocation (guest-memfd-prealloc)")).toMatchObject({
+      status: "missing",
+      rulesOut:
+        "unavailable: Yama kernel.yama.ptrace_scope is 3, which forbids every ptrace attach, pidfd_getfd included",
+    });
   });
 });
 

@@ -4,7 +4,19 @@
 // cgroup writes into a copied host tree that fail with an errno where a test says. Processes that
 // stand in for QEMU are real (node, briefly or sleeping), so pids, /proc/<pid>/stat, signals and
 // qemu.log behave as they do for QEMU.
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  closeSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import type { Server, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,6 +24,7 @@ import { join } from "node:path";
 import { execaRunner } from "../../src/io/exec.js";
 import type { Child, RunOptions, RunResult, Runner, StartOptions } from "../../src/io/exec.js";
 import type { CgroupFiles } from "../../src/vm/cgroup.js";
+import { GMEM_LINK } from "../../src/launch/gmem-map.js";
 
 export const REPO = join(import.meta.dirname, "..", "..");
 
@@ -20,6 +33,11 @@ export type QemuScript =
   | { kind: "exit"; code: number; stderr?: string }
   | { kind: "no-qmp" }
   | { kind: "qmp"; threads?: number[] }
+  /** A paused confidential QEMU as pre-allocation sees one: test/helpers/gmem-vm.c (compiled to
+   *  `standIn`) holding guest_memfds of these sizes, its stdin a FIFO the runner keeps open, and
+   *  /proc/<pid> of it linked into the host tree `tree`, where launch reads QEMU's fds. memfd:
+   *  memfds instead (a QEMU without guest_memfd: plain KVM, SEV). */
+  | { kind: "gmem"; standIn: string; sizesMiB: number[]; tree: string; memfd?: boolean }
   | { kind: "no-pid"; code: string };
 
 /** The QMP socket path a rendered argv names (-qmp unix:PATH,server=on,...). */
@@ -99,6 +117,11 @@ export class FakeRunner implements Runner {
         unref: () => undefined,
       };
     }
+    if (q.kind === "gmem") {
+      // QEMU is the start with a monitor; anything else (the pre-allocation helper) runs for real.
+      if (!argv.includes("-qmp")) return execaRunner.start(argv, options);
+      return this.startGmem(argv, q);
+    }
     // A real process stands in for QEMU, with qcvm's stdio options (so its words reach qemu.log).
     const body =
       q.kind === "exit"
@@ -112,6 +135,52 @@ export class FakeRunner implements Runner {
       this.servers.push(server);
       void child.exited.then(() => server.close());
     }
+    return child;
+  }
+
+  private startGmem(argv: readonly string[], q: Extract<QemuScript, { kind: "gmem" }>): Child {
+    const dir = mkdtempSync(join(tmpdir(), "qcvm-fake-gmem-"));
+    const fifo = join(dir, "stdin");
+    execFileSync("mkfifo", [fifo]);
+    // O_RDWR on a FIFO does not block: the stand-in's read end opens at once, and sees EOF (and
+    // exits) when this end is closed.
+    const keep = openSync(fifo, "r+");
+    const sizes = q.sizesMiB.map(String);
+    const flags = q.memfd ? ["--memfd"] : [];
+    const child = execaRunner.start(
+      ["sh", "-c", 'f=$1; shift; exec "$0" "$@" < "$f"', q.standIn, fifo, ...flags, ...sizes],
+      {
+        output: "ignore",
+      },
+    );
+    this.children.push(child);
+    const pid = child.pid!;
+    symlinkSync(`/proc/${pid}`, join(q.tree, "proc", String(pid)));
+    // QMP answers once the stand-in holds every file, as QEMU's monitor comes up after its
+    // RAMBlocks: launch retries the connection until then.
+    const isFile = (link: string) => (q.memfd ? link.startsWith("/memfd:gmem-vm") : link === GMEM_LINK);
+    const gmemCount = () => {
+      try {
+        return readdirSync(`/proc/${pid}/fd`).filter((n) => isFile(readlinkSync(`/proc/${pid}/fd/${n}`))).length;
+      } catch {
+        return 0;
+      }
+    };
+    let server: Server | undefined;
+    const t0 = Date.now();
+    const poll = setInterval(() => {
+      if (gmemCount() < sizes.length && Date.now() - t0 < 10_000) return;
+      clearInterval(poll);
+      server = serveQmp(qmpPathOf(argv), [pid + 100_000, pid + 100_001], () => child.kill("SIGTERM"));
+      this.servers.push(server);
+    }, 5);
+    void child.exited.then(() => {
+      clearInterval(poll);
+      server?.close();
+      closeSync(keep);
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(join(q.tree, "proc", String(pid)), { force: true });
+    });
     return child;
   }
 
