@@ -4,6 +4,8 @@
 //                and from an installed package (npm pack + npm install)      target <= 1.5x
 //   2. validate: `qcvm validate` of 1,000 profiles vs ajv-cli (js-yaml)       target <= 0.5x
 //                10,000 profiles vs 1,000 (linear)                            target <= 11x
+//                and, with --baseline DIR, 1,000 profiles against the build of an  target <= 1.1x
+//                earlier checkout in DIR (built there: bin/qcvm) ("no slower", within noise)
 //   3. scale:    the planner's own time on a 1,024-vCPU, 16-guest-node profile
 //                on a 32-node, 1,024-CPU host tree                            target < 20 ms
 //                and `qcvm plan` of it against `qcvm validate` of it          (reported)
@@ -13,7 +15,8 @@
 //                when a libvirtd can be started here                          target <= 0.5x
 //   5. prealloc: guest-memfd-prealloc throughput (the helper's workers) vs a raw fallocate of
 //                the same size, one call; and its launch cost, 1, 4, 16 GiB    target >= 80%
-// Options: --only render|validate|scale|launch|prealloc, --runs N. Exit 1 when a target is missed.
+// Options: --only render|validate|scale|launch|prealloc, --runs N, --baseline DIR. Exit 1 when a
+// target is missed.
 import { spawnSync, spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, readdirSync, existsSync } from "node:fs";
 import { syntheticHost, writeHostTree } from "../scripts/make-host-fixture.mjs";
@@ -27,6 +30,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const qcvm = join(root, "bin", "qcvm");
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+const baseline = args.includes("--baseline") ? args[args.indexOf("--baseline") + 1] : undefined;
 const runsArg = args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) : undefined;
 
 const median = (xs) => {
@@ -181,6 +185,16 @@ if (!only || only === "validate") {
     validateCheck,
   );
   report(r, 0.5);
+  if (baseline) {
+    const rb = compare(
+      `validate: 1,000 profiles, this build vs the build in ${baseline}`,
+      { label: "qcvm validate, this build", argv: [qcvm, "validate", dir] },
+      { label: "qcvm validate, baseline", argv: [join(baseline, "bin", "qcvm"), "validate", dir] },
+      runsArg ?? 7,
+      validateCheck,
+    );
+    report(rb, 1.1);
+  }
   const big = writeCorpus(10000);
   const r2 = compare(
     "validate: 10,000 profiles vs 1,000 (linear would be 10x)",

@@ -8,8 +8,8 @@
 // The extends graph is untrusted input too (CI validates pull requests): a base must be a regular
 // file under the top profile's repository root (its git root, else its directory; --root widens
 // it), the graph is bounded in files and bytes, and a base named twice is read and merged once.
-import { existsSync, realpathSync } from "node:fs";
-import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { existsSync, lstatSync, realpathSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { diag } from "../core/diagnostics.js";
 import { formatPath, startsWith } from "../core/field-path.js";
 import type { Segment } from "../core/field-path.js";
@@ -68,24 +68,58 @@ function showPath(file: string): string {
 
 function realOr(file: string): string {
   try {
-    return realpathSync(file);
+    // The native realpath(3): one system call, where the JavaScript one lstats every component.
+    return realpathSync.native(file);
   } catch {
     return file;
   }
 }
 
+/**
+ * The real path of a profile file: its directory's real path (resolved once per directory) joined
+ * with its name, unless the file itself is a symbolic link. realpath(3) walks every component with
+ * a system call each; a repository's thousand profiles share a few directories.
+ */
+function realFile(file: string): string {
+  const dir = dirname(file);
+  let realDir = realDirs.get(dir);
+  if (realDir === undefined) {
+    realDir = realOr(dir);
+    realDirs.set(dir, realDir);
+  }
+  try {
+    if (!lstatSync(file).isSymbolicLink()) return join(realDir, basename(file));
+  } catch {
+    return file;
+  }
+  return realOr(file);
+}
+const realDirs = new Map<string, string>();
+
 /** The top profile's repository root: the nearest directory up with `.git`, else its own directory. */
 export function repositoryRoot(file: string): string {
   // From where the file is named, not where a symbolic link points: a link in a repository to a
   // file outside it (/etc/shadow) must not move the root there.
-  const start = realOr(dirname(resolve(file)));
+  const named = dirname(resolve(file));
+  // One answer per directory for the life of the process: validating a repository of a thousand
+  // profiles walks up from the same few directories.
+  const known = rootOfDir.get(named);
+  if (known !== undefined) return known;
+  const start = realOr(named);
+  let root = start;
   for (let dir = start; ;) {
-    if (existsSync(resolve(dir, ".git"))) return dir;
+    if (existsSync(resolve(dir, ".git"))) {
+      root = dir;
+      break;
+    }
     const up = dirname(dir);
-    if (up === dir) return start;
+    if (up === dir) break;
     dir = up;
   }
+  rootOfDir.set(named, root);
+  return root;
 }
+const rootOfDir = new Map<string, string>();
 
 function isInside(root: string, file: string): boolean {
   const rel = relative(root, file);
@@ -226,7 +260,7 @@ export function loadProfileSync(file: string, opts: LoadOptions = {}): LoadResul
   const topShown = stdin ? STDIN_NAME : showPath(abs);
   const root = realOr(resolve(opts.root ?? repositoryRoot(abs)));
   const tree: Tree = { layers: [], errors: [], warnings: [], root, seen: new Set(), bytes: 0 };
-  const topReal = stdin ? abs : realOr(abs);
+  const topReal = stdin ? abs : realFile(abs);
   if (!isInside(root, topReal)) {
     // A profile that is a link out of its repository: CI walking a pull request's tree would
     // otherwise print whatever file it points to.

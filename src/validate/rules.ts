@@ -778,6 +778,19 @@ export const RULES: readonly Rule[] = [
   extraArgs,
 ];
 
+/** Rules name fields by the same few dozen paths in every profile: parse each once per process
+ *  (bounded: a 100k-node profile's indexed paths clear the cache rather than grow it). */
+const PARSED = new Map<string, readonly (string | number)[]>();
+function parsedPath(path: string): readonly (string | number)[] {
+  let segs = PARSED.get(path);
+  if (segs === undefined) {
+    if (PARSED.size >= 4096) PARSED.clear();
+    segs = parsePath(path) ?? [];
+    PARSED.set(path, segs);
+  }
+  return segs;
+}
+
 /** Run every rule; diagnostics carry the position of the field that set the value. */
 export function runRules(
   raw: RawProfile,
@@ -789,7 +802,7 @@ export function runRules(
   const warnings: Diagnostic[] = [];
   const get = (path: string): unknown => {
     let cur: unknown = raw;
-    for (const seg of parsePath(path) ?? []) {
+    for (const seg of parsedPath(path)) {
       if (cur === null || typeof cur !== "object") return undefined;
       cur = (cur as Record<string, unknown>)[seg as string];
     }
