@@ -57,12 +57,20 @@ function hostOptions(y: Argv) {
 }
 
 /** Where extends: bases may live (validate, render and plan read untrusted profiles in CI). */
-function rootOption(y: Argv) {
-  return y.option("root", {
-    type: "string",
-    requiresArg: true,
-    describe: "extends: bases must be under DIR (default: the profile's git root, else its directory)",
-  });
+/** How validate, render and plan read a profile: where its bases may live, and the host check. */
+function readOptions(y: Argv) {
+  return y
+    .option("root", {
+      type: "string",
+      requiresArg: true,
+      describe: "extends: bases must be under DIR (default: the profile's git root, else its directory)",
+    })
+    .option("host-check", {
+      type: "boolean",
+      default: true,
+      describe:
+        "Check that every file QEMU opens (kernel, initrd, firmware, disks, blob files) exists; --no-host-check for a repository validated without its images",
+    });
 }
 
 function setOptions(y: Argv) {
@@ -164,7 +172,7 @@ export async function main(argv: string[]): Promise<number> {
       "Validate profiles (files, directories or globs): every problem at once, file:line:col",
       (y) =>
         setOptions(
-          rootOption(y)
+          readOptions(y)
             .positional("files", { type: "string", array: true, describe: "Profiles, directories or globs" })
             .option("format", {
               choices: ["text", "json", "github", "junit", "sarif"] as const,
@@ -193,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         setOptions(
           hostOptions(
-            rootOption(y)
+            readOptions(y)
               .positional("profile", { type: "string", describe: "Profile YAML file" })
               .option("format", {
                 choices: ["shell", "json"] as const,
@@ -238,7 +246,7 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         setOptions(
           hostOptions(
-            rootOption(y)
+            readOptions(y)
               .positional("profile", { type: "string", describe: "Profile YAML file" })
               .option("format", {
                 choices: ["text", "json", "dot", "svg"] as const,

@@ -101,7 +101,8 @@ function validate(xml: string, name: string): { ok: boolean; out: string } {
 
 /** A profile by absolute path (or relative to the repository), normalized. */
 async function loadProfile(file: string): Promise<Profile> {
-  const loaded = await readProfile(file.startsWith("/") ? file : join(REPO, file));
+  // The fixture names a kernel of another host: what is compared here is the profile, not the host.
+  const loaded = await readProfile(file.startsWith("/") ? file : join(REPO, file), { hostCheck: false });
   if (!loaded.profile) throw new Error(`${file} is not valid:\n${loaded.errors.map(formatDiagnostic).join("\n")}`);
   return loaded.profile;
 }

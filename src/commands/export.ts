@@ -56,7 +56,9 @@ async function qcvmCommand(given: string | undefined): Promise<string[]> {
 async function exportSystemdCommand(a: ExportArgs): Promise<Outcome> {
   const { loadValidProfile } = await import("../pipeline/context.js");
   const { exportSystemd } = await import("../export/systemd.js");
-  const { profile, warnings } = await loadValidProfile(a.profile, a.set);
+  // No host check: an exported unit or domain may be for another host, where its images are; the
+  // unit's `qcvm launch` and libvirt's start check them there.
+  const { profile, warnings } = await loadValidProfile(a.profile, { set: a.set, hostCheck: false });
   for (const w of warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
   const out = exportSystemd({
     name: profile.name,
@@ -85,7 +87,14 @@ async function exportLibvirtCommand(a: ExportArgs): Promise<Outcome> {
   const { inlineProfileFiles } = await import("../render/files.js");
   const { exportLibvirt } = await import("../export/libvirt.js");
   const { importDomain } = await import("../import/libvirt.js");
-  const ctx = await loadContext({ profile: a.profile, set: a.set, host: a.host, capabilities: a.capabilities });
+  // No host check, as for systemd: the domain may be started on another host.
+  const ctx = await loadContext({
+    profile: a.profile,
+    set: a.set,
+    hostCheck: false,
+    host: a.host,
+    capabilities: a.capabilities,
+  });
   const inlined = inlineProfileFiles(ctx.profile);
   if (!inlined.value) {
     throw new UserError(`cannot export ${a.profile}:\n${inlined.errors.map(formatDiagnostic).join("\n")}`);

@@ -13,6 +13,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
     profile: String(args.profile),
     set: args.set as string[] | undefined,
     root: args.root as string | undefined,
+    hostCheck: args.hostCheck as boolean | undefined,
     host: args.host as string | undefined,
     capabilities: args.capabilities as string | undefined,
   });

@@ -21,6 +21,7 @@ export interface RenderArgs {
   capabilities?: string;
   set?: string[];
   root?: string;
+  hostCheck?: boolean;
 }
 
 /** What `render --format json` prints. The full command is `[...prefix, ...argv]`. */
@@ -43,8 +44,15 @@ async function renderContext(
 ): Promise<{ profile: Profile; plan: Plan; caps: QemuCapabilities; warnings: Diagnostic[] }> {
   const { loadContext, loadValidProfile, resolveCapabilities } = await import("../pipeline/context.js");
   if (!a.literal)
-    return loadContext({ profile: a.profile, set: a.set, root: a.root, host: a.host, capabilities: a.capabilities });
-  const { profile, warnings } = await loadValidProfile(a.profile, a.set, a.root);
+    return loadContext({
+      profile: a.profile,
+      set: a.set,
+      root: a.root,
+      hostCheck: a.hostCheck,
+      host: a.host,
+      capabilities: a.capabilities,
+    });
+  const { profile, warnings } = await loadValidProfile(a.profile, { set: a.set, root: a.root, hostCheck: a.hostCheck });
   const caps = await resolveCapabilities(profile, { profile: a.profile, capabilities: a.capabilities });
   const { literalPlan } = await import("../plan/literal.js");
   const plan = literalPlan(profile);

@@ -5,6 +5,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Document, isPair, isScalar, visit } from "yaml";
 import { readProfile } from "../pipeline/read-profile.js";
+import type { ReadOptions } from "../pipeline/read-profile.js";
 import { diag, formatDiagnostic } from "../core/diagnostics.js";
 import type { Diagnostic, LoadedProfile } from "../core/types.js";
 import { formatGithub, formatJunit, formatSarif } from "./validate-formats.js";
@@ -17,6 +18,7 @@ interface Args {
   fill?: boolean;
   set?: string[];
   root?: string;
+  hostCheck?: boolean;
 }
 
 const PROFILE_EXT = /\.ya?ml$/i;
@@ -198,13 +200,13 @@ function unreadableResult({ dir, code }: Unreadable[number]): LoadedProfile {
   };
 }
 
-async function readAll(files: readonly string[], set: string[] | undefined, root?: string): Promise<LoadedProfile[]> {
+async function readAll(files: readonly string[], opts: ReadOptions): Promise<LoadedProfile[]> {
   const results: LoadedProfile[] = new Array<LoadedProfile>(files.length);
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
       const i = next++;
-      results[i] = await readProfile(files[i]!, { set, root });
+      results[i] = await readProfile(files[i]!, opts);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
@@ -255,7 +257,10 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
     process.stderr.write("qcvm: name at least one profile, directory or glob\n");
     return "usage";
   }
-  const loaded = [...(await readAll(files, a.set, a.root)), ...unreadable.map(unreadableResult)];
+  const loaded = [
+    ...(await readAll(files, { set: a.set, root: a.root, hostCheck: a.hostCheck })),
+    ...unreadable.map(unreadableResult),
+  ];
   const strict = a.strict === true;
   let valid = 0;
   let errors = 0;

@@ -13,7 +13,9 @@ export async function readImported(text: string): Promise<LoadedProfile> {
   try {
     const file = join(dir, "imported.yaml");
     writeFileSync(file, text, { mode: 0o600, flag: "wx" });
-    return await readProfile(file);
+    // No host check: the profile is checked as text here (its relative paths would resolve in this
+    // temporary directory); `qcvm validate` of the written profile checks its files.
+    return await readProfile(file, { hostCheck: false });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,6 +1,7 @@
 // The front half every profile command shares: read the profile, probe (or load) the host and
 // QEMU capabilities, and plan. render, plan and launch all start here, so they cannot disagree.
 import { readProfile } from "./read-profile.js";
+import type { ReadOptions } from "./read-profile.js";
 import { checkHostRoot } from "../io/fsroot.js";
 import { UserError, diag, formatDiagnostic } from "../core/diagnostics.js";
 import { builtinCapabilities, compareVersions } from "../probe/capabilities.js";
@@ -12,6 +13,8 @@ export interface ContextArgs {
   set?: string[];
   /** `--root DIR`: where extends: bases may live. */
   root?: string;
+  /** The host-check step (`--no-host-check` sets false). */
+  hostCheck?: boolean;
   /** Host root for the probe (`--host DIR`); "/" when absent. */
   host?: string;
   /** Saved capabilities file (`--capabilities FILE`). */
@@ -35,10 +38,9 @@ export interface Context {
 /** Read, validate and normalize the profile; a profile with errors is a UserError listing them all. */
 export async function loadValidProfile(
   file: string,
-  set?: string[],
-  root?: string,
+  opts: ReadOptions = {},
 ): Promise<{ profile: Profile; warnings: Diagnostic[] }> {
-  const loaded = await readProfile(file, { set, root });
+  const loaded = await readProfile(file, opts);
   if (loaded.errors.length > 0 || !loaded.profile) {
     const lines = [...loaded.errors, ...loaded.warnings].map(formatDiagnostic);
     throw new UserError(
@@ -85,7 +87,11 @@ export interface Inputs {
  */
 export async function loadInputs(args: ContextArgs, probe: { testMempolicy?: boolean } = {}): Promise<Inputs> {
   if (args.host !== undefined) checkHostRoot(args.host);
-  const { profile, warnings } = await loadValidProfile(args.profile, args.set, args.root);
+  const { profile, warnings } = await loadValidProfile(args.profile, {
+    set: args.set,
+    root: args.root,
+    hostCheck: args.hostCheck,
+  });
   const { probeHost, probeHostAsync } = await import("../probe/host.js");
   // Asking the real numactl what it supports costs two process starts; only a process-wide policy
   // needs it (private memory of SNP/TDX guests, weighted interleave), so only then is it asked.

@@ -1,5 +1,7 @@
-// readProfile: load (YAML with positions, extends, --set) -> schema -> normalize -> rules.
-// Every user mistake comes back as a diagnostic in the result; nothing here throws for them.
+// readProfile: load (YAML with positions, extends, --set) -> schema -> normalize -> rules -> host
+// check. Every user mistake comes back as a diagnostic in the result; nothing here throws for them.
+// A schema error does not stop the rules: the values it concerns are dropped, and every rule (and
+// host check) whose inputs the schema passed still runs, so one run reports every problem.
 // A report is bounded: the first MAX_REPORTED problems of a file, then one "and N more".
 import { loadProfileFile } from "../load/load.js";
 import { cloneData, isMap } from "../load/data.js";
@@ -7,8 +9,10 @@ import type { Data } from "../load/data.js";
 import type { Segment } from "../core/field-path.js";
 import { checkSchema } from "../validate/schema.js";
 import { normalizeProfile } from "../normalize/normalize.js";
-import { runRules } from "../validate/rules.js";
-import { diag, sortDiagnostics } from "../core/diagnostics.js";
+import { RULE_INPUTS, runRules } from "../validate/rules.js";
+import type { Rule } from "../validate/rules.js";
+import { HOST_CHECK_INPUTS } from "../validate/host-check.js";
+import { InternalError, diag, sortDiagnostics } from "../core/diagnostics.js";
 import type { Diagnostic, LoadedProfile, RawProfile } from "../core/types.js";
 
 /** Problems reported per file (errors and warnings each); the rest are counted. */
@@ -19,6 +23,8 @@ export interface ReadOptions {
   set?: string[];
   /** `--root DIR`: where bases may live (default: the profile's repository root). */
   root?: string;
+  /** The host-check step (files QEMU opens exist); `--no-host-check` turns it off. Default on. */
+  hostCheck?: boolean;
 }
 
 function without(data: RawProfile, paths: Segment[][]): RawProfile {
@@ -85,20 +91,40 @@ export async function readProfile(file: string, opts: ReadOptions = {}): Promise
   const schema = await checkSchema(raw, loaded.locate);
   pushAll(errors, schema.errors);
   unexplained = schema.unexplained ?? 0;
-  // Unknown fields add nothing to the profile: drop them and check the rest too, so one typo does
-  // not hide every other problem. Any other schema error stops here (values would be guesses).
-  if (schema.errors.length > 0) {
-    if (!schema.onlyUnknownFields) return finish(loaded.raw);
-    raw = without(
-      raw,
-      schema.errors.map((e) => pathSegments(e.path)),
-    );
+  // Values the schema refused are dropped (an unknown field adds nothing, a wrong type would be a
+  // guess); a rule runs when none of the fields it reads is at, inside or above a schema error.
+  // Past the explained errors (schema.ts bounds them) nothing is known about where the rest are.
+  if (schema.errors.length > 0 && unexplained > 0) return finish(loaded.raw);
+  const refused = schema.errors.map((e) => pathSegments(e.path));
+  if (refused.length > 0) raw = without(raw, refused);
+  // An unknown field, dropped, leaves the fields around it as they were: it blocks no rule.
+  const doubtful = schema.errors.filter((e) => e.code !== "schema.unknown-field").map((e) => pathSegments(e.path));
+  const runnable = (table: ReadonlyMap<Rule, readonly string[]>): Rule[] =>
+    [...table].filter(([, inputs]) => !inputs.some((i) => doubtful.some((r) => overlaps(r, i)))).map(([rule]) => rule);
+  let profile: LoadedProfile["profile"];
+  try {
+    profile = normalizeProfile(raw, file);
+  } catch (e) {
+    // Required fields the schema reported missing can leave nothing to normalize: those errors
+    // are the report.
+    if (refused.length > 0) return finish(loaded.raw);
+    throw new InternalError(`normalize failed on a schema-valid profile: ${(e as Error).message}`);
   }
-  const profile = normalizeProfile(raw, file);
-  const rules = runRules(raw, profile, loaded.locate);
+  const checks = runnable(RULE_INPUTS);
+  if (opts.hostCheck !== false) checks.push(...runnable(HOST_CHECK_INPUTS));
+  const rules = runRules(raw, profile, loaded.locate, checks);
   pushAll(errors, rules.errors);
   pushAll(warnings, rules.warnings);
   return finish(loaded.raw, profile);
+}
+
+/** Does a field path (from a schema error) touch an input pattern ("disks[*].path"): is either a
+ *  prefix of the other? */
+function overlaps(path: readonly Segment[], pattern: string): boolean {
+  const want = pattern.split(/[.[\]]+/).filter((x) => x !== "");
+  const n = Math.min(path.length, want.length);
+  for (let i = 0; i < n; i++) if (want[i] !== "*" && String(path[i]) !== want[i]) return false;
+  return true;
 }
 
 function pathSegments(path: string): Segment[] {
