@@ -67,6 +67,12 @@ const EXPECTED: [string, string[]][] = [
     ],
   ],
   [
+    "invalid-written-paths.yaml",
+    [
+      'test/fixtures/profiles/invalid-written-paths.yaml:5:9: serial: is the profile itself too: QEMU would write the serial log over it, got "file:./invalid-written-paths.yaml" (give the serial log a file of its own)',
+    ],
+  ],
+  [
     "invalid-distance-node.yaml",
     [
       "test/fixtures/profiles/invalid-distance-node.yaml:8:21: numa.distances[0].to: guest node 1 does not exist (numa.nodes has 1 node), got 1",

@@ -188,6 +188,7 @@ const RULES_OUT: Record<Feature, string> = {
   "memory-backend-memfd": "memory.backend memfd (the default) cannot be rendered",
   "memory-backend-ram": "memory.backend ram cannot be rendered",
   "memory-backend-file": "memory.backend file cannot be rendered",
+  sandbox: "QEMU runs without its seccomp sandbox (-sandbox): a compromised QEMU may call any syscall",
   "numa-memdev": "guest NUMA nodes (numa.nodes) cannot be rendered",
   "numa-dist": "numa.distances cannot be rendered",
   "machine-memory-backend": "guests without numa.nodes cannot name their memory backend",

@@ -26,6 +26,9 @@ export const FEATURES = {
   "memory-backend-memfd": { what: "memory-backend-memfd", since: "2.12", type: "memory-backend-memfd" },
   "memory-backend-ram": { what: "memory-backend-ram", since: "2.1", type: "memory-backend-ram" },
   "memory-backend-file": { what: "memory-backend-file", since: "2.1", type: "memory-backend-file" },
+  // -sandbox on with the optional deny sets obsolete/elevateprivileges/spawn/resourcecontrol
+  // (QEMU 2.11, qemu-options.hx); a QEMU built without libseccomp refuses -sandbox on.
+  sandbox: { what: "-sandbox with obsolete/elevateprivileges/spawn/resourcecontrol", since: "2.11" },
   "numa-memdev": { what: "-numa node,memdev=", since: "2.1" },
   "numa-dist": { what: "-numa dist", since: "2.10" },
   "machine-memory-backend": { what: "-machine memory-backend=", since: "5.0" },

@@ -21,6 +21,8 @@ import { InternalError, diag, invariant } from "../core/diagnostics.js";
 import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE, confidentialFacts } from "../core/confidential.js";
 import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
+import { QMP_FD, addFdArgs, fdsetPath, passedFiles } from "./passed-fds.js";
+import type { PassedFile } from "./passed-fds.js";
 import type {
   Diagnostic,
   FileOrBase64,
@@ -64,16 +66,61 @@ interface MemoryRegion {
   path: string;
 }
 
+/**
+ * How launch runs QEMU (issue 8, libvirt's defaults): files passed as descriptors, QMP on a
+ * pre-opened listening socket, `-sandbox` and `-no-user-config`. `render` shows the same, so what
+ * it prints is what launch runs; without it (unit tests of the rest) paths are rendered as written.
+ */
+export interface RenderOptions {
+  launch?: boolean;
+}
+
 class Renderer {
   readonly errors: Diagnostic[] = [];
   readonly warnings: Diagnostic[] = [];
   private readonly reported = new Set<string>();
 
+  /** Files passed as descriptors, by profile field (launch form only). */
+  readonly passed: ReadonlyMap<string, PassedFile>;
+
   constructor(
     readonly profile: Profile,
     readonly plan: Plan,
     readonly caps: QemuCapabilities,
-  ) {}
+    readonly options: RenderOptions = {},
+  ) {
+    this.passed = new Map(options.launch ? passedFiles(profile).map((f) => [f.field, f]) : []);
+  }
+
+  /** The file name QEMU is given for a profile file field: /dev/fdset/N when qcvm opens it. */
+  fileName(field: string, path: string): string {
+    const f = this.passed.get(field);
+    return f ? fdsetPath(f) : path;
+  }
+
+  /**
+   * The launch form's hardening. `-sandbox`: QEMU's seccomp filter, with every optional deny set
+   * (obsolete, elevateprivileges, spawn, resourcecontrol: QEMU 2.11), as libvirt renders it.
+   * resourcecontrol=deny refuses sched_setaffinity and friends; thread-context objects set their
+   * affinity before the filter is installed (QEMU 7.2 creates them pre-sandbox): checked on QEMU
+   * 7.2 here, a thread-context with cpu-affinity=1 under this -sandbox got Cpus_allowed_list 1 and
+   * prealloc-context preallocation ran in it; vCPU pinning is qcvm's (taskset, from outside).
+   * `-no-user-config`: no /etc/qemu/*.conf read behind the profile's back.
+   */
+  hardening(): string[] {
+    if (!this.options.launch) return [];
+    const out = ["-no-user-config"];
+    if (hasFeature(this.caps, "sandbox"))
+      out.push("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    else
+      this.warn(
+        "no-sandbox",
+        "qemu.version",
+        `QEMU runs without its seccomp sandbox: ${missingFeatureMessage(this.caps, "sandbox")}`,
+      );
+    out.push(...addFdArgs([...this.passed.values()]));
+    return out;
+  }
 
   error(code: string, path: string, message: string, extra: Partial<Diagnostic> = {}): void {
     this.errors.push(diag("error", `render.${code}`, path, message, { file: this.profile.file, ...extra }));
@@ -538,7 +585,7 @@ class Renderer {
         this.opts("firmware.pflash.code", undefined, [
           ["driver", "file"],
           ["node-name", RENDER_IDS.pflash(0)],
-          ["filename", firmware.pflash.code, "firmware.pflash.code"],
+          ["filename", this.fileName("firmware.pflash.code", firmware.pflash.code), "firmware.pflash.code"],
           ["read-only", true],
         ]),
       );
@@ -548,7 +595,7 @@ class Renderer {
           this.opts("firmware.pflash.vars", undefined, [
             ["driver", "file"],
             ["node-name", RENDER_IDS.pflash(1)],
-            ["filename", firmware.pflash.vars, "firmware.pflash.vars"],
+            ["filename", this.fileName("firmware.pflash.vars", firmware.pflash.vars), "firmware.pflash.vars"],
           ]),
         );
       }
@@ -599,7 +646,7 @@ class Renderer {
         this.opts(p, undefined, [
           ["driver", "file"],
           ["node-name", `${node}-file`],
-          ["filename", d.path, `${p}.path`],
+          ["filename", this.fileName(`${p}.path`, d.path), `${p}.path`],
           ["read-only", ro],
         ]),
         "-blockdev",
@@ -668,7 +715,7 @@ class Renderer {
         "-chardev",
         this.opts("serial", "file", [
           ["id", RENDER_IDS.serial],
-          ["path", s.slice("file:".length), "serial"],
+          ["path", this.fileName("serial", s.slice("file:".length)), "serial"],
         ]),
         "-serial",
         `chardev:${RENDER_IDS.serial}`,
@@ -697,6 +744,20 @@ class Renderer {
 
   qmp(): string[] {
     if (this.profile.qmp === undefined) return [];
+    // Launch form: QEMU accepts on the socket qcvm bound (fd 3), at the path profile.qmp.
+    if (this.options.launch) {
+      return [
+        "-chardev",
+        this.opts("qmp", "socket", [
+          ["id", "qmp0"],
+          ["fd", QMP_FD],
+          ["server", true],
+          ["wait", false],
+        ]),
+        "-mon",
+        "chardev=qmp0,mode=control",
+      ];
+    }
     // unix:PATH goes through QemuOpts with path as the implied key, so the path is escaped.
     return [
       "-qmp",
@@ -717,12 +778,18 @@ function range(n: number): number[] {
  * plan's numactl prefix is not included. Errors (a value QEMU cannot take, a feature the target
  * QEMU lacks) leave `value` undefined; warnings come with a value.
  */
-export function renderArgv(profile: Profile, plan: Plan, caps: QemuCapabilities): Result<string[]> {
-  const r = new Renderer(profile, plan, caps);
+export function renderArgv(
+  profile: Profile,
+  plan: Plan,
+  caps: QemuCapabilities,
+  options: RenderOptions = {},
+): Result<string[]> {
+  const r = new Renderer(profile, plan, caps, options);
   const argv = [
     profile.qemu.binary,
     ...r.name(),
     "-nodefaults",
+    ...r.hardening(),
     ...r.machine(),
     ...r.cpu(),
     ...r.memorySize(),

@@ -9,6 +9,7 @@ import { BLOB_BYTES } from "../core/confidential.js";
 import type { FileOrBase64 } from "../core/types.js";
 import { BELONGS } from "./rules-confidential.js";
 import type { Rule, RuleContext } from "./rule-context.js";
+import { writtenPaths } from "./written-paths.js";
 
 function statOf(path: string): Stats | undefined {
   try {
@@ -93,6 +94,8 @@ export const HOST_CHECK_INPUTS: ReadonlyMap<Rule, readonly string[]> = new Map<R
   [bootFiles, ["boot", "firmware"]],
   [disks, ["disks[*].path"]],
   [blobFiles, ["confidential"]],
+  // Paths QEMU writes, against each other and the files the profile reads, by path and inode.
+  [writtenPaths, ["disks", "firmware", "boot", "serial", "memory", "qmp", "confidential"]],
 ]);
 
 export const HOST_CHECKS: readonly Rule[] = [...HOST_CHECK_INPUTS.keys()];
