@@ -4,7 +4,7 @@
 import { startupSnapshot } from "node:v8";
 import yargs from "yargs";
 import type { Argv } from "yargs";
-import { UserError } from "./core/diagnostics.js";
+import { UserError, resourceError } from "./core/diagnostics.js";
 import { exitCodeFor } from "./cli/exit-codes.js";
 import type { Outcome } from "./core/errors.js";
 
@@ -597,13 +597,15 @@ function reportError(e: unknown, help: string, json: boolean): number {
     process.stderr.write(`qcvm: ${e.message}\nRun '${help}' for usage.\n`);
     return exitCodeFor("usage");
   }
-  if (e instanceof UserError) {
-    process.stderr.write(`qcvm: ${e.message}\n`);
+  // The host out of space, quota, files or writable file systems is not a bug in qcvm.
+  const user = e instanceof UserError ? e : resourceError(e);
+  if (user) {
+    process.stderr.write(`qcvm: ${user.message}\n`);
     if (json) {
-      const doc = { error: { kind: e.kind, message: e.message }, diagnostics: e.diagnostics };
+      const doc = { error: { kind: user.kind, message: user.message }, diagnostics: user.diagnostics };
       process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
     }
-    return exitCodeFor(e.kind);
+    return exitCodeFor(user.kind);
   }
   const err = e as Error;
   process.stderr.write(

@@ -114,3 +114,26 @@ export class InternalError extends Error {
 export function invariant(condition: boolean, message: string): asserts condition {
   if (!condition) throw new InternalError(message);
 }
+
+/** Errors that mean the host ran out of something, not that qcvm or the profile is wrong. */
+const RESOURCE_ERRORS: Record<string, string> = {
+  ENOSPC: "no space left on the device",
+  EDQUOT: "the disk quota is exhausted",
+  EROFS: "the file system is read-only",
+  EMFILE: "qcvm has too many files open (ulimit -n)",
+  ENFILE: "the system has too many files open",
+};
+
+/**
+ * A resource error (ENOSPC, EDQUOT, EROFS, EMFILE, ENFILE) as a user error naming the path, or
+ * undefined for any other error. Node's write errors carry no path, so the caller passes it.
+ */
+export function resourceError(e: unknown, path?: string): UserError | undefined {
+  const err = e as NodeJS.ErrnoException;
+  const what = typeof err?.code === "string" ? RESOURCE_ERRORS[err.code] : undefined;
+  if (!what) return undefined;
+  const where = path ?? err.path;
+  return new UserError(
+    `cannot ${err.syscall ?? "write"} ${where ?? "a file"}: ${what} (${err.code}); nothing of this launch was left behind (free some, or pass another --run-dir)`,
+  );
+}

@@ -100,7 +100,7 @@ export function makeCgroupDir(dir: string): void {
   active.mkdir(dir);
 }
 
-function sleepSync(ms: number): void {
+export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 

@@ -19,13 +19,14 @@ import {
   rmdirSync,
   statSync,
   unlinkSync,
-  writeFileSync,
 } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import { isProcessAlive, selfIdentity } from "./process.js";
 import { makeDirs, vmNameProblem } from "./paths.js";
+import { resourceError } from "../core/diagnostics.js";
+import { writeFileReplacing, writeTempFile } from "./trust.js";
 
 export interface LockOwner {
   vm: string;
@@ -50,9 +51,7 @@ export class Lock {
   /** Hand the lock to another process (QEMU, once spawned): same nonce, new holder. */
   retarget(pid: number, startTime: string, role: LockOwner["role"] = "qemu"): void {
     this.owner = { ...this.owner, pid, startTime, role };
-    const tmp = tempName(this.path);
-    writeFileSync(tmp, JSON.stringify(this.owner), { mode: 0o644 });
-    renameSync(tmp, this.path);
+    writeFileReplacing(this.path, tempName(this.path), JSON.stringify(this.owner), 0o644);
   }
 
   /** Remove the lock if it is still ours; disk lock directories go when empty. */
@@ -108,14 +107,14 @@ function describeHolder(o: LockOwner): string {
 
 /** Create `path` atomically holding `owner`; false when it already exists. */
 function tryCreate(path: string, owner: LockOwner): boolean {
-  const tmp = tempName(path);
-  writeFileSync(tmp, JSON.stringify(owner), { mode: 0o644 });
+  // A full disk fails the write: the temp file is removed there, so nothing is left behind.
+  const tmp = writeTempFile(path, tempName(path), JSON.stringify(owner), 0o644);
   try {
     linkSync(tmp, path);
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw e;
+    throw resourceError(e, path) ?? e;
   } finally {
     unlinkQuiet(tmp);
   }

@@ -10,10 +10,21 @@
 // real path: each is a real directory owned by root or the caller and writable by no one else
 // (sticky, root-owned directories such as /tmp are accepted above the run dir, since nobody else
 // may rename or remove the caller's entries in them).
-import { constants, fstatSync, lstatSync, mkdirSync, openSync, closeSync, realpathSync } from "node:fs";
+import {
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  closeSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import type { Stats } from "node:fs";
 import { dirname, join } from "node:path";
-import { UserError } from "../core/diagnostics.js";
+import { UserError, resourceError } from "../core/diagnostics.js";
 
 const { O_NOFOLLOW, O_CREAT, O_EXCL } = constants;
 /** The sticky bit (Node's fs.constants lacks it). */
@@ -141,4 +152,35 @@ function openedProblem(st: Stats, options: { special?: boolean; owner?: "caller"
 export function inside(dir: string, name: string): string {
   if (name.includes("/")) throw new Error(`inside: ${name} is not a file name`);
   return join(dir, name);
+}
+
+/**
+ * Write `data` to a new private temp file beside `path` (O_CREAT|O_EXCL|O_NOFOLLOW) and return
+ * its name; on any failure (ENOSPC halfway through a write, say) the temp file is removed, so a
+ * full disk leaves nothing behind.
+ */
+export function writeTempFile(path: string, tmp: string, data: string, mode: number): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode);
+    writeFileSync(fd, data);
+    closeSync(fd);
+    fd = undefined;
+    return tmp;
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw resourceError(e, path) ?? e;
+  }
+}
+
+/** writeTempFile, then rename over `path` (rename replaces a link, never writes through it). */
+export function writeFileReplacing(path: string, tmp: string, data: string, mode: number): void {
+  writeTempFile(path, tmp, data, mode);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw resourceError(e, path) ?? e;
+  }
 }

@@ -3,7 +3,7 @@
 // findVmCgroup re-opens an existing VM's for status, stop and stats.
 import { join } from "node:path";
 import { FsRoot, parseList } from "../io/fsroot.js";
-import { CgroupError, errnoOf, readIds, rmdirRetry, writeValue } from "./cgroup-files.js";
+import { CgroupError, errnoOf, readIds, rmdirRetry, sleepSync, writeValue } from "./cgroup-files.js";
 import { LAUNCHER_LEAF, readProcessCgroups, scopeUnitName } from "./cgroup-layout.js";
 import type { CgroupController, CgroupHierarchy, CgroupLayout } from "./cgroup-layout.js";
 
@@ -135,6 +135,47 @@ export class VmCgroup {
           );
         }
       }
+    }
+  }
+
+  /** Every process in the VM cgroup or its children, in any hierarchy (v1 children list their own). */
+  processes(): number[] {
+    const ids = new Set<number>();
+    for (const d of this.dirs) {
+      // v2 threaded children refuse cgroup.procs reads; the threaded domain lists the whole subtree.
+      const dirs = d.hierarchy.version === 2 ? [d.path] : [d.path, ...Object.values(d.children)];
+      for (const dir of dirs)
+        for (const id of readIds(this.fs, join(dir, "cgroup.procs"), this.layout.root)) ids.add(id);
+    }
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  /** Is `pid` a member of this VM cgroup (or a child) in some hierarchy? From /proc/<pid>/cgroup. */
+  holds(pid: number): boolean {
+    const mine = new Set(this.dirs.flatMap((d) => [d.path, ...Object.values(d.children)]));
+    return readProcessCgroups(this.layout, pid).some(([, path]) => mine.has(path));
+  }
+
+  /**
+   * SIGKILL every process in the VM cgroup until none is left (or `timeoutMs` passes): the cgroup
+   * is the record of what the VM runs, so `stop` ends QEMU and anything it left behind, a paused
+   * orphan of a killed launch included. Returns the pids that were signalled.
+   */
+  killAll(timeoutMs = 5_000): { killed: number[]; left: number[] } {
+    const killed = new Set<number>();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = this.processes().filter((p) => p !== process.pid);
+      if (left.length === 0 || Date.now() > deadline) return { killed: [...killed], left };
+      for (const pid of left) {
+        try {
+          process.kill(pid, "SIGKILL");
+          killed.add(pid);
+        } catch {
+          // gone meanwhile
+        }
+      }
+      sleepSync(10);
     }
   }
 

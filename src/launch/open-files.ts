@@ -1,0 +1,191 @@
+// Opening the files QEMU is handed as descriptors (render/passed-fds.ts says which, at which fd),
+// and binding QMP's listening socket. qcvm opens them as the caller, so QEMU (an unprivileged
+// user) needs no access to them and nobody chowns or relabels the user's files.
+//
+// - Disks and pflash: opened as the profile names them (a symlinked image is the user's choice),
+//   never created or truncated; the access mode is the one QEMU's /dev/fdset open asks for.
+// - The serial log: written, so it must never be a file qcvm did not make (issue 8: a symlink at
+//   the serial path made root truncate a root-owned file; fs.protected_symlinks was 0). A new one
+//   is created with O_CREAT|O_EXCL|O_NOFOLLOW, 0600; an existing one is reused only when it is a
+//   regular file of the caller's with one link whose first line is qcvm's SERIAL_HEADER, i.e.
+//   one qcvm made. Then it is truncated through the descriptor just checked, never by path.
+// - QMP: bound by qcvm under umask 077 (a 0600 socket) at a temporary name in its directory and
+//   renamed into place: Node unlinks a unix server's path when it closes it, and qcvm closes its
+//   copy once QEMU holds the descriptor.
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import net from "node:net";
+import { basename, dirname, join } from "node:path";
+import { UserError, resourceError } from "../core/diagnostics.js";
+import type { PassedFile } from "../render/passed-fds.js";
+import { callerUid } from "../vm/trust.js";
+
+const { O_RDONLY, O_RDWR, O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+
+/** The first line of every serial log qcvm creates: how it knows the file is its own. */
+export const SERIAL_HEADER = "# qcvm serial log: written by QEMU for a qcvm VM; qcvm may truncate it\n";
+
+/** Open descriptors for QEMU, by child fd number; close() closes every one. */
+export class OpenedFiles {
+  constructor(readonly fds: Map<number, number>) {}
+
+  close(): void {
+    for (const fd of this.fds.values()) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+    this.fds.clear();
+  }
+}
+
+function fail(f: PassedFile, problem: string): UserError {
+  return new UserError(`cannot give QEMU ${f.field} ${f.path}: ${problem}`);
+}
+
+function openImage(f: PassedFile): number {
+  let fd: number;
+  try {
+    fd = openSync(f.path, f.access === "read" ? O_RDONLY : O_RDWR);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw (
+      resourceError(e, f.path) ?? fail(f, code === "ENOENT" ? "no such file (qcvm never creates it)" : String(code))
+    );
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile() && !st.isBlockDevice()) {
+    closeSync(fd);
+    throw fail(f, "is neither a regular file nor a block device");
+  }
+  return fd;
+}
+
+/** The serial log's descriptor: created new, or a log qcvm made before, truncated through the fd. */
+export function openSerialLog(f: PassedFile): number {
+  let fd: number;
+  try {
+    fd = openSync(f.path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "EEXIST") throw resourceError(e, f.path) ?? fail(f, String(code));
+    fd = reopenOwnLog(f);
+  }
+  try {
+    ftruncateSync(fd, 0);
+    writeSync(fd, SERIAL_HEADER);
+  } catch (e) {
+    closeSync(fd);
+    throw resourceError(e, f.path) ?? e;
+  }
+  return fd;
+}
+
+function reopenOwnLog(f: PassedFile): number {
+  const st = lstatSync(f.path);
+  if (st.isSymbolicLink()) throw fail(f, "is a symbolic link, which qcvm never writes through (remove it)");
+  if (!st.isFile())
+    throw fail(f, "exists and is not a regular file (a device or FIFO is not supported as a serial log)");
+  let fd: number;
+  try {
+    fd = openSync(f.path, O_RDWR | O_APPEND | O_NOFOLLOW);
+  } catch (e) {
+    throw resourceError(e, f.path) ?? fail(f, String((e as NodeJS.ErrnoException).code));
+  }
+  const now = fstatSync(fd);
+  const head = Buffer.alloc(SERIAL_HEADER.length);
+  let n: number;
+  try {
+    n = readAt(fd, head);
+  } catch {
+    n = 0;
+  }
+  const problem =
+    now.ino !== st.ino || now.dev !== st.dev
+      ? "was replaced while qcvm opened it"
+      : now.nlink !== 1
+        ? `has ${now.nlink} hard links`
+        : now.uid !== callerUid()
+          ? `is owned by uid ${now.uid}, not by the caller`
+          : n !== head.length || head.toString() !== SERIAL_HEADER
+            ? "exists and is not a serial log qcvm made (its first line is not qcvm's): remove it or pick another path"
+            : undefined;
+  if (problem) {
+    closeSync(fd);
+    throw fail(f, problem);
+  }
+  return fd;
+}
+
+function readAt(fd: number, buf: Buffer): number {
+  // O_APPEND affects writes only: this reads from offset 0.
+  return readSync(fd, buf, 0, buf.length, 0);
+}
+
+/** Open every passed file in fd order; on any failure the ones already open are closed. */
+export function openPassedFiles(files: readonly PassedFile[]): OpenedFiles {
+  const opened = new OpenedFiles(new Map());
+  try {
+    for (const f of files) opened.fds.set(f.fd, f.kind === "serial" ? openSerialLog(f) : openImage(f));
+  } catch (e) {
+    opened.close();
+    throw e;
+  }
+  return opened;
+}
+
+/** A bound QMP socket: its descriptor for QEMU, and close() for qcvm's copy. */
+export interface QmpListener {
+  fd: number;
+  close(): void;
+}
+
+/**
+ * Bind QMP's listening socket at `path` with mode 0600 (umask 077 around the bind), under a
+ * temporary name renamed into place. The directory must already be trusted (0700, the caller's).
+ */
+export async function bindQmpSocket(path: string): Promise<QmpListener> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  rmSync(tmp, { force: true });
+  const server = net.createServer();
+  // Node accepts on a listening server as soon as it listens; a connection in the few ms before
+  // QEMU takes over (only root can reach the 0700 dir) is closed at once.
+  server.on("connection", (s) => s.destroy());
+  const old = process.umask(0o077);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(tmp, () => resolve());
+    });
+  } catch (e) {
+    throw (
+      resourceError(e, path) ??
+      new UserError(`cannot create the QMP socket ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
+    );
+  } finally {
+    process.umask(old);
+  }
+  // bind() makes it 0777 & ~umask = 0700; connecting needs write permission, so 0600 says the same
+  // with no meaningless x bits (the directory is 0700 anyway).
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) {
+    server.close();
+    throw new Error("cannot get the QMP socket's descriptor from Node");
+  }
+  return { fd, close: () => void server.close() };
+}
