@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { FsRoot } from "../src/io/fsroot.js";
 import {
   CREATE_QEMU_USER,
+  checkQemuUser,
   chooseQemuUser,
   kvmAccessProblem,
   privsepPrefix,
@@ -106,5 +107,20 @@ describe.skipIf(process.getuid?.() !== 0)("the setpriv prefix, run for real (nee
     expect(status).toMatch(/^CapEff:\t0+$/m);
     expect(status).toMatch(/^CapBnd:\t0+$/m);
     expect(status).toMatch(/^NoNewPrivs:\t1$/m);
+  });
+});
+
+describe("doctor's QEMU user check", () => {
+  it("says how to create a missing user", () => {
+    const r = checkQemuUser(new FsRoot(join(root, "nowhere")), undefined);
+    expect(r).toEqual({ ok: false, detail: "no user qcvm-qemu", fix: `create it as root: ${CREATE_QEMU_USER}` });
+  });
+  it("says when /dev/kvm is not group-accessible to it, and passes with root:kvm 0660", () => {
+    expect(checkQemuUser(fs, { uid: 0, gid: 0, mode: 0o20600 }).ok).toBe(false);
+    expect(checkQemuUser(fs, { uid: 0, gid: 0, mode: 0o20600 }).detail).toContain("make it root:kvm 0660");
+    expect(checkQemuUser(fs, { uid: 0, gid: 993, mode: 0o20660 })).toEqual({
+      ok: true,
+      detail: "qcvm-qemu (uid 990, groups kvm), can open /dev/kvm",
+    });
   });
 });

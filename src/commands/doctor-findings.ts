@@ -14,7 +14,9 @@ import {
   confidentialHostSupport,
   kernelAtLeast,
 } from "../core/host-support.js";
-import { formatList, isRealHost } from "../io/fsroot.js";
+import { statSync } from "node:fs";
+import { FsRoot, formatList, isRealHost } from "../io/fsroot.js";
+import { checkQemuUser } from "../launch/privsep.js";
 import { PRIVATE_LEVERS } from "../plan/levers.js";
 import { probeKvm, readInterleaveWeights } from "../probe/host.js";
 import type { KvmAccess } from "../probe/host.js";
@@ -57,6 +59,14 @@ function kvmAccess(host: HostInfo): KvmAccess {
   return !isRealHost(host.root) ? { ok: true, present: true } : probeKvm("/dev/kvm");
 }
 
+function kvmDevice(): { uid: number; gid: number; mode: number } | undefined {
+  try {
+    return statSync("/dev/kvm");
+  } catch {
+    return undefined;
+  }
+}
+
 export function diagnoseHost(host: HostInfo): Finding[] {
   const f: Finding[] = [];
   const h = (item: string, ok: boolean, detail: string, rulesOut: string) =>
@@ -77,6 +87,16 @@ export function diagnoseHost(host: HostInfo): Finding[] {
         : "no /dev/kvm (or kvm module not loaded)",
     "machine.accel kvm profiles cannot run (TCG only), and no confidential guest can",
   );
+  if (isRealHost(host.root)) {
+    // As root, launch runs QEMU as this user (launch/privsep.ts): say whether it is set up.
+    const u = checkQemuUser(new FsRoot(host.root), kvmDevice());
+    h(
+      "QEMU user",
+      u.ok,
+      u.detail,
+      `launch as root refuses to start QEMU until it is set up (${u.fix ?? ""}), or needs --qemu-user root`,
+    );
+  }
   h(
     "guest_memfd",
     kernelAtLeast(host, KERNEL.guestMemfd),

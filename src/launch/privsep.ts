@@ -177,3 +177,30 @@ export function kvmAccessProblem(
     'persist with KERNEL=="kvm", GROUP="kvm", MODE="0660" in /etc/udev/rules.d/65-kvm.rules) and put the user in the kvm group'
   );
 }
+
+/**
+ * Doctor's view of the default QEMU user on a real host: does it exist, is it root-free, and can
+ * it open /dev/kvm. `dev` is /dev/kvm's stat (undefined without KVM).
+ */
+export function checkQemuUser(
+  fs: FsRoot,
+  dev: { uid: number; gid: number; mode: number } | undefined,
+  user = DEFAULT_QEMU_USER,
+): { ok: boolean; detail: string; fix?: string } {
+  let id: QemuIdentity;
+  try {
+    id = resolveQemuIdentity(user, fs, 0);
+  } catch {
+    return { ok: false, detail: `no user ${user}`, fix: `create it as root: ${CREATE_QEMU_USER}` };
+  }
+  const problem = kvmAccessProblem(id, dev);
+  const who = `${user} (uid ${id.uid}, groups ${id.groupNames.join(",") || "none"})`;
+  if (problem) return { ok: false, detail: `${who}; ${problem}`, fix: "see the detail" };
+  if (id.groups.length === 0)
+    return {
+      ok: false,
+      detail: `${who}; the host has no kvm group`,
+      fix: "groupadd --system kvm, then usermod -aG kvm",
+    };
+  return { ok: true, detail: `${who}${dev ? ", can open /dev/kvm" : ""}` };
+}
