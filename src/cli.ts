@@ -309,6 +309,10 @@ export async function main(argv: string[]): Promise<number> {
                 default: "auto" as const,
                 describe:
                   "delegated: make the VM cgroup under this process's own cgroup v2 (a systemd unit with Delegate=yes, as qcvm export --to systemd writes)",
+              })
+              .option("qemu-user", {
+                type: "string",
+                describe: "User QEMU runs as when qcvm is root (default: qemu.user, else qcvm-qemu; root only by name)",
               }),
           ),
         )

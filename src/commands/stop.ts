@@ -9,14 +9,19 @@ import type { Outcome } from "../core/errors.js";
 import { UserError } from "../core/diagnostics.js";
 import { inspectVm } from "../vm/inspect.js";
 import { isProcessAlive } from "../vm/process.js";
+import { existsSync } from "node:fs";
 import { cleanupVm } from "../vm/cleanup.js";
-import { requireVmName, resolveRunDir, vmPaths } from "../vm/paths.js";
+import { requireVmName, resolveRunDir, trustRunDir, vmPaths } from "../vm/paths.js";
 import { stopQemu } from "../vm/stop.js";
 import type { StopOutcome } from "../vm/stop.js";
+import { cgroupMembership } from "../vm/claim.js";
+import { openCgroupLayout } from "../vm/cgroup.js";
+import { probeHost } from "../probe/host.js";
 
 export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
   const name = requireVmName(args.name);
+  if (existsSync(runDir)) trustRunDir(runDir);
   const force = Boolean(args.force);
   const timeout = Number(args.timeout ?? 30);
   if (!Number.isFinite(timeout) || timeout < 0)
@@ -35,23 +40,27 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const state = found.state;
   const holder = found.holder;
   let outcome: StopOutcome = "was not running";
+  // Never the hostRoot state.json names: it is a file anyone with the run dir could have written.
+  const member = cgroupMembership(openCgroupLayout(probeHost("/")), name);
   if (state) {
-    outcome = await stopQemu(state, { force, timeoutMs: timeout * 1000 }, note);
+    outcome = await stopQemu(state, { force, timeoutMs: timeout * 1000, member }, note);
   } else {
     // No (readable) state: the lock still names QEMU once it was spawned.
     if (found.condition === "damaged" && found.reason) note(found.reason);
     if (holder && holder.role === "qemu") {
       outcome = await stopQemu(
         { pid: holder.pid, pidStartTime: holder.startTime, qmp: vmPaths(runDir, name).qmp },
-        { force, timeoutMs: timeout * 1000 },
+        { force, timeoutMs: timeout * 1000, member },
         note,
       );
     } else if (holder && isProcessAlive(holder.pid, holder.startTime)) {
       throw new UserError(`VM \`${name}\` is being launched by qcvm pid ${holder.pid}; try again once it is up`);
     }
   }
-  const report = await cleanupVm(runDir, name, state?.hostRoot ?? "/", { delegatedBase: state?.cgroup.delegated });
+  const report = await cleanupVm(runDir, name, "/", { delegatedBase: state?.cgroup.delegated });
   for (const e of report.errors) process.stderr.write(`qcvm: cleanup: ${e}\n`);
+  if (report.killed.length > 0)
+    note(`ended what was left in the VM's cgroup: pid ${report.killed.join(", ")} (SIGKILL)`);
   const what = outcome === "was not running" ? `\`${name}\` was not running` : `stopped \`${name}\` (${outcome})`;
   process.stderr.write(
     `qcvm: ${what}; removed ${report.removed.length ? report.removed.join(", ") : "nothing (already clean)"}\n`,

@@ -96,6 +96,8 @@ export interface Profile {
     version: string;
     /** extraArgs may add control interfaces (-monitor, -qmp, -gdb...): set only when opted in. */
     allowControlArgs?: true;
+    /** Who QEMU runs as under a root qcvm (launch/privsep.ts); unset: qcvm-qemu. */
+    user?: string;
   };
   machine: {
     type: string;

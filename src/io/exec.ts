@@ -46,6 +46,12 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Own session (setsid): the terminal's Ctrl-C and qcvm's own death do not reach the child. */
   detached?: boolean;
+  /** Open descriptors the child gets as fds 3, 4, ... (QMP's socket, files QEMU may not open). */
+  fds?: readonly number[];
+  /** The child's whole environment (nothing of qcvm's is inherited); unset: qcvm's own. */
+  env?: Record<string, string>;
+  /** The child's working directory. */
+  cwd?: string;
 }
 
 /** A started child. `exited` settles (never rejects) when it ends. */
@@ -118,11 +124,15 @@ async function execaRun(argv: readonly string[], options: RunOptions = {}): Prom
 
 function execaOptions(o: StartOptions): Options {
   const out = o.output ?? "inherit";
+  const stdin = typeof out === "number" ? "ignore" : out;
+  const stdout = o.captureStdout ? "pipe" : out;
+  const stderr = o.captureStderr ? "pipe" : out;
   return {
     reject: false,
-    stdin: typeof out === "number" ? "ignore" : out,
-    stdout: o.captureStdout ? "pipe" : out,
-    stderr: o.captureStderr ? "pipe" : out,
+    // Extra descriptors need the stdio array form (execa refuses it beside stdin/stdout/stderr).
+    ...(o.fds?.length ? { stdio: [stdin, stdout, stderr, ...o.fds] } : { stdin, stdout, stderr }),
+    ...(o.env ? { env: o.env, extendEnv: false } : {}),
+    ...(o.cwd ? { cwd: o.cwd } : {}),
     detached: o.detached ?? false,
     cleanup: !o.detached,
     buffer: (o.captureStderr ?? false) || (o.captureStdout ?? false),

@@ -5,6 +5,16 @@ import { formatList } from "../io/fsroot.js";
 import type { CgroupLayout } from "../vm/cgroup.js";
 import type { vmPaths } from "../vm/paths.js";
 import type { Plan, Profile } from "../core/types.js";
+import { QMP_FD } from "../render/passed-fds.js";
+import type { PassedFile } from "../render/passed-fds.js";
+import { describeIdentity } from "./privsep.js";
+import type { QemuIdentity } from "./privsep.js";
+
+const ACCESS: Record<PassedFile["access"], string> = {
+  read: "read-only",
+  "read-write": "read-write",
+  append: "write; created 0600, or reused only when qcvm made it; never through a symlink",
+};
 
 export interface Action {
   action: string;
@@ -72,6 +82,9 @@ export interface ActionInputs {
   locksDir: string;
   argv: string[];
   detach: boolean;
+  identity: QemuIdentity;
+  passed: readonly PassedFile[];
+  qmpPath: string;
 }
 
 function spawnHow(a: ActionInputs): string {
@@ -95,6 +108,16 @@ export function dryRunActions(a: ActionInputs): Action[] {
   }
   actions.push({ action: "mkdir", detail: `${paths.dir} (mode 0700): qmp.sock, qemu.pid, qemu.log, state.json` });
   actions.push(...cgroupActions(a.layout, a.name, plan));
+  actions.push({
+    action: "user",
+    detail: `${describeIdentity(a.identity)}; environment LC_ALL, PATH, HOME only; umask 077`,
+  });
+  actions.push({ action: "open", detail: `fd ${QMP_FD}: QMP socket ${a.qmpPath}, bound by qcvm, mode 0600` });
+  for (const f of a.passed)
+    actions.push({
+      action: "open",
+      detail: `fd ${f.fd}: ${f.field} ${f.path} (${ACCESS[f.access]}), QEMU sees /dev/fdset/${f.fd}`,
+    });
   actions.push({ action: "exec", detail: `${prettyCommand(a.argv)}  ${spawnHow(a)}` });
   actions.push({ action: "qmp", detail: `connect ${paths.qmp}; query-cpus-fast (vCPU thread ids)` });
   for (const c of plan.launch.cgroups) {

@@ -9,6 +9,7 @@ import { which } from "../io/exec.js";
 import { loadInputs, resolveCapabilities } from "../pipeline/context.js";
 import { inlineProfileFiles } from "../render/files.js";
 import { makeDirs } from "../vm/paths.js";
+import { chooseQemuUser, resolveQemuIdentity, symbolicIdentity } from "./privsep.js";
 import type { LaunchInputs } from "./prepare.js";
 import type { Reporter } from "./reporter.js";
 import type { QemuCapabilities } from "../core/types.js";
@@ -20,6 +21,7 @@ export interface GatherArgs {
   capabilities?: string;
   set?: string[];
   dryRun: boolean;
+  qemuUser?: string;
 }
 
 /**
@@ -90,5 +92,9 @@ export async function gatherInputs(a: GatherArgs, runDir: string, r: Reporter): 
     // Only a launch that will run QEMU here asks the kernel (a dry run does not start numactl).
     { testMempolicy: !a.dryRun },
   );
-  return { ...inputs, inlined: inlineProfileFiles(inputs.profile) };
+  // Who QEMU runs as: resolved on this host's /etc/passwd; a dry run for another host (--host)
+  // shows the drop by name.
+  const user = chooseQemuUser(a.qemuUser, inputs.profile.qemu.user);
+  const qemuIdentity = a.dryRun && a.host ? symbolicIdentity(user) : resolveQemuIdentity(user);
+  return { ...inputs, inlined: inlineProfileFiles(inputs.profile), qemuIdentity };
 }

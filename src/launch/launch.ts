@@ -57,6 +57,8 @@ export interface LaunchArgs {
   runDir?: string;
   /** See LaunchOptions.cgroup. */
   cgroup?: "auto" | "delegated";
+  /** --qemu-user: who QEMU runs as under a root qcvm (launch/privsep.ts). */
+  qemuUser?: string;
 }
 
 const RETRY_HINT =

@@ -12,6 +12,10 @@ import { openCgroupLayout, selfDelegatedBase, systemdScopePrefix } from "../vm/c
 import { locksDir, vmLockPath } from "../vm/lock.js";
 import { vmPaths } from "../vm/paths.js";
 import { dryRunActions } from "./actions.js";
+import { passedFiles } from "../render/passed-fds.js";
+import type { PassedFile } from "../render/passed-fds.js";
+import { privsepPrefix, qemuEnvironment } from "./privsep.js";
+import type { QemuIdentity } from "./privsep.js";
 import { countOf, strictError } from "./losses.js";
 import type { Action } from "./actions.js";
 import type { CgroupLayout } from "../vm/cgroup.js";
@@ -39,6 +43,8 @@ export interface LaunchInputs {
   caps: QemuCapabilities;
   /** Profile (validation) warnings. */
   warnings: Diagnostic[];
+  /** Who QEMU runs as (launch/privsep.ts). */
+  qemuIdentity: QemuIdentity;
 }
 
 export interface LaunchOptions {
@@ -58,8 +64,13 @@ export interface LaunchPlan {
   plan: Plan;
   /** The accelerator QEMU runs with (machine.accel, or the plan's TCG fallback). */
   accel: Accel;
-  /** QEMU's argv as executed: systemd scope, numactl, QEMU, -S, -pidfile. */
+  /** QEMU's argv as executed: systemd scope, setpriv, numactl, QEMU, -S. */
   argv: string[];
+  /** Who QEMU runs as, and its whole environment (issue 8: nothing of qcvm's caller leaks in). */
+  identity: QemuIdentity;
+  env: Record<string, string>;
+  /** Files qcvm opens and hands QEMU as fds (render/passed-fds.ts), in fd order after QMP's. */
+  passed: PassedFile[];
   runDir: string;
   paths: ReturnType<typeof vmPaths>;
   /** The QMP socket (profile.qmp, else the run dir's). */
@@ -133,7 +144,7 @@ function renderLaunchArgv(
   // Detached, `serial: stdio` has no terminal: the port becomes console.sock for `qcvm console`.
   const serial = inlined && detach && inlined.serial === "stdio" ? `socket:${paths.console}` : inlined?.serial;
   const rendered = inlined
-    ? renderArgv({ ...inlined, serial: serial!, qmp: inlined.qmp ?? paths.qmp }, plan, inputs.caps)
+    ? renderArgv({ ...inlined, serial: serial!, qmp: inlined.qmp ?? paths.qmp }, plan, inputs.caps, { launch: true })
     : { errors: inputs.inlined.errors, warnings: [], value: undefined };
   if (rendered.errors.length > 0 || !rendered.value) {
     const lines = rendered.errors.map(formatDiagnostic);
@@ -150,15 +161,12 @@ function renderLaunchArgv(
         plan.launch.cgroups.find((c) => c.name === ""),
       )
     : [];
-  // -S: no vCPU runs before its thread is placed. -pidfile: for tools other than qcvm.
-  const argv = [
-    ...scope,
-    ...processPolicyArgv(plan.launch.processPolicy),
-    ...rendered.value,
-    "-S",
-    "-pidfile",
-    paths.pidfile,
-  ];
+  // setpriv drops to the QEMU user before numactl and QEMU run (launch/privsep.ts). -S: no vCPU
+  // runs before its thread is placed. No -pidfile: QEMU as the QEMU user may not write in the VM
+  // directory, and a pidfile QEMU opens by path is what a swapped directory redirected (issue 8);
+  // qcvm writes qemu.pid itself.
+  const drop = privsepPrefix(inputs.qemuIdentity);
+  const argv = [...scope, ...drop, ...processPolicyArgv(plan.launch.processPolicy), ...rendered.value, "-S"];
   return { argv, warnings: rendered.warnings };
 }
 
@@ -200,6 +208,9 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
     locksDir: locksDir(options.runDir),
     argv: rendered.argv,
     detach: options.detach,
+    identity: inputs.qemuIdentity,
+    passed: passedFiles(profile),
+    qmpPath,
   });
   return {
     name: profile.name,
@@ -207,6 +218,9 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
     plan,
     accel,
     argv: rendered.argv,
+    identity: inputs.qemuIdentity,
+    env: qemuEnvironment(paths.dir),
+    passed: passedFiles(profile),
     runDir: options.runDir,
     paths,
     qmpPath,

@@ -36,6 +36,8 @@ export interface QemuIdentity {
   groupNames: string[];
   /** QEMU keeps qcvm's own identity: qcvm is not root, or root was asked for by name. */
   keepsCaller: boolean;
+  /** Names only (a dry run for another host): never resolved, never run. */
+  symbolic?: boolean;
 }
 
 interface PasswdEntry {
@@ -112,8 +114,14 @@ export function resolveQemuIdentity(
   };
 }
 
+/** An identity by name only (uid -1), for a dry run of another host: shown, never run. */
+export function symbolicIdentity(user: string): QemuIdentity {
+  return { user, uid: -1, gid: -1, groups: [], groupNames: ["kvm"], keepsCaller: user === "root", symbolic: true };
+}
+
 /** The exec prefix that drops to `id` (setpriv execs the rest: the pid stays QEMU's). */
 export function privsepPrefix(id: QemuIdentity): string[] {
+  if (id.symbolic) return symbolicPrefix(id.user);
   if (id.keepsCaller) return ["setpriv", "--no-new-privs", "--"];
   return [
     "setpriv",
@@ -152,6 +160,8 @@ export const QEMU_UMASK = 0o077;
 
 /** One line for the dry run and render: who QEMU runs as and how. */
 export function describeIdentity(id: QemuIdentity): string {
+  if (id.symbolic)
+    return `QEMU runs as ${id.user} (resolved on the host that launches), groups kvm, no capabilities, no_new_privs`;
   if (id.keepsCaller && id.uid === 0) return "QEMU runs as root (asked by name), no_new_privs";
   if (id.keepsCaller) return `QEMU runs as the caller (${id.user}: qcvm is not root), no_new_privs`;
   return `QEMU runs as ${id.user} (uid ${id.uid}, gid ${id.gid}, groups ${id.groupNames.join(",") || "none"}), no capabilities, no_new_privs`;

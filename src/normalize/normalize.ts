@@ -393,6 +393,7 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
       binary: str(q.binary) ?? DEFAULTS.qemu.binary,
       version: str(q.version) ?? DEFAULTS.qemu.version,
       ...(q.allowControlArgs === true ? { allowControlArgs: true as const } : {}),
+      ...(str(q.user) !== undefined ? { user: str(q.user) } : {}),
     },
     machine,
     cpu,

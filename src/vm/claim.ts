@@ -25,6 +25,17 @@ export function runDirOfProcess(pid: number, procRoot = "/proc"): string | undef
   }
 }
 
+/**
+ * Which pids qcvm may signal for VM `name`: members of its cgroup. Where qcvm manages cgroups (a
+ * root qcvm on a host with cgroup hierarchies) a VM's QEMU is always born in its cgroup; elsewhere
+ * (no cgroups, not root) the pid's start time is all there is.
+ */
+export function cgroupMembership(layout: CgroupLayout, name: string): (pid: number) => boolean {
+  if (layout.hierarchies.length === 0 || (process.getuid?.() ?? 0) !== 0) return () => true;
+  const cg = findVmCgroup(layout, name);
+  return (pid) => cg !== undefined && cg.holds(pid);
+}
+
 /** The processes of a VM cgroup that belong to another run dir than `runDir`. */
 export function foreignProcesses(cg: VmCgroup, runDir: string): Array<{ pid: number; runDir: string }> {
   const out: Array<{ pid: number; runDir: string }> = [];

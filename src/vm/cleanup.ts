@@ -3,6 +3,8 @@ import { rmSync } from "node:fs";
 import { probeHost } from "../probe/host.js";
 import { findVmCgroup, openCgroupLayout } from "./cgroup.js";
 import { releaseVmLocks } from "./lock.js";
+import { foreignProcesses } from "./claim.js";
+import { resolve } from "node:path";
 import { vmDir } from "./paths.js";
 import { keepLog } from "./logs.js";
 import { describeFsError } from "../core/diagnostics.js";
@@ -13,6 +15,8 @@ export interface CleanupReport {
   errors: string[];
   /** Where QEMU's log was kept (src/vm/logs.ts), when there was one. */
   keptLog?: string;
+  /** Processes still in the VM cgroup that were ended (an orphan a killed launch left). */
+  killed: number[];
 }
 
 /**
@@ -29,10 +33,23 @@ export async function cleanupVm(
   hostRoot = "/",
   options: { keepNameLock?: boolean; delegatedBase?: string } = {},
 ): Promise<CleanupReport> {
-  const report: CleanupReport = { removed: [], errors: [] };
+  const report: CleanupReport = { removed: [], errors: [], killed: [] };
   const layout = openCgroupLayout(probeHost(hostRoot), { delegatedBase: options.delegatedBase });
   const cg = findVmCgroup(layout, name);
-  if (cg) {
+  // The cgroup is the record of what the VM runs: everything in it is ended before it is removed
+  // (a paused QEMU a killed launch left behind included), unless it holds another run dir's VM
+  // of the same name (from before names were claimed per host): that one is left alone.
+  const foreign = cg ? foreignProcesses(cg, resolve(runDir)) : [];
+  if (cg && foreign.length > 0) {
+    report.errors.push(
+      `cgroup ${cg.dirs[0]?.path} holds pid ${foreign[0]!.pid} of run dir ${foreign[0]!.runDir}: left alone (stop it there)`,
+    );
+  } else if (cg) {
+    // Only on the real host: a fixture tree's cgroup.procs names no process of this machine.
+    const ended = hostRoot === "/" ? cg.killAll() : { killed: [], left: [] };
+    report.killed.push(...ended.killed);
+    const left = ended.left;
+    if (left.length > 0) report.errors.push(`pids ${left.join(", ")} in the VM cgroup survived SIGKILL`);
     const errors = cg.remove();
     if (errors.length === 0) report.removed.push(...cg.dirs.map((d) => d.path));
     report.errors.push(...errors.map((e) => e.message));

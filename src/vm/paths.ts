@@ -2,6 +2,7 @@
 // and its files, and creating them (mode 0700 for a VM's directory: its QMP socket is full control).
 import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { checkTrustedDir, ensureTrustedSubdir } from "./trust.js";
 import { UserError, describeFsError } from "../core/diagnostics.js";
 import { VM_NAME } from "../core/vm-name.js";
 
@@ -97,6 +98,15 @@ export function ensureRunDir(runDir: string): void {
       `cannot create the run dir ${runDir}: ${describeFsError(e)} (pass --run-dir DIR, or set QCVM_RUN_DIR, to a directory you can write)`,
     );
   }
+  trustRunDir(runDir);
+}
+
+/**
+ * Refuse a run dir another user could write into (vm/trust.ts): qcvm acts, as root, on what it
+ * finds there. Root's run dir is trusted by every user (status lists root's VMs as "not yours").
+ */
+export function trustRunDir(runDir: string): void {
+  checkTrustedDir(runDir, "run dir", { allowRoot: true });
 }
 
 /**
@@ -110,6 +120,8 @@ export function createVmDir(runDir: string, name: string): string {
   mkdirSync(dir, { mode: 0o700 });
   // mkdir's mode is filtered by the umask; the socket's safety must not depend on it.
   chmodSync(dir, 0o700);
+  // What was made is a real directory of the caller's (not a link someone swapped in).
+  ensureTrustedSubdir(dir, 0o700, "VM directory");
   return dir;
 }
 

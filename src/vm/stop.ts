@@ -23,8 +23,8 @@ async function waitGone(pid: number, startTime: string, timeoutMs: number): Prom
   }
 }
 
-function signal(pid: number, startTime: string, sig: NodeJS.Signals): void {
-  if (!isProcessAlive(pid, startTime)) return;
+function signal(pid: number, startTime: string, sig: NodeJS.Signals, member: (pid: number) => boolean): void {
+  if (!isProcessAlive(pid, startTime) || !member(pid)) return;
   try {
     process.kill(pid, sig);
   } catch {
@@ -54,11 +54,18 @@ export type StopOutcome = "powered down" | "quit" | "terminated" | "killed" | "w
 /** Bring QEMU down, gentlest first. */
 export async function stopQemu(
   s: Pick<VmState, "pid" | "pidStartTime" | "qmp">,
-  options: { force: boolean; timeoutMs: number },
+  options: { force: boolean; timeoutMs: number; member?: (pid: number) => boolean },
   note: (msg: string) => void = () => {},
 ): Promise<StopOutcome> {
   const { pid, pidStartTime: st } = s;
+  const member = options.member ?? (() => true);
   if (!isProcessAlive(pid, st)) return "was not running";
+  // state.json and locks are files: what they name is signalled only when it is the VM's QEMU,
+  // a member of the VM's cgroup (issue 8: a forged state.json made root kill another process).
+  if (!member(pid)) {
+    note(`pid ${pid} named in the VM's files is not in the VM's cgroup: not signalling it`);
+    return "was not running";
+  }
   if (!options.force) {
     if (await qmpOnce(s.qmp, "system_powerdown")) {
       note(`asked the guest to power down; waiting up to ${options.timeoutMs / 1000} s`);
@@ -70,10 +77,10 @@ export async function stopQemu(
     if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "quit";
   } else {
     // No QMP (socket gone, QEMU hung): QEMU treats SIGTERM as a request to quit.
-    signal(pid, st, "SIGTERM");
+    signal(pid, st, "SIGTERM", member);
     if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "terminated";
   }
-  signal(pid, st, "SIGKILL");
+  signal(pid, st, "SIGKILL", member);
   if (await waitGone(pid, st, QUIT_TIMEOUT_MS)) return "killed";
   throw new UserError(`pid ${pid} survived SIGKILL (stuck in the kernel, state D?); nothing was cleaned up, try again`);
 }
