@@ -11,6 +11,8 @@ import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
 import { processPolicyArgv } from "../render/process-policy.js";
 import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";
+import { QMP_FD, passedFiles } from "../render/passed-fds.js";
+import { chooseQemuUser, symbolicPrefix } from "../launch/privsep.js";
 
 export interface RenderArgs {
   profile: string;
@@ -90,20 +92,33 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   }
   const inlined = inlineProfileFiles(ctx.profile);
   const rendered = inlined.value
-    ? renderArgv(inlined.value, ctx.plan, ctx.caps)
+    ? renderArgv(inlined.value, ctx.plan, ctx.caps, { launch: true })
     : { errors: inlined.errors, warnings: [] };
   if (rendered.errors.length > 0 || !rendered.value) return refuse(a, "", rendered.errors, ctx.warnings);
 
   const warnings = [...profileWarnings, ...ctx.plan.warnings, ...rendered.warnings];
   const out: RenderOutput = {
     argv: rendered.value,
-    prefix: processPolicyArgv(ctx.plan.launch.processPolicy),
+    // What launch as root runs: setpriv drops to the QEMU user first (launch/privsep.ts).
+    prefix: [
+      ...symbolicPrefix(chooseQemuUser(undefined, ctx.profile.qemu.user)),
+      ...processPolicyArgv(ctx.plan.launch.processPolicy),
+    ],
     warnings: warnings.map(formatDiagnostic),
     diagnostics: warnings,
-    notExpressed: describeLaunchOnly(ctx.plan),
+    notExpressed: [...describeLaunchOnly(ctx.plan), ...describePassedFds(ctx.profile)],
   };
   process.stdout.write(a.format === "json" ? `${JSON.stringify(out, null, 2)}\n` : formatShell(out));
   return "ok";
+}
+
+/** The descriptors launch opens for QEMU (render/passed-fds.ts): a pasted command line has none. */
+function describePassedFds(profile: Profile): string[] {
+  const lines = [
+    `fd ${QMP_FD}: QMP listening socket, bound by qcvm (0600, in the VM's 0700 directory); QEMU runs with env LC_ALL=C, PATH, HOME only, umask 077`,
+  ];
+  for (const f of passedFiles(profile)) lines.push(`fd ${f.fd}: ${f.field} ${f.path} (${f.access}), opened by qcvm`);
+  return lines;
 }
 
 /** The plan's cgroups and pinning, one line each: a pasted command line does none of this. */

@@ -3,7 +3,7 @@
 // Runner (src/io/exec.ts), so a test's fake runner drives every failure path here.
 import { processPolicyArgv } from "../render/process-policy.js";
 import { readLogFile } from "../vm/logs.js";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, rmSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
 import { run, start } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
@@ -20,6 +20,12 @@ import { countOf, lostFromCgroupErrors, strictError } from "./losses.js";
 import { now, planSummary } from "./reporter.js";
 import { placeVcpus } from "./vcpus.js";
 import { runPreallocStep } from "./prealloc-step.js";
+import { bindQmpSocket, openPassedFiles, openSerialLog } from "./open-files.js";
+import type { QmpListener, OpenedFiles } from "./open-files.js";
+import { QEMU_UMASK } from "./privsep.js";
+import { claimVmCgroup } from "../vm/claim.js";
+import { checkTrustedDir, writeFileReplacing } from "../vm/trust.js";
+import { dirname, join } from "node:path";
 import type { Child, ChildExit } from "../io/exec.js";
 import type { CgroupError, VmCgroup } from "../vm/cgroup.js";
 import type { Lock } from "../vm/lock.js";
@@ -199,20 +205,42 @@ export class Launch {
       if (report.removed.length > 0)
         notes.push(`removed what an earlier run of \`${this.name}\` left behind: ${report.removed.join(", ")}`);
     }
-    this.diskLocks = acquireDiskLocks(runDir, this.name, this.p.profile.disks, notes);
+    this.diskLocks = acquireDiskLocks(runDir, this.name, this.lockedFiles(), notes);
     this.undo.push(() => this.diskLocks.forEach((l) => l.release()));
     for (const n of notes) this.r.note(n);
     const disks = this.p.profile.disks.length;
     this.r.step(2, "locks", `locks: VM \`${this.name}\`${disks ? `, ${countOf(disks, "disk image")}` : ""}`);
   }
 
-  // 3.
+  /**
+   * Every file QEMU writes joins the disk-image locks (issue 8): writable disks, pflash vars and
+   * the serial log (made now when missing, so it has an inode to lock; removed again on failure).
+   */
+  private lockedFiles(): Array<{ path: string; readOnly: boolean }> {
+    const out = this.p.profile.disks.map((d) => ({ path: d.path, readOnly: d.readOnly }));
+    for (const f of this.p.passed) {
+      if (f.kind === "pflash" && f.access === "read-write") out.push({ path: f.path, readOnly: false });
+      if (f.kind !== "serial") continue;
+      if (!existsSync(f.path)) {
+        closeSync(openSerialLog(f));
+        this.undo.push(() => rmSync(f.path, { force: true }));
+      }
+      out.push({ path: f.path, readOnly: false });
+    }
+    return out;
+  }
+
+  // 3. The VM directory, then state.json at once (no pid yet): from here on, whatever instant
+  // qcvm dies at, status lists the VM and stop removes it (and ends what its cgroup holds).
   private makeRunDir(): void {
     createVmDir(this.p.runDir, this.name);
     // Removes the VM cgroup and run dir whatever stage the launch reached.
     this.undo.push(() =>
       cleanupVm(this.p.runDir, this.name, this.p.hostRoot, { keepNameLock: true, delegatedBase: this.delegatedBase }),
     );
+    if (dirname(this.p.qmpPath) !== this.p.paths.dir) checkTrustedDir(dirname(this.p.qmpPath), "QMP socket directory");
+    this.state = this.initialState(0, "");
+    writeState(this.state);
     this.r.step(3, "runtime-dir", `runtime dir ${this.p.paths.dir} (mode 0700)`);
   }
 
@@ -222,8 +250,13 @@ export class Launch {
       this.r.step(4, "cgroup", `cgroup: systemd scope machine.slice/qcvm-${this.name}.scope, created with QEMU`);
       return;
     }
+    // The cgroup directory claims the name on this host (vm/claim.ts); refused when another run
+    // dir's VM holds it.
+    if (this.p.hostRoot === "/") claimVmCgroup(this.p.layout, this.name, this.p.runDir);
     const made = createVmCgroup(this.p.layout, this.name, this.p.plan.launch.cgroups);
     this.cg = made.cgroup;
+    this.state!.cgroup.paths = cgroupDirs(made.cgroup);
+    writeState(this.state!);
     this.addCgroupErrors(made.errors);
     const paths = made.cgroup.paths;
     const main = paths.cpuset ?? paths.memory;
@@ -242,14 +275,30 @@ export class Launch {
   }
 
   /** QEMU, started from inside the VM cgroup when there is one (VmCgroup.spawnInside). */
-  private spawnQemu(): Child {
-    const logFd = this.p.detach ? openSync(this.p.paths.log, "a", 0o600) : undefined;
+  private spawnQemu(qmp: QmpListener, files: OpenedFiles): Child {
+    const logFd = this.p.detach
+      ? openSync(
+          this.p.paths.log,
+          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+          0o600,
+        )
+      : undefined;
+    // QEMU's files get 0600, its directories 0700, whatever the caller's umask (fork inherits it).
+    const umask = process.umask(QEMU_UMASK);
     try {
       // Foreground: QEMU's output streams straight through. Detached: everything goes to qemu.log.
       // Own session: Ctrl-C reaches qcvm (which powers the guest down), and QEMU outlives qcvm.
       // start() forks before it returns, so qcvm spends no more time in the VM cgroup than the
       // fork itself (spawnInside moves it in and back around this call).
-      const spawnNow = () => start(this.p.argv, { output: logFd ?? "inherit", detached: true });
+      const fds = [qmp.fd, ...this.p.passed.map((f) => files.fds.get(f.fd)!)];
+      const spawnNow = () =>
+        start(this.p.argv, {
+          output: logFd ?? "inherit",
+          detached: true,
+          fds,
+          env: this.p.env,
+          cwd: this.p.paths.dir,
+        });
       // spawnInside only when there is a cgroup to be born in: with none (EACCES), qcvm must not
       // try to move itself around either.
       if (!this.cg || this.cg.dirs.length === 0) return spawnNow();
@@ -264,13 +313,24 @@ export class Launch {
       );
       return res.value;
     } finally {
+      process.umask(umask);
       if (logFd !== undefined) closeSync(logFd);
     }
   }
 
   // 5.
   private async startQemu(): Promise<void> {
-    const child = this.spawnQemu();
+    const files = openPassedFiles(this.p.passed);
+    let qmp: QmpListener | undefined;
+    let child: Child;
+    try {
+      qmp = await bindQmpSocket(this.p.qmpPath);
+      child = this.spawnQemu(qmp, files);
+    } finally {
+      // QEMU holds its own copies now; qcvm's go (closing the listener unlinks only its temp name).
+      qmp?.close();
+      files.close();
+    }
     this.child = child;
     this.exited = child.exited.then((res) => {
       this.childExit = res;
@@ -291,9 +351,11 @@ export class Launch {
       this.nameLock?.retarget(pid, startTime);
       for (const l of this.diskLocks) l.retarget(pid, startTime);
     }
-    this.state = this.initialState(pid, startTime);
+    this.state = { ...this.initialState(pid, startTime), cgroup: this.state!.cgroup };
     // Written now, not at the end: if qcvm dies mid-launch, status and stop still find QEMU.
     writeState(this.state);
+    // The pidfile QEMU used to write, for other tools; written by qcvm, never through a link.
+    writeFileReplacing(this.p.paths.pidfile, join(this.p.paths.dir, ".qemu.pid.tmp"), `${pid}\n`, 0o644);
     const prefix = processPolicyArgv(this.p.plan.launch.processPolicy);
     this.spawnedMs = now();
     this.r.step(

@@ -1,7 +1,7 @@
 // The I/O half before a launch: read the profile, probe the host (memory policies tested for a
 // real launch), find the QEMU binary and its capabilities (probed once per binary and cached in
 // the run dir), and read the profile's {file} blobs. prepare.ts turns the result into a LaunchPlan.
-import { existsSync, realpathSync, renameSync, statSync } from "node:fs";
+import { existsSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
@@ -48,13 +48,14 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
   }
   const caps = await probeQemu(real);
   if (write) {
+    const tmp = `${file}.${process.pid}.tmp`;
     try {
       makeDirs(join(runDir, "caps"), 0o755);
-      const tmp = `${file}.${process.pid}.tmp`;
       saveCapabilities(caps, tmp);
       renameSync(tmp, file);
     } catch {
-      // not cached: see above
+      // not cached: see above; a half-written temp file (ENOSPC) is not left behind
+      rmSync(tmp, { force: true });
     }
   }
   return caps;

@@ -165,7 +165,8 @@ export class VmCgroup {
     const killed = new Set<number>();
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const left = this.processes().filter((p) => p !== process.pid);
+      // A zombie has ended (it stays listed until reaped): nothing to signal.
+      const left = this.processes().filter((p) => p !== process.pid && !isZombie(this.fs, p));
       if (left.length === 0 || Date.now() > deadline) return { killed: [...killed], left };
       for (const pid of left) {
         try {
@@ -272,4 +273,11 @@ export function readTaskPlacement(
   if (!status) return undefined;
   const field = (key: string) => parseList(new RegExp(`^${key}:\\s*(\\S*)`, "m").exec(status)?.[1]);
   return { cpus: field("Cpus_allowed_list"), mems: field("Mems_allowed_list") };
+}
+
+function isZombie(fs: FsRoot, pid: number): boolean {
+  const stat = fs.read(`proc/${pid}/stat`);
+  if (stat === undefined) return true;
+  const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  return state === "Z" || state === "X";
 }
