@@ -127,7 +127,16 @@ function reopenOwnLog(f: PassedFile): number {
     closeSync(fd);
     throw fail(f, problem);
   }
-  return fd;
+  // QEMU's /dev/fdset open takes the descriptor whose access mode is its own (O_WRONLY): a
+  // write-only one to the very inode just checked.
+  const wfd = openSync(f.path, O_WRONLY | O_APPEND | O_NOFOLLOW);
+  const w = fstatSync(wfd);
+  closeSync(fd);
+  if (w.ino !== st.ino || w.dev !== st.dev) {
+    closeSync(wfd);
+    throw fail(f, "was replaced while qcvm opened it");
+  }
+  return wfd;
 }
 
 function readAt(fd: number, buf: Buffer): number {
