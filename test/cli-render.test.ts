@@ -11,6 +11,19 @@ import type { RenderOutput } from "../src/commands/render.js";
 const root = join(import.meta.dirname, "..");
 const EPYC = "test/fixtures/hosts/epyc-2s4n";
 const SINGLE = "test/fixtures/hosts/single-node";
+/** What launch as root runs QEMU under (launch/privsep.ts), shown by name: render reads no passwd. */
+const DROP = [
+  "setpriv",
+  "--reuid=qcvm-qemu",
+  "--regid=qcvm-qemu",
+  "--groups=kvm",
+  "--inh-caps=-all",
+  "--bounding-set=-all",
+  "--no-new-privs",
+  "--",
+];
+const QMP_FD_LINE =
+  "fd 3: QMP listening socket, bound by qcvm (0600, in the VM's 0700 directory); QEMU runs with env LC_ALL=C, PATH, HOME only, umask 077";
 
 function qcvm(...args: string[]) {
   const r = spawnSync(process.execPath, ["bin/qcvm.js", ...args], { cwd: root, encoding: "utf8" });
@@ -30,9 +43,14 @@ describe("qcvm render --format shell", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       [
+        "# qcvm launch would also do this, which a shell command cannot:",
+        `#   ${QMP_FD_LINE}`,
+        `${DROP.join(" ")} \\`,
         "qemu-system-x86_64 \\",
         "  -name guest=kvm-2node,debug-threads=on \\",
         "  -nodefaults \\",
+        "  -no-user-config \\",
+        "  -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny \\",
         "  -machine q35,accel=kvm \\",
         "  -cpu qemu64 \\",
         "  -smp 2,sockets=1,dies=1,cores=2,threads=1 \\",
@@ -59,10 +77,16 @@ describe("qcvm render --format shell", () => {
     const json = renderJson("profiles/snp-1node.yaml", "--host", EPYC, ...set);
     const shell = qcvm("render", "profiles/snp-1node.yaml", "--host", EPYC, ...set);
     expect(shell.code).toBe(0);
-    expect(json.prefix[0]).toBe("numactl");
-    // Stand-ins for numactl and QEMU, first on PATH, that print the words they were given.
+    // setpriv drops privileges first, then the plan's numactl runs QEMU.
+    expect(json.prefix.slice(0, DROP.length)).toEqual(DROP);
+    expect(json.prefix[DROP.length]).toBe("numactl");
+    // The serial log is a descriptor qcvm opens (fdset 4): the hostile path never reaches QEMU.
+    expect(json.argv).toContain("file,id=serial0,path=/dev/fdset/4");
+    expect(json.argv.filter((a) => a.includes("my log's"))).toEqual([]);
+    expect(json.notExpressed).toContain("fd 4: serial /tmp/my log's,x $(id).txt (append), opened by qcvm");
+    // Stand-ins for setpriv, numactl and QEMU, first on PATH, that print the words they were given.
     const bin = mkdtempSync(join(tmpdir(), "qcvm-stubs-"));
-    for (const name of ["numactl", "qemu-system-x86_64"]) {
+    for (const name of ["setpriv", "numactl", "qemu-system-x86_64"]) {
       writeFileSync(join(bin, name), `#!/bin/sh\nprintf '%s\\0' ${name} "$@"\n`, { mode: 0o755 });
     }
     const ran = spawnSync("sh", ["-c", shell.stdout], {
@@ -86,8 +110,9 @@ describe("qcvm render --format shell", () => {
       "#   cgroup vcpu-node1: cpus 16-31,80-95, mems 1 for vCPU 4-7",
       "#   pin vCPU 0-3 to host CPUs 0-15,64-79",
       "#   pin vCPU 4-7 to host CPUs 16-31,80-95",
+      `#   ${QMP_FD_LINE}`,
     ]);
-    expect(r.stdout.split("\n").find((l) => !l.startsWith("#"))).toBe("qemu-system-x86_64 \\");
+    expect(r.stdout.split("\n").find((l) => !l.startsWith("#"))).toBe(`${DROP.join(" ")} \\`);
   });
 });
 
@@ -97,7 +122,16 @@ describe("qcvm render --format json", () => {
     expect(Object.keys(out)).toEqual(["argv", "prefix", "warnings", "diagnostics", "notExpressed"]);
     expect(out.argv[0]).toBe("qemu-system-x86_64");
     expect(out.argv).toContain("sev-snp-guest,id=snp0,cbitpos=51,reduced-phys-bits=1,policy=0x30000");
-    expect(out.prefix).toEqual(["numactl", "--membind=0", "--"]);
+    expect(out.prefix).toEqual([...DROP, "numactl", "--membind=0", "--"]);
+    expect(out.argv.slice(0, 7)).toEqual([
+      "qemu-system-x86_64",
+      "-name",
+      "guest=snp-1node,debug-threads=on",
+      "-nodefaults",
+      "-no-user-config",
+      "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    ]);
     expect(out.warnings).toHaveLength(out.diagnostics.length);
   });
 

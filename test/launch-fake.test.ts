@@ -3,7 +3,17 @@
 // real locks, a real run dir and real processes standing in for QEMU; each test checks what the
 // user is told and that nothing is left behind.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { useRunner } from "../src/io/exec.js";
@@ -15,7 +25,7 @@ import { UserError } from "../src/core/diagnostics.js";
 import { exitCodeFor } from "../src/cli/exit-codes.js";
 import { FsRoot } from "../src/io/fsroot.js";
 import { probeMempolicy } from "../src/probe/host.js";
-import { FakeRunner, REPO, fakeCgroupFiles, makeHostTree } from "./helpers/fake-runner.js";
+import { FAKE_QEMU_USER, FakeRunner, REPO, fakeCgroupFiles, makeHostTree } from "./helpers/fake-runner.js";
 import type { QemuScript } from "./helpers/fake-runner.js";
 import type { LaunchArgs } from "../src/launch/launch.js";
 
@@ -108,6 +118,25 @@ async function rejection(p: Promise<unknown>): Promise<UserError> {
 
 const name = () => `fake-${process.pid}-${++seq}`;
 
+/**
+ * The prefix QEMU starts under (launch/privsep.ts): a root qcvm drops to the host tree's qcvm-qemu
+ * (uid 990, groups exactly kvm 993, no capabilities); any other caller keeps its identity and
+ * still gets no_new_privs.
+ */
+const DROP =
+  process.getuid?.() === 0
+    ? [
+        "setpriv",
+        `--reuid=${FAKE_QEMU_USER.uid}`,
+        `--regid=${FAKE_QEMU_USER.gid}`,
+        `--groups=${FAKE_QEMU_USER.kvm}`,
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+      ]
+    : ["setpriv", "--no-new-privs", "--"];
+
 describe("launch through the fake runner (no root, no QEMU)", () => {
   it("QEMU missing: one message naming qemu.binary and the fix; nothing started or created", async () => {
     const f = install({ kind: "qmp" }, { installed: [] });
@@ -123,12 +152,57 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
   });
 
   it("QEMU cannot be started at all (ENOENT from the spawn): said, and undone", async () => {
-    install({ kind: "no-pid", code: "ENOENT" });
+    const f = install({ kind: "no-pid", code: "ENOENT" });
     capture();
     const vm = name();
     const e = await rejection(launchVm(args(vm)));
-    expect(e.message).toMatch(/^cannot start qemu-system-x86_64: ENOENT/);
+    // The spawn is setpriv's (it drops to the QEMU user and execs QEMU): its ENOENT is said as such.
+    expect(f.started[0]!.slice(0, DROP.length)).toEqual(DROP);
+    expect(e.message).toMatch(/^cannot start setpriv: ENOENT/);
     expectNothingLeft(vm);
+  });
+
+  it("QEMU starts dropped and sandboxed, with QMP and the user's files as descriptors, in a clean environment", async () => {
+    const f = install({ kind: "qmp" });
+    capture();
+    const vm = name();
+    const disk = join(work, `${vm}.img`);
+    writeFileSync(disk, Buffer.alloc(1 << 20));
+    const serial = join(work, `${vm}-serial.log`);
+    const set = [`disks[0]={path: ${disk}, format: raw}`, `serial=file:${serial}`];
+    expect(await launchVm(args(vm, {}, set))).toBe("ok");
+    const argv = f.started[0]!;
+    const at = (opt: string, value: string) => argv.some((a, i) => a === opt && argv[i + 1] === value);
+    // Privileges dropped by the parent before exec (setpriv), then QEMU's own seccomp sandbox.
+    expect(argv.slice(0, DROP.length)).toEqual(DROP);
+    expect(argv[DROP.length]).toBe("qemu-system-x86_64");
+    expect(at("-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny")).toBe(true);
+    expect(argv).toContain("-no-user-config");
+    // QMP on the socket qcvm bound, passed as fd 3: QEMU never names or creates a socket path.
+    expect(at("-chardev", "socket,id=qmp0,fd=3,server=on,wait=off")).toBe(true);
+    expect(argv).not.toContain("-qmp");
+    // The disk and the serial log are opened by qcvm and handed over as fdsets 4 and 5; their
+    // paths never reach QEMU, so it resolves no path (and follows no link) of the user's.
+    expect(at("-add-fd", "fd=4,set=4") && at("-add-fd", "fd=5,set=5")).toBe(true);
+    expect(argv.some((a) => a.includes("filename=/dev/fdset/4"))).toBe(true);
+    expect(argv.some((a) => a.includes("path=/dev/fdset/5"))).toBe(true);
+    expect(argv.filter((a) => a.includes(disk) || a.includes(serial))).toEqual([]);
+    const o = f.startOptions[0]!;
+    expect(o.fds).toHaveLength(3);
+    const vmDir = join(runDir, vm);
+    expect(o.env).toEqual({ LC_ALL: "C", PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: vmDir });
+    expect(o.cwd).toBe(vmDir);
+    // The running stand-in holds them: the disk read-write, the serial log write-only append.
+    const pid = f.children[0]!.pid!;
+    const flags = (fd: number) =>
+      parseInt(/^flags:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8"))![1]!, 8);
+    expect(readlinkSync(`/proc/${pid}/fd/4`)).toBe(disk);
+    expect(flags(4) & 0o3).toBe(0o2); // O_RDWR
+    expect(readlinkSync(`/proc/${pid}/fd/5`)).toBe(serial);
+    expect(flags(5) & 0o2003).toBe(0o2001); // O_WRONLY | O_APPEND
+    // The socket it served QMP on: 0600 in the VM's 0700 directory.
+    expect(statSync(join(vmDir, "qmp.sock")).mode & 0o777).toBe(0o600);
+    expect(statSync(vmDir).mode & 0o777).toBe(0o700);
   });
 
   it("QEMU exits during start-up (detached): its own words from qemu.log, and everything undone", async () => {

@@ -90,9 +90,12 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
       `qcvm plan ${a.profile} shows the whole plan; --literal renders the profile as written, without checking placement`,
     );
   }
+  // What launch runs (privileges dropped, sandboxed, files and QMP as descriptors), unless
+  // --literal asks for the profile as written: paths as the profile names them, no prefix.
+  const launchForm = !a.literal;
   const inlined = inlineProfileFiles(ctx.profile);
   const rendered = inlined.value
-    ? renderArgv(inlined.value, ctx.plan, ctx.caps, { launch: true })
+    ? renderArgv(inlined.value, ctx.plan, ctx.caps, { launch: launchForm })
     : { errors: inlined.errors, warnings: [] };
   if (rendered.errors.length > 0 || !rendered.value) return refuse(a, "", rendered.errors, ctx.warnings);
 
@@ -100,13 +103,15 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const out: RenderOutput = {
     argv: rendered.value,
     // What launch as root runs: setpriv drops to the QEMU user first (launch/privsep.ts).
-    prefix: [
-      ...symbolicPrefix(chooseQemuUser(undefined, ctx.profile.qemu.user)),
-      ...processPolicyArgv(ctx.plan.launch.processPolicy),
-    ],
+    prefix: launchForm
+      ? [
+          ...symbolicPrefix(chooseQemuUser(undefined, ctx.profile.qemu.user)),
+          ...processPolicyArgv(ctx.plan.launch.processPolicy),
+        ]
+      : [],
     warnings: warnings.map(formatDiagnostic),
     diagnostics: warnings,
-    notExpressed: [...describeLaunchOnly(ctx.plan), ...describePassedFds(ctx.profile)],
+    notExpressed: launchForm ? [...describeLaunchOnly(ctx.plan), ...describePassedFds(ctx.profile)] : [],
   };
   process.stdout.write(a.format === "json" ? `${JSON.stringify(out, null, 2)}\n` : formatShell(out));
   return "ok";

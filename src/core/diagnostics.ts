@@ -2,6 +2,7 @@
 //   file:line:col: path: message, got X (hint)
 import { isAbsolute, relative } from "node:path";
 import type { Diagnostic, Severity } from "./types.js";
+import { UserError } from "./errors.js";
 
 export function diag(
   severity: Severity,
@@ -99,7 +100,7 @@ export function describeFsError(e: unknown): string {
 }
 
 // The error type lives with the outcome kinds; imported from here too, as it always was.
-export { UserError } from "./errors.js";
+export { UserError };
 /**
  * A condition an earlier phase guarantees (the schema, the rules or the planner) failed: qcvm's
  * bug, not the user's. The CLI reports it as an internal error (exit 70), never as a profile error.

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { join, relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import { which } from "../io/exec.js";
+import { FsRoot } from "../io/fsroot.js";
 import { loadInputs, resolveCapabilities } from "../pipeline/context.js";
 import { inlineProfileFiles } from "../render/files.js";
 import { makeDirs } from "../vm/paths.js";
@@ -93,9 +94,11 @@ export async function gatherInputs(a: GatherArgs, runDir: string, r: Reporter): 
     // Only a launch that will run QEMU here asks the kernel (a dry run does not start numactl).
     { testMempolicy: !a.dryRun },
   );
-  // Who QEMU runs as: resolved on this host's /etc/passwd; a dry run for another host (--host)
-  // shows the drop by name.
+  // Who QEMU runs as: resolved on the host's /etc/passwd (through the same root as every other
+  // host fact: a test's host tree carries its own); a dry run for another host (--host) shows the
+  // drop by name.
   const user = chooseQemuUser(a.qemuUser, inputs.profile.qemu.user);
-  const qemuIdentity = a.dryRun && a.host ? symbolicIdentity(user) : resolveQemuIdentity(user);
+  const qemuIdentity =
+    a.dryRun && a.host ? symbolicIdentity(user) : resolveQemuIdentity(user, new FsRoot(inputs.host.root));
   return { ...inputs, inlined: inlineProfileFiles(inputs.profile), qemuIdentity };
 }

@@ -39,14 +39,15 @@ export async function cleanupVm(
   // The cgroup is the record of what the VM runs: everything in it is ended before it is removed
   // (a paused QEMU a killed launch left behind included), unless it holds another run dir's VM
   // of the same name (from before names were claimed per host): that one is left alone.
-  const foreign = cg ? foreignProcesses(cg, resolve(runDir)) : [];
+  // Only on the real host: a fixture tree's cgroup.procs names no process of this machine.
+  const real = hostRoot === "/";
+  const foreign = cg && real ? foreignProcesses(cg, resolve(runDir)) : [];
   if (cg && foreign.length > 0) {
     report.errors.push(
       `cgroup ${cg.dirs[0]?.path} holds pid ${foreign[0]!.pid} of run dir ${foreign[0]!.runDir}: left alone (stop it there)`,
     );
   } else if (cg) {
-    // Only on the real host: a fixture tree's cgroup.procs names no process of this machine.
-    const ended = hostRoot === "/" ? cg.killAll() : { killed: [], left: [] };
+    const ended = real ? cg.killAll() : { killed: [], left: [] };
     report.killed.push(...ended.killed);
     const left = ended.left;
     if (left.length > 0) report.errors.push(`pids ${left.join(", ")} in the VM cgroup survived SIGKILL`);

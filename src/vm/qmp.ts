@@ -123,7 +123,7 @@ export class QmpClient extends EventEmitter {
       try {
         const socket = await openSocket(path);
         const client = new QmpClient(socket);
-        await client.handshake(Math.max(deadline - Date.now(), 1000));
+        await client.handshake(path, Math.max(deadline - Date.now(), 1000));
         return client;
       } catch (e) {
         if (e instanceof QmpError) throw e;
@@ -144,11 +144,11 @@ export class QmpClient extends EventEmitter {
     }
   }
 
-  private handshake(timeoutMs: number): Promise<void> {
+  private handshake(path: string, timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.socket.destroy();
-        reject(new QmpError("Timeout", `no QMP greeting within ${timeoutMs} ms`));
+        reject(new QmpError("Timeout", `no QMP greeting on ${path} within ${timeoutMs} ms`));
       }, timeoutMs);
       const onClose = () => {
         clearTimeout(timer);

@@ -1,6 +1,7 @@
 // Fakes for launch's seams, so its failure paths run without root, KVM or QEMU: a Runner that
-// answers `which`, `run` (taskset, numactl) and `start` (QEMU) as a test scripts it, a QMP server
-// that speaks enough of the protocol for a launch (greeting, query-cpus-fast, cont, quit), and
+// answers `which`, `run` (taskset, numactl) and `start` (QEMU) as a test scripts it, a fake QEMU
+// that serves enough QMP for a launch (greeting, query-cpus-fast, cont, quit) on the socket qcvm
+// passes it as fd 3 (the gmem stand-in's QMP is served by this process at the same path), and
 // cgroup writes into a copied host tree that fail with an errno where a test says. Processes that
 // stand in for QEMU are real (node, briefly or sleeping), so pids, /proc/<pid>/stat, signals and
 // qemu.log behave as they do for QEMU.
@@ -40,12 +41,10 @@ export type QemuScript =
   | { kind: "gmem"; standIn: string; sizesMiB: number[]; tree: string; memfd?: boolean }
   | { kind: "no-pid"; code: string };
 
-/** The QMP socket path a rendered argv names (-qmp unix:PATH,server=on,...). */
-export function qmpPathOf(argv: readonly string[]): string {
-  const i = argv.indexOf("-qmp");
-  const m = i === -1 ? null : /^unix:([^,]+)/.exec(argv[i + 1] ?? "");
-  if (!m) throw new Error(`no -qmp unix: in ${argv.join(" ")}`);
-  return m[1]!;
+/** The QMP socket a launch binds in the VM directory (QEMU's cwd), for a test to serve itself. */
+export function qmpPathOf(options: StartOptions): string {
+  if (!options.cwd) throw new Error("fake QEMU started without the VM directory as its cwd");
+  return join(options.cwd, "qmp.sock");
 }
 
 function greeting(): string {
@@ -80,9 +79,49 @@ function serveQmp(path: string, threads: number[], end: () => void): Server {
   return server;
 }
 
+/**
+ * The program a fake QEMU runs (node -e): like QEMU launched by qcvm, it never opens a QMP socket
+ * itself but accepts on the listening socket it inherited as fd 3 (`-chardev socket,fd=3,...`),
+ * answering a launch's commands; `quit` and `system_powerdown` end it. Without fd 3 as a
+ * listening socket, listen() fails and it exits 1, as QEMU would refuse the chardev.
+ */
+function qmpProgram(threads: number[] | undefined): string {
+  const greeting = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: "fake" }, capabilities: [] } };
+  return `
+const net = require("node:net");
+const threads = ${JSON.stringify(threads ?? null)} ?? [process.pid + 100000, process.pid + 100001];
+const server = net.createServer((sock) => {
+  sock.write(${JSON.stringify(JSON.stringify(greeting))} + "\\r\\n");
+  let buf = "";
+  sock.on("data", (d) => {
+    buf += d.toString();
+    for (let nl = buf.indexOf("\\n"); nl !== -1; nl = buf.indexOf("\\n")) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      const msg = JSON.parse(line);
+      const ret =
+        msg.execute === "query-cpus-fast"
+          ? threads.map((tid, i) => ({ "cpu-index": i, "thread-id": tid }))
+          : msg.execute === "query-status"
+            ? { status: "running", running: true }
+            : {};
+      sock.write(JSON.stringify({ return: ret, id: msg.id }) + "\\r\\n");
+      if (msg.execute === "quit" || msg.execute === "system_powerdown") process.exit(0);
+    }
+  });
+  sock.on("error", () => undefined);
+});
+server.on("error", (e) => { process.stderr.write("fake QEMU: fd 3: " + e.message + "\\n"); process.exit(1); });
+server.listen({ fd: 3 });
+`;
+}
+
 export class FakeRunner implements Runner {
   readonly ran: string[][] = [];
   readonly started: string[][] = [];
+  /** The options each start() had (fds, env, cwd), in the same order. */
+  readonly startOptions: StartOptions[] = [];
   readonly servers: Server[] = [];
   readonly children: Child[] = [];
 
@@ -108,6 +147,7 @@ export class FakeRunner implements Runner {
 
   start(argv: readonly string[], options: StartOptions = {}): Child {
     this.started.push([...argv]);
+    this.startOptions.push(options);
     const q = this.script.qemu;
     if (q.kind === "no-pid") {
       return {
@@ -119,26 +159,23 @@ export class FakeRunner implements Runner {
     }
     if (q.kind === "gmem") {
       // QEMU is the start with a monitor; anything else (the pre-allocation helper) runs for real.
-      if (!argv.includes("-qmp")) return execaRunner.start(argv, options);
-      return this.startGmem(argv, q);
+      if (!argv.includes("-mon")) return execaRunner.start(argv, options);
+      return this.startGmem(q, options);
     }
-    // A real process stands in for QEMU, with qcvm's stdio options (so its words reach qemu.log).
+    // A real process stands in for QEMU, with qcvm's stdio, fds, environment and directory (so
+    // its words reach qemu.log and it serves QMP on the socket qcvm bound).
     const body =
       q.kind === "exit"
         ? `process.stderr.write(${JSON.stringify(q.stderr ?? "")}); process.exit(${q.code})`
-        : "setInterval(() => {}, 1000)";
+        : q.kind === "qmp"
+          ? qmpProgram(q.threads)
+          : "setInterval(() => {}, 1000)";
     const child = execaRunner.start([process.execPath, "-e", body], options);
     this.children.push(child);
-    if (q.kind === "qmp") {
-      const threads = q.threads ?? [child.pid! + 100_000, child.pid! + 100_001];
-      const server = serveQmp(qmpPathOf(argv), threads, () => child.kill("SIGTERM"));
-      this.servers.push(server);
-      void child.exited.then(() => server.close());
-    }
     return child;
   }
 
-  private startGmem(argv: readonly string[], q: Extract<QemuScript, { kind: "gmem" }>): Child {
+  private startGmem(q: Extract<QemuScript, { kind: "gmem" }>, options: StartOptions): Child {
     const dir = mkdtempSync(join(tmpdir(), "qcvm-fake-gmem-"));
     const fifo = join(dir, "stdin");
     execFileSync("mkfifo", [fifo]);
@@ -171,7 +208,11 @@ export class FakeRunner implements Runner {
     const poll = setInterval(() => {
       if (gmemCount() < sizes.length && Date.now() - t0 < 10_000) return;
       clearInterval(poll);
-      server = serveQmp(qmpPathOf(argv), [pid + 100_000, pid + 100_001], () => child.kill("SIGTERM"));
+      // The stand-in does not take qcvm's listening socket (fd 3): this process serves QMP in its
+      // place, at the same path (qcvm's socket, closed once QEMU "holds" it, is replaced).
+      const path = qmpPathOf(options);
+      rmSync(path, { force: true });
+      server = serveQmp(path, [pid + 100_000, pid + 100_001], () => child.kill("SIGTERM"));
       this.servers.push(server);
     }, 5);
     void child.exited.then(() => {
@@ -192,6 +233,15 @@ export class FakeRunner implements Runner {
   }
 }
 
+/** The host tree's qcvm-qemu user (uid and gid 990) and kvm group (993). */
+export const FAKE_QEMU_USER = {
+  uid: 990,
+  gid: 990,
+  kvm: 993,
+  passwd: "qcvm-qemu:x:990:990::/nonexistent:/usr/sbin/nologin",
+  group: "kvm:x:993:qcvm-qemu\nqcvm-qemu:x:990:",
+};
+
 /**
  * A copy of a fixture host (test/fixtures/hosts/NAME) to launch on: cgroup v2 with cpuset and
  * memory, two nodes, no systemd. The cgroup mount's own control files are made as cgroupfs has them.
@@ -205,6 +255,11 @@ export function makeHostTree(fixture = "cgroup2-only"): { root: string; remove: 
   writeFileSync(join(cg, "cpuset.mems.effective"), "0-1");
   mkdirSync(join(root, "proc/self"), { recursive: true });
   writeFileSync(join(root, "proc/self/cgroup"), "0::/\n");
+  // The QEMU user a root qcvm drops to (launch/privsep.ts), as CREATE_QEMU_USER makes it.
+  mkdirSync(join(root, "etc"), { recursive: true });
+  writeFileSync(join(root, "etc/passwd"), `root:x:0:0:root:/root:/bin/sh\n${FAKE_QEMU_USER.passwd}\n`);
+  writeFileSync(join(root, "etc/group"), `root:x:0:\n${FAKE_QEMU_USER.group}\n`);
+
   return { root, remove: () => rmSync(root, { recursive: true, force: true }) };
 }
 
