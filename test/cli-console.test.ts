@@ -91,7 +91,11 @@ describe.skipIf(!HAVE_GCC || !HAVE_SCRIPT)("a detached VM's console and log (nee
     const sock = join(runDir, name, "console.sock");
     expect(lstatSync(sock).isSocket()).toBe(true);
     expect(lstatSync(join(runDir, name)).mode & 0o777).toBe(0o700);
-    expect(state.argv).toContain(`socket,id=serial0,path=${sock},server=on,wait=off`);
+    // qcvm binds it (0600) and passes it after the firmware blob (fd 4): QEMU, an unprivileged
+    // user, could not create it in the caller's 0700 directory (launch/open-files.ts).
+    expect(lstatSync(sock).mode & 0o777).toBe(0o600);
+    expect(state.argv).toContain("socket,id=serial0,fd=5,server=on,wait=off");
+    expect(state.argv).toContain("/proc/self/fd/4");
 
     const session = await consoleInPty(name, [
       { after: /Escape character is \^\]/, send: "hello" },

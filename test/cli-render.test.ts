@@ -80,10 +80,12 @@ describe("qcvm render --format shell", () => {
     // setpriv drops privileges first, then the plan's numactl runs QEMU.
     expect(json.prefix.slice(0, DROP.length)).toEqual(DROP);
     expect(json.prefix[DROP.length]).toBe("numactl");
-    // The serial log is a descriptor qcvm opens (fdset 4): the hostile path never reaches QEMU.
-    expect(json.argv).toContain("file,id=serial0,path=/dev/fdset/4");
+    // The firmware (fd 4, reopened as /proc/self/fd/4) and the serial log (fdset 5) are
+    // descriptors qcvm opens: the hostile path never reaches QEMU.
+    expect(json.argv).toContain("/proc/self/fd/4");
+    expect(json.argv).toContain("file,id=serial0,path=/dev/fdset/5");
     expect(json.argv.filter((a) => a.includes("my log's"))).toEqual([]);
-    expect(json.notExpressed).toContain("fd 4: serial /tmp/my log's,x $(id).txt (append), opened by qcvm");
+    expect(json.notExpressed).toContain("fd 5: serial /tmp/my log's,x $(id).txt (append), opened by qcvm");
     // Stand-ins for setpriv, numactl and QEMU, first on PATH, that print the words they were given.
     const bin = mkdtempSync(join(tmpdir(), "qcvm-stubs-"));
     for (const name of ["setpriv", "numactl", "qemu-system-x86_64"]) {
@@ -111,6 +113,7 @@ describe("qcvm render --format shell", () => {
       "#   pin vCPU 0-3 to host CPUs 0-15,64-79",
       "#   pin vCPU 4-7 to host CPUs 16-31,80-95",
       `#   ${QMP_FD_LINE}`,
+      "#   fd 4: firmware.bios /usr/share/ovmf/OVMF.fd (read), opened by qcvm",
     ]);
     expect(r.stdout.split("\n").find((l) => !l.startsWith("#"))).toBe(`${DROP.join(" ")} \\`);
   });

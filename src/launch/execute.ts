@@ -275,7 +275,7 @@ export class Launch {
   }
 
   /** QEMU, started from inside the VM cgroup when there is one (VmCgroup.spawnInside). */
-  private spawnQemu(qmp: QmpListener, files: OpenedFiles): Child {
+  private spawnQemu(qmp: QmpListener, files: OpenedFiles, console?: QmpListener): Child {
     const logFd = this.p.detach
       ? openSync(
           this.p.paths.log,
@@ -290,7 +290,7 @@ export class Launch {
       // Own session: Ctrl-C reaches qcvm (which powers the guest down), and QEMU outlives qcvm.
       // start() forks before it returns, so qcvm spends no more time in the VM cgroup than the
       // fork itself (spawnInside moves it in and back around this call).
-      const fds = [qmp.fd, ...this.p.passed.map((f) => files.fds.get(f.fd)!)];
+      const fds = [qmp.fd, ...this.p.passed.map((f) => files.fds.get(f.fd)!), ...(console ? [console.fd] : [])];
       const spawnNow = () =>
         start(this.p.argv, {
           output: logFd ?? "inherit",
@@ -320,15 +320,18 @@ export class Launch {
 
   // 5.
   private async startQemu(): Promise<void> {
-    const files = openPassedFiles(this.p.passed);
+    const files = openPassedFiles(this.p.passed, this.p.identity);
     let qmp: QmpListener | undefined;
+    let console: QmpListener | undefined;
     let child: Child;
     try {
       qmp = await bindQmpSocket(this.p.qmpPath);
-      child = this.spawnQemu(qmp, files);
+      if (this.p.consolePath) console = await bindQmpSocket(this.p.consolePath, "console socket");
+      child = this.spawnQemu(qmp, files, console);
     } finally {
       // QEMU holds its own copies now; qcvm's go (closing the listener unlinks only its temp name).
       qmp?.close();
+      console?.close();
       files.close();
     }
     this.child = child;

@@ -29,6 +29,7 @@ import net from "node:net";
 import { basename, dirname, join } from "node:path";
 import { UserError, resourceError } from "../core/diagnostics.js";
 import type { PassedFile } from "../render/passed-fds.js";
+import type { QemuIdentity } from "./privsep.js";
 import { callerUid } from "../vm/trust.js";
 
 const { O_RDONLY, O_RDWR, O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
@@ -72,6 +73,22 @@ function openImage(f: PassedFile): number {
     throw fail(f, "is neither a regular file nor a block device");
   }
   return fd;
+}
+
+/**
+ * A blob QEMU reopens through /proc/self/fd/N: the kernel checks that open against the file's own
+ * mode and owner with QEMU's credentials (the directories above it do not matter), so refuse here,
+ * naming the fix, what QEMU would refuse with a bare "could not load".
+ */
+function checkBlobReadable(f: PassedFile, st: { uid: number; gid: number; mode: number }, id: QemuIdentity): void {
+  if (id.keepsCaller) return;
+  const bit = st.uid === id.uid ? 0o400 : st.gid === id.gid || id.groups.includes(st.gid) ? 0o040 : 0o004;
+  if ((st.mode & bit) !== 0) return;
+  throw fail(
+    f,
+    `QEMU runs as ${id.user}, which may not read it (owner uid ${st.uid}, mode 0${(st.mode & 0o777).toString(8)}): ` +
+      "make it readable by others (chmod o+r) or by a group of that user; qcvm never chowns a user's file",
+  );
 }
 
 /** The serial log's descriptor: created new, or a log qcvm made before, truncated through the fd. */
@@ -145,10 +162,14 @@ function readAt(fd: number, buf: Buffer): number {
 }
 
 /** Open every passed file in fd order; on any failure the ones already open are closed. */
-export function openPassedFiles(files: readonly PassedFile[]): OpenedFiles {
+export function openPassedFiles(files: readonly PassedFile[], qemu?: QemuIdentity): OpenedFiles {
   const opened = new OpenedFiles(new Map());
   try {
-    for (const f of files) opened.fds.set(f.fd, f.kind === "serial" ? openSerialLog(f) : openImage(f));
+    for (const f of files) {
+      const fd = f.kind === "serial" ? openSerialLog(f) : openImage(f);
+      opened.fds.set(f.fd, fd);
+      if (f.kind === "blob" && qemu) checkBlobReadable(f, fstatSync(fd), qemu);
+    }
   } catch (e) {
     opened.close();
     throw e;
@@ -166,7 +187,7 @@ export interface QmpListener {
  * Bind QMP's listening socket at `path` with mode 0600 (umask 077 around the bind), under a
  * temporary name renamed into place. The directory must already be trusted (0700, the caller's).
  */
-export async function bindQmpSocket(path: string): Promise<QmpListener> {
+export async function bindQmpSocket(path: string, what = "QMP socket"): Promise<QmpListener> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   rmSync(tmp, { force: true });
   const server = net.createServer();
@@ -182,7 +203,7 @@ export async function bindQmpSocket(path: string): Promise<QmpListener> {
   } catch (e) {
     throw (
       resourceError(e, path) ??
-      new UserError(`cannot create the QMP socket ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
+      new UserError(`cannot create the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`)
     );
   } finally {
     process.umask(old);

@@ -75,6 +75,8 @@ export interface LaunchPlan {
   paths: ReturnType<typeof vmPaths>;
   /** The QMP socket (profile.qmp, else the run dir's). */
   qmpPath: string;
+  /** The serial console socket qcvm binds for a detached `serial: stdio` guest (render/passed-fds.ts). */
+  consolePath?: string;
   layout: CgroupLayout;
   /** Root the host was read under ("/" or a tree): where the cgroup mounts are. */
   hostRoot: string;
@@ -224,6 +226,7 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
     runDir: options.runDir,
     paths,
     qmpPath,
+    ...(options.detach && profile.serial === "stdio" ? { consolePath: paths.console } : {}),
     layout,
     hostRoot: host.root,
     detach: options.detach,

@@ -8,7 +8,9 @@
 // qemu_open_internal; -add-fd since QEMU 1.3), so each file is opened with the mode QEMU will ask.
 //
 // fd 3 is QMP's listening socket (`-chardev socket,fd=3,server=on`): qcvm binds it in the VM's
-// 0700 directory with umask 077, so only root can connect, and QEMU never creates it.
+// 0700 directory with umask 077, so only root can connect, and QEMU never creates it. The serial
+// console socket of a detached `serial: stdio` guest (`socket:PATH`) is bound the same way, at the
+// fd after the files: QEMU as the QEMU user could not create it in the caller's 0700 directory.
 import type { Profile } from "../core/types.js";
 
 /** The child's fd for QMP's listening socket. */
@@ -25,12 +27,22 @@ export interface PassedFile {
   field: string;
   path: string;
   access: PassedAccess;
-  kind: "pflash" | "disk" | "serial";
+  /** blob: read whole by a plain open() (-bios, -kernel, -initrd, igvm-cfg), which /dev/fdset
+   *  does not serve: QEMU opens /proc/self/fd/N instead, the descriptor qcvm passed. */
+  kind: "pflash" | "disk" | "serial" | "blob";
 }
 
-/** Files the launcher opens for QEMU, in fd order: pflash code and vars, disks, the serial log. */
+/** Files the launcher opens for QEMU, in fd order: firmware and boot blobs, pflash code and
+ *  vars, disks, the serial log. */
 export function passedFiles(profile: Profile): PassedFile[] {
   const out: Array<Omit<PassedFile, "fd">> = [];
+  const blob = (field: string, path: string | undefined) => {
+    if (path !== undefined) out.push({ field, path, access: "read", kind: "blob" });
+  };
+  blob("firmware.bios", profile.firmware.bios);
+  blob("firmware.igvm", profile.firmware.igvm);
+  blob("boot.kernel", profile.boot.kernel);
+  blob("boot.initrd", profile.boot.initrd);
   const pflash = profile.firmware.pflash;
   if (pflash) {
     out.push({ field: "firmware.pflash.code", path: pflash.code, access: "read", kind: "pflash" });
@@ -45,12 +57,22 @@ export function passedFiles(profile: Profile): PassedFile[] {
   return out.map((f, i) => ({ ...f, fd: FIRST_FILE_FD + i }));
 }
 
-/** What QEMU is given instead of the path. */
+/**
+ * What QEMU is given instead of the path: /dev/fdset/N for what QEMU opens through qemu_open
+ * (block files, chardev files), /proc/self/fd/N for blobs loaded with a plain open(). The kernel
+ * checks that reopen against the file's own mode (not the directories above it), so a blob must
+ * be readable by the QEMU user by its mode; open-files.ts refuses one that is not, naming it.
+ */
 export function fdsetPath(f: PassedFile): string {
-  return `/dev/fdset/${f.fd}`;
+  return f.kind === "blob" ? `/proc/self/fd/${f.fd}` : `/dev/fdset/${f.fd}`;
 }
 
-/** `-add-fd` for every passed file: QEMU adopts fd N into fdset N. */
+/** `-add-fd` for every passed file QEMU opens by fdset: it adopts fd N into fdset N. */
 export function addFdArgs(files: readonly PassedFile[]): string[] {
-  return files.flatMap((f) => ["-add-fd", `fd=${f.fd},set=${f.fd}`]);
+  return files.filter((f) => f.kind !== "blob").flatMap((f) => ["-add-fd", `fd=${f.fd},set=${f.fd}`]);
+}
+
+/** The child's fd for the serial console's listening socket (serial `socket:PATH`), if any. */
+export function consoleFd(profile: Profile): number | undefined {
+  return profile.serial.startsWith("socket:") ? FIRST_FILE_FD + passedFiles(profile).length : undefined;
 }

@@ -21,7 +21,7 @@ import { InternalError, diag, invariant } from "../core/diagnostics.js";
 import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE, confidentialFacts } from "../core/confidential.js";
 import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
-import { QMP_FD, addFdArgs, fdsetPath, passedFiles } from "./passed-fds.js";
+import { QMP_FD, addFdArgs, consoleFd, fdsetPath, passedFiles } from "./passed-fds.js";
 import type { PassedFile } from "./passed-fds.js";
 import type {
   Diagnostic,
@@ -576,7 +576,8 @@ class Renderer {
   firmware(): string[] {
     const { firmware } = this.profile;
     const out: string[] = [];
-    if (firmware.bios !== undefined) out.push("-bios", this.word("firmware.bios", firmware.bios));
+    if (firmware.bios !== undefined)
+      out.push("-bios", this.word("firmware.bios", this.fileName("firmware.bios", firmware.bios)));
     if (firmware.pflash) {
       // -blockdev instead of -drive if=pflash: a file name goes to the file driver as-is, with no
       // protocol prefix parsing (`nbd:`, `json:`), and the machine takes the node by name.
@@ -605,7 +606,7 @@ class Renderer {
         "-object",
         this.opts("firmware.igvm", "igvm-cfg", [
           ["id", RENDER_IDS.igvm],
-          ["file", firmware.igvm, "firmware.igvm"],
+          ["file", this.fileName("firmware.igvm", firmware.igvm), "firmware.igvm"],
         ]),
       );
     }
@@ -615,8 +616,10 @@ class Renderer {
   boot(): string[] {
     const { boot } = this.profile;
     const out: string[] = [];
-    if (boot.kernel !== undefined) out.push("-kernel", this.word("boot.kernel", boot.kernel));
-    if (boot.initrd !== undefined) out.push("-initrd", this.word("boot.initrd", boot.initrd));
+    if (boot.kernel !== undefined)
+      out.push("-kernel", this.word("boot.kernel", this.fileName("boot.kernel", boot.kernel)));
+    if (boot.initrd !== undefined)
+      out.push("-initrd", this.word("boot.initrd", this.fileName("boot.initrd", boot.initrd)));
     if (boot.cmdline !== undefined) out.push("-append", this.word("boot.cmdline", boot.cmdline));
     return out;
   }
@@ -726,11 +729,13 @@ class Renderer {
       // detached QEMU has no terminal, so the port becomes a unix socket server in the VM's 0700
       // directory for `qcvm console`. wait=off: the guest runs (and its output is dropped) while
       // no console is attached, as on a real serial line.
+      // Launch form: QEMU accepts on the socket qcvm bound at that path (consoleFd), as for QMP.
+      const fd = this.options.launch ? consoleFd(this.profile) : undefined;
       return [
         "-chardev",
         this.opts("serial", "socket", [
           ["id", RENDER_IDS.serial],
-          ["path", s.slice("socket:".length), "serial"],
+          fd !== undefined ? ["fd", fd] : ["path", s.slice("socket:".length), "serial"],
           ["server", true],
           ["wait", false],
         ]),
