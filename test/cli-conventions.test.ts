@@ -143,7 +143,11 @@ describe("--set values take the schema's type", () => {
       `disks[0]={path: ${disk}, format: raw}`,
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).argv.join(" ")).toContain(`filename=${disk}`);
+    // The disk reaches QEMU as a descriptor qcvm opens (issue 8): fdset 4, and its path in the list
+    // of what launch does.
+    const out = JSON.parse(r.stdout) as { argv: string[]; notExpressed: string[] };
+    expect(out.argv.join(" ")).toContain("filename=/dev/fdset/4");
+    expect(out.notExpressed).toContain(`fd 4: disks[0].path ${disk} (read-write), opened by qcvm`);
     const gap = await qcvm(["validate", KVM_2NODE, "--set", "disks[1]={path: x, format: raw}"]);
     expect(gap.code).toBe(1);
     expect(gap.stdout).toContain("disks is not set, so it has no item 1 (start with [0])");

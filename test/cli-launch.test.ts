@@ -4,9 +4,10 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { vmLockPath } from "../src/vm/lock.js";
+import { createVmCgroup } from "../src/vm/cgroup.js";
 import { pidStartTime } from "../src/vm/process.js";
 import {
   ACCEL,
@@ -27,6 +28,24 @@ import {
 } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-launch");
+
+/**
+ * The prefix QEMU runs under (launch/privsep.ts): as root, setpriv to qcvm-qemu (its uid from the
+ * system, not from qcvm) in exactly the kvm group; as anyone else, the caller with no_new_privs.
+ */
+const DROP =
+  process.getuid?.() === 0
+    ? [
+        "setpriv",
+        `--reuid=${execFileSync("id", ["-u", "qcvm-qemu"], { encoding: "utf8" }).trim()}`,
+        `--regid=${execFileSync("id", ["-g", "qcvm-qemu"], { encoding: "utf8" }).trim()}`,
+        `--groups=${execFileSync("getent", ["group", "kvm"], { encoding: "utf8" }).split(":")[2]}`,
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+      ]
+    : ["setpriv", "--no-new-privs", "--"];
 afterAll(() => sweepRunDir(runDir));
 
 describe("launch --dry-run", () => {
@@ -86,10 +105,16 @@ describe("launch --dry-run", () => {
     const bornIn = CGROUPS.hierarchies.length > 0 ? "spawned from inside the VM cgroup" : "no VM cgroup to be born in";
     expect(execLines.at(-1)).toBe(`        (${bornIn}, in its own session)`);
     const exec = execLines.join("\n").replace(/ \\\n\s+/g, " ");
-    expect(exec).toContain(`qemu-system-x86_64 -name guest=${name},debug-threads=on`);
+    // QEMU runs under the privilege drop (launch/privsep.ts), sandboxed, QMP on the socket qcvm
+    // bound (fd 3), no -pidfile (qcvm writes qemu.pid itself, never through a link).
+    expect(exec).toContain(`exec    ${DROP.join(" ")} qemu-system-x86_64 -name guest=${name},debug-threads=on`);
+    expect(exec).toContain("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     expect(exec).toContain(`-machine q35,accel=${ACCEL}`);
     expect(exec).toContain("host-nodes=0,policy=bind");
-    expect(exec).toContain(`-qmp unix:${dir}/${name}/qmp.sock,server=on,wait=off -S -pidfile ${dir}/${name}/qemu.pid`);
+    expect(exec).toContain("-chardev socket,id=qmp0,fd=3,server=on,wait=off -mon chardev=qmp0,mode=control -S");
+    expect(exec).not.toContain("-pidfile");
+    expect(lines).toContain(`open    fd 3: QMP socket ${dir}/${name}/qmp.sock, bound by qcvm, mode 0600`);
+    expect(lines.filter((l) => l.startsWith("user    "))).toHaveLength(1);
     expect(lines.filter((l) => l.startsWith("pin "))).toHaveLength(2);
     expect(lines).toContain("qmp     cont (vCPUs start with placement in force)");
     // Nothing was done: no run dir, no cgroup, no QEMU.
@@ -125,8 +150,8 @@ describe("launch --dry-run", () => {
     ).toEqual([]);
     // The TCG fallback is a diagnostic a program can recognize by its code.
     expect(warnings.filter((w) => w.diagnostic?.code === "host.kvm")).toHaveLength(KVM_USABLE ? 0 : 1);
-    expect(out.argv[0]).toBe("qemu-system-x86_64");
-    expect(out.argv.slice(-3)).toEqual(["-S", "-pidfile", join(runDir, name, "qemu.pid")]);
+    expect(out.argv.slice(0, DROP.length + 1)).toEqual([...DROP, "qemu-system-x86_64"]);
+    expect(out.argv.at(-1)).toBe("-S");
     expect(out.actions.map((a: { action: string }) => a.action)).toEqual(
       expect.arrayContaining(["lock", "mkdir", "cgroup", "exec", "qmp", "state"]),
     );
@@ -327,6 +352,12 @@ describe("status and stop", () => {
     const name = vmName("interrupted");
     const paused = spawn("sleep", ["600"], { stdio: "ignore" });
     await new Promise((r) => paused.once("spawn", r));
+    // Where qcvm manages cgroups, QEMU is born in the VM's cgroup, and stop signals only members
+    // of it (issue 8: a pid a state file names is not trusted): the stand-in joins one too.
+    if (process.getuid?.() === 0 && CGROUPS.hierarchies.length > 0) {
+      const { cgroup } = createVmCgroup(CGROUPS, name, []);
+      expect(cgroup.addProcess(paused.pid!).filter((e) => e.errno !== "EMISSING")).toEqual([]);
+    }
     try {
       const dead = spawnSync("true").pid;
       mkdirSync(join(runDir, name), { recursive: true });

@@ -41,7 +41,10 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const holder = found.holder;
   let outcome: StopOutcome = "was not running";
   // Never the hostRoot state.json names: it is a file anyone with the run dir could have written.
-  const member = cgroupMembership(openCgroupLayout(probeHost("/")), name);
+  // A delegated VM cgroup (export --to systemd) is under the unit's subtree, which state.json
+  // names; the run dir it is read from passed the trust checks above.
+  const layout = openCgroupLayout(probeHost("/"), { delegatedBase: state?.cgroup.delegated });
+  const member = cgroupMembership(layout, name);
   if (state) {
     outcome = await stopQemu(state, { force, timeoutMs: timeout * 1000, member }, note);
   } else {

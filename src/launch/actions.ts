@@ -5,7 +5,7 @@ import { formatList } from "../io/fsroot.js";
 import type { CgroupLayout } from "../vm/cgroup.js";
 import type { vmPaths } from "../vm/paths.js";
 import type { Plan, Profile } from "../core/types.js";
-import { QMP_FD } from "../render/passed-fds.js";
+import { QMP_FD, fdsetPath } from "../render/passed-fds.js";
 import type { PassedFile } from "../render/passed-fds.js";
 import { describeIdentity } from "./privsep.js";
 import type { QemuIdentity } from "./privsep.js";
@@ -116,7 +116,7 @@ export function dryRunActions(a: ActionInputs): Action[] {
   for (const f of a.passed)
     actions.push({
       action: "open",
-      detail: `fd ${f.fd}: ${f.field} ${f.path} (${ACCESS[f.access]}), QEMU sees /dev/fdset/${f.fd}`,
+      detail: `fd ${f.fd}: ${f.field} ${f.path} (${ACCESS[f.access]}), QEMU sees ${fdsetPath(f)}`,
     });
   actions.push({ action: "exec", detail: `${prettyCommand(a.argv)}  ${spawnHow(a)}` });
   actions.push({ action: "qmp", detail: `connect ${paths.qmp}; query-cpus-fast (vCPU thread ids)` });

@@ -10,10 +10,11 @@ import { FsRoot } from "../io/fsroot.js";
 import { loadInputs, resolveCapabilities } from "../pipeline/context.js";
 import { inlineProfileFiles } from "../render/files.js";
 import { makeDirs } from "../vm/paths.js";
-import { chooseQemuUser, resolveQemuIdentity, symbolicIdentity } from "./privsep.js";
+import { chooseQemuUser, privsepPrefix, qemuEnvironment, resolveQemuIdentity, symbolicIdentity } from "./privsep.js";
+import type { QemuIdentity } from "./privsep.js";
 import type { LaunchInputs } from "./prepare.js";
 import type { Reporter } from "./reporter.js";
-import type { QemuCapabilities } from "../core/types.js";
+import type { Profile, QemuCapabilities } from "../core/types.js";
 
 /** What `qcvm launch` was asked, as far as gathering the inputs goes. */
 export interface GatherArgs {
@@ -31,7 +32,12 @@ export interface GatherArgs {
  * upgraded binary has a new inode or mtime, so it is probed again. A cache that cannot be written
  * (a read-only run dir) only costs the next launch another probe.
  */
-async function cachedCapabilities(binary: string, runDir: string, write: boolean): Promise<QemuCapabilities> {
+async function cachedCapabilities(
+  binary: string,
+  runDir: string,
+  write: boolean,
+  qemu: QemuIdentity,
+): Promise<QemuCapabilities> {
   const real = realpathSync(binary);
   const st = statSync(real);
   const key = createHash("sha256")
@@ -47,7 +53,11 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
       // damaged: probe again and replace it
     }
   }
-  const caps = await probeQemu(real);
+  // The probe starts a QEMU too: it runs as the launch's QEMU would, never as root unless asked.
+  const caps = await probeQemu(real, {
+    prefix: privsepPrefix(qemu),
+    env: qemuEnvironment("/nonexistent"),
+  });
   if (write) {
     const tmp = `${file}.${process.pid}.tmp`;
     try {
@@ -56,7 +66,11 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
       renameSync(tmp, file);
     } catch {
       // not cached: see above; a half-written temp file (ENOSPC) is not left behind
-      rmSync(tmp, { force: true });
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // the caps directory could not even be made (ENOTDIR): nothing was written
+      }
     }
   }
   return caps;
@@ -68,6 +82,11 @@ async function cachedCapabilities(binary: string, runDir: string, write: boolean
  * of that very binary).
  */
 export async function gatherInputs(a: GatherArgs, runDir: string, r: Reporter): Promise<LaunchInputs> {
+  // Who QEMU runs as comes from the host's /etc/passwd: a host tree's own when it has one (the
+  // fake-runner tests), else this machine's (a sysfs fixture says nothing about users).
+  const passwdRoot = a.host && existsSync(join(a.host, "etc/passwd")) ? a.host : "/";
+  const identityFor = (profile: Profile) =>
+    resolveQemuIdentity(chooseQemuUser(a.qemuUser, profile.qemu.user), new FsRoot(passwdRoot));
   const inputs = await loadInputs(
     {
       profile: a.profile,
@@ -88,17 +107,16 @@ export async function gatherInputs(a: GatherArgs, runDir: string, r: Reporter): 
           r.note(`${msg}; this dry run uses the built-in capabilities of QEMU ${profile.qemu.version}`);
           return resolveCapabilities(profile, { profile: a.profile });
         }
-        return cachedCapabilities(binary, runDir, !a.dryRun);
+        return cachedCapabilities(binary, runDir, !a.dryRun, identityFor(profile));
       },
     },
     // Only a launch that will run QEMU here asks the kernel (a dry run does not start numactl).
     { testMempolicy: !a.dryRun },
   );
-  // Who QEMU runs as: resolved on the host's /etc/passwd (through the same root as every other
-  // host fact: a test's host tree carries its own); a dry run for another host (--host) shows the
-  // drop by name.
-  const user = chooseQemuUser(a.qemuUser, inputs.profile.qemu.user);
+  // Who QEMU runs as (identityFor); a dry run for another host (--host) shows the drop by name.
   const qemuIdentity =
-    a.dryRun && a.host ? symbolicIdentity(user) : resolveQemuIdentity(user, new FsRoot(inputs.host.root));
+    a.dryRun && a.host
+      ? symbolicIdentity(chooseQemuUser(a.qemuUser, inputs.profile.qemu.user))
+      : identityFor(inputs.profile);
   return { ...inputs, inlined: inlineProfileFiles(inputs.profile), qemuIdentity };
 }

@@ -9,6 +9,7 @@ import { UserError, describeFsError } from "../core/diagnostics.js";
 import { run, start, which } from "../io/exec.js";
 import type { ChildExit } from "../io/exec.js";
 import { QmpClient, isQmpError } from "../vm/qmp.js";
+import { bindQmpSocket } from "../vm/listen.js";
 import type { QemuCapabilities } from "../core/types.js";
 
 /** QOM types whose properties decide features (see FEATURES in src/probe/capabilities.ts). */
@@ -46,10 +47,22 @@ async function resolveBinary(binary: string): Promise<string> {
   return path;
 }
 
+/** How the probe runs QEMU: under launch's privilege drop (launch/privsep.ts), never as root
+ *  unless asked. Without `prefix`, QEMU runs as the caller (doctor as a user, tests). */
+export interface ProbeOptions {
+  workDir?: string;
+  /** Exec prefix that drops privileges (setpriv ... --): QEMU then gets QMP as fd 3 (see below). */
+  prefix?: readonly string[];
+  /** QEMU's whole environment (launch's qemuEnvironment); unset: qcvm's own. */
+  env?: Record<string, string>;
+}
+
 /** Probe `binary`: --version, then QMP on a paused `-machine none` instance that is quit at once. */
-export async function probeQemu(binary: string, options: { workDir?: string } = {}): Promise<QemuCapabilities> {
+export async function probeQemu(binary: string, options: ProbeOptions = {}): Promise<QemuCapabilities> {
   const path = await resolveBinary(binary);
-  const v = await run([path, "--version"], { timeoutMs: PROBE_TIMEOUT_MS }).catch((e: Error) => {
+  const prefix = options.prefix ?? [];
+  const env = options.env ? { env: options.env } : {};
+  const v = await run([...prefix, path, "--version"], { timeoutMs: PROBE_TIMEOUT_MS, ...env }).catch((e: Error) => {
     throw new UserError(`cannot run QEMU binary \`${binary}\`: ${e.message}`, "unavailable");
   });
   const version = parseQemuVersion(v.stdout);
@@ -62,11 +75,29 @@ export async function probeQemu(binary: string, options: { workDir?: string } = 
 
   const dir = mkdtempSync(join(options.workDir ?? tmpdir(), "qcvm-probe-"));
   const sock = join(dir, "qmp.sock");
+  const base = [path, "-machine", "none", "-S", "-nodefaults", "-no-user-config", "-display", "none"];
+  // Dropped to the QEMU user, QEMU cannot create a socket in qcvm's 0700 temp dir: qcvm binds it
+  // and passes it as fd 3, as launch does (vm/listen.ts).
+  const listener = options.prefix ? await bindQmpSocket(sock) : undefined;
   // The child's `exited` settles when QEMU exits; until then QEMU runs and we talk QMP to it.
-  const qemu = start(
-    [path, "-machine", "none", "-S", "-nodefaults", "-display", "none", "-qmp", `unix:${sock},server=on,wait=off`],
-    { output: "ignore", captureStderr: true },
-  );
+  let qemu: ReturnType<typeof start>;
+  try {
+    qemu = start(
+      listener
+        ? [
+            ...prefix,
+            ...base,
+            "-chardev",
+            "socket,id=qmp0,fd=3,server=on,wait=off",
+            "-mon",
+            "chardev=qmp0,mode=control",
+          ]
+        : [...base, "-qmp", `unix:${sock},server=on,wait=off`],
+      { output: "ignore", captureStderr: true, ...env, ...(listener ? { fds: [listener.fd] } : {}) },
+    );
+  } finally {
+    listener?.close();
+  }
   const died = new AbortController();
   let exitInfo: ChildExit | undefined;
   void qemu.exited.then((r) => {

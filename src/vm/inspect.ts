@@ -2,7 +2,7 @@
 // (a launch killed midway), damaged (a state file qcvm cannot read), not yours (another user's),
 // or absent. status, stop and launch all ask here, so they cannot disagree about a leftover.
 import { existsSync } from "node:fs";
-import { readVmLock } from "./lock.js";
+import { readVmLock, strayNameLockTemps } from "./lock.js";
 import { vmPaths } from "./paths.js";
 import { isAlive, isProcessAlive, pidStartTime } from "./process.js";
 import { StateAccessError, readState } from "./state.js";
@@ -21,13 +21,23 @@ export interface VmInspection {
   /** The holder its name lock records, when there is a lock. */
   holder?: LockOwner;
   /** What of it is on the host without a state file: the name lock, the runtime directory. */
-  left: { nameLock: boolean; dir: boolean };
+  left: { nameLock: boolean; dir: boolean; strayTemp?: boolean };
 }
 
 /** What a readable state file says about its VM. */
 function fromState(name: string, s: VmState, holder: LockOwner | undefined, dir: boolean): VmInspection {
   const left = { nameLock: holder !== undefined, dir };
   const base = { name, state: s, left, ...(holder ? { holder } : {}) };
+  // pid 0: state.json is written before QEMU is spawned (launch step 3), so a launch killed
+  // around the spawn leaves no pid; anything it started is in the VM's cgroup, which stop ends.
+  if (s.pid === 0) {
+    if (isProcessAlive(s.launcher.pid, s.launcher.startTime)) return { ...base, condition: "starting" };
+    return {
+      ...base,
+      condition: "interrupted",
+      reason: `the launching qcvm (pid ${s.launcher.pid}) died before it recorded QEMU's pid; stop ends whatever the VM's cgroup holds`,
+    };
+  }
   if (!isAlive(s)) {
     const reason =
       pidStartTime(s.pid) === undefined ? `pid ${s.pid} is gone` : `pid ${s.pid} now belongs to another process`;
@@ -49,8 +59,9 @@ function fromLeftovers(
   holder: LockOwner | undefined,
   dir: boolean,
   unreadable: { damaged?: string; notYours?: string },
+  strayTemp = false,
 ): VmInspection {
-  const left = { nameLock: holder !== undefined, dir };
+  const left = { nameLock: holder !== undefined, dir, ...(strayTemp ? { strayTemp } : {}) };
   const base = { name, left, ...(holder ? { holder } : {}) };
   if (unreadable.notYours) return { ...base, condition: "not yours", reason: unreadable.notYours };
   if (unreadable.damaged) return { ...base, condition: "damaged", reason: unreadable.damaged };
@@ -63,7 +74,11 @@ function fromLeftovers(
       condition: "interrupted",
       reason: `QEMU (pid ${holder.pid}) runs, but the launch died before writing ${stateFile}`,
     };
-  const what = [holder ? "its name lock" : "", dir ? "its runtime directory" : ""].filter(Boolean);
+  const what = [
+    holder ? "its name lock" : "",
+    strayTemp ? "a half-made name lock" : "",
+    dir ? "its runtime directory" : "",
+  ].filter(Boolean);
   return {
     ...base,
     condition: "interrupted",
@@ -88,6 +103,9 @@ export function inspectVm(runDir: string, name: string, options: { ownLock?: boo
     else unreadable.damaged = (e as Error).message;
   }
   if (state) return fromState(name, state, holder, dir);
-  if (!holder && !dir && !unreadable.damaged && !unreadable.notYours) return undefined;
-  return fromLeftovers(name, paths.state, holder, dir, unreadable);
+  // A launch killed while writing its name lock leaves only the lock's temp file: listed too, so
+  // stop removes it (a live launcher's temp file belongs to a launch in progress).
+  const stray = !options.ownLock && !holder && strayNameLockTemps(runDir, name).length > 0;
+  if (!holder && !dir && !stray && !unreadable.damaged && !unreadable.notYours) return undefined;
+  return fromLeftovers(name, paths.state, holder, dir, unreadable, stray);
 }

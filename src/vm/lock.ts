@@ -11,6 +11,7 @@
 //
 // Disk images are only stat()ed here, never opened: qcvm never creates, truncates or modifies one.
 import {
+  existsSync,
   linkSync,
   readFileSync,
   readdirSync,
@@ -304,6 +305,7 @@ export function releaseVmLocks(runDir: string, vm: string, options: { keepNameLo
   }
   let entries: string[];
   try {
+    sweepDeadTemps(dir);
     entries = readdirSync(dir).filter((f) => f.startsWith("disk-"));
   } catch {
     return removed;
@@ -316,6 +318,7 @@ export function releaseVmLocks(runDir: string, vm: string, options: { keepNameLo
     } catch {
       continue;
     }
+    sweepDeadTemps(sub);
     for (const f of files) {
       const p = join(sub, f);
       if (readOwner(p)?.vm === vm) {
@@ -326,6 +329,30 @@ export function releaseVmLocks(runDir: string, vm: string, options: { keepNameLo
     rmdirQuiet(sub);
   }
   return removed;
+}
+
+/**
+ * Remove the temp files (`<lock>.tmp-<pid>-<hex>`) of writers that are gone: a launcher killed
+ * between writing a lock's temp file and linking it (SIGKILL at any instant, issue 8) leaves one,
+ * possibly half-written. A live writer's are left alone; a reused pid only keeps garbage a while.
+ */
+function sweepDeadTemps(dir: string): void {
+  for (const f of readdirSync(dir)) if (deadTemp(f)) unlinkQuiet(join(dir, f));
+}
+
+/** Is `f` a lock temp file whose writer (the pid in its name) is gone? */
+function deadTemp(f: string): boolean {
+  const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(f);
+  return m !== null && Number(m[1]) !== process.pid && !existsSync(`/proc/${m[1]}`);
+}
+
+/** Temp files of VM `name`'s name lock left by a launcher killed before it linked the lock. */
+export function strayNameLockTemps(runDir: string, name: string): string[] {
+  try {
+    return readdirSync(locksDir(runDir)).filter((f) => f.startsWith(`vm-${name}.lock.tmp-`) && deadTemp(f));
+  } catch {
+    return [];
+  }
 }
 
 /** The holder recorded in a VM's name lock, if any (for status and stop when state.json is missing). */

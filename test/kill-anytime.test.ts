@@ -1,0 +1,180 @@
+// Issue 8 finding 5 and deliverable 4: SIGKILL qcvm at any instant of a launch, and what is left
+// is either nothing or a VM that `status` lists and `stop` removes. Each try starts the real
+// `qcvm launch --detach` (real QEMU, cgroups, locks), kills it after a random delay spread over a
+// whole launch, then checks: every QEMU of that VM is one status lists; after `qcvm stop`, no QEMU,
+// no cgroup, no lock (temp files included), no VM directory; the user's disk image and profile are
+// byte for byte what they were. QCVM_KILL_TRIES sets the number of tries (default 40, which runs
+// in well under a minute here; the issue's 200 were run with QCVM_KILL_TRIES=200, see the report
+// in the commit), QCVM_KILL_SEED makes the delays reproducible.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { inspectVm } from "../src/vm/inspect.js";
+import { KVM_2NODE, QCVM, events, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
+import { FsRoot } from "../src/io/fsroot.js";
+import { checkQemuUser } from "../src/launch/privsep.js";
+
+const TRIES = Number(process.env.QCVM_KILL_TRIES ?? 40);
+const ROOT = process.getuid?.() === 0;
+const kvmDev = (() => {
+  try {
+    return statSync("/dev/kvm");
+  } catch {
+    return undefined;
+  }
+})();
+// As root, launch drops QEMU to qcvm-qemu; without that user every launch is refused early.
+const READY = !ROOT || checkQemuUser(new FsRoot("/"), kvmDev).ok;
+
+const runDir = makeRunDir("kill");
+const disk = join(runDir, "..", `${runDir.split("/").pop()}-disk.img`);
+afterAll(async () => {
+  await sweepRunDir(runDir);
+  rmSync(disk, { force: true });
+});
+
+/** A small PRNG (mulberry32), so QCVM_KILL_SEED replays a run's delays. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function sha(file: string): string {
+  return createHash("sha256").update(readFileSync(file)).digest("hex");
+}
+
+/** Pids of QEMUs of VM `name` (their -name guest=NAME). */
+function qemusOf(name: string): number[] {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(`\0guest=${name},`);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** What of VM `name` is on the host besides its kept log. */
+function leftovers(name: string): string[] {
+  const out: string[] = [];
+  if (existsSync(join(runDir, name))) out.push(`VM directory ${join(runDir, name)}`);
+  const locks = join(runDir, "locks");
+  if (existsSync(locks)) {
+    for (const f of readdirSync(locks)) {
+      if (f.startsWith(`vm-${name}.lock`)) out.push(`lock ${f}`);
+      if (!f.startsWith("disk-")) continue;
+      for (const g of readdirSync(join(locks, f))) out.push(`disk lock ${f}/${g}`);
+    }
+  }
+  for (const cg of ["cpuset/qcvm", "memory/qcvm", "qcvm"]) {
+    const dir = `/sys/fs/cgroup/${cg}/${name}`;
+    if (existsSync(dir)) out.push(`cgroup ${dir}`);
+  }
+  for (const pid of qemusOf(name)) out.push(`QEMU pid ${pid}`);
+  return out;
+}
+
+function launchArgs(name: string): string[] {
+  return [
+    "launch",
+    KVM_2NODE,
+    "--detach",
+    "--format",
+    "json",
+    "--set",
+    `name=${name}`,
+    "--set",
+    `disks[0]={path: ${disk}, format: raw}`,
+    "--run-dir",
+    runDir,
+  ];
+}
+
+/** Start a launch and SIGKILL it after `delayMs` (unless it finished first). */
+function launchAndKill(name: string, delayMs: number): Promise<{ killed: boolean }> {
+  const child = spawn(process.execPath, [QCVM, ...launchArgs(name)], { stdio: "ignore" });
+  return new Promise((resolve) => {
+    let killed = false;
+    const timer = setTimeout(() => {
+      killed = child.kill("SIGKILL");
+    }, delayMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve({ killed });
+    });
+  });
+}
+
+let launchMs = 0;
+/** How long qcvm takes to start at all: kills before that only ever find nothing. */
+let startMs = 0;
+let profileHash = "";
+let diskHash = "";
+
+describe.skipIf(!READY)(
+  `SIGKILL of qcvm at any instant of a launch (${TRIES} tries; as root needs the qcvm-qemu user)`,
+  () => {
+    beforeAll(async () => {
+      writeFileSync(disk, Buffer.alloc(1 << 20, 0x5a));
+      profileHash = sha(KVM_2NODE);
+      diskHash = sha(disk);
+      // One whole launch sets the range the kill delays are spread over (the first also probes
+      // QEMU and caches its capabilities, which the tries then reuse).
+      const name = vmName("calib");
+      const t0 = Date.now();
+      const r = await qcvm(launchArgs(name));
+      launchMs = Date.now() - t0;
+      expect(r.code, r.stderr).toBe(0);
+      expect(events(r.stdout).some((e) => e.event === "running")).toBe(true);
+      expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+      const again = Date.now();
+      expect((await qcvm(launchArgs(name))).code).toBe(0);
+      launchMs = Math.min(launchMs, Date.now() - again);
+      expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+      const s0 = Date.now();
+      await qcvm(["status", "--run-dir", runDir]);
+      startMs = Math.min(Date.now() - s0, launchMs / 2);
+    }, 120_000);
+
+    it("leaves nothing, or a VM status lists and stop removes, with the user's files untouched", async () => {
+      const seed = Number(process.env.QCVM_KILL_SEED ?? Date.now() % 1_000_000);
+      const random = prng(seed);
+      const outcomes = { listedThenStopped: 0, nothing: 0, finished: 0 };
+      for (let i = 0; i < TRIES; i++) {
+        const name = vmName("kill");
+        // Spread over the launch itself: from qcvm's own start-up to a little past the end.
+        const delay = Math.floor(startMs * 0.8 + random() * (launchMs * 1.1 - startMs * 0.8));
+        const where = `try ${i} (seed ${seed}, kill after ${delay} of ~${launchMs} ms)`;
+        const { killed } = await launchAndKill(name, delay);
+        if (!killed) outcomes.finished++;
+        // Whatever QEMU of it runs now is one status lists (never an invisible orphan).
+        const found = inspectVm(runDir, name);
+        const qemus = qemusOf(name);
+        if (qemus.length > 0) expect(found, `${where}: QEMU ${qemus.join(",")} runs, unlisted`).toBeDefined();
+        if (found) {
+          const stop = await qcvm(["stop", name, "--force", "--run-dir", runDir]);
+          expect(stop.code, `${where}: stop: ${stop.stderr}`).toBe(0);
+          outcomes.listedThenStopped++;
+        } else outcomes.nothing++;
+        expect(leftovers(name), where).toEqual([]);
+        expect(inspectVm(runDir, name), where).toBeUndefined();
+      }
+      expect(sha(KVM_2NODE)).toBe(profileHash);
+      expect(sha(disk)).toBe(diskHash);
+      // The delays did reach both ends: some launches killed before anything, some after QEMU ran.
+      console.log(`kill-anytime: ${TRIES} tries, seed ${seed}, launch ~${launchMs} ms: ${JSON.stringify(outcomes)}`);
+      expect(outcomes.listedThenStopped).toBeGreaterThan(0);
+    }, 600_000);
+  },
+);
