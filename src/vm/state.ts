@@ -1,10 +1,11 @@
 // A VM's state file (<runDir>/<name>/state.json): what status, stop and stats read, written
 // atomically by launch. Also the LostPlacement record launch keeps in it.
-import { readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import type { Accel, LostPlacement, Plan } from "../core/types.js";
 import { vmPaths } from "./paths.js";
+import { writeFileReplacing } from "./trust.js";
 import type { PreallocRecord } from "../launch/prealloc-step.js";
 
 export type { LostPlacement };
@@ -59,9 +60,9 @@ export interface VmState {
 /** Write state.json atomically (write + rename), so a reader never sees half a file. */
 export function writeState(state: VmState): void {
   const file = join(state.dir, "state.json");
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  // A private temp file (O_EXCL|O_NOFOLLOW) renamed over the old one; on ENOSPC or EDQUOT the
+  // temp file is removed and the error names the state file (issue 8 finding 7).
+  writeFileReplacing(file, `${file}.${process.pid}.tmp`, `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
 
 /** A VM's state that this user may not read: the VM is another user's (the run dir is shared). */
