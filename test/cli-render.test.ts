@@ -138,6 +138,14 @@ describe("qcvm render --format json", () => {
     expect(out.warnings).toHaveLength(out.diagnostics.length);
   });
 
+  it("serial: device:PATH renders a file chardev on the descriptor qcvm opens, and --literal on the path", () => {
+    const out = renderJson("profiles/kvm-2node.yaml", "--host", SINGLE, "--set", "serial=device:/dev/null");
+    expect(out.argv).toContain("file,id=serial0,path=/dev/fdset/4");
+    expect(out.notExpressed).toContain("fd 4: serial /dev/null (write), opened by qcvm");
+    const literal = renderJson("profiles/kvm-2node.yaml", "--literal", "--set", "serial=device:/dev/null");
+    expect(literal.argv).toContain("file,id=serial0,path=/dev/null");
+  });
+
   it("renders for this machine when --host is absent", () => {
     const out = renderJson("profiles/kvm-1node.yaml");
     expect(out.argv).toContain(

@@ -5,7 +5,12 @@ import { execFileSync } from "node:child_process";
 import {
   chmodSync,
   closeSync,
+  constants,
   fstatSync,
+  openSync,
+  readSync,
+  symlinkSync,
+  writeSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -16,7 +21,13 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { SERIAL_HEADER, bindQmpSocket, openPassedFiles, openSerialLog } from "../src/launch/open-files.js";
+import {
+  SERIAL_HEADER,
+  bindQmpSocket,
+  openPassedFiles,
+  openSerialDevice,
+  openSerialLog,
+} from "../src/launch/open-files.js";
 import type { PassedFile } from "../src/render/passed-fds.js";
 
 const ROOT = process.getuid?.() === 0;
@@ -93,6 +104,56 @@ describe("disk images", () => {
     ).toThrow(`cannot give QEMU disks[0].path ${join(base, "none.raw")}: no such file (qcvm never creates it)`);
     expect(() => statSync(join(base, "none.raw"))).toThrow();
     expect(readFileSync(img, "utf8")).toBe("data");
+  });
+});
+
+describe("serial: device:PATH, the explicit opt-in for a FIFO or device", () => {
+  const device = (path: string): PassedFile => ({
+    fd: 4,
+    field: "serial",
+    path,
+    access: "write",
+    kind: "serial-device",
+  });
+
+  it("file: refuses a FIFO (no log is ever written into one by accident), naming the opt-in", () => {
+    const fifo = join(base, "refused.fifo");
+    execFileSync("mkfifo", [fifo]);
+    expect(() => openSerialLog(serial(fifo))).toThrow(
+      `cannot give QEMU serial ${fifo}: exists and is not a regular file: a FIFO or device is written only when the profile names it serial: device:PATH`,
+    );
+  });
+
+  it("device: opens an existing FIFO write-only without waiting for a reader; what QEMU writes reaches it", () => {
+    const fifo = join(base, "console.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const fd = openSerialDevice(device(fifo));
+    try {
+      // The mode QEMU's file chardev asks /dev/fdset for: O_WRONLY, nothing else of the access mode.
+      const flags = parseInt(/^flags:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))![1]!, 8);
+      expect(flags & 0o3).toBe(0o1);
+      expect(fstatSync(fd).isFIFO()).toBe(true);
+      // A reader attached now gets what is written to the descriptor (as QEMU would write it).
+      const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      writeSync(fd, "guest says hi\n");
+      const buf = Buffer.alloc(64);
+      expect(buf.toString("utf8", 0, readSync(reader, buf))).toBe("guest says hi\n");
+      closeSync(reader);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("device: opens a character device, and refuses a regular file, a symlink or a missing path", () => {
+    closeSync(openSerialDevice(device("/dev/null")));
+    const log = join(base, "plain.log");
+    writeFileSync(log, "mine");
+    expect(() => openSerialDevice(device(log))).toThrow("is not a FIFO or character device");
+    expect(readFileSync(log, "utf8")).toBe("mine");
+    const link = join(base, "null-link");
+    symlinkSync("/dev/null", link);
+    expect(() => openSerialDevice(device(link))).toThrow("is a symbolic link, which qcvm never writes through");
+    expect(() => openSerialDevice(device(join(base, "nope.fifo")))).toThrow("no such FIFO or device");
   });
 });
 

@@ -27,6 +27,12 @@ describe("paths QEMU writes", () => {
     ).toEqual(["6: serial: is a writable disk (disks[0].path) too: QEMU would write the serial log over it"]);
   });
 
+  it("refuse a serial device that is the VM's own disk image too", async () => {
+    expect(
+      await collisions("serial-dev-disk", "disks:\n  - path: ./disk.raw\n    format: raw\nserial: device:./disk.raw\n"),
+    ).toEqual(["6: serial: is a writable disk (disks[0].path) too: QEMU would write the serial device over it"]);
+  });
+
   it("refuse the profile as its own serial log", async () => {
     expect(await collisions("serial-self", "serial: file:./serial-self.yaml\n")).toEqual([
       "3: serial: is the profile itself too: QEMU would write the serial log over it",

@@ -267,6 +267,8 @@ function devices(p: Profile): Node {
   }
   if (p.serial === "stdio" || p.serial === "pty") d.serial = { "@_type": "pty" };
   else if (p.serial.startsWith("file:")) d.serial = { "@_type": "file", source: { "@_path": p.serial.slice(5) } };
+  // An existing FIFO or tty: libvirt's host-device serial (<serial type="dev">) writes to it.
+  else if (p.serial.startsWith("device:")) d.serial = { "@_type": "dev", source: { "@_path": p.serial.slice(7) } };
   // A balloon lets the host take guest pages back: wrong for private memory, and qcvm adds none.
   d.memballoon = { "@_model": "none" };
   return d;

@@ -14,6 +14,7 @@ const ACCESS: Record<PassedFile["access"], string> = {
   read: "read-only",
   "read-write": "read-write",
   append: "write; created 0600, or reused only when qcvm made it; never through a symlink",
+  write: "write-only; an existing FIFO or character device (serial: device:), never through a symlink",
 };
 
 export interface Action {

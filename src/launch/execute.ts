@@ -220,6 +220,7 @@ export class Launch {
     const out = this.p.profile.disks.map((d) => ({ path: d.path, readOnly: d.readOnly }));
     for (const f of this.p.passed) {
       if (f.kind === "pflash" && f.access === "read-write") out.push({ path: f.path, readOnly: false });
+      if (f.kind === "serial-device") out.push({ path: f.path, readOnly: false });
       if (f.kind !== "serial") continue;
       if (!existsSync(f.path)) {
         closeSync(openSerialLog(f));

@@ -16,7 +16,7 @@ import type { PassedFile } from "../render/passed-fds.js";
 import type { QemuIdentity } from "./privsep.js";
 import { callerUid } from "../vm/trust.js";
 
-const { O_RDONLY, O_RDWR, O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW } = constants;
+const { O_RDONLY, O_RDWR, O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = constants;
 
 /** The first line of every serial log qcvm creates: how it knows the file is its own. */
 export const SERIAL_HEADER = "# qcvm serial log: written by QEMU for a qcvm VM; qcvm may truncate it\n";
@@ -75,6 +75,46 @@ function checkBlobReadable(f: PassedFile, st: { uid: number; gid: number; mode: 
   );
 }
 
+/**
+ * `serial: device:PATH`, the explicit opt-in: an existing FIFO or character device, opened
+ * write-only (the mode QEMU's file chardev asks /dev/fdset for), never created, never truncated,
+ * never through a symlink. A FIFO is first held open read-write (which never blocks), so the
+ * write-only open does not wait for a reader; a tty is opened without becoming qcvm's terminal.
+ */
+export function openSerialDevice(f: PassedFile): number {
+  let probe: number;
+  try {
+    probe = openSync(f.path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw (
+      resourceError(e, f.path) ??
+      fail(
+        f,
+        code === "ELOOP"
+          ? "is a symbolic link, which qcvm never writes through (name the device itself)"
+          : code === "ENOENT"
+            ? "no such FIFO or device (qcvm never creates one: mkfifo it first)"
+            : String(code),
+      )
+    );
+  }
+  try {
+    const st = fstatSync(probe);
+    if (!st.isFIFO() && !st.isCharacterDevice())
+      throw fail(f, "is not a FIFO or character device (serial: file:PATH is for a log file)");
+    const fd = openSync(f.path, O_WRONLY | O_NOFOLLOW | O_NOCTTY | (st.isFIFO() ? 0 : O_NONBLOCK));
+    const w = fstatSync(fd);
+    if (w.ino !== st.ino || w.dev !== st.dev) {
+      closeSync(fd);
+      throw fail(f, "was replaced while qcvm opened it");
+    }
+    return fd;
+  } finally {
+    closeSync(probe);
+  }
+}
+
 /** The serial log's descriptor: created new, or a log qcvm made before, truncated through the fd. */
 export function openSerialLog(f: PassedFile): number {
   let fd: number;
@@ -99,7 +139,12 @@ function reopenOwnLog(f: PassedFile): number {
   const st = lstatSync(f.path);
   if (st.isSymbolicLink()) throw fail(f, "is a symbolic link, which qcvm never writes through (remove it)");
   if (!st.isFile())
-    throw fail(f, "exists and is not a regular file (a device or FIFO is not supported as a serial log)");
+    throw fail(
+      f,
+      st.isFIFO() || st.isCharacterDevice()
+        ? "exists and is not a regular file: a FIFO or device is written only when the profile names it serial: device:PATH"
+        : "exists and is not a regular file",
+    );
   let fd: number;
   try {
     fd = openSync(f.path, O_RDWR | O_APPEND | O_NOFOLLOW);
@@ -150,7 +195,8 @@ export function openPassedFiles(files: readonly PassedFile[], qemu?: QemuIdentit
   const opened = new OpenedFiles(new Map());
   try {
     for (const f of files) {
-      const fd = f.kind === "serial" ? openSerialLog(f) : openImage(f);
+      const fd =
+        f.kind === "serial" ? openSerialLog(f) : f.kind === "serial-device" ? openSerialDevice(f) : openImage(f);
       opened.fds.set(f.fd, fd);
       if (f.kind === "blob" && qemu) checkBlobReadable(f, fstatSync(fd), qemu);
     }

@@ -102,7 +102,7 @@ const PATH_FIELDS: readonly (readonly string[])[] = [
 
 /**
  * Rewrite every relative path in `raw` (in place) with `fn`, passing the field's path. Bare
- * `firmware.bios` names are QEMU's to look up and `serial` only holds a path after `file:`.
+ * `firmware.bios` names are QEMU's to look up and `serial` only holds a path after `file:` or `device:`.
  * load.ts uses it so a path written in a base profile stays relative to the base's own directory.
  */
 export function mapPathFields(
@@ -122,7 +122,8 @@ export function mapPathFields(
     if (typeof v !== "string") return;
     const field = [...at, head!];
     if (head === "serial") {
-      if (v.startsWith("file:") && !isAbsolute(v.slice(5))) o[head] = `file:${fn(v.slice(5), field)}`;
+      const m = /^(file|device):(.*)$/.exec(v);
+      if (m && !isAbsolute(m[2]!)) o[head] = `${m[1]}:${fn(m[2]!, field)}`;
     } else if (head === "bios" && at.length === 1 && !v.includes("/")) {
       // `-bios OVMF.fd`: QEMU searches its firmware directory
     } else if (!isAbsolute(v)) o[head!] = fn(v, field);
@@ -383,7 +384,8 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
   if (net.mac !== undefined) network.mac = str(net.mac);
 
   let serial = str(raw.serial) ?? DEFAULTS.serial;
-  if (serial.startsWith("file:")) serial = `file:${resolvePath(dir, serial.slice(5))}`;
+  const serialPath = /^(file|device):(.*)$/.exec(serial);
+  if (serialPath) serial = `${serialPath[1]}:${resolvePath(dir, serialPath[2])}`;
 
   const profile: Profile = {
     apiVersion: "qcvm/v1",

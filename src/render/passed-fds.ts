@@ -18,7 +18,7 @@ export const QMP_FD = 3;
 /** The first fd of the files below; the fdset id is the fd (one descriptor per set). */
 const FIRST_FILE_FD = 4;
 
-export type PassedAccess = "read" | "read-write" | "append";
+export type PassedAccess = "read" | "read-write" | "append" | "write";
 
 export interface PassedFile {
   /** The child's fd number, and the fdset id it is added to. */
@@ -29,7 +29,7 @@ export interface PassedFile {
   access: PassedAccess;
   /** blob: read whole by a plain open() (-bios, -kernel, -initrd, igvm-cfg), which /dev/fdset
    *  does not serve: QEMU opens /proc/self/fd/N instead, the descriptor qcvm passed. */
-  kind: "pflash" | "disk" | "serial" | "blob";
+  kind: "pflash" | "disk" | "serial" | "serial-device" | "blob";
 }
 
 /** Files the launcher opens for QEMU, in fd order: firmware and boot blobs, pflash code and
@@ -54,6 +54,9 @@ export function passedFiles(profile: Profile): PassedFile[] {
   );
   if (profile.serial.startsWith("file:"))
     out.push({ field: "serial", path: profile.serial.slice("file:".length), access: "append", kind: "serial" });
+  // An existing FIFO or character device, opted into by name: written as is, never created.
+  if (profile.serial.startsWith("device:"))
+    out.push({ field: "serial", path: profile.serial.slice("device:".length), access: "write", kind: "serial-device" });
   return out.map((f, i) => ({ ...f, fd: FIRST_FILE_FD + i }));
 }
 

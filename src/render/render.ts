@@ -724,6 +724,19 @@ class Renderer {
         `chardev:${RENDER_IDS.serial}`,
       ];
     }
+    if (s.startsWith("device:")) {
+      // An existing FIFO or tty the profile opted into: QEMU's file chardev writes to it (its
+      // O_TRUNC is a no-op there); at launch qcvm opens it and QEMU gets /dev/fdset/N.
+      return [
+        "-chardev",
+        this.opts("serial", "file", [
+          ["id", RENDER_IDS.serial],
+          ["path", this.fileName("serial", s.slice("device:".length)), "serial"],
+        ]),
+        "-serial",
+        `chardev:${RENDER_IDS.serial}`,
+      ];
+    }
     if (s.startsWith("socket:")) {
       // Set only by `launch --detach` for `serial: stdio` (the schema admits no `socket:`): a
       // detached QEMU has no terminal, so the port becomes a unix socket server in the VM's 0700

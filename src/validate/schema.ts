@@ -107,7 +107,7 @@ const PATTERN_MESSAGES: [RegExp, string, string?][] = [
     "must be a QEMU CPU model: letters, digits, '.', '_' and '-' (with features after a comma: +, - and =)",
     "e.g. qemu64, EPYC-v4 or host; qemu-system-x86_64 -cpu help lists them",
   ],
-  [/^#\/properties\/serial\//, "must be none, stdio, pty or file:PATH", undefined],
+  [/^#\/properties\/serial\//, "must be none, stdio, pty, file:PATH or device:PATH", undefined],
   [/\/properties\/base64\//, "must be base64 text", "encode with `base64 -w0 FILE`"],
   [/\/properties\/ifname\//, "must be a network interface name (at most 15 letters, digits, _ . -)", undefined],
   [/\/(policy|attributes)\/oneOf\/1\//, "must be a hex number 0x... (at most 64 bits)", undefined],
