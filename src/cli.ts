@@ -184,7 +184,8 @@ export async function main(argv: string[]): Promise<number> {
             .option("fill", {
               type: "boolean",
               default: false,
-              describe: "Print the normalized profile (defaults filled)",
+              describe:
+                "Print each profile with its bases merged and every default written out (a profile that validates as it is; summary on stderr)",
             }),
         )
           .example("$0 validate profiles/", "Validate every profile in a directory")

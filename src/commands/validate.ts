@@ -7,7 +7,8 @@ import { Document, isPair, isScalar, visit } from "yaml";
 import { readProfile } from "../pipeline/read-profile.js";
 import type { ReadOptions } from "../pipeline/read-profile.js";
 import { diag, formatDiagnostic } from "../core/diagnostics.js";
-import type { Diagnostic, LoadedProfile } from "../core/types.js";
+import type { Diagnostic, LoadedProfile, Profile } from "../core/types.js";
+import { orderFields, profileToRaw } from "../export/raw.js";
 import { formatGithub, formatJunit, formatSarif } from "./validate-formats.js";
 import type { CiFormat } from "./validate-formats.js";
 
@@ -217,7 +218,17 @@ function bigintSafe(_key: string, v: unknown): unknown {
   return typeof v === "bigint" ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : `0x${v.toString(16)}`) : v;
 }
 
-/** The normalized profile as YAML: id lists on one line, policy words in hex as AMD and Intel write them. */
+/** A profile with every default written out, as a user would write it (export/raw.ts: normalize
+ *  reads it back to the same profile), bases merged and paths made absolute. */
+function filledProfile(file: string, profile: Profile): string {
+  const raw = profileToRaw(profile);
+  // With guest nodes, placement is per node: memory's own (defaults) would only draw a warning.
+  const memory = raw.memory as Record<string, unknown>;
+  if (profile.numa.nodes.length > 0) for (const k of ["hostNodes", "policy", "weights"]) delete memory[k];
+  return `# ${file}: every default filled in (qcvm validate --fill)\n${filledYaml(orderFields(raw))}`;
+}
+
+/** A profile as YAML: id lists on one line, policy words in hex as AMD and Intel write them. */
 function filledYaml(profile: unknown): string {
   const doc = new Document(profile);
   visit(doc, {
@@ -298,19 +309,18 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
       summary,
     };
     process.stdout.write(`${JSON.stringify(out, bigintSafe, 2)}\n`);
+  } else if (a.fill) {
+    // stdout is the profiles, as YAML a person or `qcvm validate -` reads back; problems and the
+    // summary go to stderr.
+    const problems = reports.flatMap(({ l }) => [...l.errors, ...l.warnings].map(formatDiagnostic));
+    process.stderr.write([...problems, summaryLine].map((x) => `${x}\n`).join(""));
+    const docs = reports.flatMap(({ l }) => (l.profile ? [filledProfile(l.file, l.profile)] : []));
+    if (docs.length > 0) process.stdout.write(`${docs.join("---\n")}`);
   } else {
     const lines: string[] = [];
     for (const { l } of reports) {
       const all: Diagnostic[] = [...l.errors, ...l.warnings];
       for (const d of all) lines.push(formatDiagnostic(d));
-    }
-    if (a.fill) {
-      for (const { l } of reports) {
-        if (!l.profile) continue;
-        lines.push(
-          `---\n# ${l.file} (normalized: defaults filled, sizes in bytes)\n${filledYaml(l.profile).trimEnd()}`,
-        );
-      }
     }
     lines.push(summaryLine);
     process.stdout.write(`${lines.join("\n")}\n`);
