@@ -7,6 +7,9 @@ import type { Argv } from "yargs";
 import { UserError, resourceError } from "./core/diagnostics.js";
 import { exitCodeFor } from "./cli/exit-codes.js";
 import type { Outcome } from "./core/errors.js";
+import { RUN_DIR, UsageError, exitCodes, hostOptions, secondsOption, setOptions } from "./cli/options.js";
+import { engineCommands, profileCommands } from "./cli/profile-commands.js";
+import { consoleCommands } from "./cli/vm-commands.js";
 
 declare const QCVM_VERSION: string | undefined;
 
@@ -43,80 +46,6 @@ const commands: Record<string, () => Promise<{ run: Handler }>> = {
   export: () => import("./commands/export.js"),
   import: () => import("./commands/import.js"),
 };
-
-function hostOptions(y: Argv) {
-  return y
-    .option("host", {
-      type: "string",
-      describe: "Read host topology from this directory (shaped like /, with sys/ and proc/) instead of /",
-    })
-    .option("capabilities", {
-      type: "string",
-      describe: "QEMU capabilities saved by `qcvm doctor --save` (otherwise the profile's target version decides)",
-    });
-}
-
-/** Where extends: bases may live (validate, render and plan read untrusted profiles in CI). */
-/** How validate, render and plan read a profile: where its bases may live, and the host check. */
-function readOptions(y: Argv) {
-  return y
-    .option("root", {
-      type: "string",
-      requiresArg: true,
-      describe: "extends: bases must be under DIR (default: the profile's git root, else its directory)",
-    })
-    .option("host-check", {
-      type: "boolean",
-      default: true,
-      describe:
-        "Check that every file QEMU opens (kernel, initrd, firmware, disks, blob files) exists; --no-host-check for a repository validated without its images",
-    });
-}
-
-function setOptions(y: Argv) {
-  return y
-    .option("set", {
-      // Not `array: true`: an array option takes every word after it, so `--set a=1 vm.yaml` took
-      // the profile as a second override. Repeated, a string option still collects a list.
-      type: "string",
-      describe: "Override a profile field: --set memory.size=8G (repeatable; applied after extends:, before defaults)",
-      coerce: (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : [String(v)]),
-    })
-    .check((argv) => {
-      // A bare `--set` (or `--set=`) would silently override nothing.
-      if (Array.isArray(argv.set) && argv.set.some((s) => s === ""))
-        throw new UsageError("--set needs path=value, e.g. --set memory.size=8G");
-      return true;
-    });
-}
-
-/**
- * A number of seconds. Taken as a string and converted here: yargs' own `number` type turns
- * `--timeout abc` into NaN, and the message could then only say "got NaN".
- */
-function secondsOption(name: string, describe: string, dflt: number, min: "zero" | "positive") {
-  return {
-    describe,
-    default: dflt,
-    requiresArg: true,
-    coerce: (v: unknown): number => {
-      const text = Array.isArray(v) ? String(v.at(-1)) : String(v);
-      const n = text.trim() === "" ? NaN : Number(text);
-      if (!Number.isFinite(n) || (min === "zero" ? n < 0 : n <= 0)) {
-        const what = min === "zero" ? "a number of seconds >= 0" : "a positive number of seconds";
-        throw new UsageError(`--${name} must be ${what}, got ${JSON.stringify(text)}`);
-      }
-      return n;
-    },
-  } as const;
-}
-
-/** One line of help per command: what its exit codes mean (every command: 2 usage, 70 internal error). */
-function exitCodes(text: string): string {
-  return `Exit codes: ${text}; 2 usage error; 70 internal error (a bug in qcvm).`;
-}
-
-const RUN_DIR = "Runtime state directory (default $QCVM_RUN_DIR, /run/qcvm as root, else $XDG_RUNTIME_DIR/qcvm)";
 
 let pipesGuarded = false;
 
@@ -162,132 +91,13 @@ export async function main(argv: string[]): Promise<number> {
     }
   };
 
-  const parser = yargs(argv.map((a, i) => (a === "-" && !argv.slice(0, i).includes("--") ? STDIN_TOKEN : a)))
+  const top = yargs(argv.map((a, i) => (a === "-" && !argv.slice(0, i).includes("--") ? STDIN_TOKEN : a)))
     .scriptName("qcvm")
     .usage(
       "qcvm: launch QEMU confidential guests from YAML profiles, with NUMA placement that reaches private memory\n\nUsage: $0 <command> [options]",
-    )
-    .command(
-      "validate <files..>",
-      "Validate profiles (files, directories or globs): every problem at once, file:line:col",
-      (y) =>
-        setOptions(
-          readOptions(y)
-            .positional("files", { type: "string", array: true, describe: "Profiles, directories or globs" })
-            .option("format", {
-              choices: ["text", "json", "github", "junit", "sarif"] as const,
-              default: "text" as const,
-              describe:
-                "json: one report on stdout; github: Actions annotations; junit: JUnit XML (GitLab, Jenkins); sarif: SARIF 2.1.0 (code scanning)",
-            })
-            .option("strict", { type: "boolean", default: false, describe: "Warnings fail validation too" })
-            .option("fill", {
-              type: "boolean",
-              default: false,
-              describe:
-                "Print each profile with its bases merged and every default written out (a profile that validates as it is; summary on stderr)",
-            }),
-        )
-          .example("$0 validate profiles/", "Validate every profile in a directory")
-          .example("$0 validate 'vms/**/*.yaml' --format json --strict", "CI: JSON report, warnings fail")
-          .example("$0 validate profiles/ --strict --format junit > qcvm.xml", "GitLab: artifacts:reports:junit")
-          .example("$0 validate profiles/ --format sarif > qcvm.sarif", "GitHub code scanning (upload-sarif)")
-          .example("$0 validate base.yaml --fill", "Show the profile with every default filled in")
-          .epilog(exitCodes("0 every profile valid; 1 any profile invalid (with --strict: or any warning)")),
-      dispatch("validate"),
-    )
-    .command(
-      "render <profile>",
-      "Print the QEMU command line for a profile without running it",
-      (y) =>
-        setOptions(
-          hostOptions(
-            readOptions(y)
-              .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("format", {
-                choices: ["shell", "json"] as const,
-                default: "shell" as const,
-                describe: "shell: pasteable, one option per line; json: argv, prefix and warnings",
-              }),
-          ).option("literal", {
-            type: "boolean",
-            default: false,
-            describe:
-              "Render the profile as written: no host, no plan, placement not checked (render otherwise refuses what launch would refuse)",
-          }),
-        )
-          .example("$0 render profiles/snp-2node.yaml", "Pasteable shell command, one option per line")
-          .example("$0 render profiles/kvm-1node.yaml --format json", '{"argv": [...], "warnings": [...]}')
-          .example(
-            "$0 render profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n",
-            "For another host's topology",
-          )
-          .example("$0 render profiles/snp-2node.yaml --literal", "As written, for no host in particular")
-          .epilog(
-            exitCodes(
-              "0 command line printed; 1 invalid profile, a plan launch would refuse, or a QEMU that cannot run it",
-            ),
-          ),
-      dispatch("render"),
-    )
-    .command(
-      "schema",
-      "Print the profile JSON Schema",
-      (y) =>
-        y
-          .option("plan", { type: "boolean", default: false, describe: "Print the plan schema instead" })
-          .example("$0 schema > profile.schema.json", "Save the schema for an editor")
-          .example("$0 schema --plan", "The schema of `qcvm plan --format json`")
-          .epilog(exitCodes("0 schema printed")),
-      dispatch("schema"),
-    )
-    .command(
-      "plan <profile>",
-      "Show where each guest NUMA node's shared and private memory will go, and how faithfully",
-      (y) =>
-        setOptions(
-          hostOptions(
-            readOptions(y)
-              .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("format", {
-                choices: ["text", "json", "dot", "svg"] as const,
-                default: "text" as const,
-                describe:
-                  "dot/svg: a graph of guest and host nodes, failing ones marked (svg is laid out by Graphviz, bundled as WebAssembly)",
-              }),
-          ),
-        )
-          .example("$0 plan profiles/snp-2node.yaml", "Placement table with fidelity and capacity")
-          .example(
-            "$0 plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n --format json",
-            "Plan for another host",
-          )
-          .epilog(exitCodes("0 the plan holds; 1 the profile is invalid, or the plan has errors (printed in full)")),
-      dispatch("plan"),
-    )
-    .command(
-      "doctor [profiles..]",
-      "Report what this host and QEMU can run, and (given profiles) whether each runs here",
-      (y) =>
-        hostOptions(y.positional("profiles", { type: "string", array: true, describe: "Profiles to check here" }))
-          .option("format", {
-            choices: ["text", "json"] as const,
-            default: "text" as const,
-            describe: "json: the whole report on stdout",
-          })
-          .option("qemu", { type: "string", default: "qemu-system-x86_64", describe: "QEMU binary to probe" })
-          .option("save", { type: "string", describe: "Save the probed QEMU capabilities to this file" })
-          .example("$0 doctor", "Readable report")
-          .example("$0 doctor profiles/snp-2node.yaml", "Does this profile run here? (planned as qcvm plan does)")
-          .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)")
-          .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
-          .epilog(
-            exitCodes(
-              "0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed, or --save names a file that is not a capabilities file",
-            ),
-          ),
-      dispatch("doctor"),
-    )
+    );
+  // The order of the definitions is the order of `qcvm --help`.
+  const vms = profileCommands(top, dispatch)
     .command(
       "launch <profile>",
       "Launch QEMU with the planned placement enforced",
@@ -379,35 +189,8 @@ export async function main(argv: string[]): Promise<number> {
             exitCodes("0 measured (--watch: until Ctrl-C); 1 no such VM, or it is not running (--watch: it stopped)"),
           ),
       dispatch("stats"),
-    )
-    .command(
-      "logs <name>",
-      "Print QEMU's log of a VM: the live one while it runs detached, else the last one stop kept",
-      (y) =>
-        y
-          .positional("name", { type: "string", describe: "The VM (running or not)" })
-          .option("list", { type: "boolean", default: false, describe: "List the kept logs (oldest first)" })
-          .option("run-dir", { type: "string", describe: RUN_DIR })
-          .example("$0 logs kvm-2node", "What QEMU printed, also after the VM died and was stopped")
-          .example("$0 logs kvm-2node --list", "Every log kept for that name (the last 5 runs)")
-          .epilog(exitCodes("0 log printed; 1 no log for that name")),
-      dispatch("logs"),
-    )
-    .command(
-      "console <name>",
-      "Attach this terminal to a running VM's serial console; Ctrl-] detaches",
-      (y) =>
-        y
-          .positional("name", { type: "string", describe: "A running VM with a serial port" })
-          .option("run-dir", { type: "string", describe: RUN_DIR })
-          .example("$0 console kvm-1node", "launched with --detach and serial: stdio (or serial: pty)")
-          .epilog(
-            exitCodes(
-              "0 detached (Ctrl-]) or the VM stopped; 1 no such VM, not running, console in use, or no serial port to attach to",
-            ),
-          ),
-      dispatch("console"),
-    )
+    );
+  const others = consoleCommands(vms, dispatch)
     .command(
       ["list", "ls"],
       "List VMs with their state and plan fidelity (qcvm status without a name)",
@@ -444,64 +227,8 @@ export async function main(argv: string[]): Promise<number> {
           .example("$0 completion fish > ~/.config/fish/completions/qcvm.fish", "fish")
           .epilog(exitCodes("0 script printed")),
       dispatch("completion"),
-    )
-    .command(
-      "export <profile>",
-      "Hand a profile to another engine: a systemd unit that runs qcvm launch, or a libvirt domain",
-      (y) =>
-        setOptions(
-          hostOptions(
-            y
-              .positional("profile", { type: "string", describe: "Profile YAML file" })
-              .option("to", {
-                choices: ["systemd", "libvirt"] as const,
-                demandOption: true,
-                describe: "systemd: a service unit (stdout); libvirt: domain XML (stdout); what is lost goes to stderr",
-              })
-              .option("run-dir", { type: "string", describe: `systemd: the unit's run dir. ${RUN_DIR}` })
-              .option("qemu-user", {
-                type: "string",
-                describe: "systemd: passed to qcvm launch --qemu-user (the user QEMU runs as)",
-              })
-              .option("qcvm", {
-                type: "string",
-                describe: "systemd: the qcvm executable the unit runs (default: qcvm on PATH, made absolute)",
-              })
-              .option(
-                "stop-timeout",
-                secondsOption("stop-timeout", "systemd: seconds the guest gets to power down", 30, "zero"),
-              )
-              .option(
-                "start-timeout",
-                secondsOption("start-timeout", "systemd: seconds launch may take (TimeoutStartSec)", 300, "positive"),
-              ),
-          ),
-        )
-          .example(
-            "$0 export profiles/kvm-2node.yaml --to systemd > /etc/systemd/system/qcvm-kvm-2node.service",
-            "One unit per VM",
-          )
-          .example(
-            "$0 export profiles/snp-2node.yaml --to libvirt --host test/fixtures/hosts/epyc-2s4n",
-            "Domain XML for another host",
-          )
-          .epilog(exitCodes("0 exported (losses listed on stderr); 1 the profile is invalid")),
-      dispatch("export"),
-    )
-    .command(
-      "import <domain>",
-      "A profile from a libvirt domain XML (virsh dumpxml, or qcvm export --to libvirt); - reads stdin",
-      (y) =>
-        y
-          .positional("domain", { type: "string", describe: "Domain XML file, or - for stdin" })
-          .example("virsh dumpxml web1 | $0 import - > web1.yaml", "From a running libvirt domain")
-          .epilog(
-            exitCodes(
-              "0 imported (what has no profile field is listed on stderr); 1 not a domain, or the profile it gives is invalid (printed, with the problems)",
-            ),
-          ),
-      dispatch("import"),
-    )
+    );
+  const parser = engineCommands(others, dispatch)
     .demandCommand(1, "Name a command: qcvm --help lists them")
     .strict()
     .recommendCommands()
@@ -542,8 +269,6 @@ export async function main(argv: string[]): Promise<number> {
     );
   }
 }
-
-class UsageError extends Error {}
 
 type OptionTable = { key: Record<string, unknown>; alias: Record<string, string[]> };
 
