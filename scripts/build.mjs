@@ -8,6 +8,7 @@ import { build } from "esbuild";
 import { rmSync, readFileSync, writeFileSync, statSync, realpathSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { resolve as resolvePath } from "node:path";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
 const dist = fileURLToPath(new URL("../dist/", import.meta.url));
@@ -38,6 +39,22 @@ const fastStringWidth = {
   },
 };
 
+// `import text from "./file?raw"` (src/raw-imports.d.ts): the file's bytes as a string, the suffix
+// vite (vitest) reads the same way. `qcvm schema` prints the shipped schema files so, unchanged.
+const rawText = {
+  name: "raw-text",
+  setup(b) {
+    b.onResolve({ filter: /\?raw$/ }, (args) => ({
+      path: resolvePath(args.resolveDir, args.path.slice(0, -"?raw".length)),
+      namespace: "raw-text",
+    }));
+    b.onLoad({ filter: /.*/, namespace: "raw-text" }, (args) => ({
+      contents: readFileSync(args.path, "utf8"),
+      loader: "text",
+    }));
+  },
+};
+
 const root = fileURLToPath(new URL("../", import.meta.url));
 const WARM_UP = [
   ["render", `${root}profiles/kvm-1node.yaml`, "--host", `${root}test/fixtures/hosts/single-node`],
@@ -56,7 +73,7 @@ const common = {
   minify: true,
   sourcemap: false,
   logLevel: "warning",
-  plugins: [fastStringWidth],
+  plugins: [fastStringWidth, rawText],
   define: { QCVM_VERSION: JSON.stringify(pkg.version) },
 };
 

@@ -210,6 +210,27 @@ describe("qcvm schema", () => {
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(JSON.parse(readFileSync("schemas/plan.schema.json", "utf8")));
   });
+
+  it("prints the shipped files byte for byte (no drift: an editor given either sees the same schema)", () => {
+    for (const [args, file] of [
+      [["schema"], "schemas/profile.schema.json"],
+      [["schema", "--plan"], "schemas/plan.schema.json"],
+    ] as const) {
+      const r = qcvm(...args);
+      expect(r.status).toBe(0);
+      expect(r.stdout, `qcvm ${args.join(" ")} differs from ${file}`).toBe(readFileSync(file, "utf8"));
+    }
+    // The integer a JSON re-print would round (to 18446744073709552000) is printed as written.
+    expect(qcvm("schema").stdout).toContain("18446744073709551615");
+  });
+
+  it("has one $id per schema, under the one base both schemas share", () => {
+    for (const file of ["schemas/profile.schema.json", "schemas/plan.schema.json"]) {
+      const text = readFileSync(file, "utf8");
+      expect(text.match(/"\$id"/g), file).toHaveLength(1);
+      expect((JSON.parse(text) as { $id: string }).$id).toBe(`https://qcvm.dev/${file}`);
+    }
+  });
 });
 
 describe("published profiles", () => {

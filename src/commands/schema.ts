@@ -1,11 +1,11 @@
-// qcvm schema [--plan]: print the profile JSON Schema, or the plan schema. Both are bundled as
-// JSON imports: the CLI also runs from a V8 startup snapshot, where no module has a real file path.
+// qcvm schema [--plan]: print the profile JSON Schema, or the plan schema, byte for byte as shipped
+// in schemas/ (a JSON import re-printed would round 18446744073709551615 and reflow the file).
+// Bundled as text: the CLI also runs from a V8 startup snapshot, where no module has a real path.
 import type { Outcome } from "../core/errors.js";
-import profileSchema from "../../schemas/profile.schema.json" with { type: "json" };
-import planSchema from "../../schemas/plan.schema.json" with { type: "json" };
+import profileSchema from "../../schemas/profile.schema.json?raw";
+import planSchema from "../../schemas/plan.schema.json?raw";
 
 export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const schema = args.plan === true ? planSchema : profileSchema;
-  process.stdout.write(`${JSON.stringify(schema, null, 2)}\n`);
+  process.stdout.write(args.plan === true ? planSchema : profileSchema);
   return "ok";
 }
