@@ -57,10 +57,10 @@ const rawText = {
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const WARM_UP = [
-  ["render", `${root}profiles/kvm-1node.yaml`, "--host", `${root}test/fixtures/hosts/single-node`],
-  ["render", `${root}profiles/snp-2node.yaml`, "--format", "json", "--host", `${root}test/fixtures/hosts/epyc-2s4n`],
+  ["render", `${root}profiles/kvm-1node.yaml`, "--host", `${root}examples/hosts/single-node`],
+  ["render", `${root}profiles/snp-2node.yaml`, "--format", "json", "--host", `${root}examples/hosts/epyc-2s4n`],
   ["validate", `${root}profiles/kvm-2node.yaml`, `${root}test/fixtures/profiles/invalid-unknown-field.yaml`],
-  ["plan", `${root}profiles/snp-2node.yaml`, "--host", `${root}test/fixtures/hosts/epyc-2s4n`],
+  ["plan", `${root}profiles/snp-2node.yaml`, "--host", `${root}examples/hosts/epyc-2s4n`],
 ];
 
 const common = {

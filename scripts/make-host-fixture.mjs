@@ -1,4 +1,4 @@
-// Writes the sysfs-shaped host trees under test/fixtures/hosts/ from the compact shapes below.
+// Writes the sysfs-shaped host trees under examples/hosts/ from the compact shapes below.
 // The trees are committed: this script documents how they were made and regenerates them when a
 // shape changes (`node scripts/make-host-fixture.mjs`); review the diff like any other fixture.
 //
@@ -18,7 +18,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const GiB_KB = 1024 * 1024;
-const out = join(dirname(fileURLToPath(import.meta.url)), "..", "test", "fixtures", "hosts");
+const out = join(dirname(fileURLToPath(import.meta.url)), "..", "examples", "hosts");
 
 function formatList(values) {
   const s = [...new Set(values)].sort((a, b) => a - b);

@@ -10,7 +10,7 @@ import { coerceSetValue, schemaAt, typesAllowed } from "../src/load/set-coerce.j
 import { unknownOptions } from "../src/cli.js";
 
 const SNP_2NODE = join(REPO, "profiles", "snp-2node.yaml");
-const EPYC = join(REPO, "test/fixtures/hosts/epyc-2s4n");
+const EPYC = join(REPO, "examples/hosts/epyc-2s4n");
 
 /** Run qcvm with `input` on its standard input. */
 function withStdin(args: string[], input: string, env: NodeJS.ProcessEnv = process.env) {
@@ -20,7 +20,7 @@ function withStdin(args: string[], input: string, env: NodeJS.ProcessEnv = proce
 
 describe("list, ls and help", () => {
   it("list and ls print status's table (and its JSON)", async () => {
-    const runDir = join(REPO, "test/fixtures/hosts"); // no VM directories with state in it
+    const runDir = join(REPO, "examples/hosts"); // no VM directories with state in it
     const status = await qcvm(["status", "--run-dir", runDir, "--format", "json"]);
     for (const cmd of ["list", "ls"]) {
       const r = await qcvm([cmd, "--run-dir", runDir, "--format", "json"]);

@@ -196,7 +196,7 @@ describe("qcvm doctor when a probe cannot run", () => {
     const r = await qcvm("doctor", "--host", "/nonexistent/qcvm-host");
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toBe(
-      "qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n",
+      `qcvm: --host /nonexistent/qcvm-host: no such directory (give a tree shaped like /, with sys/ and proc/, as \`qcvm doctor --save-host DIR\` writes; or name one qcvm ships in ${join(repo, "examples/hosts")}: cgroup2-only, cxl-memonly, epyc-2s4n, gmem-mempolicy, single-node, spr-tdx-2n, tight-memory)\n`,
     );
     expect(r.stdout).toBe("");
   });

@@ -163,7 +163,7 @@ describe("launch --dry-run", () => {
       join(REPO, "profiles", "snp-2node.yaml"),
       "--dry-run",
       "--host",
-      join(REPO, "test/fixtures/hosts/epyc-2s4n"),
+      join(REPO, "examples/hosts/epyc-2s4n"),
       "--run-dir",
       runDir,
     ]);
@@ -181,7 +181,7 @@ describe("launch refusals", () => {
       "launch",
       KVM_2NODE,
       "--host",
-      join(REPO, "test/fixtures/hosts/tight-memory"),
+      join(REPO, "examples/hosts/tight-memory"),
       "--set",
       `name=${name}`,
       "--set",

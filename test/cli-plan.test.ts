@@ -11,7 +11,7 @@ import { checkXml } from "./helpers/xml.js";
 import type { Plan } from "../src/core/types.js";
 
 const BIN = join(REPO, "bin/qcvm.js");
-const hostDir = (h: string) => `test/fixtures/hosts/${h}`;
+const hostDir = (h: string) => `examples/hosts/${h}`;
 const fx = (f: string) => `test/fixtures/plan-profiles/${f}`;
 
 const validatePlan = new Ajv2020({ allErrors: true, strict: true }).compile(

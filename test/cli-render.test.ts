@@ -9,8 +9,8 @@ import { saveCapabilities } from "../src/probe/qemu.js";
 import type { RenderOutput } from "../src/commands/render.js";
 
 const root = join(import.meta.dirname, "..");
-const EPYC = "test/fixtures/hosts/epyc-2s4n";
-const SINGLE = "test/fixtures/hosts/single-node";
+const EPYC = "examples/hosts/epyc-2s4n";
+const SINGLE = "examples/hosts/single-node";
 /** What launch as root runs QEMU under (launch/privsep.ts), shown by name: render reads no passwd. */
 const DROP = [
   "setpriv",
@@ -215,7 +215,7 @@ describe("qcvm render follows the plan", () => {
     const out = renderJson(
       "profiles/snp-2node.yaml",
       "--host",
-      "test/fixtures/hosts/gmem-mempolicy",
+      "examples/hosts/gmem-mempolicy",
       "--capabilities",
       "test/fixtures/plan-profiles/caps-gmem-snp.json",
     );

@@ -239,7 +239,7 @@ describe("--host that is not a host tree", () => {
       expect(r.code, `${args[0]}: ${r.stderr}`).toBe(2);
       expect(r.stdout).toBe("");
       expect(r.stderr).toBe(
-        `qcvm: --host ${host}: ${problem} (give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has)\n`,
+        `qcvm: --host ${host}: ${problem} (give a tree shaped like /, with sys/ and proc/, as \`qcvm doctor --save-host DIR\` writes; or name one qcvm ships in ${join(REPO, "examples/hosts")}: cgroup2-only, cxl-memonly, epyc-2s4n, gmem-mempolicy, single-node, spr-tdx-2n, tight-memory)\n`,
       );
     }
   });
@@ -424,13 +424,13 @@ describe("reports fit the terminal", () => {
         (l) => [...l].length > width && l.trim().includes(" ") && !/^\s*(GUEST NODE|\d+ {2,}|node {2}|\d+ {5})/.test(l),
       );
   it.each([
-    [["plan", "profiles/snp-hugepages.yaml", "--host", "test/fixtures/hosts/tight-memory"]],
-    [["plan", "profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/epyc-2s4n"]],
+    [["plan", "profiles/snp-hugepages.yaml", "--host", "examples/hosts/tight-memory"]],
+    [["plan", "profiles/snp-2node.yaml", "--host", "examples/hosts/epyc-2s4n"]],
     [
       [
         "doctor",
         "--host",
-        "test/fixtures/hosts/cxl-memonly",
+        "examples/hosts/cxl-memonly",
         "--capabilities",
         "test/fixtures/plan-profiles/caps-gmem-snp.json",
       ],

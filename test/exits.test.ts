@@ -46,7 +46,7 @@ describe("--format json prints a failing command's diagnostics on stdout", () =>
       "render",
       "profiles/kvm-1node.yaml",
       "--host",
-      "test/fixtures/hosts/single-node",
+      "examples/hosts/single-node",
       "--set",
       'qemu.version="4.2"',
     ];
@@ -63,14 +63,7 @@ describe("--format json prints a failing command's diagnostics on stdout", () =>
   });
 
   it("status of a VM that does not exist: exit 1, kind not-found", () => {
-    const r = qcvm(
-      "status",
-      "no-such-vm",
-      "--format",
-      "json",
-      "--run-dir",
-      join(REPO, "test/fixtures/hosts/single-node"),
-    );
+    const r = qcvm("status", "no-such-vm", "--format", "json", "--run-dir", join(REPO, "examples/hosts/single-node"));
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ error: { kind: "not-found" }, diagnostics: [] });
   });

@@ -249,7 +249,7 @@ describe.skipIf(NO_V2 !== undefined)(`the unit's commands in a delegated cgroup 
 
 describe("the delegated base, read from /proc/self/cgroup (a host tree)", () => {
   const tree = join(tmp, "host");
-  cpSync(join(REPO, "test/fixtures/hosts/cgroup2-only"), tree, { recursive: true });
+  cpSync(join(REPO, "examples/hosts/cgroup2-only"), tree, { recursive: true });
   const unit = join(tree, "sys/fs/cgroup/system.slice/qcvm-web.service");
   mkdirSync(unit, { recursive: true });
   // The unit was handed memory only (cpuset not delegated).

@@ -19,7 +19,7 @@ function hostFor(file: string): string {
 function renderJson(file: string, host: string): unknown {
   const out = execFileSync(
     process.execPath,
-    ["bin/qcvm.js", "render", file, "--format", "json", "--host", `test/fixtures/hosts/${host}`],
+    ["bin/qcvm.js", "render", file, "--format", "json", "--host", `examples/hosts/${host}`],
     {
       cwd: root,
       encoding: "utf8",

@@ -624,7 +624,7 @@ describe("planPlacement: capacity", () => {
     const ctx = await loadContext({
       profile: join(REPO, "profiles/snp-1node.yaml"),
       set: ["memory.prealloc=true"],
-      host: join(REPO, "test/fixtures/hosts/epyc-2s4n"),
+      host: join(REPO, "examples/hosts/epyc-2s4n"),
     });
     const prealloc = ctx.warnings.filter((d) => d.path === "memory.prealloc");
     expect(codes(prealloc)).toEqual(["memory.prealloc-guest-memfd"]);

@@ -31,10 +31,10 @@ describe("startup snapshot", () => {
     ["schema", "--plan"],
     ["validate", "profiles", "--format", "json"],
     ["validate", "test/fixtures/profiles/invalid-unknown-field.yaml"],
-    ["render", "profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/epyc-2s4n"],
-    ["render", "profiles/kvm-2node.yaml", "--format", "json", "--host", "test/fixtures/hosts/single-node"],
-    ["plan", "profiles/snp-2node.yaml", "--host", "test/fixtures/hosts/epyc-2s4n", "--format", "json"],
-    ["doctor", "--host", "test/fixtures/hosts/cxl-memonly", "--capabilities", "test/fixtures/does-not-exist.json"],
+    ["render", "profiles/snp-2node.yaml", "--host", "examples/hosts/epyc-2s4n"],
+    ["render", "profiles/kvm-2node.yaml", "--format", "json", "--host", "examples/hosts/single-node"],
+    ["plan", "profiles/snp-2node.yaml", "--host", "examples/hosts/epyc-2s4n", "--format", "json"],
+    ["doctor", "--host", "examples/hosts/cxl-memonly", "--capabilities", "test/fixtures/does-not-exist.json"],
     ["bogus-command"],
   ])("qcvm %s ... gives the same output and exit code from the snapshot", (...args) => {
     const { snap, esm } = runBoth(args);

@@ -1,6 +1,7 @@
 // Every rule and schema message, exactly as a user sees it (file:line:col included), one fixture
 // per outcome. A changed message is a reviewed diff here, never a regenerated one.
 import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readProfile } from "../src/pipeline/read-profile.js";
 import { formatDiagnostic } from "../src/core/diagnostics.js";
@@ -11,6 +12,8 @@ import { normalizeProfile } from "../src/normalize/normalize.js";
 import { generateValidator } from "../scripts/gen-validator.mjs";
 
 const DIR = "test/fixtures/profiles";
+// Hints name shipped files by absolute path, so they hold from any directory (issue 10 item 9).
+const REFERENCE = join(import.meta.dirname, "..", "examples/reference.yaml");
 
 async function messages(name: string, set?: string[]): Promise<string[]> {
   const r = await readProfile(`${DIR}/${name}`, { set });
@@ -100,7 +103,7 @@ const EXPECTED: [string, string[]][] = [
   [
     "invalid-empty.yaml",
     [
-      "test/fixtures/profiles/invalid-empty.yaml: profile is empty (start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field)",
+      `test/fixtures/profiles/invalid-empty.yaml: profile is empty (start with \`apiVersion: qcvm/v1\`; \`qcvm init FILE\` writes a starter profile, and ${REFERENCE} shows every field)`,
     ],
   ],
   [
@@ -203,7 +206,7 @@ const EXPECTED: [string, string[]][] = [
   [
     "invalid-not-a-map.yaml",
     [
-      'test/fixtures/profiles/invalid-not-a-map.yaml:2:1: profile must be a YAML mapping of fields, got [{"apiVersion":"qcvm/v1"}] (start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field)',
+      `test/fixtures/profiles/invalid-not-a-map.yaml:2:1: profile must be a YAML mapping of fields, got [{"apiVersion":"qcvm/v1"}] (start with \`apiVersion: qcvm/v1\`; \`qcvm init FILE\` writes a starter profile, and ${REFERENCE} shows every field)`,
     ],
   ],
   [

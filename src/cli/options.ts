@@ -1,6 +1,7 @@
 // The options and help lines several commands share, and the command-line error type: yargs
 // definitions in src/cli/*-commands.ts and src/cli.ts build on these.
 import type { Argv } from "yargs";
+import { resolveHostArg } from "../io/package-dir.js";
 
 /** A command line yargs or a check of qcvm's refuses: exit 2, with the help of the command typed. */
 export class UsageError extends Error {}
@@ -12,7 +13,9 @@ export function hostOptions(y: Argv) {
   return y
     .option("host", {
       type: "string",
-      describe: "Read host topology from this directory (shaped like /, with sys/ and proc/) instead of /",
+      describe:
+        "Read host topology from this directory (shaped like /, with sys/ and proc/; qcvm doctor --save-host writes one) instead of /, or a tree qcvm ships, by name (epyc-2s4n)",
+      coerce: (v: unknown): string => resolveHostArg(Array.isArray(v) ? String(v.at(-1)) : String(v)),
     })
     .option("capabilities", {
       type: "string",

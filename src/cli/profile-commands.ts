@@ -58,10 +58,7 @@ export function profileCommands(y: Argv, dispatch: Dispatch): Argv {
         )
           .example("$0 render profiles/snp-2node.yaml", "Pasteable shell command, one option per line")
           .example("$0 render profiles/kvm-1node.yaml --format json", '{"argv": [...], "warnings": [...]}')
-          .example(
-            "$0 render profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n",
-            "For another host's topology",
-          )
+          .example("$0 render profiles/snp-2node.yaml --host epyc-2s4n", "For another host's topology")
           .example("$0 render profiles/snp-2node.yaml --literal", "As written, for no host in particular")
           .epilog(
             exitCodes(
@@ -98,10 +95,7 @@ export function profileCommands(y: Argv, dispatch: Dispatch): Argv {
           ),
         )
           .example("$0 plan profiles/snp-2node.yaml", "Placement table with fidelity and capacity")
-          .example(
-            "$0 plan profiles/snp-2node.yaml --host test/fixtures/hosts/epyc-2s4n --format json",
-            "Plan for another host",
-          )
+          .example("$0 plan profiles/snp-2node.yaml --host epyc-2s4n --format json", "Plan for another host")
           .epilog(exitCodes("0 the plan holds; 1 the profile is invalid, or the plan has errors (printed in full)")),
       dispatch("plan"),
     )
@@ -117,13 +111,20 @@ export function profileCommands(y: Argv, dispatch: Dispatch): Argv {
           })
           .option("qemu", { type: "string", default: "qemu-system-x86_64", describe: "QEMU binary to probe" })
           .option("save", { type: "string", describe: "Save the probed QEMU capabilities to this file" })
+          .option("save-host", {
+            type: "string",
+            requiresArg: true,
+            describe:
+              "Write this host as a tree --host DIR reads: the files the probe reads (DIR must be new or empty)",
+          })
           .example("$0 doctor", "Readable report")
           .example("$0 doctor profiles/snp-2node.yaml", "Does this profile run here? (planned as qcvm plan does)")
           .example("$0 doctor --save caps.json", "Save capabilities for offline dry-runs (--capabilities caps.json)")
+          .example("$0 doctor --save-host hosts/web1", "Save this host for plans elsewhere (--host hosts/web1)")
           .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
           .epilog(
             exitCodes(
-              "0 report printed, whatever it finds; 1 --save could not write; 2 also when QEMU cannot be probed, or --save names a file that is not a capabilities file",
+              "0 report printed, whatever it finds; 1 --save or --save-host could not write; 2 also when QEMU cannot be probed, --save names a file that is not a capabilities file, or --save-host a directory that is not new or empty",
             ),
           ),
       dispatch("doctor"),
@@ -168,10 +169,7 @@ export function engineCommands(y: Argv, dispatch: Dispatch): Argv {
             "$0 export profiles/kvm-2node.yaml --to systemd > /etc/systemd/system/qcvm-kvm-2node.service",
             "One unit per VM",
           )
-          .example(
-            "$0 export profiles/snp-2node.yaml --to libvirt --host test/fixtures/hosts/epyc-2s4n",
-            "Domain XML for another host",
-          )
+          .example("$0 export profiles/snp-2node.yaml --to libvirt --host epyc-2s4n", "Domain XML for another host")
           .epilog(exitCodes("0 exported (losses listed on stderr); 1 the profile is invalid")),
       dispatch("export"),
     )

@@ -5,7 +5,8 @@
 // `qcvm plan` would: doctor and plan cannot disagree. Doctor reports; it does not fail: exit 0
 // whatever it finds, 2 only when a probe itself cannot run (no QEMU binary, QEMU dies, an
 // unreadable --capabilities file) or --save would overwrite a file that is not a capabilities
-// file; 1 when --save cannot write.
+// file (or --save-host a directory that is not new or empty); 1 when --save or --save-host cannot
+// write.
 import type { Outcome } from "../core/errors.js";
 import { readFileSync, statSync } from "node:fs";
 import { UserError, formatDiagnostic, outputWidth } from "../core/diagnostics.js";
@@ -24,6 +25,8 @@ interface Args {
   qemu?: string;
   format?: "text" | "json";
   save?: string;
+  /** Write the probed host as a tree `--host DIR` reads (src/probe/save-host.ts). */
+  saveHost?: string;
   capabilities?: string;
   /** Profiles to check against this host and QEMU. */
   profiles?: string[];
@@ -269,12 +272,21 @@ function checkSaveTarget(file: string): void {
 export async function run(args: Record<string, unknown>): Promise<Outcome> {
   const a = args as Args;
   if (a.save) checkSaveTarget(a.save);
+  const saveHost = a.saveHost ? await import("../probe/save-host.js") : undefined;
+  if (a.saveHost) saveHost?.checkSaveHostTarget(a.saveHost);
   const { report, probeFailed } = await buildReport(a);
   if (a.format === "json") {
     const findings = report.findings.map((f) => ({ ...f, message: findingMessage(f) }));
     process.stdout.write(`${JSON.stringify({ ...report, findings }, null, 2)}\n`);
   } else {
     process.stdout.write(formatDoctorText(report, outputWidth()));
+  }
+  // The host tree needs no QEMU: saved even when QEMU could not be probed.
+  if (a.saveHost && saveHost) {
+    const files = await saveHost.saveHostTree(a.host ?? "/", a.saveHost);
+    process.stderr.write(
+      `qcvm: saved this host (${files.length} files) to ${a.saveHost} (use with --host ${a.saveHost})\n`,
+    );
   }
   if (probeFailed) {
     process.stderr.write(`qcvm: ${report.qemuError}\n`);

@@ -4,6 +4,7 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readdirSync, 
 import type { BigIntStats, Stats } from "node:fs";
 import { join, resolve } from "node:path";
 import { UserError } from "../core/diagnostics.js";
+import { shippedHosts, shippedPath } from "./package-dir.js";
 
 /**
  * The one answer to "is this the machine qcvm runs on, or a fixture tree (`--host DIR`)?". A tree
@@ -124,7 +125,10 @@ export function formatList(values: readonly number[]): string {
  * missing as "this host has none", so a mistyped path planned for an empty host, silently.
  */
 export function checkHostRoot(root: string): void {
-  const fix = "give a tree shaped like /, with sys/ and proc/, as test/fixtures/hosts/ has";
+  const shipped = shippedHosts();
+  const fix =
+    "give a tree shaped like /, with sys/ and proc/, as `qcvm doctor --save-host DIR` writes" +
+    (shipped.length > 0 ? `; or name one qcvm ships in ${shippedPath("examples/hosts")}: ${shipped.join(", ")}` : "");
   let isDir: boolean;
   try {
     isDir = statSync(root).isDirectory();

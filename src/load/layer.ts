@@ -5,6 +5,7 @@
 import { isMap, visit } from "yaml";
 import type { Document } from "yaml";
 import { diag } from "../core/diagnostics.js";
+import { shippedPath } from "../io/package-dir.js";
 import { parseFastYaml } from "./yaml-fast.js";
 import { readProfileText } from "./read-file.js";
 import { MAX_FLOW_DEPTH, MAX_ITEMS, isMap as isDataMap, scanStructure, toProfileData } from "./data.js";
@@ -226,7 +227,7 @@ export function parseLayer(src: LayerSource): LayerResult {
       diag("error", "load.not-a-map", "", empty ? "profile is empty" : "profile must be a YAML mapping of fields", {
         ...pos,
         ...(empty ? {} : { got: data }),
-        hint: "start with `apiVersion: qcvm/v1`; examples/reference.yaml shows every field",
+        hint: `start with \`apiVersion: qcvm/v1\`; \`qcvm init FILE\` writes a starter profile, and ${shippedPath("examples/reference.yaml")} shows every field`,
       }),
     );
     return { errors, warnings, bytes };

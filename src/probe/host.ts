@@ -1,5 +1,5 @@
 // Host probe: what this machine's kernel offers qcvm, read through one FsRoot so the same code
-// reads the real /sys and /proc and the sysfs-shaped fixture trees under test/fixtures/hosts/.
+// reads the real /sys and /proc and the sysfs-shaped fixture trees under examples/hosts/.
 // Missing files degrade to "absent" (a host without NUMA sysfs is one node holding all memory);
 // nothing here throws for a host that lacks a feature.
 //
@@ -287,8 +287,7 @@ function readNumactlOverride(fs: FsRoot): HostInfo["numactl"] | undefined {
  * version in qcvm/numactl-version; for a real host this returns "unknown" numactl (no version, no
  * features) and probeHostAsync() fills it in by running numactl through src/io/exec.ts.
  */
-export function probeHost(root = "/"): HostInfo {
-  const fs = new FsRoot(root);
+export function probeHost(root = "/", fs: FsRoot = new FsRoot(root)): HostInfo {
   const kernel = kernelVersion(fs.read("proc/sys/kernel/osrelease") ?? "");
   const device = fs.isRealHost ? probeKvm(fs.path("dev/kvm")) : undefined;
   const kvm = (device ? device.present : fs.exists("dev/kvm")) && fs.exists("sys/module/kvm");
@@ -324,8 +323,7 @@ function ptraceScope(fs: FsRoot): { ptraceScope?: number } {
 }
 
 /** Weighted-interleave weights per node from sysfs (empty when the kernel has none). */
-export function readInterleaveWeights(root = "/"): Record<number, number> {
-  const fs = new FsRoot(root);
+export function readInterleaveWeights(root = "/", fs: FsRoot = new FsRoot(root)): Record<number, number> {
   const dir = "sys/kernel/mm/mempolicy/weighted_interleave";
   const out: Record<number, number> = {};
   for (const f of fs.list(dir)) {

@@ -243,12 +243,12 @@ export const FAKE_QEMU_USER = {
 };
 
 /**
- * A copy of a fixture host (test/fixtures/hosts/NAME) to launch on: cgroup v2 with cpuset and
+ * A copy of a fixture host (examples/hosts/NAME) to launch on: cgroup v2 with cpuset and
  * memory, two nodes, no systemd. The cgroup mount's own control files are made as cgroupfs has them.
  */
 export function makeHostTree(fixture = "cgroup2-only"): { root: string; remove: () => void } {
   const root = mkdtempSync(join(tmpdir(), "qcvm-fake-host-"));
-  cpSync(join(REPO, "test/fixtures/hosts", fixture), root, { recursive: true });
+  cpSync(join(REPO, "examples/hosts", fixture), root, { recursive: true });
   const cg = join(root, "sys/fs/cgroup");
   for (const f of ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"]) writeFileSync(join(cg, f), "");
   writeFileSync(join(cg, "cpuset.cpus.effective"), "0-7");

@@ -1,5 +1,5 @@
 // Fixture hosts and real profiles for planner tests: hosts are probed from the sysfs-shaped trees
-// under test/fixtures/hosts/ by the same probeHost() that reads /sys, profiles are read from YAML
+// under examples/hosts/ by the same probeHost() that reads /sys, profiles are read from YAML
 // by readProfile(). The few host variants below (no cpuset, no numactl, no KVM) take one lever
 // away from a probed fixture, so a table row can show what the planner does without it.
 import { readdirSync } from "node:fs";
@@ -11,7 +11,7 @@ import { formatDiagnostic } from "../../src/core/diagnostics.js";
 import type { HostInfo, Profile } from "../../src/core/types.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
-export const HOSTS_DIR = join(REPO, "test/fixtures/hosts");
+export const HOSTS_DIR = join(REPO, "examples/hosts");
 export const PROFILES_DIR = join(REPO, "profiles");
 export const PLAN_PROFILES_DIR = join(REPO, "test/fixtures/plan-profiles");
 
