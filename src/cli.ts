@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<{ run: Handler }>> = {
   validate: () => import("./commands/validate.js"),
   render: () => import("./commands/render.js"),
   schema: () => import("./commands/schema.js"),
+  init: () => import("./commands/init.js"),
   plan: () => import("./commands/plan.js"),
   doctor: () => import("./commands/doctor.js"),
   launch: () => import("./commands/launch.js"),

@@ -1,12 +1,22 @@
 // qcvm used from outside its repository (issue 10 item 9): the built bin run from a scratch
 // directory, as from an installed package. Host trees ship in examples/hosts/ and are named by
 // `--host NAME`; hints name shipped files by absolute path; `doctor --save-host DIR` writes this
-// host as a tree that `--host DIR` reads back. (test/pack.test.ts runs the packed tarball itself.)
+// host as a tree that `--host DIR` reads back; `qcvm init` writes profiles whose $schema resolves
+// anywhere. (test/pack.test.ts runs the packed tarball itself.)
 import { describe, expect, it } from "vitest";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
 import { probeHost, probeHostAsync, readInterleaveWeights } from "../src/probe/host.js";
 import { RecordingFsRoot } from "../src/probe/save-host.js";
 
@@ -147,5 +157,65 @@ describe("qcvm doctor --save-host DIR", () => {
     expect(r.stderr).toContain(`--save-host ${join(dir, "mine")}: the directory is not empty; not writing into it`);
     expect(r.stdout).toBe(""); // refused before probing
     expect(filesUnder(join(dir, "mine"))).toEqual(["notes.txt"]);
+  });
+});
+
+describe("qcvm init", () => {
+  const SCHEMA = join(REPO, "schemas/profile.schema.json");
+  const schemaLine = (text: string) => /^# yaml-language-server: \$schema=(.*)$/m.exec(text)?.[1];
+  const fill = (cwd: string, file: string) => {
+    const r = qcvm(cwd, "validate", file, "--fill", "--format", "json");
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const p = (JSON.parse(r.stdout) as { files: { profile: Record<string, unknown> }[] }).files[0]!.profile;
+    return { ...p, name: undefined, file: undefined };
+  };
+
+  it("writes a starter that validates, named after its file, its $schema the shipped file by absolute path", () => {
+    const cwd = scratch();
+    const r = qcvm(cwd, "init", "web1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe("qcvm: wrote web1.yaml; next: qcvm validate web1.yaml\n");
+    const text = readFileSync(join(cwd, "web1.yaml"), "utf8");
+    expect(text).toMatch(/^name: web1$/m);
+    // Absolute, so it resolves wherever the profile is saved or moved to on this machine.
+    expect(schemaLine(text)).toBe(SCHEMA);
+    expect(qcvm(cwd, "validate", "web1.yaml", "--strict").code).toBe(0);
+  });
+
+  it("never overwrites: an existing file, or a symlink in its place, is refused and left as it was", () => {
+    const cwd = scratch();
+    writeFileSync(join(cwd, "mine.yaml"), "# my notes\n");
+    const r = qcvm(cwd, "init", "mine.yaml");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("qcvm: mine.yaml exists; qcvm init never overwrites a file\n");
+    expect(readFileSync(join(cwd, "mine.yaml"), "utf8")).toBe("# my notes\n");
+    symlinkSync(join(cwd, "elsewhere.yaml"), join(cwd, "link.yaml"));
+    expect(qcvm(cwd, "init", "link.yaml").code).toBe(2);
+    expect(existsSync(join(cwd, "elsewhere.yaml"))).toBe(false); // not written through the link
+  });
+
+  it("refuses a file name that is not a VM name, and a --from that names nothing", () => {
+    const cwd = scratch();
+    expect(qcvm(cwd, "init", "Web_1").stderr).toContain("`Web_1` is not a VM name");
+    const r = qcvm(cwd, "init", "web1", "--from", "no-such-profile");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`not a profile qcvm ships (in ${join(REPO, "profiles")} or ${join(REPO, "examples")})`);
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+
+  const shipped = [
+    ...readdirSync(join(REPO, "profiles")).map((f) => `profiles/${f}`),
+    ...readdirSync(join(REPO, "examples")).map((f) => `examples/${f}`),
+  ].filter((f) => f.endsWith(".yaml") && !f.includes("base-"));
+  it.each(shipped)("--from %s by name: a copy that fills to the same profile, renamed", (rel) => {
+    const cwd = scratch();
+    const name = basename(rel, ".yaml");
+    const r = qcvm(cwd, "init", "vms/copy", "--from", name);
+    expect(r.code, r.stderr).toBe(0);
+    const text = readFileSync(join(cwd, "vms/copy.yaml"), "utf8");
+    expect(text).toMatch(/^name: copy( #.*)?$/m);
+    expect(schemaLine(text)).toBe(SCHEMA);
+    expect(text).not.toMatch(/^extends:/m); // bases merged in: their relative paths would not resolve here
+    expect(fill(cwd, "vms/copy.yaml")).toEqual(fill(REPO, rel));
   });
 });

@@ -1,5 +1,5 @@
-// yargs definitions of the commands that read profiles: validate, render, schema, plan, doctor,
-// init (and export, import: engineCommands). Kept out of src/cli.ts so it stays one screenful of
+// yargs definitions of the commands that read profiles: validate, render, schema, init, plan,
+// doctor (and export, import: engineCommands). Kept out of src/cli.ts so it stays one screenful of
 // dispatching; the order here is the order of `qcvm --help`.
 import type { Argv } from "yargs";
 import { RUN_DIR, exitCodes, hostOptions, readOptions, secondsOption, setOptions } from "./options.js";
@@ -77,6 +77,26 @@ export function profileCommands(y: Argv, dispatch: Dispatch): Argv {
           .example("$0 schema --plan", "The schema of `qcvm plan --format json`")
           .epilog(exitCodes("0 schema printed")),
       dispatch("schema"),
+    )
+    .command(
+      "init <file>",
+      "Write a new profile (a starter, or a copy of --from) whose $schema line resolves wherever it is saved",
+      (y) =>
+        y
+          .positional("file", { type: "string", describe: "The new profile (.yaml added); its name is the VM name" })
+          .option("from", {
+            type: "string",
+            requiresArg: true,
+            describe: "Copy this profile, or one qcvm ships by name (snp-2node, kvm-1node, reference, ...)",
+          })
+          .example("$0 init web1", "web1.yaml: a plain KVM starter named web1")
+          .example("$0 init vms/db1.yaml --from snp-2node", "A copy of the shipped two-node SEV-SNP profile")
+          .epilog(
+            exitCodes(
+              "0 written, and it validates; 1 written, with the problems of --from listed, or it could not be written; 2 the file exists (never overwritten), its name is not a VM name, or --from names nothing",
+            ),
+          ),
+      dispatch("init"),
     )
     .command(
       "plan <profile>",
