@@ -75,6 +75,8 @@ describe("npm pack, installed into a clean directory", () => {
     expect(top).toEqual(expect.arrayContaining(["LICENSE", "README.md", "bin", "dist", "examples", "schemas"]));
     for (const absent of ["test", "src", "scripts"]) expect(top).not.toContain(absent);
     expect(readdirSync(join(pkg, "examples", "hosts"))).toContain("epyc-2s4n");
+    // The snapshot's build input (2.4 MB) is not needed to run it.
+    expect(readdirSync(join(pkg, "dist"))).not.toContain("snapshot-entry.js");
   });
 
   it("every command's --help works", () => {
