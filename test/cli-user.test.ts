@@ -265,7 +265,7 @@ describe("README", () => {
   });
 
   it("its quick-start render works as written, from the repository root", async () => {
-    const m = /^npm ci && \.\/bin\/qcvm (render .*)$/m.exec(readme);
+    const m = /^npm ci && npm run build && \.\/bin\/qcvm (render .*)$/m.exec(readme);
     expect(m, "the quick start command").not.toBeNull();
     const r = await qcvm(m![1]!.split(" ")); // vitest runs in the repository root
     expect(r.code, r.stderr).toBe(0);

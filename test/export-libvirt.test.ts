@@ -321,17 +321,10 @@ describe("import reports what it does not take", () => {
 describe("README", () => {
   it("shows what the libvirt export of snp-2node prints, as it prints it", async () => {
     const readme = readFileSync(join(REPO, "README.md"), "utf8");
-    const cmd = "qcvm export profiles/snp-2node.yaml --to libvirt --host examples/hosts/epyc-2s4n > snp-2node.xml";
+    const cmd = "qcvm export profiles/snp-2node.yaml --to libvirt --host epyc-2s4n > snp-2node.xml";
     const block = readme.slice(readme.indexOf(`$ ${cmd}\n`) + cmd.length + 3);
     const shown = block.slice(0, block.indexOf("\n$ ") + 1);
-    const r = await qcvm([
-      "export",
-      "profiles/snp-2node.yaml",
-      "--to",
-      "libvirt",
-      "--host",
-      "examples/hosts/epyc-2s4n",
-    ]);
+    const r = await qcvm(["export", "profiles/snp-2node.yaml", "--to", "libvirt", "--host", "epyc-2s4n"]);
     expect(shown).toBe(r.stderr);
   });
 });

@@ -142,12 +142,12 @@ const CANNOT_RUN: Record<string, string> = {
   "virsh dumpxml web1 | qcvm import - > web1.yaml": "needs libvirt's domain web1 (test/libvirtd.test.ts)",
   "qcvm doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64": "names a QEMU build this machine may not have",
 };
-/** Examples whose exit is not 0 here, and why that is right. */
-const EXIT: Record<string, number> = {
-  // This machine is no SEV-SNP host: launch would refuse, so render and plan do too.
-  "qcvm render profiles/snp-2node.yaml": 1,
-  "qcvm plan profiles/snp-2node.yaml": 1,
-  "qcvm launch profiles/snp-2node.yaml --dry-run": 1,
+/** Examples whose exit may be other than 0, and why that is right. */
+const EXIT: Record<string, number[]> = {
+  // 1 where this machine is no SEV-SNP host (launch would refuse, so render and plan do too).
+  "qcvm render profiles/snp-2node.yaml": [0, 1],
+  "qcvm plan profiles/snp-2node.yaml": [0, 1],
+  "qcvm launch profiles/snp-2node.yaml --dry-run": [0, 1],
 };
 
 /** Every `.example("$0 ...")` in the CLI's sources, as a user types it. */
@@ -189,7 +189,7 @@ describe("every --help example", () => {
     const dir = userDir();
     for (const e of examples.filter((x) => !(x in CANNOT_RUN))) {
       const r = sh(dir, e);
-      expect(r.code, `${e}\n${r.stderr}`).toBe(EXIT[e] ?? 0);
+      expect(EXIT[e] ?? [0], `${e}\n${r.stderr}`).toContain(r.code);
       expect(r.stderr, e).not.toMatch(/internal error|Error: |\n\s+at /);
     }
   }, 300_000);

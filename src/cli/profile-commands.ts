@@ -144,7 +144,7 @@ export function profileCommands(y: Argv, dispatch: Dispatch): Argv {
           .example("$0 doctor --qemu /opt/qemu-9.2/bin/qemu-system-x86_64", "Probe another QEMU build")
           .epilog(
             exitCodes(
-              "0 report printed, whatever it finds; 1 --save or --save-host could not write; 2 also when QEMU cannot be probed, --save names a file that is not a capabilities file, or --save-host a directory that is not new or empty",
+              "0 report printed, whatever it finds; 1 --save or --save-host could not write; 2 also when QEMU cannot be probed, or --save or --save-host would overwrite what is not theirs",
             ),
           ),
       dispatch("doctor"),
