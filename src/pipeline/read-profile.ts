@@ -100,7 +100,9 @@ export async function readProfile(file: string, opts: ReadOptions = {}): Promise
   // An unknown field, dropped, leaves the fields around it as they were: it blocks no rule.
   const doubtful = schema.errors.filter((e) => e.code !== "schema.unknown-field").map((e) => pathSegments(e.path));
   const runnable = (table: ReadonlyMap<Rule, readonly string[]>): Rule[] =>
-    [...table].filter(([, inputs]) => !inputs.some((i) => doubtful.some((r) => overlaps(r, i)))).map(([rule]) => rule);
+    doubtful.length === 0
+      ? [...table.keys()]
+      : [...table].filter(([, inputs]) => !inputs.some((i) => doubtful.some((r) => overlaps(r, i)))).map(([r]) => r);
   let profile: LoadedProfile["profile"];
   try {
     profile = normalizeProfile(raw, file);

@@ -76,6 +76,8 @@ function identity(path: string): string {
 /** A written path that is also another written or read path: an error on the later field. */
 export const writtenPaths: Rule = (ctx) => {
   const uses = fileUses(ctx.profile);
+  // Nothing written, nothing to overwrite: no file is looked at.
+  if (!uses.some((u) => u.writes)) return;
   const keys = uses.map((u) => identity(u.path));
   for (let j = 0; j < uses.length; j++) {
     for (let i = 0; i < j; i++) {
