@@ -6,6 +6,8 @@
 # qcvm a test left behind with it (the kernel SIGKILLs a PID namespace whose init exits).
 #
 #   scripts/test-hosts.sh SCENARIO [vitest args...]     e.g. scripts/test-hosts.sh no-kvm test/launch.test.ts
+#   scripts/test-hosts.sh --files SCENARIO              the test files whose code paths read what
+#                                                       SCENARIO changes (what .ci/run runs there)
 #
 # Scenarios:
 #   host       no change: the same namespaces only, to tell a scenario's failures from the wrapping's.
@@ -44,11 +46,52 @@
 #              guest kernel puts pages), and it has no KVM of its own, so no guest_memfd (a memfd
 #              stands in) and no SEV/TDX.
 #
-# Needs root, Linux, util-linux unshare. Builds dist/ first (the CLI tests run the built bin).
+# Needs root, Linux, util-linux unshare. Builds dist/ first when it is older than its sources (the
+# CLI tests run the built bin).
 set -euo pipefail
 
 SCENARIOS=(host no-kvm kvm-file kvm-dead cgroup2)
 here=$(cd "$(dirname "$0")/.." && pwd)
+
+# The test files that read /dev/kvm (KVM_FILES) and the cgroup filesystem (CGROUP_FILES) on the
+# real host, themselves or through the CLI, QEMU or libvirtd they start: found by
+# scripts/host-touches.sh (strace per file). Every other file reads fixtures only, so it behaves on
+# these scenarios exactly as on this host, where npm test runs it. Re-run host-touches.sh after
+# adding a test that starts QEMU or the CLI against the real host.
+KVM_FILES=(
+  cgroup.test.ts cli-console.test.ts cli-conventions.test.ts cli-doctor.test.ts cli-launch.test.ts
+  cli-render.test.ts cli-user.test.ts export-libvirt.test.ts export-systemd.test.ts failures.test.ts
+  gmem.test.ts launch-prealloc.test.ts launch.test.ts libvirtd.test.ts observe.test.ts
+  placement-numa.test.ts prealloc-eintr.test.ts prealloc-numa.test.ts prealloc.test.ts
+  probe-host.test.ts qemu-start.test.ts validate-formats.test.ts
+)
+CGROUP_FILES=(
+  cgroup.test.ts cli-console.test.ts cli-conventions.test.ts cli-doctor.test.ts cli-launch.test.ts
+  cli-render.test.ts cli-user.test.ts export-libvirt.test.ts export-systemd.test.ts failures.test.ts
+  gmem.test.ts launch-prealloc.test.ts launch.test.ts libvirtd.test.ts lock.test.ts observe.test.ts
+  placement-numa.test.ts prealloc-numa.test.ts prealloc.test.ts probe-host.test.ts
+  qemu-start.test.ts validate-formats.test.ts
+)
+scenario_files() {
+  local f
+  for f in "${KVM_FILES[@]}" "${CGROUP_FILES[@]}"; do
+    [ -e "$here/test/$f" ] || { echo "test-hosts: test/$f is listed but gone: re-run scripts/host-touches.sh" >&2; exit 2; }
+  done
+  case $1 in
+    no-kvm | kvm-file | kvm-dead) printf 'test/%s\n' "${KVM_FILES[@]}" ;;
+    cgroup2) printf 'test/%s\n' "${CGROUP_FILES[@]}" ;;
+    host) ;;
+    *) usage ;;
+  esac
+}
+
+# dist/ rebuilt only when a source is newer (as test/global-setup.ts decides): a rebuild deletes
+# dist/ first, and is wasted when several scenarios run in turn.
+build_if_stale() {
+  if [ ! -e "$here/dist/cli.js" ] || [ -n "$(cd "$here" && find src schemas scripts/build.mjs package.json -newer dist/cli.js -print -quit)" ]; then
+    (cd "$here" && node scripts/build.mjs)
+  fi
+}
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
@@ -296,6 +339,11 @@ if [ "$1" = --vm-inner ]; then
   vm_inner
   exit
 fi
+if [ "$1" = --files ]; then
+  [ $# -eq 2 ] || usage
+  scenario_files "$2"
+  exit
+fi
 if [ "$1" = --inner ]; then
   shift
   inner "$@"
@@ -308,7 +356,7 @@ scenario=$1
 shift
 case $scenario in
   all)
-    (cd "$here" && node scripts/build.mjs)
+    build_if_stale
     failed=()
     for s in "${SCENARIOS[@]}"; do run_one "$s" "$@" || failed+=("$s"); done
     if [ ${#failed[@]} -gt 0 ]; then
@@ -318,11 +366,11 @@ case $scenario in
     echo "test-hosts: all scenarios passed: ${SCENARIOS[*]}" >&2
     ;;
   vm-cgroup2 | vm-numa2)
-    (cd "$here" && node scripts/build.mjs)
+    build_if_stale
     run_vm "$scenario" "$@"
     ;;
   host | no-kvm | kvm-file | kvm-dead | cgroup2)
-    (cd "$here" && node scripts/build.mjs)
+    build_if_stale
     run_one "$scenario" "$@"
     ;;
   *) usage ;;

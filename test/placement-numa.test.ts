@@ -87,7 +87,8 @@ function cgroupOf(pid: number, tid: number): string {
   return join("/sys/fs/cgroup", line.replace(/^0::/, ""));
 }
 
-/** An SEV-SNP profile: "1-node" on host node 1 (128 MiB), or "2-node" on host nodes 0 and 1. */
+/** An SEV-SNP profile: "1-node" on host node 1 (128 MiB), or "2-node" on host nodes 0 and 1. Its
+ *  firmware is OVMF, as the shipped snp-2node's: validate refuses an SEV-SNP guest without one. */
 function snpProfile(name: string, shape: "1-node" | "2-node"): string {
   const file = join(dir, `${name}.yaml`);
   const memory =
@@ -106,6 +107,7 @@ name: ${name}
 qemu: {version: "9.1"}
 ${memory}
 confidential: {type: sev-snp, cbitpos: 51, reducedPhysBits: 1}
+firmware: {bios: /usr/share/ovmf/OVMF.fd}
 `,
   );
   return file;
