@@ -8,13 +8,19 @@
 #
 #   scripts/host-touches.sh [test files...]      (default: test/*.test.ts; slow: one vitest per file)
 #
+# A file whose test leaves a daemon behind (libvirtd when its test fails) keeps strace waiting: the
+# count is printed once that daemon is gone.
+#
 # What Node itself reads is left out: libuv's look at its own cgroup's CPU and memory limits
 # (/proc/self/cgroup, cpu.cfs_*, memory/process_api/...), which every process does, qcvm or not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v strace >/dev/null || { echo "host-touches: needs strace" >&2; exit 2; }
 [ $# -gt 0 ] || set -- test/*.test.ts
-node scripts/build.mjs
+# Built only when a source is newer (a rebuild deletes dist/, which other runs may be using).
+if [ ! -e dist/cli.js ] || [ -n "$(find src schemas scripts/build.mjs package.json -newer dist/cli.js -print -quit)" ]; then
+  node scripts/build.mjs
+fi
 out=$(mktemp -d /tmp/qcvm-host-touches.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 for f in "$@"; do

@@ -59,18 +59,20 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # these scenarios exactly as on this host, where npm test runs it. Re-run host-touches.sh after
 # adding a test that starts QEMU or the CLI against the real host.
 KVM_FILES=(
-  cgroup.test.ts cli-console.test.ts cli-conventions.test.ts cli-doctor.test.ts cli-launch.test.ts
-  cli-render.test.ts cli-user.test.ts export-libvirt.test.ts export-systemd.test.ts failures.test.ts
-  gmem.test.ts launch-prealloc.test.ts launch.test.ts libvirtd.test.ts observe.test.ts
-  placement-numa.test.ts prealloc-eintr.test.ts prealloc-numa.test.ts prealloc.test.ts
-  probe-host.test.ts qemu-start.test.ts validate-formats.test.ts
+  cgroup.test.ts claim.test.ts cli-console.test.ts cli-conventions.test.ts cli-doctor.test.ts
+  cli-launch.test.ts cli-render.test.ts cli-user.test.ts export-libvirt.test.ts
+  export-systemd.test.ts failures.test.ts gmem.test.ts kill-anytime.test.ts launch-prealloc.test.ts
+  launch.test.ts libvirtd.test.ts observe.test.ts placement-numa.test.ts prealloc-eintr.test.ts
+  prealloc-numa.test.ts prealloc.test.ts privsep-launch.test.ts probe-host.test.ts
+  qemu-start.test.ts resource-errors.test.ts validate-formats.test.ts
 )
 CGROUP_FILES=(
-  cgroup.test.ts cli-console.test.ts cli-conventions.test.ts cli-doctor.test.ts cli-launch.test.ts
-  cli-render.test.ts cli-user.test.ts export-libvirt.test.ts export-systemd.test.ts failures.test.ts
-  gmem.test.ts launch-prealloc.test.ts launch.test.ts libvirtd.test.ts lock.test.ts observe.test.ts
-  placement-numa.test.ts prealloc-numa.test.ts prealloc.test.ts probe-host.test.ts
-  qemu-start.test.ts validate-formats.test.ts
+  cgroup.test.ts claim.test.ts cli-console.test.ts cli-conventions.test.ts cli-doctor.test.ts
+  cli-launch.test.ts cli-render.test.ts cli-user.test.ts export-libvirt.test.ts
+  export-systemd.test.ts failures.test.ts gmem.test.ts kill-anytime.test.ts launch-prealloc.test.ts
+  launch.test.ts libvirtd.test.ts lock.test.ts observe.test.ts placement-numa.test.ts
+  prealloc-numa.test.ts prealloc.test.ts privsep-launch.test.ts probe-host.test.ts
+  qemu-start.test.ts resource-errors.test.ts validate-formats.test.ts
 )
 scenario_files() {
   local f
