@@ -226,7 +226,7 @@ describe.skipIf(ABSENT !== undefined)(`QEMU ${WANT}${ABSENT ? `: skipped: ${ABSE
       expect({ claimedMissing, unlisted }).toEqual({ claimedMissing: [], unlisted: [] });
     });
 
-    it("version-only features are checked where QMP can see them: -machine memory-backend= (5.0)", async () => {
+    it("version-only features are checked where QMP can see them: -machine memory-backend= (5.0), -sandbox's deny sets (2.11)", async () => {
       const dir = tempDir();
       const sock = join(dir, "qmp.sock");
       const s = await startQemu(
@@ -245,6 +245,13 @@ describe.skipIf(ABSENT !== undefined)(`QEMU ${WANT}${ABSENT ? `: skipped: ${ABSE
       );
       const props = await s.client.command<Array<{ name: string }>>("qom-list-properties", { typename: "machine" });
       expect(props.some((p) => p.name === "memory-backend")).toBe(hasFeature(table, "machine-memory-backend"));
+      // -sandbox exists only in a build with libseccomp (query-command-line-options then errors).
+      const sandbox = await s.client
+        .command<Array<{ parameters: Array<{ name: string }> }>>("query-command-line-options", { option: "sandbox" })
+        .then((r) => r.flatMap((o) => o.parameters.map((p) => p.name)))
+        .catch(() => [] as string[]);
+      const denySets = ["obsolete", "elevateprivileges", "spawn", "resourcecontrol"];
+      expect(denySets.every((n) => sandbox.includes(n))).toBe(hasFeature(table, "sandbox"));
       await quitQemu(s);
       // numa-memdev and numa-dist are exercised by the profiles started below (-numa node,memdev=
       // and -numa dist); preferred-many (MPOL_PREFERRED_MANY through libnuma) shows in no QMP reply.
@@ -252,7 +259,7 @@ describe.skipIf(ABSENT !== undefined)(`QEMU ${WANT}${ABSENT ? `: skipped: ${ABSE
         .filter(([, d]) => !d.type && !d.property)
         .map(([n]) => n)
         .sort();
-      expect(versionOnly).toEqual(["machine-memory-backend", "numa-dist", "numa-memdev", "preferred-many"]);
+      expect(versionOnly).toEqual(["machine-memory-backend", "numa-dist", "numa-memdev", "preferred-many", "sandbox"]);
     });
   });
 
