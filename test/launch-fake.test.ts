@@ -4,6 +4,7 @@
 // user is told and that nothing is left behind.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -204,6 +205,60 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     expect(statSync(join(vmDir, "qmp.sock")).mode & 0o777).toBe(0o600);
     expect(statSync(vmDir).mode & 0o777).toBe(0o700);
   });
+
+  it("memory.path: two VMs cannot share a backing file with share on; with share off they may", async () => {
+    install({ kind: "qmp" });
+    capture();
+    const file = join(work, `mem-${process.pid}.bin`);
+    writeFileSync(file, "");
+    chmodSync(work, 0o755);
+    chmodSync(file, 0o666);
+    const mem = (share: boolean) => [
+      "numa.nodes=[]",
+      "numa.distances=[]",
+      "memory.backend=file",
+      `memory.path=${file}`,
+      `memory.share=${share}`,
+    ];
+    const first = name();
+    expect(await launchVm(args(first, {}, mem(true)))).toBe("ok");
+    const second = name();
+    const e = await rejection(launchVm(args(second, {}, mem(true))));
+    expect(e.message).toMatch(new RegExp(`^disk image ${file} is in use \\(writable\\) by VM \`${first}\``));
+    expectNothingLeft(second);
+    await fake!.close();
+    // Privately mapped (share off), the file is only read: two VMs may map it.
+    install({ kind: "qmp" });
+    const a = name();
+    const b = name();
+    expect(await launchVm(args(a, {}, mem(false)))).toBe("ok");
+    expect(await launchVm(args(b, {}, mem(false)))).toBe("ok");
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "memory.path the QEMU user may not open: refused before QEMU starts, naming the fix (needs root: only root drops QEMU to another user)",
+    async () => {
+      const f = install({ kind: "qmp" });
+      capture();
+      const file = join(work, `mem-private-${process.pid}.bin`);
+      writeFileSync(file, "", { mode: 0o600 });
+      chmodSync(work, 0o755);
+      const vm = name();
+      const set = [
+        "numa.nodes=[]",
+        "numa.distances=[]",
+        "memory.backend=file",
+        `memory.path=${file}`,
+        "memory.share=true",
+      ];
+      const e = await rejection(launchVm(args(vm, {}, set)));
+      expect(e.message).toBe(
+        `cannot give QEMU memory.path ${file}: QEMU runs as qcvm-qemu, which may not read and write it (owner uid 0, mode 0600); make it accessible to that user (a group of it, or a directory it owns); qcvm never chowns a user's file`,
+      );
+      expect(f.started).toEqual([]);
+      expectNothingLeft(vm);
+    },
+  );
 
   it("QEMU exits during start-up (detached): its own words from qemu.log, and everything undone", async () => {
     const said = "qemu-system-x86_64: -object memory-backend-memfd,id=mem0: cannot bind memory to host NUMA nodes\n";

@@ -3,7 +3,7 @@
 // Runner (src/io/exec.ts), so a test's fake runner drives every failure path here.
 import { processPolicyArgv } from "../render/process-policy.js";
 import { readLogFile } from "../vm/logs.js";
-import { closeSync, constants, existsSync, openSync, rmSync } from "node:fs";
+import { closeSync, constants, openSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
 import { run, start } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
@@ -20,7 +20,7 @@ import { countOf, lostFromCgroupErrors, strictError } from "./losses.js";
 import { now, planSummary } from "./reporter.js";
 import { placeVcpus } from "./vcpus.js";
 import { runPreallocStep } from "./prealloc-step.js";
-import { bindQmpSocket, openPassedFiles, openSerialLog } from "./open-files.js";
+import { bindQmpSocket, checkMemoryPath, filesToLock, openPassedFiles } from "./open-files.js";
 import type { QmpListener, OpenedFiles } from "./open-files.js";
 import { QEMU_UMASK } from "./privsep.js";
 import { claimVmCgroup } from "../vm/claim.js";
@@ -205,30 +205,12 @@ export class Launch {
       if (report.removed.length > 0)
         notes.push(`removed what an earlier run of \`${this.name}\` left behind: ${report.removed.join(", ")}`);
     }
-    this.diskLocks = acquireDiskLocks(runDir, this.name, this.lockedFiles(), notes);
+    const written = filesToLock(this.p.profile, this.p.passed, (u) => this.undo.push(u));
+    this.diskLocks = acquireDiskLocks(runDir, this.name, written, notes);
     this.undo.push(() => this.diskLocks.forEach((l) => l.release()));
     for (const n of notes) this.r.note(n);
     const disks = this.p.profile.disks.length;
     this.r.step(2, "locks", `locks: VM \`${this.name}\`${disks ? `, ${countOf(disks, "disk image")}` : ""}`);
-  }
-
-  /**
-   * Every file QEMU writes joins the disk-image locks (issue 8): writable disks, pflash vars and
-   * the serial log (made now when missing, so it has an inode to lock; removed again on failure).
-   */
-  private lockedFiles(): Array<{ path: string; readOnly: boolean }> {
-    const out = this.p.profile.disks.map((d) => ({ path: d.path, readOnly: d.readOnly }));
-    for (const f of this.p.passed) {
-      if (f.kind === "pflash" && f.access === "read-write") out.push({ path: f.path, readOnly: false });
-      if (f.kind === "serial-device") out.push({ path: f.path, readOnly: false });
-      if (f.kind !== "serial") continue;
-      if (!existsSync(f.path)) {
-        closeSync(openSerialLog(f));
-        this.undo.push(() => rmSync(f.path, { force: true }));
-      }
-      out.push({ path: f.path, readOnly: false });
-    }
-    return out;
   }
 
   // 3. The VM directory, then state.json at once (no pid yet): from here on, whatever instant
@@ -321,6 +303,9 @@ export class Launch {
 
   // 5.
   private async startQemu(): Promise<void> {
+    const memory = this.p.profile.memory;
+    if (memory.backend === "file" && memory.path !== undefined && !this.p.identity.symbolic)
+      checkMemoryPath(memory.path, this.p.identity);
     const files = openPassedFiles(this.p.passed, this.p.identity);
     let qmp: QmpListener | undefined;
     let console: QmpListener | undefined;

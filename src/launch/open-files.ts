@@ -10,9 +10,24 @@
 //   regular file of the caller's with one link whose first line is qcvm's SERIAL_HEADER, i.e.
 //   one qcvm made. Then it is truncated through the descriptor just checked, never by path.
 // - QMP and the console: bound by qcvm under umask 077 (a 0600 socket), vm/listen.ts.
-import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, readSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  lstatSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { dirname } from "node:path";
+import type { Stats } from "node:fs";
 import { UserError, resourceError } from "../core/diagnostics.js";
 import type { PassedFile } from "../render/passed-fds.js";
+import type { Profile } from "../core/types.js";
 import type { QemuIdentity } from "./privsep.js";
 import { callerUid } from "../vm/trust.js";
 
@@ -211,3 +226,80 @@ export function openPassedFiles(files: readonly PassedFile[], qemu?: QemuIdentit
 // probe shares.
 export { bindQmpSocket } from "../vm/listen.js";
 export type { QmpListener } from "../vm/listen.js";
+
+/** May `id` do `bits` (4 read, 2 write, 1 search) on a file of this owner and mode? */
+function may(st: { uid: number; gid: number; mode: number }, id: QemuIdentity, bits: number): boolean {
+  const shift = st.uid === id.uid ? 6 : st.gid === id.gid || id.groups.includes(st.gid) ? 3 : 0;
+  return ((st.mode >> shift) & bits) === bits;
+}
+
+/**
+ * `memory.backend: file` names a path QEMU itself opens (memory-backend-file has no fd form, and
+ * the renderer cannot know whether it is a file or a hugetlbfs directory): refuse, before QEMU
+ * starts, a path the QEMU user cannot use, naming the fix, instead of QEMU's bare "can't open
+ * backing store". A file needs read-write, a directory write and search (QEMU makes its file
+ * there), a missing file a writable parent; every directory above must be searchable.
+ */
+export function checkMemoryPath(path: string, id: QemuIdentity): void {
+  if (id.keepsCaller) return;
+  const problem = (what: string) =>
+    new UserError(
+      `cannot give QEMU memory.path ${path}: QEMU runs as ${id.user}, which ${what}; ` +
+        "make it accessible to that user (a group of it, or a directory it owns); qcvm never chowns a user's file",
+    );
+  let st: Stats | undefined;
+  try {
+    st = statSync(path);
+  } catch {
+    st = undefined;
+  }
+  const dir = st?.isDirectory() ? path : dirname(path);
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    if (!may(statSync(d), id, 1)) throw problem(`may not search ${d}`);
+    if (d === "/") break;
+  }
+  if (st === undefined || st.isDirectory()) {
+    const ds = statSync(dir);
+    if (!may(ds, id, 3))
+      throw problem(`may not create files in ${dir} (owner uid ${ds.uid}, mode 0${(ds.mode & 0o7777).toString(8)})`);
+  } else if (!may(st, id, 6)) {
+    throw problem(`may not read and write it (owner uid ${st.uid}, mode 0${(st.mode & 0o777).toString(8)})`);
+  }
+}
+
+function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Every file QEMU writes joins the disk-image locks (issue 8): writable disks, pflash vars, a
+ * serial device, the serial log (made now when missing, so it has an inode to lock; `undo`
+ * removes it again on failure) and a memory backing file: guest RAM with share on writes it, so
+ * two such VMs would write each other's memory; without share each maps it privately, so readers
+ * may share it.
+ */
+export function filesToLock(
+  profile: Profile,
+  passed: readonly PassedFile[],
+  undo: (u: () => void) => void,
+): Array<{ path: string; readOnly: boolean }> {
+  const out = profile.disks.map((d) => ({ path: d.path, readOnly: d.readOnly }));
+  const m = profile.memory;
+  if (m.backend === "file" && m.path !== undefined && isRegularFile(m.path))
+    out.push({ path: m.path, readOnly: !m.share });
+  for (const f of passed) {
+    if (f.kind === "pflash" && f.access === "read-write") out.push({ path: f.path, readOnly: false });
+    if (f.kind === "serial-device") out.push({ path: f.path, readOnly: false });
+    if (f.kind !== "serial") continue;
+    if (!existsSync(f.path)) {
+      closeSync(openSerialLog(f));
+      undo(() => rmSync(f.path, { force: true }));
+    }
+    out.push({ path: f.path, readOnly: false });
+  }
+  return out;
+}
