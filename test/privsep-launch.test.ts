@@ -60,7 +60,7 @@ describe.skipIf(!READY)(`QEMU under a root qcvm (${WHY})`, () => {
     }
   });
 
-  it("probes the QEMU binary's capabilities as the QEMU user, not as root", async () => {
+  it("probes the QEMU binary's capabilities (launch and doctor) as the QEMU user, not as root", async () => {
     const qemu = await which("qemu-system-x86_64");
     expect(qemu, "qemu-system-x86_64 on PATH").toBeDefined();
     // A QEMU binary that records who runs it, then execs the real one. The directory and the
@@ -99,6 +99,13 @@ describe.skipIf(!READY)(`QEMU under a root qcvm (${WHY})`, () => {
       // --version, the probe's QEMU, the VM's QEMU: every one as the QEMU user, no_new_privs set.
       expect(runs.length).toBeGreaterThanOrEqual(3);
       expect(new Set(runs)).toEqual(new Set([`${id.uid} NoNewPrivs:1`]));
+      // doctor's probe of the same binary: the same drop.
+      writeFileSync(record, "");
+      const doctor = await qcvm(["doctor", "--qemu", wrapper, "--format", "json"]);
+      expect(doctor.stdout, doctor.stderr).toContain('"qemu"');
+      const probed = readFileSync(record, "utf8").trim().split("\n");
+      expect(probed.length).toBeGreaterThanOrEqual(2);
+      expect(new Set(probed)).toEqual(new Set([`${id.uid} NoNewPrivs:1`]));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

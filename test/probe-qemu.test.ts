@@ -102,6 +102,8 @@ describe("probeQemu failures", () => {
 
   it("QEMU dying at start-up shows its stderr", async () => {
     const dir = tmp();
+    // The probe runs QEMU as the QEMU user (or nobody), never as root: it must reach the binary.
+    chmodSync(dir, 0o755);
     const fake = join(dir, "qemu-broken");
     writeFileSync(
       fake,

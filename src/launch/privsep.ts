@@ -214,3 +214,23 @@ export function checkQemuUser(
     };
   return { ok: true, detail: `${who}${dev ? ", can open /dev/kvm" : ""}` };
 }
+
+/**
+ * Who a capability probe's QEMU runs as when the caller named no one (doctor, render --probe): as
+ * root, the default QEMU user if it exists, else nobody (uid 65534, no groups: `-machine none`
+ * needs no KVM); never root. Any other caller keeps its identity, with no_new_privs.
+ */
+export function defaultProbePrefix(fs = new FsRoot("/")): string[] {
+  try {
+    return privsepPrefix(resolveQemuIdentity(DEFAULT_QEMU_USER, fs));
+  } catch {
+    return privsepPrefix({
+      user: "nobody",
+      uid: 65534,
+      gid: 65534,
+      groups: [],
+      groupNames: [],
+      keepsCaller: false,
+    });
+  }
+}

@@ -10,6 +10,7 @@ import { run, start, which } from "../io/exec.js";
 import type { ChildExit } from "../io/exec.js";
 import { QmpClient, isQmpError } from "../vm/qmp.js";
 import { bindQmpSocket } from "../vm/listen.js";
+import { defaultProbePrefix, qemuEnvironment } from "../launch/privsep.js";
 import type { QemuCapabilities } from "../core/types.js";
 
 /** QOM types whose properties decide features (see FEATURES in src/probe/capabilities.ts). */
@@ -48,20 +49,21 @@ async function resolveBinary(binary: string): Promise<string> {
 }
 
 /** How the probe runs QEMU: under launch's privilege drop (launch/privsep.ts), never as root
- *  unless asked. Without `prefix`, QEMU runs as the caller (doctor as a user, tests). */
+ *  unless asked. Without `prefix`, defaultProbePrefix: the QEMU user, else nobody. */
 export interface ProbeOptions {
   workDir?: string;
   /** Exec prefix that drops privileges (setpriv ... --): QEMU then gets QMP as fd 3 (see below). */
   prefix?: readonly string[];
-  /** QEMU's whole environment (launch's qemuEnvironment); unset: qcvm's own. */
+  /** QEMU's environment (launch's qemuEnvironment, the default). */
   env?: Record<string, string>;
 }
 
 /** Probe `binary`: --version, then QMP on a paused `-machine none` instance that is quit at once. */
 export async function probeQemu(binary: string, options: ProbeOptions = {}): Promise<QemuCapabilities> {
   const path = await resolveBinary(binary);
-  const prefix = options.prefix ?? [];
-  const env = options.env ? { env: options.env } : {};
+  // Never as root unless asked: the caller's drop, else the default one (launch/privsep.ts).
+  const prefix = options.prefix ?? defaultProbePrefix();
+  const env = { env: options.env ?? qemuEnvironment("/nonexistent") };
   const v = await run([...prefix, path, "--version"], { timeoutMs: PROBE_TIMEOUT_MS, ...env }).catch((e: Error) => {
     throw new UserError(`cannot run QEMU binary \`${binary}\`: ${e.message}`, "unavailable");
   });
@@ -78,7 +80,7 @@ export async function probeQemu(binary: string, options: ProbeOptions = {}): Pro
   const base = [path, "-machine", "none", "-S", "-nodefaults", "-no-user-config", "-display", "none"];
   // Dropped to the QEMU user, QEMU cannot create a socket in qcvm's 0700 temp dir: qcvm binds it
   // and passes it as fd 3, as launch does (vm/listen.ts).
-  const listener = options.prefix ? await bindQmpSocket(sock) : undefined;
+  const listener = prefix.length > 0 ? await bindQmpSocket(sock) : undefined;
   // The child's `exited` settles when QEMU exits; until then QEMU runs and we talk QMP to it.
   let qemu: ReturnType<typeof start>;
   try {
@@ -130,6 +132,9 @@ export async function probeQemu(binary: string, options: ProbeOptions = {}): Pro
     return { source: "probe", binary: path, version, types, properties };
   } catch (e) {
     if (e instanceof UserError) throw e;
+    // A QEMU that exits at start-up closes the socket it was handed before it greets: give its
+    // exit a moment to land, so the message is QEMU's own words, not a socket error.
+    if (!died.signal.aborted) await Promise.race([qemu.exited, new Promise((r) => setTimeout(r, 2000).unref())]);
     const why = died.signal.aborted ? String(died.signal.reason) : (e as Error).message;
     throw new UserError(`probing ${binary} over QMP failed: ${why}`, "unavailable");
   } finally {
