@@ -15,56 +15,27 @@
 // - `-display none`: qcvm guests are headless; the console is the serial port.
 // - memory: one backend per guest NUMA node (`-numa node,memdev=`), or one backend attached with
 //   `-machine memory-backend=` when the guest has no NUMA nodes; QEMU refuses both at once.
+//
+// This file owns the Renderer (inputs, diagnostics, option formatting) and the small parts of the
+// argv (name, machine, cpu, firmware, boot, disks, network, serial, qmp); memory.ts renders the
+// memory backends and -numa, confidential.ts the confidential-guest object, ids.ts names them all.
 import { FEATURES, featureGap, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
-import { InternalError, diag, invariant } from "../core/diagnostics.js";
-import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE, confidentialFacts } from "../core/confidential.js";
-import { QemuValueError, formatJsonObject, formatOpts, hex } from "./qemu-opts.js";
+import { InternalError, diag } from "../core/diagnostics.js";
+import { confidentialFacts } from "../core/confidential.js";
+import { QemuValueError, formatJsonObject, formatOpts } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
 import { QMP_FD, addFdArgs, consoleFd, fdsetPath, passedFiles } from "./passed-fds.js";
 import type { PassedFile } from "./passed-fds.js";
-import type {
-  Diagnostic,
-  FileOrBase64,
-  GuestNumaNode,
-  MemPolicy,
-  Plan,
-  PlanNode,
-  PrivateBackend,
-  Profile,
-  QemuCapabilities,
-  Result,
-} from "../core/types.js";
+import type { Diagnostic, Plan, PlanNode, Profile, QemuCapabilities, Result } from "../core/types.js";
 
 const MiB = 1024 * 1024;
-const HUGEPAGE_BYTES = { "2M": 2 * MiB, "1G": 1024 * MiB } as const;
 
-/** IDs qcvm generates; never derived from profile text. */
-export const RENDER_IDS = {
-  backend: (node: number) => `mem${node}`,
-  threadContext: (node: number) => `tc${node}`,
-  sev: CONFIDENTIAL.sev.objectId,
-  snp: CONFIDENTIAL["sev-snp"].objectId,
-  tdx: CONFIDENTIAL.tdx.objectId,
-  igvm: "igvm0",
-  net: "net0",
-  scsi: "scsi0",
-  serial: "serial0",
-  disk: (i: number) => `disk${i}`,
-  pflash: (unit: 0 | 1) => `pflash${unit}`,
-} as const;
+import { RENDER_IDS } from "./ids.js";
+import { confidentialArgs } from "./confidential.js";
+import { memoryArgs, numaArgs } from "./memory.js";
 
-/** Policies a QEMU memory backend knows (`policy=` of memory-backend-*; HostMemPolicy in qapi). */
-const BACKEND_POLICIES: ReadonlySet<MemPolicy> = new Set(["bind", "preferred", "interleave"]);
-
-/** One guest memory region: an explicit NUMA node, or the whole guest when it has none. */
-interface MemoryRegion {
-  guestNode: number;
-  sizeBytes: number;
-  cpus: number[];
-  /** Profile path for messages: `numa.nodes[1]` or `memory`. */
-  path: string;
-}
+export { RENDER_IDS };
 
 /**
  * How launch runs QEMU (issue 8, libvirt's defaults): files passed as descriptors, QMP on a
@@ -75,10 +46,12 @@ export interface RenderOptions {
   launch?: boolean;
 }
 
-class Renderer {
+/** What every part of the argv needs: the inputs, and the diagnostics collected while rendering. */
+export class Renderer {
   readonly errors: Diagnostic[] = [];
   readonly warnings: Diagnostic[] = [];
-  private readonly reported = new Set<string>();
+  /** Problems reported once per render, not once per guest node (memory.ts). */
+  readonly reported = new Set<string>();
 
   /** Files passed as descriptors, by profile field (launch form only). */
   readonly passed: ReadonlyMap<string, PassedFile>;
@@ -180,19 +153,6 @@ class Renderer {
     return this.plan.nodes.find((n) => n.guestNode === guestNode);
   }
 
-  regions(): MemoryRegion[] {
-    const { numa, memory, cpu } = this.profile;
-    if (numa.nodes.length === 0) {
-      return [{ guestNode: 0, sizeBytes: memory.sizeBytes, cpus: range(cpu.count), path: "memory" }];
-    }
-    return numa.nodes.map((n: GuestNumaNode, i) => ({
-      guestNode: n.id,
-      sizeBytes: n.memoryBytes,
-      cpus: n.cpus,
-      path: `numa.nodes[${i}]`,
-    }));
-  }
-
   confidentialId(): string | undefined {
     return confidentialFacts(this.profile.confidential.type)?.objectId;
   }
@@ -275,137 +235,6 @@ class Renderer {
     return ["-m", bytes % MiB === 0 ? `${bytes / MiB}M` : `${bytes}B`];
   }
 
-  confidential(): string[] {
-    const c = this.profile.confidential;
-    const p = "confidential";
-    switch (c.type) {
-      case "none":
-        return [];
-      case "sev":
-      case "sev-es": {
-        if (!this.need("sev-guest", `${p}.type`)) return [];
-        if (c.kernelHashes) this.need("sev-kernel-hashes", `${p}.kernelHashes`);
-        if (c.legacyVmType !== undefined) this.need("sev-legacy-vm-type", `${p}.legacyVmType`);
-        this.requireAmd();
-        // sev-es means the ES policy bit; without it the guest would silently launch as plain SEV.
-        // Defaults are QEMU's: 0x1 (NODBG), plus ES for sev-es.
-        const base = c.policy ?? CONFIDENTIAL.sev.defaultPolicy!;
-        const policy = c.type === "sev-es" ? base | SEV_POLICY_ES : base;
-        return [
-          "-object",
-          this.opts(p, CONFIDENTIAL[c.type].qomType, [
-            ["id", RENDER_IDS.sev],
-            ["cbitpos", c.cbitpos, `${p}.cbitpos`],
-            ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
-            ["policy", hex(policy), `${p}.policy`],
-            ["handle", c.handle, `${p}.handle`],
-            ["dh-cert-file", c.dhCertFile, `${p}.dhCertFile`],
-            ["session-file", c.sessionFile, `${p}.sessionFile`],
-            ["kernel-hashes", c.kernelHashes ? true : undefined],
-            // Both values are rendered: QEMU's default is auto (OnOffAuto since 9.1.0, target/i386/
-            // sev.c), which keeps the legacy KVM_SEV_INIT unless another option needs INIT2, so
-            // `false` must say off to get the KVM_SEV_INIT2 VM type (and its measurement).
-            ["legacy-vm-type", c.legacyVmType],
-          ]),
-        ];
-      }
-      case "sev-snp": {
-        if (!this.need("sev-snp-guest", `${p}.type`)) return [];
-        this.requireAmd();
-        return [
-          "-object",
-          this.opts(p, CONFIDENTIAL["sev-snp"].qomType, [
-            ["id", RENDER_IDS.snp],
-            ["cbitpos", c.cbitpos, `${p}.cbitpos`],
-            ["reduced-phys-bits", c.reducedPhysBits, `${p}.reducedPhysBits`],
-            ["policy", hex(c.policy ?? CONFIDENTIAL["sev-snp"].defaultPolicy!), `${p}.policy`],
-            [
-              "guest-visible-workarounds",
-              this.base64(`${p}.guestVisibleWorkarounds`, c.guestVisibleWorkarounds),
-              `${p}.guestVisibleWorkarounds`,
-            ],
-            ["id-block", this.base64(`${p}.idBlock`, c.idBlock), `${p}.idBlock`],
-            ["id-auth", this.base64(`${p}.idAuth`, c.idAuth), `${p}.idAuth`],
-            ["author-key-enabled", c.authorKeyEnabled ? true : undefined],
-            ["host-data", this.base64(`${p}.hostData`, c.hostData), `${p}.hostData`],
-            ["vcek-disabled", c.vcekDisabled ? true : undefined],
-            ["kernel-hashes", c.kernelHashes ? true : undefined],
-            // Private pages converted in place, so the guest_memfd policy covers them (out of tree).
-            [
-              "convert-in-place",
-              this.gmemBackend()?.convertInPlace && this.need("snp-convert-in-place", `${p}.type`) ? true : undefined,
-            ],
-          ]),
-        ];
-      }
-      case "tdx": {
-        if (!this.need("tdx-guest", `${p}.type`)) return [];
-        // sept-ve-disable is a setter for bit 28 of attributes, and QEMU applies -object
-        // properties in no defined order, so both at once would race. Fold it into attributes.
-        // QEMU's own default sets the bit; `septVeDisable: false` must therefore be explicit.
-        let attributes = c.attributes;
-        let septVeDisable = c.septVeDisable;
-        if (attributes !== undefined && septVeDisable !== undefined) {
-          attributes = septVeDisable ? attributes | TDX_ATTR_SEPT_VE_DISABLE : attributes & ~TDX_ATTR_SEPT_VE_DISABLE;
-          septVeDisable = undefined;
-        }
-        const props = {
-          attributes,
-          "sept-ve-disable": septVeDisable,
-          mrconfigid: this.base64(`${p}.mrconfigid`, c.mrconfigid),
-          mrowner: this.base64(`${p}.mrowner`, c.mrowner),
-          mrownerconfig: this.base64(`${p}.mrownerconfig`, c.mrownerconfig),
-        };
-        const qgs = c.quoteGenerationSocket;
-        if (qgs) {
-          // quote-generation-socket is a SocketAddress (a structure): only the JSON form has it.
-          const socket = this.socketAddress(`${p}.quoteGenerationSocket`, qgs);
-          return [
-            "-object",
-            this.json(p, CONFIDENTIAL.tdx.qomType, RENDER_IDS.tdx, { ...props, "quote-generation-socket": socket }),
-          ];
-        }
-        return [
-          "-object",
-          this.opts(p, CONFIDENTIAL.tdx.qomType, [
-            ["id", RENDER_IDS.tdx],
-            ["attributes", attributes !== undefined ? hex(attributes) : undefined, `${p}.attributes`],
-            ["sept-ve-disable", septVeDisable, `${p}.septVeDisable`],
-            ["mrconfigid", props.mrconfigid, `${p}.mrconfigid`],
-            ["mrowner", props.mrowner, `${p}.mrowner`],
-            ["mrownerconfig", props.mrownerconfig, `${p}.mrownerconfig`],
-          ]),
-        ];
-      }
-    }
-  }
-
-  /** cbitpos and reducedPhysBits are required by the rules (confidential.required) before a render. */
-  requireAmd(): void {
-    const c = this.profile.confidential;
-    invariant(c.cbitpos !== undefined && c.reducedPhysBits !== undefined, `${c.type} without cbitpos/reducedPhysBits`);
-  }
-
-  base64(path: string, v: FileOrBase64 | undefined): string | undefined {
-    if (v === undefined) return undefined;
-    invariant(
-      v.base64 !== undefined,
-      `${path} was not read into base64: call inlineProfileFiles() before renderArgv()`,
-    );
-    return v.base64;
-  }
-
-  socketAddress(path: string, s: NonNullable<Profile["confidential"]["quoteGenerationSocket"]>): JsonValue {
-    // The schema's socketAddress requires path (unix) and cid and port (vsock).
-    if (s.type === "unix") {
-      invariant(s.path !== undefined, `${path}: a unix socket without a path`);
-      return { type: "unix", path: this.word(`${path}.path`, s.path) };
-    }
-    invariant(s.cid !== undefined && s.port !== undefined, `${path}: a vsock socket without cid or port`);
-    // VsockSocketAddress carries cid and port as strings (qapi/sockets.json).
-    return { type: "vsock", cid: String(s.cid ?? ""), port: String(s.port ?? "") };
-  }
-
   json(path: string, type: string, id: string, props: Record<string, JsonValue | undefined>): string {
     try {
       return formatJsonObject(type, id, props);
@@ -415,164 +244,6 @@ class Renderer {
       return "";
     }
   }
-
-  memory(): string[] {
-    const { memory } = this.profile;
-    const out: string[] = [];
-    const gmem = this.gmemBackend();
-    const profileType = `memory-backend-${memory.backend}`;
-    const backendType = gmem?.qomType ?? profileType;
-    if (backendType === profileType) this.need(profileType as Feature, "memory.backend");
-    invariant(
-      gmem?.guestMemfdProperty !== false || this.caps.types.includes(backendType),
-      `planned ${backendType}, which QEMU ${this.caps.version} lacks`,
-    );
-    // The planner picks memory-backend-memfd guest-memfd=on only for a memfd profile; the rules
-    // refuse a file backend without a path (memory.file-path) and hugepages on ram.
-    invariant(!gmem?.guestMemfdProperty || memory.backend === "memfd", "guest-memfd=on planned on a non-memfd backend");
-    invariant(memory.backend !== "file" || memory.path !== undefined, "file backend without memory.path");
-    invariant(memory.hugepages === "none" || memory.backend !== "ram", "hugepages on memory-backend-ram");
-    // A backend type no upstream QEMU has is rendered only with the properties the probe saw.
-    const known = backendType !== profileType ? this.caps.properties[backendType] : undefined;
-    if (memory.prealloc && memory.preallocThreads !== undefined)
-      this.need("prealloc-threads", "memory.preallocThreads");
-    if (memory.reserve !== undefined) this.need("reserve", "memory.reserve");
-
-    let warnedThreadContext = false;
-    for (const region of this.regions()) {
-      const id = RENDER_IDS.backend(region.guestNode);
-      const pn = this.planNode(region.guestNode);
-      const policy = this.backendPolicy(region, pn);
-      if (memory.hugepages !== "none" && region.sizeBytes % HUGEPAGE_BYTES[memory.hugepages] !== 0) {
-        this.error(
-          "hugepage-align",
-          region.path === "memory" ? "memory.size" : `${region.path}.memory`,
-          `must be a multiple of the ${memory.hugepages} hugepage size`,
-          {
-            got: region.sizeBytes,
-          },
-        );
-      }
-
-      // NUMA-local preallocation (QEMU 7.2): a thread-context whose threads run near the target
-      // host nodes, so preallocation runs from CPUs close to the memory, as libvirt does. The
-      // plan's hostCpus are preferred to node-affinity: a memory-only (CXL) node has no CPUs, and
-      // QEMU refuses node-affinity that selects none ("The nodes select no CPUs").
-      let tc: string | undefined;
-      const placed = pn !== undefined && pn.policy !== "default" && pn.hostNodes.length > 0;
-      if (memory.prealloc && placed && (!known || known.includes("prealloc-context"))) {
-        if (hasFeature(this.caps, "thread-context") && hasFeature(this.caps, "prealloc-context")) {
-          tc = RENDER_IDS.threadContext(region.guestNode);
-          const affinity: OptEntry =
-            pn.hostCpus && pn.hostCpus.length > 0
-              ? ["cpu-affinity", { list: pn.hostCpus }]
-              : ["node-affinity", { list: pn.hostNodes }];
-          out.push("-object", this.opts(region.path, "thread-context", [["id", tc], affinity]));
-        } else if (!warnedThreadContext) {
-          warnedThreadContext = true;
-          this.warn(
-            "thread-context",
-            "memory.prealloc",
-            `preallocation threads will run on any CPU, not near the target nodes: ${missingFeatureMessage(this.caps, "thread-context")}`,
-          );
-        }
-      }
-
-      const entries: Array<readonly [string, OptEntry[1], string?]> = [
-        ["id", id],
-        ["size", region.sizeBytes],
-        ["mem-path", memory.backend === "file" ? memory.path : undefined, "memory.path"],
-        ["share", memory.share],
-        ["hugetlb", memory.backend === "memfd" && memory.hugepages !== "none" ? true : undefined, "memory.hugepages"],
-        [
-          "hugetlbsize",
-          memory.backend === "memfd" && memory.hugepages !== "none" ? memory.hugepages : undefined,
-          "memory.hugepages",
-        ],
-        ["reserve", memory.reserve, "memory.reserve"],
-        ["prealloc", memory.prealloc, "memory.prealloc"],
-        ["prealloc-threads", memory.prealloc ? memory.preallocThreads : undefined, "memory.preallocThreads"],
-        ["prealloc-context", tc],
-        ["host-nodes", policy ? { list: policy.hostNodes } : undefined],
-        ["policy", policy?.policy],
-        ["guest-memfd", gmem?.guestMemfdProperty ? true : undefined],
-      ];
-      const usable = known
-        ? entries.filter(([k, v, path]) => this.backendHas(backendType, known, k, v, path))
-        : entries;
-      out.push("-object", this.opts(region.path, backendType, usable));
-    }
-    return out;
-  }
-
-  /** Does a probed backend type take this property? A value the profile set that it lacks is an error. */
-  backendHas(type: string, known: string[], key: string, value: OptEntry[1], path: string | undefined): boolean {
-    if (key === "id" || value === undefined || known.includes(key)) return true;
-    // Defaults qcvm renders explicitly (share, prealloc) are dropped silently when the type lacks them.
-    if (path && !(key === "prealloc" && value === false) && !this.reported.has(`${type}.${key}`)) {
-      this.reported.add(`${type}.${key}`); // once, not once per guest node
-      this.error(
-        "backend-property",
-        path,
-        `${type}, which the plan uses to place private memory, has no ${key} property`,
-        {
-          hint: "drop the field, or plan with capabilities of a QEMU whose backend has it",
-        },
-      );
-    }
-    return false;
-  }
-
-  /** The backend the plan chose to carry host-nodes/policy to guest_memfd, when it chose one. */
-  gmemBackend(): PrivateBackend | undefined {
-    return this.plan.nodes.find((n) => n.private.backend)?.private.backend;
-  }
-
-  /** host-nodes/policy for a backend, when the plan places this node's memory by backend policy. */
-  backendPolicy(
-    region: MemoryRegion,
-    pn: PlanNode | undefined,
-  ): { hostNodes: number[]; policy: MemPolicy } | undefined {
-    if (!pn) return undefined;
-    if (pn.shared.mechanism !== "backend-policy" && pn.private.mechanism !== "guest-memfd-mempolicy") return undefined;
-    if (pn.policy === "default" || pn.hostNodes.length === 0) return undefined;
-    // The planner applies weighted interleave with numactl (a process policy), never a backend.
-    invariant(BACKEND_POLICIES.has(pn.policy), `${region.path}: backend policy ${pn.policy} in the plan`);
-    // preferred over several nodes before QEMU 8.0 prefers only the first: the planner says so.
-    return { hostNodes: pn.hostNodes, policy: pn.policy };
-  }
-
-  numa(): string[] {
-    const { numa } = this.profile;
-    if (numa.nodes.length === 0) return [];
-    const out: string[] = [];
-    if (!this.need("numa-memdev", "numa.nodes")) return [];
-    numa.nodes.forEach((n, i) => {
-      out.push(
-        "-numa",
-        this.opts(`numa.nodes[${i}]`, "node", [
-          ["nodeid", n.id],
-          // Non-contiguous vCPU sets are repeated cpus= keys; QEMU has no `0-1:4` syntax.
-          ["cpus", n.cpus.length > 0 ? { list: n.cpus } : undefined],
-          ["memdev", RENDER_IDS.backend(n.id)],
-        ]),
-      );
-    });
-    if (numa.distances.length > 0 && this.need("numa-dist", "numa.distances")) {
-      for (const d of numa.distances) {
-        out.push(
-          "-numa",
-          this.opts("numa.distances", "dist", [
-            ["src", d.from],
-            ["dst", d.to],
-            ["val", d.value],
-          ]),
-        );
-      }
-    }
-    return out;
-  }
-
   firmware(): string[] {
     const { firmware } = this.profile;
     const out: string[] = [];
@@ -787,10 +458,6 @@ class Renderer {
   }
 }
 
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
-}
-
 /**
  * Render the QEMU argv for a profile under a plan. The argv starts with profile.qemu.binary; the
  * plan's numactl prefix is not included. Errors (a value QEMU cannot take, a feature the target
@@ -811,9 +478,9 @@ export function renderArgv(
     ...r.machine(),
     ...r.cpu(),
     ...r.memorySize(),
-    ...r.confidential(),
-    ...r.memory(),
-    ...r.numa(),
+    ...confidentialArgs(r),
+    ...memoryArgs(r),
+    ...numaArgs(r),
     ...r.firmware(),
     ...r.boot(),
     ...r.disks(),
