@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse } from "yaml";
 import { describe, expect, it } from "vitest";
+import type { WrittenProfile } from "../src/generated/written-profile.js";
 import {
   DEFAULTS,
   DERIVED_DEFAULTS,
@@ -106,7 +107,9 @@ describe("defaults", () => {
       { path: "/vms/d.img", format: "raw", interface: "virtio-blk", readOnly: false },
     ],
   ])("derived default %#", (raw, pick, expected) => {
-    expect(pick(normalizeProfile({ apiVersion: "qcvm/v1", name: "t", ...raw }, "/vms/t.yaml"))).toEqual(expected);
+    expect(
+      pick(normalizeProfile({ apiVersion: "qcvm/v1", name: "t", ...raw } as WrittenProfile, "/vms/t.yaml")),
+    ).toEqual(expected);
   });
 });
 

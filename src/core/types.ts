@@ -1,6 +1,7 @@
 // Shared data shapes between the phases:
 //   load -> validate -> normalize -> probe -> plan -> render -> launch -> observe
-// RawProfile is what the user wrote (everything optional, sizes as strings); Profile is the
+// RawProfile is what the user wrote, untyped until the schema passed it; then normalize reads it as
+// WrittenProfile (src/generated/written-profile.ts, generated from the schema); Profile is the
 // normalized form every later phase reads (defaults filled, sizes in bytes, cpu lists expanded).
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Normalize (pure): a schema-valid RawProfile -> Profile. Defaults filled, sizes in bytes, id lists
+// Normalize (pure): a schema-valid WrittenProfile (src/generated/, from the schema) -> Profile. Defaults filled, sizes in bytes, id lists
 // expanded, policy flags folded to numbers, relative paths resolved against the profile's
 // directory. Nothing here rejects anything: inconsistencies (topology vs count, node memory vs
 // total...) are left visible in the result for rules.ts to report with positions.
@@ -22,9 +22,9 @@ import type {
   MemPolicy,
   NumaDistance,
   Profile,
-  RawProfile,
-  SocketAddress,
+  HugepageSize,
 } from "../core/types.js";
+import type { WrittenProfile } from "../generated/written-profile.js";
 
 /**
  * THE table of built-in defaults (lowest precedence; see docs/profile.md#precedence). A test
@@ -140,22 +140,12 @@ export {
   TDX_ATTRIBUTE_FLAGS,
 } from "../core/confidential.js";
 
-type Obj = Record<string, unknown>;
+type Written<K extends keyof WrittenProfile> = NonNullable<WrittenProfile[K]>;
+type WrittenBlob = Written<"confidential">["idBlock"];
 
-function obj(v: unknown): Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
-}
-
-function str(v: unknown): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
-function bool(v: unknown): boolean | undefined {
-  return typeof v === "boolean" ? v : undefined;
-}
-
-function int(v: unknown): number | undefined {
-  return typeof v === "number" && Number.isInteger(v) ? v : undefined;
+/** An integer as written; the schema says `integer`, a test may hand anything else. */
+function int(v: number | undefined): number | undefined {
+  return Number.isInteger(v) ? v : undefined;
 }
 
 /**
@@ -166,9 +156,8 @@ function int(v: unknown): number | undefined {
  * with a second full copy (the rule memory.prealloc-guest-memfd); QEMU's mapping still reserves
  * the pool at start unless reserve=off.
  */
-function hugepagePrealloc(hugepages: unknown, type: unknown): boolean {
-  const huge = (str(hugepages) ?? DEFAULTS.memory.hugepages) !== "none";
-  return huge && !usesGuestMemfd((str(type) ?? DEFAULTS.confidential.type) as ConfidentialType);
+function hugepagePrealloc(hugepages: HugepageSize, type: ConfidentialType): boolean {
+  return hugepages !== "none" && !usesGuestMemfd(type);
 }
 
 /** Policy word as written (number, "0x..", or flag names) -> number; names are per confidential type. */
@@ -204,33 +193,31 @@ function resolvePath(dir: string, p: string | undefined): string | undefined {
   return isAbsolute(p) ? p : resolve(dir, p);
 }
 
-function weightsOf(v: unknown): Record<number, number> | undefined {
+function weightsOf(v: Record<string, number | undefined> | undefined): Record<number, number> | undefined {
   if (v === undefined) return undefined;
   const out: Record<number, number> = {};
-  for (const [k, w] of Object.entries(obj(v))) out[Number(k)] = Number(w);
+  for (const [k, w] of Object.entries(v)) out[Number(k)] = Number(w);
   return out;
 }
 
-function policyOf(written: unknown, hostNodes: number[]): MemPolicy {
-  if (typeof written === "string") return written as MemPolicy;
-  return hostNodes.length > 0 ? "bind" : "default";
+function policyOf(written: MemPolicy | undefined, hostNodes: number[]): MemPolicy {
+  return written ?? (hostNodes.length > 0 ? "bind" : "default");
 }
 
-function fileOrBase64(dir: string, v: unknown): FileOrBase64 | undefined {
+function fileOrBase64(dir: string, v: WrittenBlob): FileOrBase64 | undefined {
   if (v === undefined) return undefined;
-  const o = obj(v);
-  if (typeof o.base64 === "string") return { base64: o.base64.replace(/\s+/g, "") };
-  if (typeof o.file === "string") return { file: resolvePath(dir, o.file) };
+  if ("base64" in v && typeof v.base64 === "string") return { base64: v.base64.replace(/\s+/g, "") };
+  if ("file" in v && typeof v.file === "string") return { file: resolvePath(dir, v.file) };
   return undefined;
 }
 
 /** Topology: count alone, topology alone, or both (then a mismatch is left for rules.ts). */
-export function reconcileTopology(cpu: Obj): Profile["cpu"] {
+export function reconcileTopology(cpu: Written<"cpu">): Profile["cpu"] {
   const sockets = int(cpu.sockets) ?? 1;
   const dies = int(cpu.dies) ?? 1;
   const threads = int(cpu.threads) ?? 1;
   const given = int(cpu.count);
-  const hasTopology = ["sockets", "dies", "cores", "threads"].some((k) => cpu[k] !== undefined);
+  const hasTopology = (["sockets", "dies", "cores", "threads"] as const).some((k) => cpu[k] !== undefined);
   let cores = int(cpu.cores);
   let count: number;
   if (given !== undefined) {
@@ -243,63 +230,65 @@ export function reconcileTopology(cpu: Obj): Profile["cpu"] {
     count = DEFAULTS.cpu.count;
     cores = count;
   }
-  return { model: str(cpu.model) ?? DEFAULTS.cpu.model, count, sockets, dies, cores, threads };
+  return { model: cpu.model ?? DEFAULTS.cpu.model, count, sockets, dies, cores, threads };
 }
 
-/** RawProfile (schema-valid) -> Profile. `file` is the profile's path: names and relative paths. */
-export function normalizeProfile(raw: RawProfile, file: string): Profile {
+/** A schema-valid profile -> Profile. `file` is the profile's path: names and relative paths. The
+ *  apiVersion the schema requires is not read: the result is qcvm/v1 by construction. */
+export function normalizeProfile(raw: Partial<WrittenProfile>, file: string): Profile {
   const abs = resolve(file);
   const dir = dirname(abs);
-  const q = obj(raw.qemu);
-  const m = obj(raw.machine);
-  const c = obj(raw.cpu);
-  const mem = obj(raw.memory);
-  const numa = obj(raw.numa);
-  const conf = obj(raw.confidential);
-  const fw = obj(raw.firmware);
-  const boot = obj(raw.boot);
-  const net = obj(raw.network);
-  const pl = obj(raw.placement);
+  const q = raw.qemu ?? {};
+  const m = raw.machine ?? {};
+  const c = raw.cpu ?? {};
+  const mem = raw.memory ?? {};
+  const numa = raw.numa ?? {};
+  const conf = raw.confidential ?? {};
+  const fw = raw.firmware ?? {};
+  const boot = raw.boot ?? {};
+  const net = raw.network ?? {};
+  const pl = raw.placement ?? {};
 
-  const accel = (str(m.accel) ?? DEFAULTS.machine.accel) as Profile["machine"]["accel"];
-  const type = (str(conf.type) ?? DEFAULTS.confidential.type) as ConfidentialType;
-  const backend = (str(mem.backend) ?? DEFAULTS.memory.backend) as Profile["memory"]["backend"];
+  const accel = m.accel ?? DEFAULTS.machine.accel;
+  const type = conf.type ?? DEFAULTS.confidential.type;
+  const backend = mem.backend ?? DEFAULTS.memory.backend;
 
   const cpu = reconcileTopology(c);
   if (c.model === undefined && accel === "tcg") cpu.model = "max";
 
   const memHostNodes = parseIdList(mem.hostNodes) ?? [];
+  const hugepages = mem.hugepages ?? DEFAULTS.memory.hugepages;
   const memory: Profile["memory"] = {
     sizeBytes: parseSize(mem.size ?? DEFAULTS.memory.size) ?? 0,
     backend,
-    path: resolvePath(dir, str(mem.path)),
-    share: bool(mem.share) ?? backend === "memfd",
-    hugepages: (str(mem.hugepages) ?? DEFAULTS.memory.hugepages) as Profile["memory"]["hugepages"],
-    prealloc: bool(mem.prealloc) ?? hugepagePrealloc(mem.hugepages, conf.type),
+    path: resolvePath(dir, mem.path),
+    share: mem.share ?? backend === "memfd",
+    hugepages,
+    prealloc: mem.prealloc ?? hugepagePrealloc(hugepages, type),
     preallocThreads: int(mem.preallocThreads),
-    reserve: bool(mem.reserve),
+    reserve: mem.reserve,
     hostNodes: memHostNodes,
     policy: policyOf(mem.policy, memHostNodes),
     weights: weightsOf(mem.weights),
   };
 
-  const nodes: GuestNumaNode[] = (Array.isArray(numa.nodes) ? numa.nodes : []).map((n, id) => {
-    const o = obj(n);
-    const hostNodes = parseIdList(o.hostNodes) ?? [];
+  const nodes: GuestNumaNode[] = (numa.nodes ?? []).map((n, id) => {
+    const hostNodes = parseIdList(n.hostNodes) ?? [];
     return {
       id,
-      cpus: parseIdList(o.cpus) ?? [],
-      memoryBytes: parseSize(o.memory) ?? 0,
+      cpus: parseIdList(n.cpus) ?? [],
+      memoryBytes: parseSize(n.memory) ?? 0,
       hostNodes,
-      policy: policyOf(o.policy, hostNodes),
-      weights: weightsOf(o.weights),
+      policy: policyOf(n.policy, hostNodes),
+      weights: weightsOf(n.weights),
     };
   });
 
-  const written: NumaDistance[] = (Array.isArray(numa.distances) ? numa.distances : []).map((d) => {
-    const o = obj(d);
-    return { from: int(o.from) ?? 0, to: int(o.to) ?? 0, value: int(o.value) ?? 0 };
-  });
+  const written: NumaDistance[] = (numa.distances ?? []).map((d) => ({
+    from: int(d.from) ?? 0,
+    to: int(d.to) ?? 0,
+    value: int(d.value) ?? 0,
+  }));
   const distances = [...written];
   const directions = new Set(written.map((d) => `${d.from}>${d.to}`));
   for (const d of written) {
@@ -307,95 +296,59 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
       distances.push({ from: d.to, to: d.from, value: d.value });
   }
 
-  const confidential: Profile["confidential"] = { type };
-  if (type !== "none") {
-    const setIf = <K extends keyof Profile["confidential"]>(k: K, v: Profile["confidential"][K] | undefined) => {
-      if (v !== undefined) confidential[k] = v;
-    };
-    setIf("cbitpos", int(conf.cbitpos));
-    setIf("reducedPhysBits", int(conf.reducedPhysBits));
-    if (type !== "tdx")
-      setIf("policy", conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type]);
-    setIf("handle", int(conf.handle));
-    setIf("dhCertFile", resolvePath(dir, str(conf.dhCertFile)));
-    setIf("sessionFile", resolvePath(dir, str(conf.sessionFile)));
-    setIf("kernelHashes", bool(conf.kernelHashes));
-    setIf("legacyVmType", bool(conf.legacyVmType));
-    setIf("guestVisibleWorkarounds", fileOrBase64(dir, conf.guestVisibleWorkarounds));
-    setIf("idBlock", fileOrBase64(dir, conf.idBlock));
-    setIf("idAuth", fileOrBase64(dir, conf.idAuth));
-    setIf("authorKeyEnabled", bool(conf.authorKeyEnabled));
-    setIf("hostData", fileOrBase64(dir, conf.hostData));
-    setIf("vcekDisabled", bool(conf.vcekDisabled));
-    setIf("attributes", conf.attributes !== undefined ? foldAttributes(conf.attributes) : undefined);
-    setIf("septVeDisable", bool(conf.septVeDisable));
-    setIf("mrconfigid", fileOrBase64(dir, conf.mrconfigid));
-    setIf("mrowner", fileOrBase64(dir, conf.mrowner));
-    setIf("mrownerconfig", fileOrBase64(dir, conf.mrownerconfig));
-    if (conf.quoteGenerationSocket !== undefined) {
-      const s = obj(conf.quoteGenerationSocket) as unknown as SocketAddress;
-      confidential.quoteGenerationSocket =
-        s.type === "unix"
-          ? { type: "unix", path: resolvePath(dir, s.path) }
-          : { type: "vsock", cid: s.cid, port: s.port };
-    }
-  }
+  const confidential = normalizeConfidential(conf, type, dir);
 
   const machine: Profile["machine"] = {
-    type: str(m.type) ?? DEFAULTS.machine.type,
+    type: m.type ?? DEFAULTS.machine.type,
     accel,
   };
-  const irq = str(m.kernelIrqchip) ?? (type === "tdx" ? "split" : undefined);
-  if (irq) machine.kernelIrqchip = irq as "on" | "off" | "split";
-  if (m.smm !== undefined) machine.smm = m.smm as Profile["machine"]["smm"];
-  if (m.pic !== undefined) machine.pic = m.pic as Profile["machine"]["pic"];
+  const irq = m.kernelIrqchip ?? (type === "tdx" ? "split" : undefined);
+  if (irq) machine.kernelIrqchip = irq;
+  if (m.smm !== undefined) machine.smm = m.smm;
+  if (m.pic !== undefined) machine.pic = m.pic;
 
   const firmware: Profile["firmware"] = {};
-  const bios = str(fw.bios);
+  const bios = fw.bios;
   // A bare name (no slash) is QEMU's to find in its firmware directory, as with `-bios OVMF.fd`.
   if (bios !== undefined) firmware.bios = bios.includes("/") ? resolvePath(dir, bios) : bios;
-  const pflash = obj(fw.pflash);
   if (fw.pflash !== undefined) {
-    firmware.pflash = { code: resolvePath(dir, str(pflash.code))! };
-    if (pflash.vars !== undefined) firmware.pflash.vars = resolvePath(dir, str(pflash.vars));
+    firmware.pflash = { code: resolvePath(dir, fw.pflash.code)! };
+    if (fw.pflash.vars !== undefined) firmware.pflash.vars = resolvePath(dir, fw.pflash.vars);
   }
-  if (fw.igvm !== undefined) firmware.igvm = resolvePath(dir, str(fw.igvm));
+  if (fw.igvm !== undefined) firmware.igvm = resolvePath(dir, fw.igvm);
 
   const bootOut: Profile["boot"] = {};
-  if (boot.kernel !== undefined) bootOut.kernel = resolvePath(dir, str(boot.kernel));
-  if (boot.initrd !== undefined) bootOut.initrd = resolvePath(dir, str(boot.initrd));
-  if (boot.cmdline !== undefined) bootOut.cmdline = str(boot.cmdline);
+  if (boot.kernel !== undefined) bootOut.kernel = resolvePath(dir, boot.kernel);
+  if (boot.initrd !== undefined) bootOut.initrd = resolvePath(dir, boot.initrd);
+  if (boot.cmdline !== undefined) bootOut.cmdline = boot.cmdline;
 
-  const disks: Disk[] = (Array.isArray(raw.disks) ? raw.disks : []).map((d) => {
-    const o = obj(d);
-    return {
-      path: resolvePath(dir, str(o.path))!,
-      format: str(o.format) as Disk["format"],
-      interface: (str(o.interface) ?? "virtio-blk") as Disk["interface"],
-      readOnly: bool(o.readOnly) ?? false,
-    };
-  });
+  const disks: Disk[] = (raw.disks ?? []).map((d) => ({
+    path: resolvePath(dir, d.path)!,
+    format: d.format,
+    interface: d.interface ?? "virtio-blk",
+    readOnly: d.readOnly ?? false,
+  }));
 
   const network: Profile["network"] = {
-    type: (str(net.type) ?? DEFAULTS.network.type) as Profile["network"]["type"],
-    model: str(net.model) ?? DEFAULTS.network.model,
+    type: net.type ?? DEFAULTS.network.type,
+    model: net.model ?? DEFAULTS.network.model,
   };
-  if (net.ifname !== undefined) network.ifname = str(net.ifname);
-  if (net.mac !== undefined) network.mac = str(net.mac);
+  if (net.ifname !== undefined) network.ifname = net.ifname;
+  if (net.mac !== undefined) network.mac = net.mac;
 
-  let serial = str(raw.serial) ?? DEFAULTS.serial;
+  let serial: string = raw.serial ?? DEFAULTS.serial;
   const serialPath = /^(file|device):(.*)$/.exec(serial);
   if (serialPath) serial = `${serialPath[1]}:${resolvePath(dir, serialPath[2])}`;
 
   const profile: Profile = {
     apiVersion: "qcvm/v1",
-    name: str(raw.name) ?? nameFromFile(abs) ?? "",
+    name: raw.name ?? nameFromFile(abs) ?? "",
     file: abs,
     qemu: {
-      binary: str(q.binary) ?? DEFAULTS.qemu.binary,
-      version: str(q.version) ?? DEFAULTS.qemu.version,
+      binary: q.binary ?? DEFAULTS.qemu.binary,
+      version: q.version ?? DEFAULTS.qemu.version,
       ...(q.allowControlArgs === true ? { allowControlArgs: true as const } : {}),
-      ...(str(q.user) !== undefined ? { user: str(q.user) } : {}),
+      ...(q.user !== undefined ? { user: q.user } : {}),
     },
     machine,
     cpu,
@@ -408,14 +361,55 @@ export function normalizeProfile(raw: RawProfile, file: string): Profile {
     network,
     serial,
     placement: {
-      strict: bool(pl.strict) ?? DEFAULTS.placement.strict,
-      pinVcpus: bool(pl.pinVcpus) ?? DEFAULTS.placement.pinVcpus,
-      private: (["auto", "prealloc", "on-demand"] as const).find((v) => v === pl.private) ?? DEFAULTS.placement.private,
+      strict: pl.strict ?? DEFAULTS.placement.strict,
+      pinVcpus: pl.pinVcpus ?? DEFAULTS.placement.pinVcpus,
+      private: pl.private ?? DEFAULTS.placement.private,
     },
-    extraArgs: Array.isArray(raw.extraArgs) ? (raw.extraArgs as string[]) : [],
+    extraArgs: raw.extraArgs ?? [],
   };
-  if (typeof raw.qmp === "string") profile.qmp = resolvePath(dir, raw.qmp);
+  if (raw.qmp !== undefined) profile.qmp = resolvePath(dir, raw.qmp);
   return dropUndefined(profile);
+}
+
+/** The confidential section: folded policy and attributes, resolved paths, blobs as written. */
+function normalizeConfidential(
+  conf: Written<"confidential">,
+  type: ConfidentialType,
+  dir: string,
+): Profile["confidential"] {
+  const confidential: Profile["confidential"] = { type };
+  if (type === "none") return confidential;
+  const setIf = <K extends keyof Profile["confidential"]>(k: K, v: Profile["confidential"][K] | undefined) => {
+    if (v !== undefined) confidential[k] = v;
+  };
+  setIf("cbitpos", int(conf.cbitpos));
+  setIf("reducedPhysBits", int(conf.reducedPhysBits));
+  if (type !== "tdx")
+    setIf("policy", conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type]);
+  setIf("handle", int(conf.handle));
+  setIf("dhCertFile", resolvePath(dir, conf.dhCertFile));
+  setIf("sessionFile", resolvePath(dir, conf.sessionFile));
+  setIf("kernelHashes", conf.kernelHashes);
+  setIf("legacyVmType", conf.legacyVmType);
+  setIf("guestVisibleWorkarounds", fileOrBase64(dir, conf.guestVisibleWorkarounds));
+  setIf("idBlock", fileOrBase64(dir, conf.idBlock));
+  setIf("idAuth", fileOrBase64(dir, conf.idAuth));
+  setIf("authorKeyEnabled", conf.authorKeyEnabled);
+  setIf("hostData", fileOrBase64(dir, conf.hostData));
+  setIf("vcekDisabled", conf.vcekDisabled);
+  setIf("attributes", conf.attributes !== undefined ? foldAttributes(conf.attributes) : undefined);
+  setIf("septVeDisable", conf.septVeDisable);
+  setIf("mrconfigid", fileOrBase64(dir, conf.mrconfigid));
+  setIf("mrowner", fileOrBase64(dir, conf.mrowner));
+  setIf("mrownerconfig", fileOrBase64(dir, conf.mrownerconfig));
+  const s = conf.quoteGenerationSocket;
+  if (s !== undefined) {
+    confidential.quoteGenerationSocket =
+      s.type === "unix"
+        ? { type: "unix", path: resolvePath(dir, s.path) }
+        : { type: "vsock", cid: s.cid, port: s.port };
+  }
+  return confidential;
 }
 
 /** Optional fields absent rather than `undefined`: stable snapshots and `--fill` output. */

@@ -105,6 +105,8 @@ export async function readProfile(file: string, opts: ReadOptions = {}): Promise
       : [...table].filter(([, inputs]) => !inputs.some((i) => doubtful.some((r) => overlaps(r, i)))).map(([r]) => r);
   let profile: LoadedProfile["profile"];
   try {
+    // Where the data's type becomes the schema's: normalize reads it as WrittenProfile (generated
+    // from the schema), which holds because checkSchema passed it minus the values it refused.
     profile = normalizeProfile(raw, file);
   } catch (e) {
     // Required fields the schema reported missing can leave nothing to normalize: those errors
