@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { serialText } from "../src/core/serial.js";
 import {
   formatPath,
   loadProfileFile,
@@ -36,7 +37,7 @@ describe("extends", () => {
     expect(p.cpu).toMatchObject({ model: "EPYC-v4", count: 4 }); // bases/common.yaml
     expect(p.memory.sizeBytes).toBe(4 * 2 ** 30); // child.yaml over bases/common.yaml's 2G
     expect(p.memory.backend).toBe("memfd");
-    expect(p.serial).toBe("stdio");
+    expect(serialText(p.serial)).toBe("stdio");
     expect(p.confidential).toMatchObject({ type: "sev-snp", cbitpos: 51, reducedPhysBits: 1, policy: 0x30000 }); // snp.yaml
     // The child's one-node list replaced the base's two nodes; it did not merge item by item.
     expect(p.numa.nodes).toEqual([

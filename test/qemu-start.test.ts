@@ -182,7 +182,7 @@ describe("escaped values reach QEMU as one value", () => {
       machine: { accel: KVM ? "kvm" : "tcg" },
       cpu: { model: "qemu64" }, // as in profiles/kvm-*.yaml: starts on nested hosts too
       memory: { sizeBytes: 256 * 1024 * 1024, backend: "file", path: memDir, share: true },
-      serial: `file:${log}`,
+      serial: { kind: "file", path: log },
     });
     const s = await start(renderPaused(profile, makePlan(profile), sock), sock);
 

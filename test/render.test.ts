@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { parseSerial } from "../src/core/serial.js";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { InternalError, formatDiagnostic } from "../src/core/diagnostics.js";
 import { renderArgv } from "../src/render/render.js";
@@ -647,13 +648,14 @@ describe("renderArgv: firmware, boot, devices", () => {
     ["pty", ["-serial", "pty"]],
     ["file:/var/log/vm,1.log", ["-chardev", "file,id=serial0,path=/var/log/vm,,1.log", "-serial", "chardev:serial0"]],
   ])("serial %s", (serial, args) => {
-    const argv = argvOf(makeProfile({ serial }));
+    const argv = argvOf(makeProfile({ serial: parseSerial(serial) }));
     const at = argv.indexOf(args[0] ?? "-serial");
     expect(at === -1 ? [] : argv.slice(at, at + args.length)).toEqual(args);
   });
 
+  // The serial setting is parsed once, by normalize (core/serial.ts): the assertion moved there.
   it("asserts a serial value the schema's pattern lets through", () => {
-    expect(() => render(makeProfile({ serial: "tcp:1.2.3.4:5" }))).toThrow("serial tcp:1.2.3.4:5 passed the schema");
+    expect(() => parseSerial("tcp:1.2.3.4:5")).toThrow("serial tcp:1.2.3.4:5 passed the schema");
   });
 
   it("renders -qmp only when the profile names a socket, with the path escaped", () => {

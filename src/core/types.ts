@@ -4,6 +4,10 @@
 // WrittenProfile (src/generated/written-profile.ts, generated from the schema); Profile is the
 // normalized form every later phase reads (defaults filled, sizes in bytes, cpu lists expanded).
 
+import type { Serial } from "./serial.js";
+
+export type { Serial };
+
 // ---------------------------------------------------------------------------------------------
 // Diagnostics
 // ---------------------------------------------------------------------------------------------
@@ -180,8 +184,8 @@ export interface Profile {
     mac?: string;
     model: string;
   };
-  /** Serial console: none, stdio, pty, or a file path (`file:/path`). */
-  serial: string;
+  /** Serial console, parsed once by normalize (core/serial.ts). */
+  serial: Serial;
   /** QMP socket path; defaults to the VM's runtime directory at launch. */
   qmp?: string;
   placement: {

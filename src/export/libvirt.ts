@@ -265,10 +265,11 @@ function devices(p: Profile): Node {
     if (confidential && model === "virtio") nic.driver = iommu;
     d.interface = nic;
   }
-  if (p.serial === "stdio" || p.serial === "pty") d.serial = { "@_type": "pty" };
-  else if (p.serial.startsWith("file:")) d.serial = { "@_type": "file", source: { "@_path": p.serial.slice(5) } };
+  const serial = p.serial;
+  if (serial.kind === "stdio" || serial.kind === "pty") d.serial = { "@_type": "pty" };
+  else if (serial.kind === "file") d.serial = { "@_type": "file", source: { "@_path": serial.path } };
   // An existing FIFO or tty: libvirt's host-device serial (<serial type="dev">) writes to it.
-  else if (p.serial.startsWith("device:")) d.serial = { "@_type": "dev", source: { "@_path": p.serial.slice(7) } };
+  else if (serial.kind === "device") d.serial = { "@_type": "dev", source: { "@_path": serial.path } };
   // A balloon lets the host take guest pages back: wrong for private memory, and qcvm adds none.
   d.memballoon = { "@_model": "none" };
   return d;
@@ -407,7 +408,7 @@ export function lossesOf(p: Profile, plan: Plan, kept: readonly string[]): strin
     out.push(
       "TDX quote generation over vsock: libvirt's quoteGenerationService takes a unix socket only; none was written",
     );
-  if (p.serial === "stdio")
+  if (p.serial.kind === "stdio")
     out.push("serial stdio: libvirtd has no terminal; the serial port is a pty (virsh console)");
   if (p.qmp !== undefined) out.push("qmp: libvirt owns the monitor; use virsh qemu-monitor-command");
   if (p.extraArgs.length > 0)

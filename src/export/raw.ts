@@ -6,6 +6,7 @@
 import { formatSize } from "../core/sizes.js";
 import { formatList } from "../io/fsroot.js";
 import type { FileOrBase64, Profile, RawProfile } from "../core/types.js";
+import { serialText } from "../core/serial.js";
 
 type Obj = Record<string, unknown>;
 
@@ -134,7 +135,7 @@ export function profileToRaw(p: Profile): RawProfile {
     boot: compact({ ...p.boot }),
     disks: p.disks.map((d) => ({ ...d })),
     network: compact({ ...p.network }),
-    serial: p.serial,
+    serial: serialText(p.serial),
     qmp: p.qmp,
     placement: { ...p.placement },
     extraArgs: [...p.extraArgs],

@@ -18,6 +18,7 @@ import { privsepPrefix, qemuEnvironment } from "./privsep.js";
 import type { QemuIdentity } from "./privsep.js";
 import { countOf, strictError } from "./losses.js";
 import type { Action } from "./actions.js";
+import type { Serial } from "../core/serial.js";
 import type { CgroupLayout } from "../vm/cgroup.js";
 import type {
   Accel,
@@ -144,7 +145,8 @@ function renderLaunchArgv(
 ): { argv: string[]; warnings: Diagnostic[] } {
   const inlined = inputs.inlined.value;
   // Detached, `serial: stdio` has no terminal: the port becomes console.sock for `qcvm console`.
-  const serial = inlined && detach && inlined.serial === "stdio" ? `socket:${paths.console}` : inlined?.serial;
+  const serial: Serial | undefined =
+    inlined && detach && inlined.serial.kind === "stdio" ? { kind: "socket", path: paths.console } : inlined?.serial;
   const rendered = inlined
     ? renderArgv({ ...inlined, serial: serial!, qmp: inlined.qmp ?? paths.qmp }, plan, inputs.caps, { launch: true })
     : { errors: inputs.inlined.errors, warnings: [], value: undefined };
@@ -186,7 +188,7 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
       warnings,
     );
   }
-  if (options.detach && profile.serial === "stdio" && paths.console.length > SUN_PATH_MAX) {
+  if (options.detach && profile.serial.kind === "stdio" && paths.console.length > SUN_PATH_MAX) {
     throw new LaunchRefused(
       `console socket path ${paths.console} is longer than a unix socket allows (${SUN_PATH_MAX} bytes): use a shorter --run-dir`,
       warnings,
@@ -226,7 +228,7 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
     runDir: options.runDir,
     paths,
     qmpPath,
-    ...(options.detach && profile.serial === "stdio" ? { consolePath: paths.console } : {}),
+    ...(options.detach && profile.serial.kind === "stdio" ? { consolePath: paths.console } : {}),
     layout,
     hostRoot: host.root,
     detach: options.detach,

@@ -5,6 +5,7 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseIdList, parseSize } from "../core/sizes.js";
 import { VM_NAME } from "../core/vm-name.js";
+import { parseSerial } from "../core/serial.js";
 import {
   usesGuestMemfd,
   BLOB_BYTES,
@@ -336,9 +337,8 @@ export function normalizeProfile(raw: Partial<WrittenProfile>, file: string): Pr
   if (net.ifname !== undefined) network.ifname = net.ifname;
   if (net.mac !== undefined) network.mac = net.mac;
 
-  let serial: string = raw.serial ?? DEFAULTS.serial;
-  const serialPath = /^(file|device):(.*)$/.exec(serial);
-  if (serialPath) serial = `${serialPath[1]}:${resolvePath(dir, serialPath[2])}`;
+  const serial = parseSerial(raw.serial ?? DEFAULTS.serial);
+  if (serial.kind === "file" || serial.kind === "device") serial.path = resolvePath(dir, serial.path)!;
 
   const profile: Profile = {
     apiVersion: "qcvm/v1",

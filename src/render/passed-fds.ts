@@ -52,11 +52,11 @@ export function passedFiles(profile: Profile): PassedFile[] {
   profile.disks.forEach((d, i) =>
     out.push({ field: `disks[${i}].path`, path: d.path, access: d.readOnly ? "read" : "read-write", kind: "disk" }),
   );
-  if (profile.serial.startsWith("file:"))
-    out.push({ field: "serial", path: profile.serial.slice("file:".length), access: "append", kind: "serial" });
+  const serial = profile.serial;
+  if (serial.kind === "file") out.push({ field: "serial", path: serial.path, access: "append", kind: "serial" });
   // An existing FIFO or character device, opted into by name: written as is, never created.
-  if (profile.serial.startsWith("device:"))
-    out.push({ field: "serial", path: profile.serial.slice("device:".length), access: "write", kind: "serial-device" });
+  if (serial.kind === "device")
+    out.push({ field: "serial", path: serial.path, access: "write", kind: "serial-device" });
   return out.map((f, i) => ({ ...f, fd: FIRST_FILE_FD + i }));
 }
 
@@ -77,5 +77,5 @@ export function addFdArgs(files: readonly PassedFile[]): string[] {
 
 /** The child's fd for the serial console's listening socket (serial `socket:PATH`), if any. */
 export function consoleFd(profile: Profile): number | undefined {
-  return profile.serial.startsWith("socket:") ? FIRST_FILE_FD + passedFiles(profile).length : undefined;
+  return profile.serial.kind === "socket" ? FIRST_FILE_FD + passedFiles(profile).length : undefined;
 }

@@ -21,7 +21,7 @@
 // memory backends and -numa, confidential.ts the confidential-guest object, ids.ts names them all.
 import { FEATURES, featureGap, hasFeature, missingFeatureMessage } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
-import { InternalError, diag } from "../core/diagnostics.js";
+import { diag } from "../core/diagnostics.js";
 import { confidentialFacts } from "../core/confidential.js";
 import { QemuValueError, formatJsonObject, formatOpts } from "./qemu-opts.js";
 import type { JsonValue, OptEntry } from "./qemu-opts.js";
@@ -380,55 +380,47 @@ export class Renderer {
 
   serial(): string[] {
     const s = this.profile.serial;
-    if (s === "none") return []; // -nodefaults: no serial port unless asked
-    if (s === "stdio" || s === "pty") return ["-serial", s];
-    if (s.startsWith("file:")) {
-      // -serial file:PATH takes the rest verbatim, but -chardev takes it through the same escaped
-      // key=value syntax as everything else, so one rule covers every value.
-      return [
-        "-chardev",
-        this.opts("serial", "file", [
-          ["id", RENDER_IDS.serial],
-          ["path", this.fileName("serial", s.slice("file:".length)), "serial"],
-        ]),
-        "-serial",
-        `chardev:${RENDER_IDS.serial}`,
-      ];
+    switch (s.kind) {
+      case "none":
+        return []; // -nodefaults: no serial port unless asked
+      case "stdio":
+      case "pty":
+        return ["-serial", s.kind];
+      // file: -serial file:PATH takes the rest verbatim, but -chardev takes it through the same
+      // escaped key=value syntax as everything else, so one rule covers every value.
+      // device: an existing FIFO or tty the profile opted into: QEMU's file chardev writes to it
+      // (its O_TRUNC is a no-op there); at launch qcvm opens it and QEMU gets /dev/fdset/N.
+      case "file":
+      case "device":
+        return [
+          "-chardev",
+          this.opts("serial", "file", [
+            ["id", RENDER_IDS.serial],
+            ["path", this.fileName("serial", s.path), "serial"],
+          ]),
+          "-serial",
+          `chardev:${RENDER_IDS.serial}`,
+        ];
+      case "socket": {
+        // Set only by `launch --detach` for `serial: stdio` (the schema admits no `socket:`): a
+        // detached QEMU has no terminal, so the port becomes a unix socket server in the VM's 0700
+        // directory for `qcvm console`. wait=off: the guest runs (and its output is dropped) while
+        // no console is attached, as on a real serial line.
+        // Launch form: QEMU accepts on the socket qcvm bound at that path (consoleFd), as for QMP.
+        const fd = this.options.launch ? consoleFd(this.profile) : undefined;
+        return [
+          "-chardev",
+          this.opts("serial", "socket", [
+            ["id", RENDER_IDS.serial],
+            fd !== undefined ? ["fd", fd] : ["path", s.path, "serial"],
+            ["server", true],
+            ["wait", false],
+          ]),
+          "-serial",
+          `chardev:${RENDER_IDS.serial}`,
+        ];
+      }
     }
-    if (s.startsWith("device:")) {
-      // An existing FIFO or tty the profile opted into: QEMU's file chardev writes to it (its
-      // O_TRUNC is a no-op there); at launch qcvm opens it and QEMU gets /dev/fdset/N.
-      return [
-        "-chardev",
-        this.opts("serial", "file", [
-          ["id", RENDER_IDS.serial],
-          ["path", this.fileName("serial", s.slice("device:".length)), "serial"],
-        ]),
-        "-serial",
-        `chardev:${RENDER_IDS.serial}`,
-      ];
-    }
-    if (s.startsWith("socket:")) {
-      // Set only by `launch --detach` for `serial: stdio` (the schema admits no `socket:`): a
-      // detached QEMU has no terminal, so the port becomes a unix socket server in the VM's 0700
-      // directory for `qcvm console`. wait=off: the guest runs (and its output is dropped) while
-      // no console is attached, as on a real serial line.
-      // Launch form: QEMU accepts on the socket qcvm bound at that path (consoleFd), as for QMP.
-      const fd = this.options.launch ? consoleFd(this.profile) : undefined;
-      return [
-        "-chardev",
-        this.opts("serial", "socket", [
-          ["id", RENDER_IDS.serial],
-          fd !== undefined ? ["fd", fd] : ["path", s.slice("socket:".length), "serial"],
-          ["server", true],
-          ["wait", false],
-        ]),
-        "-serial",
-        `chardev:${RENDER_IDS.serial}`,
-      ];
-    }
-    // The schema's pattern allows exactly these forms.
-    throw new InternalError(`serial ${s} passed the schema`);
   }
 
   qmp(): string[] {

@@ -47,9 +47,9 @@ export function fileUses(profile: Profile): Use[] {
     "mrownerconfig",
   ] as const)
     add(`confidential.${key}.file`, c[key]?.file, false, "a confidential-guest blob");
-  if (profile.serial.startsWith("file:")) add("serial", profile.serial.slice("file:".length), true, "the serial log");
-  if (profile.serial.startsWith("device:"))
-    add("serial", profile.serial.slice("device:".length), true, "the serial device");
+  const serial = profile.serial;
+  if (serial.kind === "file") add("serial", serial.path, true, "the serial log");
+  if (serial.kind === "device") add("serial", serial.path, true, "the serial device");
   if (profile.memory.backend === "file" && profile.memory.path !== undefined && !isDirectory(abs(profile.memory.path)))
     add("memory.path", profile.memory.path, true, "the guest memory file");
   add("qmp", profile.qmp, true, "the QMP socket");

@@ -44,7 +44,7 @@ export function makeProfile(overrides?: DeepPartial<Profile>): Profile {
     boot: {},
     disks: [],
     network: { type: "none", model: "virtio-net-pci" },
-    serial: "none",
+    serial: { kind: "none" },
     placement: { strict: false, pinVcpus: false, private: "auto" },
     extraArgs: [],
   };
