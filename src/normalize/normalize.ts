@@ -252,50 +252,12 @@ export function normalizeProfile(raw: Partial<WrittenProfile>, file: string): Pr
 
   const accel = m.accel ?? DEFAULTS.machine.accel;
   const type = conf.type ?? DEFAULTS.confidential.type;
-  const backend = mem.backend ?? DEFAULTS.memory.backend;
 
   const cpu = reconcileTopology(c);
   if (c.model === undefined && accel === "tcg") cpu.model = "max";
 
-  const memHostNodes = parseIdList(mem.hostNodes) ?? [];
-  const hugepages = mem.hugepages ?? DEFAULTS.memory.hugepages;
-  const memory: Profile["memory"] = {
-    sizeBytes: parseSize(mem.size ?? DEFAULTS.memory.size) ?? 0,
-    backend,
-    path: resolvePath(dir, mem.path),
-    share: mem.share ?? backend === "memfd",
-    hugepages,
-    prealloc: mem.prealloc ?? hugepagePrealloc(hugepages, type),
-    preallocThreads: int(mem.preallocThreads),
-    reserve: mem.reserve,
-    hostNodes: memHostNodes,
-    policy: policyOf(mem.policy, memHostNodes),
-    weights: weightsOf(mem.weights),
-  };
-
-  const nodes: GuestNumaNode[] = (numa.nodes ?? []).map((n, id) => {
-    const hostNodes = parseIdList(n.hostNodes) ?? [];
-    return {
-      id,
-      cpus: parseIdList(n.cpus) ?? [],
-      memoryBytes: parseSize(n.memory) ?? 0,
-      hostNodes,
-      policy: policyOf(n.policy, hostNodes),
-      weights: weightsOf(n.weights),
-    };
-  });
-
-  const written: NumaDistance[] = (numa.distances ?? []).map((d) => ({
-    from: int(d.from) ?? 0,
-    to: int(d.to) ?? 0,
-    value: int(d.value) ?? 0,
-  }));
-  const distances = [...written];
-  const directions = new Set(written.map((d) => `${d.from}>${d.to}`));
-  for (const d of written) {
-    if (d.from !== d.to && !directions.has(`${d.to}>${d.from}`))
-      distances.push({ from: d.to, to: d.from, value: d.value });
-  }
+  const memory = normalizeMemory(mem, type, dir);
+  const { nodes, distances } = normalizeNuma(numa);
 
   const confidential = normalizeConfidential(conf, type, dir);
 
@@ -308,20 +270,8 @@ export function normalizeProfile(raw: Partial<WrittenProfile>, file: string): Pr
   if (m.smm !== undefined) machine.smm = m.smm;
   if (m.pic !== undefined) machine.pic = m.pic;
 
-  const firmware: Profile["firmware"] = {};
-  const bios = fw.bios;
-  // A bare name (no slash) is QEMU's to find in its firmware directory, as with `-bios OVMF.fd`.
-  if (bios !== undefined) firmware.bios = bios.includes("/") ? resolvePath(dir, bios) : bios;
-  if (fw.pflash !== undefined) {
-    firmware.pflash = { code: resolvePath(dir, fw.pflash.code)! };
-    if (fw.pflash.vars !== undefined) firmware.pflash.vars = resolvePath(dir, fw.pflash.vars);
-  }
-  if (fw.igvm !== undefined) firmware.igvm = resolvePath(dir, fw.igvm);
-
-  const bootOut: Profile["boot"] = {};
-  if (boot.kernel !== undefined) bootOut.kernel = resolvePath(dir, boot.kernel);
-  if (boot.initrd !== undefined) bootOut.initrd = resolvePath(dir, boot.initrd);
-  if (boot.cmdline !== undefined) bootOut.cmdline = boot.cmdline;
+  const firmware = normalizeFirmware(fw, dir);
+  const bootOut = normalizeBoot(boot, dir);
 
   const disks: Disk[] = (raw.disks ?? []).map((d) => ({
     path: resolvePath(dir, d.path)!,
@@ -369,6 +319,77 @@ export function normalizeProfile(raw: Partial<WrittenProfile>, file: string): Pr
   };
   if (raw.qmp !== undefined) profile.qmp = resolvePath(dir, raw.qmp);
   return dropUndefined(profile);
+}
+
+/** Firmware paths resolved; a bare -bios name stays QEMU's to look up. */
+function normalizeFirmware(fw: Written<"firmware">, dir: string): Profile["firmware"] {
+  const firmware: Profile["firmware"] = {};
+  const bios = fw.bios;
+  // A bare name (no slash) is QEMU's to find in its firmware directory, as with `-bios OVMF.fd`.
+  if (bios !== undefined) firmware.bios = bios.includes("/") ? resolvePath(dir, bios) : bios;
+  if (fw.pflash !== undefined) {
+    firmware.pflash = { code: resolvePath(dir, fw.pflash.code)! };
+    if (fw.pflash.vars !== undefined) firmware.pflash.vars = resolvePath(dir, fw.pflash.vars);
+  }
+  if (fw.igvm !== undefined) firmware.igvm = resolvePath(dir, fw.igvm);
+  return firmware;
+}
+
+/** Direct kernel boot: kernel and initrd paths resolved. */
+function normalizeBoot(boot: Written<"boot">, dir: string): Profile["boot"] {
+  const bootOut: Profile["boot"] = {};
+  if (boot.kernel !== undefined) bootOut.kernel = resolvePath(dir, boot.kernel);
+  if (boot.initrd !== undefined) bootOut.initrd = resolvePath(dir, boot.initrd);
+  if (boot.cmdline !== undefined) bootOut.cmdline = boot.cmdline;
+  return bootOut;
+}
+
+/** The memory section: size in bytes, share and prealloc defaults, placement. */
+function normalizeMemory(mem: Written<"memory">, type: ConfidentialType, dir: string): Profile["memory"] {
+  const backend = mem.backend ?? DEFAULTS.memory.backend;
+  const memHostNodes = parseIdList(mem.hostNodes) ?? [];
+  const hugepages = mem.hugepages ?? DEFAULTS.memory.hugepages;
+  return {
+    sizeBytes: parseSize(mem.size ?? DEFAULTS.memory.size) ?? 0,
+    backend,
+    path: resolvePath(dir, mem.path),
+    share: mem.share ?? backend === "memfd",
+    hugepages,
+    prealloc: mem.prealloc ?? hugepagePrealloc(hugepages, type),
+    preallocThreads: int(mem.preallocThreads),
+    reserve: mem.reserve,
+    hostNodes: memHostNodes,
+    policy: policyOf(mem.policy, memHostNodes),
+    weights: weightsOf(mem.weights),
+  };
+}
+
+/** Guest NUMA nodes (ids in order), and distances with each missing reverse direction added. */
+function normalizeNuma(numa: Written<"numa">): Profile["numa"] {
+  const nodes: GuestNumaNode[] = (numa.nodes ?? []).map((n, id) => {
+    const hostNodes = parseIdList(n.hostNodes) ?? [];
+    return {
+      id,
+      cpus: parseIdList(n.cpus) ?? [],
+      memoryBytes: parseSize(n.memory) ?? 0,
+      hostNodes,
+      policy: policyOf(n.policy, hostNodes),
+      weights: weightsOf(n.weights),
+    };
+  });
+
+  const written: NumaDistance[] = (numa.distances ?? []).map((d) => ({
+    from: int(d.from) ?? 0,
+    to: int(d.to) ?? 0,
+    value: int(d.value) ?? 0,
+  }));
+  const distances = [...written];
+  const directions = new Set(written.map((d) => `${d.from}>${d.to}`));
+  for (const d of written) {
+    if (d.from !== d.to && !directions.has(`${d.to}>${d.from}`))
+      distances.push({ from: d.to, to: d.from, value: d.value });
+  }
+  return { nodes, distances };
 }
 
 /** The confidential section: folded policy and attributes, resolved paths, blobs as written. */
