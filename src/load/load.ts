@@ -258,7 +258,8 @@ export function loadProfileSync(file: string, opts: LoadOptions = {}): LoadResul
   const stdin = file === STDIN_ARG;
   const abs = resolve(stdin ? STDIN_NAME : file);
   const topShown = stdin ? STDIN_NAME : showPath(abs);
-  const root = realOr(resolve(opts.root ?? repositoryRoot(abs)));
+  // repositoryRoot's answer is a real path already; only --root needs resolving.
+  const root = opts.root !== undefined ? realOr(resolve(opts.root)) : repositoryRoot(abs);
   const tree: Tree = { layers: [], errors: [], warnings: [], root, seen: new Set(), bytes: 0 };
   const topReal = stdin ? abs : realFile(abs);
   if (!isInside(root, topReal)) {
