@@ -27,8 +27,8 @@
 #         /proc, /sys and checkouts unchanged, and the namespace ends with QEMU, so nothing is
 #         mounted on the host and no host directory is ever bound *into* the cached root (deleting
 #         the cache can never reach host files). As root that needs nothing more; as another user
-#         the wrapper makes a user namespace too (`--map-current-user`, where the kernel allows
-#         unprivileged user namespaces).
+#         the wrapper makes a user namespace too (`--map-root-user`, where the kernel allows
+#         unprivileged user namespaces: root inside it only, so mount works).
 #
 # Exit status: 0 every version asked for is ready; 3 some could not be fetched (the archive or
 # the network unreachable: the lines printed are the ones that are ready, and stderr says why the
@@ -200,8 +200,10 @@ provide_11_1() {
 # this wrapper's PID.
 R=$dir/root
 ns="--mount --propagation private"
-# Not root: a user namespace owning the mount namespace (kernel permitting), mapping only this user.
-[ "\$(id -u)" = 0 ] || ns="--user --map-current-user \$ns"
+# Not root (launch and qcvm's probe run QEMU as the QEMU user, privileges dropped): a user
+# namespace owning the mount namespace (kernel permitting), in which this user is root, so that
+# mount keeps its capabilities across exec; outside, QEMU is still this user.
+[ "\$(id -u)" = 0 ] || ns="--user --map-root-user \$ns"
 # shellcheck disable=SC2086
 exec unshare \$ns -- /bin/sh -c '
   mount --bind "\$0/usr" /usr && mount --bind "\$0/etc/ld.so.cache" /etc/ld.so.cache || exit 127
