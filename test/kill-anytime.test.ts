@@ -9,24 +9,25 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { inspectVm } from "../src/vm/inspect.js";
-import { KVM_2NODE, QCVM, events, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
-import { FsRoot } from "../src/io/fsroot.js";
-import { checkQemuUser } from "../src/launch/privsep.js";
+import {
+  KVM_2NODE,
+  QCVM,
+  events,
+  makeRunDir,
+  qcvm,
+  sweepRunDir,
+  vmName,
+  AS_ROOT,
+  QEMU_USER_READY,
+} from "./helpers/launch.js";
 
 const TRIES = Number(process.env.QCVM_KILL_TRIES ?? 40);
-const ROOT = process.getuid?.() === 0;
-const kvmDev = (() => {
-  try {
-    return statSync("/dev/kvm");
-  } catch {
-    return undefined;
-  }
-})();
+const ROOT = AS_ROOT;
 // As root, launch drops QEMU to qcvm-qemu; without that user every launch is refused early.
-const READY = !ROOT || checkQemuUser(new FsRoot("/"), kvmDev).ok;
+const READY = !ROOT || QEMU_USER_READY;
 
 const runDir = makeRunDir("kill");
 const disk = join(runDir, "..", `${runDir.split("/").pop()}-disk.img`);

@@ -6,20 +6,21 @@ import { afterAll, describe, expect, it } from "vitest";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FsRoot } from "../src/io/fsroot.js";
-import { checkQemuUser, resolveQemuIdentity } from "../src/launch/privsep.js";
+import { resolveQemuIdentity } from "../src/launch/privsep.js";
 import { which } from "../src/io/exec.js";
-import { KVM_2NODE, makeRunDir, qcvm, readStateFile, sweepRunDir, vmName } from "./helpers/launch.js";
+import {
+  KVM_2NODE,
+  makeRunDir,
+  qcvm,
+  readStateFile,
+  sweepRunDir,
+  vmName,
+  AS_ROOT,
+  QEMU_USER_READY,
+} from "./helpers/launch.js";
 
-const ROOT = process.getuid?.() === 0;
-const kvmDev = (() => {
-  try {
-    return statSync("/dev/kvm");
-  } catch {
-    return undefined;
-  }
-})();
-const READY = ROOT && checkQemuUser(new FsRoot("/"), kvmDev).ok;
+const ROOT = AS_ROOT;
+const READY = ROOT && QEMU_USER_READY;
 const WHY = !ROOT
   ? "needs root: only a root qcvm drops QEMU to another user"
   : "needs the qcvm-qemu user in the kvm group (qcvm doctor says how; .ci/run creates it)";

@@ -9,19 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { builtinCapabilities } from "../src/probe/capabilities.js";
 import { saveCapabilities } from "../src/probe/qemu.js";
-import { FsRoot } from "../src/io/fsroot.js";
-import { checkQemuUser } from "../src/launch/privsep.js";
-import { KVM_2NODE, qcvm, vmName } from "./helpers/launch.js";
+import { KVM_2NODE, qcvm, vmName, AS_ROOT, QEMU_USER_READY } from "./helpers/launch.js";
 
-const ROOT = process.getuid?.() === 0;
-const kvmDev = (() => {
-  try {
-    return statSync("/dev/kvm");
-  } catch {
-    return undefined;
-  }
-})();
-const READY = ROOT && checkQemuUser(new FsRoot("/"), kvmDev).ok;
+const ROOT = AS_ROOT;
+const READY = ROOT && QEMU_USER_READY;
 const PAGE = 4096;
 
 const base = mkdtempSync(join(tmpdir(), "qcvm-enospc-"));

@@ -3,7 +3,7 @@
 // guest-policy flags and defaults, and the sizes of the binary blobs it takes. normalize, rules,
 // plan, render, doctor and the commands import these facts; none of them restates one.
 // Sources: ../shared/DOMAIN.md, QEMU qapi/qom.json, target/i386/sev.c, target/i386/kvm/tdx.c.
-import type { ConfidentialType } from "./types.js";
+import type { ConfidentialType, Profile } from "./types.js";
 
 export type ConfidentialKind = Exclude<ConfidentialType, "none">;
 
@@ -143,7 +143,17 @@ export const DEFAULT_GUEST_POLICY: Readonly<Record<ConfidentialType, number | un
  * (sev-snp-guest: guest-visible-workarounds 16 B, id-block 96 B, id-auth 4096 B, host-data 32 B;
  * tdx-guest: mrconfigid, mrowner, mrownerconfig, each a SHA-384 digest of 48 B).
  */
-export const BLOB_BYTES: Readonly<Record<string, number>> = {
+export const BLOB_FIELDS = [
+  "guestVisibleWorkarounds",
+  "idBlock",
+  "idAuth",
+  "hostData",
+  "mrconfigid",
+  "mrowner",
+  "mrownerconfig",
+] as const satisfies ReadonlyArray<keyof Profile["confidential"]>;
+
+export const BLOB_BYTES: Readonly<Record<(typeof BLOB_FIELDS)[number], number>> = {
   guestVisibleWorkarounds: 16,
   idBlock: 96,
   idAuth: 4096,

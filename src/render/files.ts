@@ -4,17 +4,11 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { diag } from "../core/diagnostics.js";
+import { BLOB_FIELDS } from "../core/confidential.js";
 import type { Diagnostic, FileOrBase64, Profile, Result } from "../core/types.js";
 
-const FILE_FIELDS = [
-  "guestVisibleWorkarounds",
-  "idBlock",
-  "idAuth",
-  "hostData",
-  "mrconfigid",
-  "mrowner",
-  "mrownerconfig",
-] as const satisfies ReadonlyArray<keyof Profile["confidential"]>;
+// The blobs a profile may give as a file (core/confidential.ts owns the list and their sizes).
+const FILE_FIELDS = BLOB_FIELDS;
 
 /** A copy of the profile with every {file} blob replaced by {base64}; relative paths are relative to the profile. */
 export function inlineProfileFiles(profile: Profile): Result<Profile> {

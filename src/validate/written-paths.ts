@@ -8,6 +8,7 @@
 import { statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Profile } from "../core/types.js";
+import { BLOB_FIELDS } from "../core/confidential.js";
 import type { Rule } from "./rule-context.js";
 
 interface Use {
@@ -37,16 +38,7 @@ export function fileUses(profile: Profile): Use[] {
   add("boot.initrd", profile.boot.initrd, false, "the initrd");
   const c = profile.confidential;
   for (const key of ["dhCertFile", "sessionFile"] as const) add(`confidential.${key}`, c[key], false, "a SEV file");
-  for (const key of [
-    "guestVisibleWorkarounds",
-    "idBlock",
-    "idAuth",
-    "hostData",
-    "mrconfigid",
-    "mrowner",
-    "mrownerconfig",
-  ] as const)
-    add(`confidential.${key}.file`, c[key]?.file, false, "a confidential-guest blob");
+  for (const key of BLOB_FIELDS) add(`confidential.${key}.file`, c[key]?.file, false, "a confidential-guest blob");
   const serial = profile.serial;
   if (serial.kind === "file") add("serial", serial.path, true, "the serial log");
   if (serial.kind === "device") add("serial", serial.path, true, "the serial device");

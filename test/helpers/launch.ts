@@ -3,7 +3,8 @@
 // that carry the test process's pid, so files running in parallel never share a VM.
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import type { Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +14,8 @@ import { probeHost, probeKvm } from "../../src/probe/host.js";
 import { QmpClient } from "../../src/vm/qmp.js";
 import { isAlive } from "../../src/vm/process.js";
 import { listStates } from "../../src/vm/state.js";
+import { FsRoot } from "../../src/io/fsroot.js";
+import { checkQemuUser } from "../../src/launch/privsep.js";
 import type { VmState } from "../../src/vm/state.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -36,6 +39,19 @@ export const NO_CPUSET = CGROUPS.missing.includes("cpuset");
 export const NO_MEMORY_CGROUP = CGROUPS.missing.includes("memory");
 
 /** The TCG fallback warning (a diagnostic on machine.accel), in text and JSON alike. */
+/** Running as root, and whether a root qcvm can drop QEMU to the qcvm-qemu user here (the user
+ *  exists, is in the kvm group, and /dev/kvm lets that group in). */
+export const AS_ROOT = process.getuid?.() === 0;
+export const QEMU_USER_READY = (() => {
+  let kvmDev: Stats | undefined;
+  try {
+    kvmDev = statSync("/dev/kvm");
+  } catch {
+    kvmDev = undefined;
+  }
+  return checkQemuUser(new FsRoot("/"), kvmDev).ok;
+})();
+
 export const KVM_FALLBACK = /warning: machine\.accel: (.*): falling back to tcg /;
 /** The loss launch reports where no memory controller is: accounting, not placement. */
 export const MEMORY_ACCOUNTING_LOST =
