@@ -20,8 +20,8 @@ const HAVE_SCRIPT = spawnSync("script", ["--version"]).status === 0;
 const WARNING = "TCG doesn't support requested feature: CPUID.07H:EBX.avx512f";
 
 const firmware = join(runDir, "serial-echo.bin");
-beforeAll(() => {
-  if (!HAVE_GCC) return;
+/** The echoing test firmware, built with gcc and ld (the tests that need it skip without gcc). */
+function buildFirmware(): void {
   const obj = join(runDir, "serial-echo.o");
   const src = join(REPO, "test/fixtures/guest/serial-echo.S");
   for (const argv of [
@@ -31,6 +31,9 @@ beforeAll(() => {
     const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
   }
+}
+beforeAll(() => {
+  if (HAVE_GCC) buildFirmware();
 });
 
 function profile(name: string, serial: string): string {

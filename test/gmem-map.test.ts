@@ -27,7 +27,7 @@ describe("mapGuestMemfds", () => {
       [backend(0, 2048, "bind", [0]), backend(1, 1024, "bind", [1])],
     );
     expect(m.kind).toBe("mapped");
-    if (m.kind !== "mapped") return;
+    if (m.kind !== "mapped") throw new Error(`not mapped: ${JSON.stringify(m)}`);
     expect(m.files.map((f) => [f.backend.guestNode, f.file.fd])).toEqual([
       [0, 10],
       [1, 11],

@@ -206,7 +206,8 @@ export class FakeRunner implements Runner {
     let server: Server | undefined;
     const t0 = Date.now();
     const poll = setInterval(() => {
-      if (gmemCount() < sizes.length && Date.now() - t0 < 10_000) return;
+      const waiting = gmemCount() < sizes.length && Date.now() - t0 < 10_000;
+      if (waiting) return; // poll again: the stand-in has not made its guest_memfds yet
       clearInterval(poll);
       // The stand-in does not take qcvm's listening socket (fd 3): this process serves QMP in its
       // place, at the same path (qcvm's socket, closed once QEMU "holds" it, is replaced).
