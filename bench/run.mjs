@@ -31,6 +31,10 @@ const qcvm = join(root, "bin", "qcvm");
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
 const baseline = args.includes("--baseline") ? args[args.indexOf("--baseline") + 1] : undefined;
+if (baseline !== undefined && !existsSync(join(baseline, "bin", "qcvm"))) {
+  process.stderr.write(`bench: --baseline ${baseline}: no bin/qcvm there (build that checkout first)\n`);
+  process.exit(2);
+}
 const runsArg = args.includes("--runs") ? Number(args[args.indexOf("--runs") + 1]) : undefined;
 
 const median = (xs) => {
