@@ -67,12 +67,14 @@ function kvmDevice(): { uid: number; gid: number; mode: number } | undefined {
   }
 }
 
-export function diagnoseHost(host: HostInfo): Finding[] {
-  const f: Finding[] = [];
-  const h = (item: string, ok: boolean, detail: string, rulesOut: string) =>
-    f.push(check("host", item, ok, detail, rulesOut));
-  const info = (item: string, detail: string) => f.push({ area: "host", item, kind: "info", status: "info", detail });
+/** How the host checks add findings: h for a check that can rule something out, info for a fact. */
+interface Emit {
+  h: (item: string, ok: boolean, detail: string, rulesOut: string) => void;
+  info: (item: string, detail: string) => void;
+}
 
+/** The kernel, /dev/kvm as this user meets it, and (on the real host) the QEMU user. */
+function kvmFindings(host: HostInfo, { h, info }: Emit): void {
   info("kernel", `Linux ${host.kernel}`);
   const kvm = kvmAccess(host);
   h(
@@ -97,6 +99,10 @@ export function diagnoseHost(host: HostInfo): Finding[] {
       `launch as root refuses to start QEMU until it is set up (${u.fix ?? ""}), or needs --qemu-user root`,
     );
   }
+}
+
+/** guest_memfd and each confidential type, from the one host-support table. */
+function confidentialFindings(host: HostInfo, { h }: Emit): void {
   h(
     "guest_memfd",
     kernelAtLeast(host, KERNEL.guestMemfd),
@@ -112,7 +118,10 @@ export function diagnoseHost(host: HostInfo): Finding[] {
       `confidential.type ${type} profiles cannot run on this host${CONFIDENTIAL_HOST[type].kernel ? ` (needs ${v.requires})` : ""}`,
     );
   }
+}
 
+/** NUMA nodes and hugepage pools. */
+function memoryFindings(host: HostInfo, { h }: Emit): void {
   const memOnly = host.nodes.filter((n) => n.memoryOnly).map((n) => n.id);
   h(
     "NUMA",
@@ -131,7 +140,10 @@ export function diagnoseHost(host: HostInfo): Finding[] {
       `memory.hugepages ${size} profiles cannot get memory (reserve pages in /sys/devices/system/node/nodeN/hugepages/hugepages-${size === "2M" ? "2048" : "1048576"}kB/nr_hugepages)`,
     );
   }
+}
 
+/** The cgroup hierarchy and the cpuset and memory controllers. */
+function cgroupFindings(host: HostInfo, { h, info }: Emit): void {
   const cg = host.cgroup;
   const where = (c: string) => (cg.version === 1 ? cg.v1Mounts[c] : cg.version === 2 ? cg.v2Mount : undefined);
   info(
@@ -152,7 +164,10 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     cg.controllers.includes("memory") ? `at ${where("memory")}` : "memory controller not available",
     "per-VM memory accounting: `qcvm stats` cannot show private (guest_memfd) memory per node",
   );
+}
 
+/** The memory-policy levers: numactl, weighted interleave, pidfd_getfd and guest_memfd mempolicy. */
+function policyFindings(host: HostInfo, { h }: Emit): void {
   const nm = host.numactl;
   h(
     "numactl",
@@ -200,6 +215,17 @@ export function diagnoseHost(host: HostInfo): Finding[] {
     `kernel ${host.kernel}`,
     `kernel < ${KERNEL.guestMemfdMempolicy}: the guest_memfd mempolicy lever (each guest node exact on its own nodes) is unavailable; the other levers still apply (see the private memory levers below)`,
   );
+}
+
+export function diagnoseHost(host: HostInfo): Finding[] {
+  const f: Finding[] = [];
+  const emit: Emit = {
+    h: (item, ok, detail, rulesOut) => f.push(check("host", item, ok, detail, rulesOut)),
+    info: (item, detail) => f.push({ area: "host", item, kind: "info", status: "info", detail }),
+  };
+  for (const findings of [kvmFindings, confidentialFindings, memoryFindings, cgroupFindings, policyFindings]) {
+    findings(host, emit);
+  }
   return f;
 }
 

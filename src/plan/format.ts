@@ -98,8 +98,8 @@ export interface TextOptions {
   width?: number;
 }
 
-export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
-  const out: string[] = [];
+/** The heading, the per-node table and why each half is placed as it is. */
+function nodesText(plan: Plan, opts: TextOptions, out: string[]): void {
   const kind =
     plan.confidential === "none"
       ? "plain KVM guest"
@@ -128,6 +128,10 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
     out.push(...wrap(`guest node ${n.guestNode} shared: ${n.shared.reason}`, "  ", "      ", opts.width));
     out.push(...wrap(`guest node ${n.guestNode} private: ${n.private.reason}`, "  ", "      ", opts.width));
   }
+}
+
+/** What launch does around QEMU: the process policy, cgroups, pinning and pre-allocation. */
+function launchText(plan: Plan, opts: TextOptions, out: string[]): void {
   out.push("");
   out.push("Launch:");
   const { processPolicy, cgroups } = plan.launch;
@@ -152,6 +156,10 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
       ),
     );
   }
+}
+
+/** The per-host-node capacity table and what its columns include. */
+function capacityText(plan: Plan, opts: TextOptions, out: string[]): void {
   out.push("");
   out.push("Capacity:");
   if (plan.capacity.length === 0) out.push("  nothing to check (no host node memory is known)");
@@ -183,6 +191,10 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
       );
     }
   }
+}
+
+/** Warnings, errors and whether the plan holds. */
+function verdictText(plan: Plan, opts: TextOptions, out: string[]): void {
   if (plan.warnings.length > 0) {
     out.push("");
     out.push(`Warnings (${plan.warnings.length}):`);
@@ -199,6 +211,11 @@ export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
       `The plan holds. Private memory placement: ${plan.guestMemfd ? planFidelity(plan) : "not applicable (no guest_memfd)"}.`,
     );
   }
+}
+
+export function formatPlanText(plan: Plan, opts: TextOptions = {}): string {
+  const out: string[] = [];
+  for (const part of [nodesText, launchText, capacityText, verdictText]) part(plan, opts, out);
   return `${out.join("\n")}\n`;
 }
 

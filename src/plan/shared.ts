@@ -24,7 +24,7 @@ export function planShared(
   cpuset: boolean,
   warnings: Diagnostic[],
 ): SharedOutcome {
-  const { profile, caps } = ctx;
+  const { profile } = ctx;
   const g = ctx.nodes[i]!;
   const hp = profile.memory.hugepages;
   const pool = (nodes: number[]) => (hp !== "none" ? `, from the ${hp} hugepage pool of ${nodesText(nodes)}` : "");
@@ -67,40 +67,7 @@ export function planShared(
     }
     case "preferred":
       if (g.hostNodes.length > 1) {
-        // QEMU (8.0) switches to MPOL_PREFERRED_MANY only when numa_has_preferred_many() says the
-        // running kernel has it (Linux 5.15, backends/hostmem.c); otherwise mbind() gets
-        // MPOL_PREFERRED, which keeps only the first node of the mask.
-        const kernelMany = kernelAtLeast(ctx.host, KERNEL.preferredMany);
-        if (hasFeature(caps, "preferred-many") && kernelMany) {
-          return {
-            mechanism: "backend-policy",
-            reason: `QEMU mbind()s the backend's shared mapping to host-nodes=${formatList(g.hostNodes)},policy=preferred, which QEMU ${caps.version} makes MPOL_PREFERRED_MANY (QEMU 8.0)${pool(g.hostNodes)}${cpusetCaveat}`,
-            place: ownPlacement(g),
-          };
-        }
-        const first = g.hostNodes[0]!;
-        const lacks = hasFeature(caps, "preferred-many")
-          ? `Linux ${ctx.host.kernel} has no MPOL_PREFERRED_MANY (Linux 5.15)`
-          : `QEMU ${caps.version} has no MPOL_PREFERRED_MANY (QEMU 8.0)`;
-        warnings.push(
-          diag(
-            "warning",
-            "placement.preferred-first-node",
-            `${ctx.paths[i]}.hostNodes`,
-            `${lacks}: preferred over ${nodesText(g.hostNodes)} prefers only host node ${first}`,
-            {
-              got: formatList(g.hostNodes),
-              hint: hasFeature(caps, "preferred-many")
-                ? "run on Linux >= 5.15, or name one preferred node"
-                : "target QEMU >= 8.0, or name one preferred node",
-            },
-          ),
-        );
-        return {
-          mechanism: "backend-policy",
-          reason: `QEMU mbind()s the backend's shared mapping with policy=preferred, but ${lacks}, so the kernel prefers only the first node, host node ${first}${pool([first])}${cpusetCaveat}`,
-          place: { policy: "preferred", nodes: [first], hard: false },
-        };
+        return sharedPreferredMany(ctx, i, pool, cpusetCaveat, warnings);
       }
     // falls through: preferred on one node is a plain backend policy
     case "bind":
@@ -111,6 +78,53 @@ export function planShared(
         place: ownPlacement(g),
       };
   }
+}
+
+/** preferred over several host nodes: QEMU's policy=preferred is MPOL_PREFERRED_MANY only where
+ *  both QEMU and the kernel have it; otherwise only the first node is preferred (warned). */
+function sharedPreferredMany(
+  ctx: Ctx,
+  i: number,
+  pool: (nodes: number[]) => string,
+  cpusetCaveat: string,
+  warnings: Diagnostic[],
+): SharedOutcome {
+  const { caps } = ctx;
+  const g = ctx.nodes[i]!;
+  // QEMU (8.0) switches to MPOL_PREFERRED_MANY only when numa_has_preferred_many() says the
+  // running kernel has it (Linux 5.15, backends/hostmem.c); otherwise mbind() gets
+  // MPOL_PREFERRED, which keeps only the first node of the mask.
+  const kernelMany = kernelAtLeast(ctx.host, KERNEL.preferredMany);
+  if (hasFeature(caps, "preferred-many") && kernelMany) {
+    return {
+      mechanism: "backend-policy",
+      reason: `QEMU mbind()s the backend's shared mapping to host-nodes=${formatList(g.hostNodes)},policy=preferred, which QEMU ${caps.version} makes MPOL_PREFERRED_MANY (QEMU 8.0)${pool(g.hostNodes)}${cpusetCaveat}`,
+      place: ownPlacement(g),
+    };
+  }
+  const first = g.hostNodes[0]!;
+  const lacks = hasFeature(caps, "preferred-many")
+    ? `Linux ${ctx.host.kernel} has no MPOL_PREFERRED_MANY (Linux 5.15)`
+    : `QEMU ${caps.version} has no MPOL_PREFERRED_MANY (QEMU 8.0)`;
+  warnings.push(
+    diag(
+      "warning",
+      "placement.preferred-first-node",
+      `${ctx.paths[i]}.hostNodes`,
+      `${lacks}: preferred over ${nodesText(g.hostNodes)} prefers only host node ${first}`,
+      {
+        got: formatList(g.hostNodes),
+        hint: hasFeature(caps, "preferred-many")
+          ? "run on Linux >= 5.15, or name one preferred node"
+          : "target QEMU >= 8.0, or name one preferred node",
+      },
+    ),
+  );
+  return {
+    mechanism: "backend-policy",
+    reason: `QEMU mbind()s the backend's shared mapping with policy=preferred, but ${lacks}, so the kernel prefers only the first node, host node ${first}${pool([first])}${cpusetCaveat}`,
+    place: { policy: "preferred", nodes: [first], hard: false },
+  };
 }
 
 /** A process policy only the shared half needs: weighted interleave, which backends cannot do. */

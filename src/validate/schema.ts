@@ -220,6 +220,121 @@ export function explainErrors(errors: AjvError[], data: unknown, schema: Schema,
  *  and 10,000 typos need not each be located and matched against the known fields. */
 export const MAX_EXPLAINED = 500;
 
+/** What one error's explanation needs: where it is, the value there, and the schema's known fields
+ *  (one lookup per schema location, not per unknown key: 10,000 typos share one parent). */
+interface ErrorAt {
+  e: AjvError;
+  at: Segment[];
+  got: unknown;
+  locate: Locate;
+  knownFields: (schemaPath: string) => string[];
+}
+
+type Explainer = (x: ErrorAt) => Diagnostic;
+
+const range: Explainer = ({ e, at, got, locate }) => {
+  const op = { minimum: ">=", maximum: "<=", exclusiveMinimum: ">", exclusiveMaximum: "<" }[e.keyword];
+  return diag("error", "schema.range", formatPath(at), `must be ${op} ${String(e.params.limit)}`, {
+    ...locate(at),
+    got,
+  });
+};
+
+const composite: Explainer = ({ e, at, got, locate }) => {
+  const hit = COMPOSITE_MESSAGES.find(([re]) => re.test(e.schemaPath));
+  return diag("error", "schema.type", formatPath(at), hit ? hit[1] : "has the wrong shape", {
+    ...locate(at),
+    got,
+    hint: hit?.[2],
+  });
+};
+
+/** One explanation per ajv keyword; anything else gets ajv's own message. */
+const EXPLAIN: Record<string, Explainer> = {
+  additionalProperties: ({ e, at, locate, knownFields }) => {
+    const key = String(e.params.additionalProperty);
+    const known = knownFields(e.schemaPath);
+    const guess = didYouMean(key, known);
+    const path = [...at, key];
+    return diag("error", "schema.unknown-field", formatPath(path), `unknown field \`${key}\``, {
+      ...locate(path, true),
+      hint: guess ? `did you mean \`${guess}\`?` : known.length > 0 ? `known fields: ${known.join(", ")}` : undefined,
+    });
+  },
+  required: ({ e, at, locate }) => {
+    const key = String(e.params.missingProperty);
+    return diag("error", "schema.required", formatPath([...at, key]), `missing required field \`${key}\``, {
+      ...(at.length === 0 ? { ...locate([]), line: 1, col: 1 } : locate(at, true)),
+      hint: key === "apiVersion" ? "add `apiVersion: qcvm/v1`" : undefined,
+    });
+  },
+  type: ({ e, at, got, locate }) => {
+    const want = String(e.params.type)
+      .split(",")
+      .map((t) => TYPE_WORDS[t] ?? t)
+      .join(" or ");
+    const d = diag("error", "schema.type", formatPath(at), `must be ${want}`, { ...locate(at), got });
+    if (e.params.type === "string" && typeof got === "number") d.hint = "quote it";
+    return d;
+  },
+  enum: ({ e, at, got, locate }) => {
+    const allowed = (e.params.allowedValues as unknown[]).map(String);
+    const guess = typeof got === "string" ? didYouMean(got, allowed) : undefined;
+    return diag("error", "schema.enum", formatPath(at), `must be one of ${allowed.join(", ")}`, {
+      ...locate(at),
+      got,
+      hint: guess ? `did you mean \`${guess}\`?` : undefined,
+    });
+  },
+  const: ({ e, at, got, locate }) =>
+    diag("error", "schema.const", formatPath(at), `must be ${String(e.params.allowedValue)}`, { ...locate(at), got }),
+  pattern: ({ e, at, got, locate }) => {
+    const hit = PATTERN_MESSAGES.find(([re]) => re.test(e.schemaPath));
+    const d = diag("error", "schema.pattern", formatPath(at), hit ? hit[1] : `must match ${String(e.params.pattern)}`, {
+      ...locate(at),
+      got,
+      hint: hit?.[2],
+    });
+    if (!hit && String(e.params.pattern) === "\\S") d.message = "must not be empty";
+    return d;
+  },
+  minimum: range,
+  maximum: range,
+  exclusiveMinimum: range,
+  exclusiveMaximum: range,
+  minItems: ({ e, at, got, locate }) =>
+    diag("error", "schema.min-items", formatPath(at), `must have at least ${String(e.params.limit)} item(s)`, {
+      ...locate(at),
+      got,
+    }),
+  maxItems: ({ e, at, got, locate }) =>
+    diag("error", "schema.max-items", formatPath(at), `must have at most ${String(e.params.limit)} items`, {
+      ...locate(at),
+      got: `${(got as unknown[]).length} items`,
+    }),
+  uniqueItems: ({ e, at, got, locate }) =>
+    diag(
+      "error",
+      "schema.unique",
+      formatPath(at),
+      `items ${String(e.params.j)} and ${String(e.params.i)} are the same`,
+      {
+        ...locate(at),
+        got,
+      },
+    ),
+  propertyNames: ({ e, at, locate }) => {
+    const name = String(e.params.propertyName);
+    const path = [...at, name];
+    return diag("error", "schema.key", formatPath(path), "key must be a host node number", {
+      ...locate(path, true),
+      got: name,
+    });
+  },
+  anyOf: composite,
+  oneOf: composite,
+};
+
 export function explainSome(
   errors: AjvError[],
   data: unknown,
@@ -229,7 +344,16 @@ export function explainSome(
 ): { errors: Diagnostic[]; unexplained: number; unexplainedAllUnknown: boolean } {
   const out: Diagnostic[] = [];
   const seen = new Set<string>();
-  const knownFields = new Map<string, string[]>();
+  const known = new Map<string, string[]>();
+  const knownFields = (schemaPath: string): string[] => {
+    let k = known.get(schemaPath);
+    if (!k) {
+      const parent = schemaAt(schema, schemaPath.replace(/\/additionalProperties$/, ""));
+      k = Object.keys((parent?.properties as Schema | undefined) ?? {});
+      known.set(schemaPath, k);
+    }
+    return k;
+  };
   let unexplained = 0;
   let unexplainedAllUnknown = true;
   for (const e of pickBranches(errors)) {
@@ -238,131 +362,15 @@ export function explainSome(
       if (e.keyword !== "additionalProperties") unexplainedAllUnknown = false;
       continue;
     }
+    // propertyNames reports the name's own pattern error too; one message per place is enough.
+    if (e.keyword === "pattern" && e.instancePath === "" && e.schemaPath.includes("propertyNames")) continue;
     const at = splitPointer(e.instancePath);
     const got = valueAt(data, at);
-    let d: Diagnostic;
-    switch (e.keyword) {
-      case "additionalProperties": {
-        const key = String(e.params.additionalProperty);
-        // One lookup per schema location, not per unknown key (10,000 typos share one parent).
-        let known = knownFields.get(e.schemaPath);
-        if (!known) {
-          const parent = schemaAt(schema, e.schemaPath.replace(/\/additionalProperties$/, ""));
-          known = Object.keys((parent?.properties as Schema | undefined) ?? {});
-          knownFields.set(e.schemaPath, known);
-        }
-        const guess = didYouMean(key, known);
-        const path = [...at, key];
-        d = diag("error", "schema.unknown-field", formatPath(path), `unknown field \`${key}\``, {
-          ...locate(path, true),
-          hint: guess
-            ? `did you mean \`${guess}\`?`
-            : known.length > 0
-              ? `known fields: ${known.join(", ")}`
-              : undefined,
-        });
-        break;
-      }
-      case "required": {
-        const key = String(e.params.missingProperty);
-        d = diag("error", "schema.required", formatPath([...at, key]), `missing required field \`${key}\``, {
-          ...(at.length === 0 ? { ...locate([]), line: 1, col: 1 } : locate(at, true)),
-          hint: key === "apiVersion" ? "add `apiVersion: qcvm/v1`" : undefined,
-        });
-        break;
-      }
-      case "type": {
-        const want = String(e.params.type)
-          .split(",")
-          .map((t) => TYPE_WORDS[t] ?? t)
-          .join(" or ");
-        d = diag("error", "schema.type", formatPath(at), `must be ${want}`, { ...locate(at), got });
-        if (e.params.type === "string" && typeof got === "number") d.hint = "quote it";
-        break;
-      }
-      case "enum": {
-        const allowed = (e.params.allowedValues as unknown[]).map(String);
-        const guess = typeof got === "string" ? didYouMean(got, allowed) : undefined;
-        d = diag("error", "schema.enum", formatPath(at), `must be one of ${allowed.join(", ")}`, {
-          ...locate(at),
-          got,
-          hint: guess ? `did you mean \`${guess}\`?` : undefined,
-        });
-        break;
-      }
-      case "const":
-        d = diag("error", "schema.const", formatPath(at), `must be ${String(e.params.allowedValue)}`, {
-          ...locate(at),
-          got,
-        });
-        break;
-      case "pattern": {
-        const hit = PATTERN_MESSAGES.find(([re]) => re.test(e.schemaPath));
-        d = diag("error", "schema.pattern", formatPath(at), hit ? hit[1] : `must match ${String(e.params.pattern)}`, {
-          ...locate(at),
-          got,
-          hint: hit?.[2],
-        });
-        if (!hit && String(e.params.pattern) === "\\S") d.message = "must not be empty";
-        break;
-      }
-      case "minimum":
-      case "maximum":
-      case "exclusiveMinimum":
-      case "exclusiveMaximum": {
-        const op = { minimum: ">=", maximum: "<=", exclusiveMinimum: ">", exclusiveMaximum: "<" }[e.keyword];
-        d = diag("error", "schema.range", formatPath(at), `must be ${op} ${String(e.params.limit)}`, {
-          ...locate(at),
-          got,
-        });
-        break;
-      }
-      case "minItems":
-        d = diag("error", "schema.min-items", formatPath(at), `must have at least ${String(e.params.limit)} item(s)`, {
-          ...locate(at),
-          got,
-        });
-        break;
-      case "maxItems":
-        d = diag("error", "schema.max-items", formatPath(at), `must have at most ${String(e.params.limit)} items`, {
-          ...locate(at),
-          got: `${(got as unknown[]).length} items`,
-        });
-        break;
-      case "uniqueItems":
-        d = diag(
-          "error",
-          "schema.unique",
-          formatPath(at),
-          `items ${String(e.params.j)} and ${String(e.params.i)} are the same`,
-          { ...locate(at), got },
-        );
-        break;
-      case "propertyNames": {
-        const name = String(e.params.propertyName);
-        const path = [...at, name];
-        d = diag("error", "schema.key", formatPath(path), "key must be a host node number", {
-          ...locate(path, true),
-          got: name,
-        });
-        break;
-      }
-      case "anyOf":
-      case "oneOf": {
-        const hit = COMPOSITE_MESSAGES.find(([re]) => re.test(e.schemaPath));
-        d = diag("error", "schema.type", formatPath(at), hit ? hit[1] : "has the wrong shape", {
-          ...locate(at),
-          got,
-          hint: hit?.[2],
-        });
-        break;
-      }
-      default:
-        d = diag("error", `schema.${e.keyword}`, formatPath(at), e.message ?? "is invalid", { ...locate(at), got });
-    }
-    // propertyNames reports the name's own pattern error too; one message per place is enough.
+    const explain = Object.hasOwn(EXPLAIN, e.keyword) ? EXPLAIN[e.keyword] : undefined;
+    const d = explain
+      ? explain({ e, at, got, locate, knownFields })
+      : diag("error", `schema.${e.keyword}`, formatPath(at), e.message ?? "is invalid", { ...locate(at), got });
     const key = `${d.path}|${d.code}|${d.message}`;
-    if (e.keyword === "pattern" && e.instancePath === "" && e.schemaPath.includes("propertyNames")) continue;
     if (seen.has(key)) continue;
     seen.add(key);
     if (d.hint === undefined) delete d.hint;
