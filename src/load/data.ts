@@ -68,42 +68,58 @@ interface Walk {
   problems: DataProblem[];
   values: number;
   over: boolean;
+  /** Where the walk is: one stack pushed and popped per level, copied only into a problem (a new
+   *  array per value was most of this copy's garbage). */
+  path: Segment[];
 }
 
-function copy(v: unknown, path: Segment[], w: Walk): Data {
+function problem(w: Walk, p: Omit<DataProblem, "path">, path: Segment[] = w.path): void {
+  w.problems.push({ path: path.slice(), ...p });
+}
+
+function copy(v: unknown, w: Walk): Data {
   if (w.over) return null;
   if (++w.values > MAX_VALUES) {
     w.over = true;
-    w.problems.push({
-      path: [],
-      atKey: false,
-      code: "load.too-many-values",
-      message: `holds more than ${MAX_VALUES} values (aliases counted each time they are used)`,
-      hint: "a profile has a few hundred values; write them out, or share them through extends: base profiles",
-    });
+    problem(
+      w,
+      {
+        atKey: false,
+        code: "load.too-many-values",
+        message: `holds more than ${MAX_VALUES} values (aliases counted each time they are used)`,
+        hint: "a profile has a few hundred values; write them out, or share them through extends: base profiles",
+      },
+      [],
+    );
     return null;
   }
   if (v === null || typeof v === "boolean" || typeof v === "number" || typeof v === "string") return v;
-  if (path.length >= MAX_DEPTH) {
+  if (w.path.length >= MAX_DEPTH) {
     w.over = true;
-    w.problems.push({
-      path: path.slice(0, 1),
-      atKey: true,
-      code: "load.too-deep",
-      message: `nested more than ${MAX_DEPTH} levels deep`,
-      hint: "a profile nests a few levels; is this the right file?",
-    });
+    problem(
+      w,
+      {
+        atKey: true,
+        code: "load.too-deep",
+        message: `nested more than ${MAX_DEPTH} levels deep`,
+        hint: "a profile nests a few levels; is this the right file?",
+      },
+      w.path.slice(0, 1),
+    );
     return null;
   }
   if (Array.isArray(v)) {
     const out: Data[] = new Array<Data>(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = copy(v[i], [...path, i], w);
+    for (let i = 0; i < v.length; i++) {
+      w.path.push(i);
+      out[i] = copy(v[i], w);
+      w.path.pop();
+    }
     return out;
   }
-  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) return copyMap(v, path, w);
-  if (typeof v === "object" && Object.getPrototypeOf(v) === null) return copyMap(v, path, w);
-  w.problems.push({
-    path,
+  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) return copyMap(v, w);
+  if (typeof v === "object" && Object.getPrototypeOf(v) === null) return copyMap(v, w);
+  problem(w, {
     atKey: false,
     code: "load.value",
     message: "is not a YAML string, number, boolean, null, list or mapping",
@@ -111,38 +127,36 @@ function copy(v: unknown, path: Segment[], w: Walk): Data {
   return null;
 }
 
-function copyMap(v: object, path: Segment[], w: Walk): DataMap {
+function copyMap(v: object, w: Walk): DataMap {
   const out = newMap();
   for (const key of Object.keys(v)) {
+    w.path.push(key);
     if (FORBIDDEN_KEYS.has(key)) {
-      w.problems.push({
-        path: [...path, key],
+      problem(w, {
         atKey: true,
         code: "load.forbidden-key",
         message: `\`${key}\` is not allowed as a key (qcvm refuses __proto__, constructor and prototype at any depth)`,
         hint: "remove it: no profile field has that name",
       });
-      continue;
-    }
-    if (key.length > MAX_KEY_LENGTH) {
-      w.problems.push({
-        path: [...path, key],
+    } else if (key.length > MAX_KEY_LENGTH) {
+      problem(w, {
         atKey: true,
         code: "load.long-key",
         message: `has a key ${key.length} characters long; field names are at most ${MAX_KEY_LENGTH}`,
         hint: "is this the right file?",
       });
-      continue;
+    } else {
+      out[key] = copy((v as Record<string, unknown>)[key], w);
     }
-    out[key] = copy((v as Record<string, unknown>)[key], [...path, key], w);
+    w.path.pop();
   }
   return out;
 }
 
 /** A safe copy of parsed YAML (see the header); problems are reported, offending keys dropped. */
 export function toProfileData(value: unknown, problems: DataProblem[]): Data | undefined {
-  const w: Walk = { problems, values: 0, over: false };
-  const out = copy(value, [], w);
+  const w: Walk = { problems, values: 0, over: false, path: [] };
+  const out = copy(value, w);
   return w.over ? undefined : out;
 }
 
