@@ -152,6 +152,27 @@ function tooBig(src: LayerSource, message: string, hint: string): Diagnostic {
     : diag("error", "load.too-deep", "", message, { file: src.shown, hint });
 }
 
+/** The cheap pre-scan: refuses text too deep or too long for any YAML parser to be given it. */
+function sizeProblem(src: LayerSource, text: string): Diagnostic | undefined {
+  const scan = scanStructure(text);
+  if (scan.flowDepth > MAX_FLOW_DEPTH)
+    return tooBig(
+      src,
+      `[ ] or { } nested more than ${MAX_FLOW_DEPTH} levels deep`,
+      "a profile nests a few levels; is this the right file?",
+    );
+  if (scan.items > MAX_ITEMS) {
+    const d = tooBig(
+      src,
+      `has over ${MAX_ITEMS} lines and list or map items; profiles are limited to ${MAX_ITEMS}`,
+      "a profile has a few hundred; is this the right file?",
+    );
+    d.code = src.from ? d.code : "load.too-many-items";
+    return d;
+  }
+  return undefined;
+}
+
 /** Parse one file of the graph; undefined layer when it cannot be used (the errors say why). */
 export function parseLayer(src: LayerSource): LayerResult {
   const errors: Diagnostic[] = [];
@@ -165,28 +186,8 @@ export function parseLayer(src: LayerSource): LayerResult {
   const isBase = src.from !== undefined;
   if (isBase && !PROFILE_MARK.test(text))
     return { errors: [notAProfile(src, "is not a qcvm profile: no `apiVersion: qcvm/v1` line")], warnings, bytes };
-  const scan = scanStructure(text);
-  if (scan.flowDepth > MAX_FLOW_DEPTH)
-    return {
-      errors: [
-        tooBig(
-          src,
-          `[ ] or { } nested more than ${MAX_FLOW_DEPTH} levels deep`,
-          "a profile nests a few levels; is this the right file?",
-        ),
-      ],
-      warnings,
-      bytes,
-    };
-  if (scan.items > MAX_ITEMS) {
-    const d = tooBig(
-      src,
-      `has over ${MAX_ITEMS} lines and list or map items; profiles are limited to ${MAX_ITEMS}`,
-      "a profile has a few hundred; is this the right file?",
-    );
-    d.code = src.from ? d.code : "load.too-many-items";
-    return { errors: [d], warnings, bytes };
-  }
+  const tooLarge = sizeProblem(src, text);
+  if (tooLarge) return { errors: [tooLarge], warnings, bytes };
   const layer: Layer = { abs: src.abs, shown: src.shown, text, data: Object.create(null) as Layer["data"] };
   let parsed: unknown = parseFastYaml(text);
   if (parsed === undefined) {
