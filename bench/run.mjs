@@ -413,7 +413,7 @@ async function virshBench(profile, qcvmMedian) {
   if (!has("virsh") || !has("libvirtd")) return reportSkipped(name, "virsh or libvirtd is not installed");
   const exp = timeSync([qcvm, "export", profile, "--to", "libvirt", "--set", "name=bench-virsh"]);
   if (exp.status !== 0) return reportSkipped(name, `qcvm export --to libvirt failed: ${exp.stderr.slice(0, 300)}`);
-  const started = ensureLibvirtd();
+  const started = await ensureLibvirtd();
   if (started.why) return reportSkipped(name, started.why);
   const dir = mkdtempSync(join(tmpdir(), "qcvm-bench-virsh-"));
   const xml = join(dir, "domain.xml");
@@ -421,13 +421,13 @@ async function virshBench(profile, qcvmMedian) {
   const tv = [];
   try {
     for (let i = 0; i < (runsArg ?? 7) + 1; i++) {
-      const c = timeSync(["virsh", "-q", "-c", "qemu:///system", "create", xml]);
+      const c = timeSync(["virsh", "-q", "-c", started.uri, "create", xml]);
       if (c.status !== 0) return reportSkipped(name, `virsh create failed: ${c.stderr.slice(0, 300)}`);
-      timeSync(["virsh", "-q", "-c", "qemu:///system", "destroy", "bench-virsh"]);
+      timeSync(["virsh", "-q", "-c", started.uri, "destroy", "bench-virsh"]);
       if (i > 0) tv.push(c.ms);
     }
   } finally {
-    started.stop?.();
+    await started.stop?.();
     rmSync(dir, { recursive: true, force: true });
   }
   report(
@@ -441,19 +441,33 @@ async function virshBench(profile, qcvmMedian) {
   );
 }
 
-/** A libvirtd to talk to: the running one, or one started here (and stopped afterwards). */
-function ensureLibvirtd() {
-  if (timeSync(["virsh", "-q", "-c", "qemu:///system", "version"]).status === 0) return {};
-  const d = spawn("libvirtd", [], { stdio: "ignore", detached: true });
-  const deadline = Date.now() + 10000;
-  while (Date.now() < deadline) {
-    if (timeSync(["virsh", "-q", "-c", "qemu:///system", "version"]).status === 0) {
-      return { stop: () => process.kill(d.pid, "SIGTERM") };
-    }
-    spawnSync("sleep", ["0.1"]);
+/** A libvirtd to talk to: the running one, or the tests' own (test/helpers/libvirtd.ts, bundled
+ *  here by esbuild: a private mount namespace, QEMU as libvirt-qemu, stdio_handler "file" so no
+ *  virtlogd is needed; a bare `libvirtd` started here failed for want of virtlogd's socket). */
+async function ensureLibvirtd() {
+  const system = "qemu:///system";
+  if (timeSync(["virsh", "-q", "-c", system, "version"]).status === 0) return { uri: system };
+  const { build } = await import("esbuild");
+  const out = join(mkdtempSync(join(tmpdir(), "qcvm-bench-libvirtd-")), "libvirtd.mjs");
+  await build({
+    entryPoints: [join(root, "test", "helpers", "libvirtd.ts")],
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    outfile: out,
+    logLevel: "silent",
+  });
+  const { libvirtdUnavailable, startLibvirtd } = await import(out);
+  const why = libvirtdUnavailable();
+  if (why) return { why };
+  try {
+    const d = await startLibvirtd();
+    return { uri: d.uri, stop: () => d.stop() };
+  } catch (e) {
+    return { why: `libvirtd could not be started here: ${String(e.message).split("\n")[0]}` };
+  } finally {
+    rmSync(dirname(out), { recursive: true, force: true });
   }
-  process.kill(d.pid, "SIGTERM");
-  return { why: "libvirtd could not be started here" };
 }
 if (!only || only === "launch") await launchBench();
 
