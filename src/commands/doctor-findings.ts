@@ -14,7 +14,6 @@ import {
   confidentialHostSupport,
   kernelAtLeast,
 } from "../core/host-support.js";
-import { statSync } from "node:fs";
 import { FsRoot, formatList, isRealHost } from "../io/fsroot.js";
 import { checkQemuUser } from "../launch/privsep.js";
 import { PRIVATE_LEVERS } from "../plan/levers.js";
@@ -59,12 +58,9 @@ function kvmAccess(host: HostInfo): KvmAccess {
   return !isRealHost(host.root) ? { ok: true, present: true } : probeKvm("/dev/kvm");
 }
 
-function kvmDevice(): { uid: number; gid: number; mode: number } | undefined {
-  try {
-    return statSync("/dev/kvm");
-  } catch {
-    return undefined;
-  }
+/** Who owns /dev/kvm, read through the host seam like every other /dev and /proc fact. */
+function kvmDevice(fs: FsRoot): { uid: number; gid: number; mode: number } | undefined {
+  return fs.stat("/dev/kvm");
 }
 
 /** How the host checks add findings: h for a check that can rule something out, info for a fact. */
@@ -91,7 +87,8 @@ function kvmFindings(host: HostInfo, { h, info }: Emit): void {
   );
   if (isRealHost(host.root)) {
     // As root, launch runs QEMU as this user (launch/privsep.ts): say whether it is set up.
-    const u = checkQemuUser(new FsRoot(host.root), kvmDevice());
+    const fs = new FsRoot(host.root);
+    const u = checkQemuUser(fs, kvmDevice(fs));
     h(
       "QEMU user",
       u.ok,

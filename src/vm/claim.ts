@@ -5,9 +5,10 @@
 // from the cgroup's processes: QEMU runs with HOME set to its VM directory (qemuEnvironment), so
 // /proc/<pid>/environ names the run dir. An empty claim is a launch in progress for a few
 // milliseconds, or the leftover of a launch that was killed: older than STALE_MS, it is removed.
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
+import { FsRoot } from "../io/fsroot.js";
 import { findVmCgroup } from "./cgroup.js";
 import type { CgroupLayout, VmCgroup } from "./cgroup.js";
 
@@ -15,14 +16,10 @@ import type { CgroupLayout, VmCgroup } from "./cgroup.js";
 const STALE_MS = 10_000;
 
 /** The run dir a VM process belongs to, from the HOME qcvm gave QEMU (its VM directory). */
-export function runDirOfProcess(pid: number, procRoot = "/proc"): string | undefined {
-  try {
-    const env = readFileSync(join(procRoot, String(pid), "environ"), "utf8").split("\0");
-    const home = env.find((e) => e.startsWith("HOME="))?.slice("HOME=".length);
-    return home ? dirname(home) : undefined;
-  } catch {
-    return undefined;
-  }
+export function runDirOfProcess(pid: number, fs: FsRoot = new FsRoot("/")): string | undefined {
+  const env = fs.read(`/proc/${pid}/environ`)?.split("\0");
+  const home = env?.find((e) => e.startsWith("HOME="))?.slice("HOME=".length);
+  return home ? dirname(home) : undefined;
 }
 
 /**

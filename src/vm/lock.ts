@@ -11,7 +11,6 @@
 //
 // Disk images are only stat()ed here, never opened: qcvm never creates, truncates or modifies one.
 import {
-  existsSync,
   linkSync,
   readFileSync,
   readdirSync,
@@ -24,7 +23,7 @@ import {
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
-import { isProcessAlive, selfIdentity } from "./process.js";
+import { isProcessAlive, pidStartTime, selfIdentity } from "./process.js";
 import { makeDirs, vmNameProblem } from "./paths.js";
 import { resourceError } from "../core/diagnostics.js";
 import { writeFileReplacing, writeTempFile } from "./trust.js";
@@ -343,7 +342,7 @@ function sweepDeadTemps(dir: string): void {
 /** Is `f` a lock temp file whose writer (the pid in its name) is gone? */
 function deadTemp(f: string): boolean {
   const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(f);
-  return m !== null && Number(m[1]) !== process.pid && !existsSync(`/proc/${m[1]}`);
+  return m !== null && Number(m[1]) !== process.pid && pidStartTime(Number(m[1])) === undefined;
 }
 
 /** Temp files of VM `name`'s name lock left by a launcher killed before it linked the lock. */
