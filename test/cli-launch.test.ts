@@ -157,6 +157,30 @@ describe("launch --dry-run", () => {
     );
   });
 
+  // The handler once built launch's options field by field and left --qemu-user out: the option
+  // (and the unit qcvm export --to systemd writes with it) changed nothing.
+  it.skipIf(process.getuid?.() !== 0)(
+    "--qemu-user names who QEMU runs as (root only: any other qcvm runs QEMU as its own user)",
+    async () => {
+      const r = await qcvm([
+        "launch",
+        KVM_2NODE,
+        "--dry-run",
+        "--format",
+        "json",
+        "--qemu-user",
+        "nobody",
+        "--set",
+        `name=${vmName("dryuser")}`,
+        "--run-dir",
+        runDir,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      const id = (flag: string) => execFileSync("id", [flag, "nobody"], { encoding: "utf8" }).trim();
+      expect(JSON.parse(r.stdout).argv.slice(0, 3)).toEqual(["setpriv", `--reuid=${id("-u")}`, `--regid=${id("-g")}`]);
+    },
+  );
+
   it("plans for another host with --host, without probing this one's QEMU", async () => {
     const r = await qcvm([
       "launch",

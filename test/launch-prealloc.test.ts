@@ -155,7 +155,7 @@ describe("launch: the guest-memfd-prealloc step", () => {
       // in a real VM cgroup (>= 99% on plan).
       const { run: stats } = await import("../src/commands/stats.js");
       const mark = out.length;
-      expect(await stats({ name: vm, runDir, format: "text" })).toBe("ok");
+      expect(await stats({ name: vm, runDir, format: "text", watch: false, interval: 2 })).toBe("ok");
       const printed = out.slice(mark).join("");
       expect(printed).toContain(
         "pre-allocated at launch on host node 0: 128.0 MiB; private there now: n/a (no memory cgroup)",

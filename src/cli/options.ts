@@ -1,15 +1,75 @@
-// The options and help lines several commands share, and the command-line error type: yargs
-// definitions in src/cli/*-commands.ts and src/cli.ts build on these.
-import type { Argv } from "yargs";
+// The options and help lines several commands share, the command-line error type, and the shape of
+// a command as data (CommandSpec): src/cli/*-commands.ts define the commands with these, and
+// src/cli.ts registers the table with yargs.
+import type { ArgumentsCamelCase, Argv } from "yargs";
+import type { Outcome } from "../core/errors.js";
 import { resolveHostArg } from "../io/package-dir.js";
 
 /** A command line yargs or a check of qcvm's refuses: exit 2, with the help of the command typed. */
 export class UsageError extends Error {}
 
-/** What a command's yargs handler is: src/cli.ts's dispatch("name"). */
-export type Dispatch = (name: string) => (args: Record<string, unknown>) => Promise<void>;
+/** A command's module: its `run` takes the command's typed options (src/cli/command-options.ts). */
+export interface HandlerModule<O> {
+  run(options: O): Promise<Outcome>;
+}
 
-export function hostOptions(y: Argv) {
+/**
+ * One command as data. `builder` is its yargs definition (options, examples, exit codes); yargs'
+ * types carry what it defines (A) to `options`, the one place argv becomes the handler's typed
+ * options (O); `load` imports the handler's module only when the command runs.
+ */
+export interface CommandSpec<A, O> {
+  command: string | readonly string[];
+  describe: string;
+  builder: (y: Argv) => Argv<A>;
+  options: (argv: ArgumentsCamelCase<A>) => NoInfer<O>;
+  load: () => Promise<HandlerModule<O>>;
+}
+
+/**
+ * How src/cli.ts runs a command: `format` is the command line's --format (errors follow it to
+ * stdout as JSON), `run` converts argv and calls the handler.
+ */
+export type Dispatch = (format: unknown, run: () => Promise<Outcome>) => Promise<void>;
+
+/** A command with its option types closed over, so commands of every shape sit in one table. */
+export interface Command {
+  /** Its name (the first word of `command`): usage errors point at `qcvm NAME --help`. */
+  name: string;
+  register(y: Argv, dispatch: Dispatch): Argv;
+}
+
+export function defineCommand<A, O>(spec: CommandSpec<A, O>): Command {
+  const first = typeof spec.command === "string" ? spec.command : spec.command[0]!;
+  return {
+    name: first.split(" ")[0]!,
+    register: (y, dispatch) =>
+      y.command(spec.command, spec.describe, spec.builder, (argv) =>
+        dispatch(argv.format, async () => (await spec.load()).run(spec.options(withStdinArg(argv)))),
+      ),
+  };
+}
+
+/** A positional yargs demands (`<name>` in the command): absent only if qcvm defined it wrong. */
+export function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new Error(`yargs passed no <${name}>`);
+  return value;
+}
+
+/**
+ * yargs drops a lone `-` (it reads it as an empty group of short options), so it is carried
+ * through the parser as a token no argv can hold (a NUL byte) and turned back into `-`, which
+ * validate, render and plan read as standard input (src/load/load.ts STDIN_ARG).
+ */
+export const STDIN_TOKEN = "\u0000-";
+
+/** argv as the command line had it: every STDIN_TOKEN back to `-` (same keys, same types). */
+export function withStdinArg<T extends object>(args: T): T {
+  const back = (v: unknown): unknown => (v === STDIN_TOKEN ? "-" : Array.isArray(v) ? v.map(back) : v);
+  return Object.fromEntries(Object.entries(args).map(([k, v]) => [k, back(v)])) as T;
+}
+
+export function hostOptions<T>(y: Argv<T>) {
   return y
     .option("host", {
       type: "string",
@@ -24,7 +84,7 @@ export function hostOptions(y: Argv) {
 }
 
 /** How validate, render and plan read a profile: where its bases may live, and the host check. */
-export function readOptions(y: Argv) {
+export function readOptions<T>(y: Argv<T>) {
   return y
     .option("root", {
       type: "string",
@@ -39,7 +99,7 @@ export function readOptions(y: Argv) {
     });
 }
 
-export function setOptions(y: Argv) {
+export function setOptions<T>(y: Argv<T>) {
   return y
     .option("set", {
       // Not `array: true`: an array option takes every word after it, so `--set a=1 vm.yaml` took

@@ -3,6 +3,7 @@
 // `qcvm --get-yargs-completions WORDS...` at every Tab. yargs picks its template from $SHELL when
 // its parser is built, so the shell asked for is put in SHELL for the one parser made here.
 import type { Outcome } from "../core/errors.js";
+import type { CompletionOptions } from "../cli/command-options.js";
 import yargs from "yargs";
 import { basename } from "node:path";
 import { UserError } from "../core/diagnostics.js";
@@ -47,7 +48,7 @@ export function completionScript(shell: Shell): string {
   return out;
 }
 
-export function run(args: Record<string, unknown>): Promise<Outcome> {
-  process.stdout.write(completionScript(pickShell(args.shell)));
+export function run(o: CompletionOptions): Promise<Outcome> {
+  process.stdout.write(completionScript(pickShell(o.shell)));
   return Promise.resolve("ok");
 }

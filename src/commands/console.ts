@@ -13,6 +13,7 @@ import type { Readable, Writable } from "node:stream";
 import { join } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import type { Outcome } from "../core/errors.js";
+import type { ConsoleOptions } from "../cli/command-options.js";
 import { inspectVm } from "../vm/inspect.js";
 import { requireVmName, resolveRunDir } from "../vm/paths.js";
 import { isProcessAlive, selfIdentity } from "../vm/process.js";
@@ -179,9 +180,9 @@ function session(ep: Endpoint, stdin: Readable, stdout: Writable): Promise<"deta
   });
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
-  const name = requireVmName(args.name);
+export async function run(o: ConsoleOptions): Promise<Outcome> {
+  const runDir = resolveRunDir(o.runDir);
+  const name = requireVmName(o.name);
   const found = inspectVm(runDir, name);
   if (!found)
     throw new UserError(

@@ -8,6 +8,7 @@
 // file (or --save-host a directory that is not new or empty); 1 when --save or --save-host cannot
 // write.
 import type { Outcome } from "../core/errors.js";
+import type { DoctorOptions } from "../cli/command-options.js";
 import { readFileSync, statSync } from "node:fs";
 import { UserError, formatDiagnostic, outputWidth } from "../core/diagnostics.js";
 import { checkHostRoot, formatList, isRealHost } from "../io/fsroot.js";
@@ -19,18 +20,6 @@ import type { HostInfo, QemuCapabilities } from "../core/types.js";
 
 export { diagnoseHost, diagnoseLevers, diagnoseQemu, findingMessage, summarize };
 export type { Finding, FindingStatus };
-
-interface Args {
-  host?: string;
-  qemu?: string;
-  format?: "text" | "json";
-  save?: string;
-  /** Write the probed host as a tree `--host DIR` reads (src/probe/save-host.ts). */
-  saveHost?: string;
-  capabilities?: string;
-  /** Profiles to check against this host and QEMU. */
-  profiles?: string[];
-}
 
 /** Whether one profile runs here, decided by the planner and the renderer, as launch decides it. */
 export interface ProfileVerdict {
@@ -195,7 +184,7 @@ async function checkProfiles(files: string[], host: HostInfo, caps: QemuCapabili
   return out;
 }
 
-export async function buildReport(args: Args): Promise<{ report: DoctorReport; probeFailed: boolean }> {
+export async function buildReport(args: DoctorOptions): Promise<{ report: DoctorReport; probeFailed: boolean }> {
   const root = args.host ?? "/";
   if (args.host !== undefined) checkHostRoot(root);
   const host = await probeHostAsync(root);
@@ -269,8 +258,7 @@ function checkSaveTarget(file: string): void {
   }
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const a = args as Args;
+export async function run(a: DoctorOptions): Promise<Outcome> {
   if (a.save) checkSaveTarget(a.save);
   const saveHost = a.saveHost ? await import("../probe/save-host.js") : undefined;
   if (a.saveHost) saveHost?.checkSaveHostTarget(a.saveHost);

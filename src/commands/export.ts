@@ -2,41 +2,13 @@
 // The unit or domain XML goes to stdout, a summary (what the engine will not do, the version it
 // needs, where to install it) to stderr. See src/export/systemd.ts and src/export/libvirt.ts.
 import type { Outcome } from "../core/errors.js";
+import type { ExportOptions } from "../cli/command-options.js";
 import { isAbsolute, resolve } from "node:path";
 import { UserError, formatDiagnostic } from "../core/diagnostics.js";
 import { resolveRunDir } from "../vm/paths.js";
 import { which } from "../io/exec.js";
 
-interface ExportArgs {
-  profile: string;
-  to: "systemd" | "libvirt";
-  host?: string;
-  capabilities?: string;
-  set?: string[];
-  runDir?: string;
-  qemuUser?: string;
-  qcvm?: string;
-  stopTimeout: number;
-  startTimeout: number;
-}
-
-function argsOf(a: Record<string, unknown>): ExportArgs {
-  return {
-    profile: String(a.profile),
-    to: a.to === "libvirt" ? "libvirt" : "systemd",
-    host: a.host as string | undefined,
-    capabilities: a.capabilities as string | undefined,
-    set: a.set as string[] | undefined,
-    runDir: (a.runDir ?? a["run-dir"]) as string | undefined,
-    qemuUser: (a.qemuUser ?? a["qemu-user"]) as string | undefined,
-    qcvm: a.qcvm as string | undefined,
-    stopTimeout: Number(a.stopTimeout ?? a["stop-timeout"] ?? 30),
-    startTimeout: Number(a.startTimeout ?? a["start-timeout"] ?? 300),
-  };
-}
-
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const a = argsOf(args);
+export async function run(a: ExportOptions): Promise<Outcome> {
   return a.to === "libvirt" ? exportLibvirtCommand(a) : exportSystemdCommand(a);
 }
 
@@ -53,7 +25,7 @@ async function qcvmCommand(given: string | undefined): Promise<string[]> {
   return [isAbsolute(found) ? found : resolve(found)];
 }
 
-async function exportSystemdCommand(a: ExportArgs): Promise<Outcome> {
+async function exportSystemdCommand(a: ExportOptions): Promise<Outcome> {
   const { loadValidProfile } = await import("../pipeline/context.js");
   const { exportSystemd } = await import("../export/systemd.js");
   // No host check: an exported unit or domain may be for another host, where its images are; the
@@ -82,7 +54,7 @@ async function exportSystemdCommand(a: ExportArgs): Promise<Outcome> {
   return "ok";
 }
 
-async function exportLibvirtCommand(a: ExportArgs): Promise<Outcome> {
+async function exportLibvirtCommand(a: ExportOptions): Promise<Outcome> {
   const { loadContext } = await import("../pipeline/context.js");
   const { inlineProfileFiles } = await import("../render/files.js");
   const { exportLibvirt } = await import("../export/libvirt.js");

@@ -3,12 +3,13 @@
 // imported is listed on stderr, element by element. The profile is validated before it is
 // printed, so what comes out is a profile qcvm accepts (or the problems are named).
 import type { Outcome } from "../core/errors.js";
+import type { ImportOptions } from "../cli/command-options.js";
 import { readFileSync } from "node:fs";
 import { stringify } from "yaml";
 import { UserError, describeFsError, formatDiagnostic } from "../core/diagnostics.js";
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const file = String(args.domain);
+export async function run(o: ImportOptions): Promise<Outcome> {
+  const file = o.domain;
   let xml: string;
   try {
     xml = file === "-" ? readFileSync(0, "utf8") : readFileSync(file, "utf8");

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { parseDocument, stringify } from "yaml";
 import type { Outcome } from "../core/errors.js";
+import type { InitOptions } from "../cli/command-options.js";
 import { UserError, describeFsError, formatDiagnostic } from "../core/diagnostics.js";
 import { VM_NAME } from "../core/vm-name.js";
 import { shippedPath } from "../io/package-dir.js";
@@ -75,8 +76,8 @@ async function copyOf(from: string, name: string): Promise<string> {
   return `${modeline()}\n# Written by \`qcvm init\` from ${from}, with its extends: bases merged in.\n${stringify(raw, { lineWidth: 0 })}`;
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const given = String(args.file);
+export async function run(o: InitOptions): Promise<Outcome> {
+  const given = o.file;
   const file = /\.ya?ml$/.test(given) ? given : `${given}.yaml`;
   const name = basename(file).replace(/\.ya?ml$/, "");
   if (!VM_NAME.test(name))
@@ -85,11 +86,11 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
       "usage",
     );
   let from: string | undefined;
-  if (typeof args.from === "string") {
-    from = existsSync(args.from) ? args.from : shippedProfile(args.from);
+  if (o.from !== undefined) {
+    from = existsSync(o.from) ? o.from : shippedProfile(o.from);
     if (!from)
       throw new UserError(
-        `--from ${args.from}: no such file, and not a profile qcvm ships (in ${shippedPath("profiles")} or ${shippedPath("examples")})`,
+        `--from ${o.from}: no such file, and not a profile qcvm ships (in ${shippedPath("profiles")} or ${shippedPath("examples")})`,
         "usage",
       );
   }

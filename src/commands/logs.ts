@@ -3,14 +3,15 @@
 // there after `qcvm status NAME || qcvm stop NAME`. Exit 0 printed; 1 no log for that name.
 import { UserError } from "../core/diagnostics.js";
 import type { Outcome } from "../core/errors.js";
+import type { LogsOptions } from "../cli/command-options.js";
 import { findLog, listKeptLogs, readLogFile } from "../vm/logs.js";
 import { requireVmName, resolveRunDir, vmPaths } from "../vm/paths.js";
 import { existsSync } from "node:fs";
 
-export function run(args: Record<string, unknown>): Promise<Outcome> {
-  const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
-  const name = requireVmName(args.name);
-  if (args.list === true) {
+export function run(o: LogsOptions): Promise<Outcome> {
+  const runDir = resolveRunDir(o.runDir);
+  const name = requireVmName(o.name);
+  if (o.list) {
     const live = vmPaths(runDir, name).log;
     const all = [...listKeptLogs(runDir, name), ...(existsSync(live) ? [`${live} (live)`] : [])];
     if (all.length === 0) throw noLog(runDir, name);

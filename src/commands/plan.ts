@@ -2,21 +2,13 @@
 // mechanism and how faithfully, and whether it fits. Exit 0 when the plan holds, 1 when it has
 // errors (the plan is still printed in full, so the errors can be read in context).
 import type { Outcome } from "../core/errors.js";
+import type { PlanOptions } from "../cli/command-options.js";
 import { loadContext } from "../pipeline/context.js";
 import { formatDiagnostic, outputWidth } from "../core/diagnostics.js";
 
-type Format = "text" | "json" | "dot" | "svg";
-
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const format = (args.format as Format | undefined) ?? "text";
-  const ctx = await loadContext({
-    profile: String(args.profile),
-    set: args.set as string[] | undefined,
-    root: args.root as string | undefined,
-    hostCheck: args.hostCheck as boolean | undefined,
-    host: args.host as string | undefined,
-    capabilities: args.capabilities as string | undefined,
-  });
+export async function run(o: PlanOptions): Promise<Outcome> {
+  const { format } = o;
+  const ctx = await loadContext(o);
   const { plan } = ctx;
   // Validation warnings belong to the profile, not the plan: shown on stderr except in text,
   // where they join the plan's own list.
@@ -36,7 +28,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
     default:
       text = fmt.formatPlanText(
         { ...plan, warnings: [...profileWarnings, ...plan.warnings] },
-        { host: (args.host as string | undefined) ?? "/", width: outputWidth() },
+        { host: o.host ?? "/", width: outputWidth() },
       );
   }
   process.stdout.write(text);

@@ -6,6 +6,7 @@
 // plan that does not hold would drop or misstate the placement without saying so. `--literal`
 // renders the profile as written, with no host and no plan, and says placement was not checked.
 import type { Outcome } from "../core/errors.js";
+import type { RenderOptions } from "../cli/command-options.js";
 import { UserError, formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
 import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
@@ -13,18 +14,6 @@ import { processPolicyArgv } from "../render/process-policy.js";
 import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";
 import { QMP_FD, passedFiles } from "../render/passed-fds.js";
 import { chooseQemuUser, symbolicPrefix } from "../launch/privsep.js";
-
-export interface RenderArgs {
-  profile: string;
-  format?: "shell" | "json";
-  /** Render the profile as written: no host probe, no plan (placement not checked). */
-  literal?: boolean;
-  host?: string;
-  capabilities?: string;
-  set?: string[];
-  root?: string;
-  hostCheck?: boolean;
-}
 
 /** What `render --format json` prints. The full command is `[...prefix, ...argv]`. */
 export interface RenderOutput {
@@ -42,7 +31,7 @@ export interface RenderOutput {
 
 /** The front half for render: planned for a host, or (--literal) the profile as written. */
 async function renderContext(
-  a: RenderArgs,
+  a: RenderOptions,
 ): Promise<{ profile: Profile; plan: Plan; caps: QemuCapabilities; warnings: Diagnostic[] }> {
   const { loadContext, loadValidProfile, resolveCapabilities } = await import("../pipeline/context.js");
   if (!a.literal)
@@ -63,7 +52,7 @@ async function renderContext(
 
 /** Refuse with every error: the message lists them (stderr); with --format json the CLI also prints
  *  the one error document, `{"error": {kind, message}, "diagnostics": [...]}`, on stdout. */
-function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): never {
+function refuse(a: RenderOptions, why: string, errors: Diagnostic[], warnings: Diagnostic[], hint?: string): never {
   const sorted = sortDiagnostics(errors);
   throw new UserError(
     `cannot render ${a.profile}${why ? `: ${why}` : ""} (${sorted.length} error${sorted.length === 1 ? "" : "s"}):\n` +
@@ -74,8 +63,7 @@ function refuse(a: RenderArgs, why: string, errors: Diagnostic[], warnings: Diag
   );
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const a = args as unknown as RenderArgs;
+export async function run(a: RenderOptions): Promise<Outcome> {
   const { inlineProfileFiles } = await import("../render/files.js");
   const { renderArgv } = await import("../render/render.js");
 

@@ -4,6 +4,7 @@
 // the VM cgroup is the only place the kernel accounts it, which is why launch makes one per VM.
 // Exit codes: 0 shown (or --watch ended by SIGINT), 1 no such VM or it isn't running, 2 usage.
 import type { Outcome } from "../core/errors.js";
+import type { StatsOptions } from "../cli/command-options.js";
 import { join, relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
 import { FsRoot } from "../io/fsroot.js";
@@ -12,34 +13,6 @@ import type { VmMemory } from "../observe/observe.js";
 import type { HostInfo, Plan } from "../core/types.js";
 import { checkPrealloc } from "../launch/prealloc-step.js";
 import type { PreallocCheck, PreallocRecord } from "../launch/prealloc-step.js";
-
-interface StatsArgs {
-  name: string;
-  format: "text" | "json";
-  watch: boolean;
-  intervalSeconds: number;
-  runDir?: string;
-}
-
-function parseArgs(args: Record<string, unknown>): StatsArgs {
-  const name = typeof args.name === "string" ? args.name : "";
-  if (!name) throw new UserError("name the VM: qcvm stats <name> (qcvm status lists them)", "usage");
-  const interval = args.interval === undefined ? 2 : Number(args.interval);
-  if (!Number.isFinite(interval) || interval <= 0) {
-    throw new UserError(
-      `--interval must be a positive number of seconds, got ${JSON.stringify(args.interval)}`,
-      "usage",
-    );
-  }
-  const runDir = args["run-dir"] ?? args.runDir;
-  return {
-    name,
-    format: args.format === "json" ? "json" : "text",
-    watch: args.watch === true,
-    intervalSeconds: interval,
-    ...(typeof runDir === "string" && runDir !== "" ? { runDir } : {}),
-  };
-}
 
 /** One sample of a VM: its memory and where it came from. */
 export interface VmStats extends VmMemory {
@@ -82,7 +55,7 @@ async function locateNumaStat(hostRoot: string, name: string, paths: unknown): P
   return findVmCgroup(openCgroupLayout(probeHost(hostRoot)), name)?.memoryNumaStatPath();
 }
 
-async function findTarget(a: StatsArgs): Promise<Target> {
+async function findTarget(a: StatsOptions): Promise<Target> {
   const { readState } = await import("../vm/state.js");
   const { resolveRunDir, requireVmName } = await import("../vm/paths.js");
   const { isAlive } = await import("../vm/process.js");
@@ -216,8 +189,8 @@ function emit(s: VmStats, format: "text" | "json", watching: boolean, plan?: Pla
   process.stdout.write(formatStatsText(s, plan));
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const a = parseArgs(args);
+export async function run(a: StatsOptions): Promise<Outcome> {
+  if (!a.name) throw new UserError("name the VM: qcvm stats <name> (qcvm status lists them)", "usage");
   const target = await findTarget(a);
   const { isProcessAlive } = await import("../vm/process.js");
   const gone = () => new UserError(`VM \`${a.name}\` is not running any more (pid ${target.pid} exited)`);
@@ -237,7 +210,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
   try {
     for (;;) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, a.intervalSeconds * 1000);
+        const timer = setTimeout(resolve, a.interval * 1000);
         wake = () => {
           clearTimeout(timer);
           resolve();

@@ -7,6 +7,7 @@
 // Exit codes: 0 listing, or the named VM runs (or is starting); 3 the named VM is dead or
 // interrupted (as LSB `status`); 1 no such VM or a damaged state file; 2 usage.
 import type { Outcome } from "../core/errors.js";
+import type { StatusOptions } from "../cli/command-options.js";
 import { readdirSync } from "node:fs";
 import { relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
@@ -224,10 +225,10 @@ function formatDetail(v: VmStatus): string {
   return `${lines.join("\n")}\n`;
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
-  const json = args.format === "json";
-  const name = args.name as string | undefined;
+export async function run(o: StatusOptions): Promise<Outcome> {
+  const runDir = resolveRunDir(o.runDir);
+  const json = o.format === "json";
+  const name = o.name;
   if (name !== undefined) {
     requireVmName(name);
     const found = inspectVm(runDir, name);

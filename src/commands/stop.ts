@@ -6,6 +6,7 @@
 // in state.json. A pid is signalled only while it still has the start time recorded at launch,
 // so a reused pid is never killed.
 import type { Outcome } from "../core/errors.js";
+import type { StopOptions } from "../cli/command-options.js";
 import { UserError } from "../core/diagnostics.js";
 import { inspectVm } from "../vm/inspect.js";
 import { isProcessAlive } from "../vm/process.js";
@@ -18,14 +19,11 @@ import { cgroupMembership } from "../vm/claim.js";
 import { openCgroupLayout } from "../vm/cgroup.js";
 import { probeHost } from "../probe/host.js";
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
-  const runDir = resolveRunDir(args.runDir ?? args["run-dir"]);
-  const name = requireVmName(args.name);
+export async function run(o: StopOptions): Promise<Outcome> {
+  const runDir = resolveRunDir(o.runDir);
+  const name = requireVmName(o.name);
   if (existsSync(runDir)) trustRunDir(runDir);
-  const force = Boolean(args.force);
-  const timeout = Number(args.timeout ?? 30);
-  if (!Number.isFinite(timeout) || timeout < 0)
-    throw new UserError(`--timeout must be a number of seconds >= 0, got ${String(args.timeout)}`, "usage");
+  const { force, timeout } = o;
   const note = (msg: string) => process.stderr.write(`qcvm: ${msg}\n`);
 
   const found = inspectVm(runDir, name);

@@ -1,6 +1,7 @@
 // qcvm validate <files, dirs or globs...>: every problem of every profile, at once.
 // Exit 0 all valid, 1 any invalid (or any warning with --strict), 2 usage (nothing matched).
 import type { Outcome } from "../core/errors.js";
+import type { ValidateOptions } from "../cli/command-options.js";
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve, sep } from "node:path";
 import { Document, isPair, isScalar, visit } from "yaml";
@@ -10,17 +11,6 @@ import { diag, formatDiagnostic } from "../core/diagnostics.js";
 import type { Diagnostic, LoadedProfile, Profile } from "../core/types.js";
 import { orderFields, profileToRaw } from "../export/raw.js";
 import { formatGithub, formatJunit, formatSarif } from "./validate-formats.js";
-import type { CiFormat } from "./validate-formats.js";
-
-interface Args {
-  files?: string[];
-  format?: "text" | "json" | CiFormat;
-  strict?: boolean;
-  fill?: boolean;
-  set?: string[];
-  root?: string;
-  hostCheck?: boolean;
-}
 
 const PROFILE_EXT = /\.ya?ml$/i;
 /** Profiles read at once: enough to keep the disk busy, few enough for the fd limit. */
@@ -253,10 +243,9 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
-export async function run(args: Record<string, unknown>): Promise<Outcome> {
+export async function run(a: ValidateOptions): Promise<Outcome> {
   const started = performance.now();
-  const a = args as Args;
-  const inputs = a.files ?? [];
+  const inputs = a.files;
   const { files, unmatched, unreadable } = await expandInputs(inputs);
   if (unmatched.length > 0) {
     process.stderr.write(
@@ -272,7 +261,7 @@ export async function run(args: Record<string, unknown>): Promise<Outcome> {
     ...(await readAll(files, { set: a.set, root: a.root, hostCheck: a.hostCheck })),
     ...unreadable.map(unreadableResult),
   ];
-  const strict = a.strict === true;
+  const strict = a.strict;
   let valid = 0;
   let errors = 0;
   let warnings = 0;

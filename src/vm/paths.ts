@@ -17,8 +17,8 @@ export function defaultRunDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The run dir a command uses: --run-dir wins, then the default. */
-export function resolveRunDir(arg: unknown): string {
-  return typeof arg === "string" && arg !== "" ? resolve(arg) : defaultRunDir();
+export function resolveRunDir(arg: string | undefined): string {
+  return arg !== undefined && arg !== "" ? resolve(arg) : defaultRunDir();
 }
 
 /** Subdirectories of the run dir that qcvm keeps for itself: a VM by one of these names would
@@ -36,11 +36,10 @@ export function vmNameProblem(name: string): string | undefined {
 }
 
 /** A VM name given on the command line (status, stop, stats): checked before any path is built from it. */
-export function requireVmName(name: unknown): string {
-  const text = typeof name === "string" ? name : "";
-  const problem = vmNameProblem(text);
+export function requireVmName(name: string): string {
+  const problem = vmNameProblem(name);
   if (problem) throw new UserError(`${problem} (qcvm status lists the VMs)`, "usage");
-  return text;
+  return name;
 }
 
 export function vmDir(runDir: string, name: string): string {
