@@ -2,6 +2,7 @@
 // as medians and a ratio against its target. Run with `npm run bench` (builds first).
 //   1. start-up: `qcvm render <profile>` vs `node -e 0`, from this clone     target <= 1.5x
 //                and from an installed package (npm pack + npm install)      target <= 1.5x
+//                and, with --baseline DIR, against the build in DIR (this profile)  target <= 1.1x
 //   2. validate: `qcvm validate` of 1,000 profiles vs ajv-cli (js-yaml)       target <= 0.5x
 //                10,000 profiles vs 1,000 (linear)                            target <= 11x
 //                and, with --baseline DIR, 1,000 profiles against the build of an  target <= 1.1x
@@ -126,6 +127,16 @@ if (!only || only === "render") {
     renderCheck,
   );
   report(r, 1.5);
+  if (baseline) {
+    const rb = compare(
+      `render (clone): this build vs the build in ${baseline}`,
+      { label: "qcvm render, this build", argv: [qcvm, "render", profile] },
+      { label: "qcvm render, baseline", argv: [join(baseline, "bin", "qcvm"), "render", profile] },
+      runsArg ?? 21,
+      renderCheck,
+    );
+    report(rb, 1.1);
+  }
   const installed = installPackage();
   if (installed.why) reportSkipped("render (installed package)", installed.why);
   else {
