@@ -224,7 +224,9 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     expect(await launchVm(args(first, {}, mem(true)))).toBe("ok");
     const second = name();
     const e = await rejection(launchVm(args(second, {}, mem(true))));
-    expect(e.message).toMatch(new RegExp(`^disk image ${file} is in use \\(writable\\) by VM \`${first}\``));
+    expect(e.message).toMatch(
+      new RegExp(`^memory.path ${file} is in use \\(writable\\) by VM \`${first}\`.*memory.share: false`),
+    );
     expectNothingLeft(second);
     await fake!.close();
     // Privately mapped (share off), the file is only read: two VMs may map it.

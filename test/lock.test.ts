@@ -146,6 +146,17 @@ describe("disk image locks", () => {
     ]);
   });
 
+  it("names what the locked file is to the VM, and how it may be shared (not 'disk image' for all)", () => {
+    const runDir = freshRunDir();
+    acquireDiskLock(runDir, "a", image, false, [], "pflash-vars");
+    expect(() => acquireDiskLock(runDir, "b", image, false, [], "pflash-vars")).toThrow(
+      /^firmware\.pflash\.vars .*disk\.raw is in use \(writable\) by VM `a`.*; each VM needs its own UEFI variable store$/,
+    );
+    expect(() => acquireDiskLock(runDir, "b", image, false, [], "serial")).toThrow(
+      /^serial file .*; each VM needs its own serial file or device$/,
+    );
+  });
+
   it("keys by device and inode: a symlink or a hard link to the image is the same image", () => {
     const runDir = freshRunDir();
     const sym = join(tmp, "images", "sym.raw");

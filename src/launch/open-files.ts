@@ -30,6 +30,7 @@ import type { PassedFile } from "../render/passed-fds.js";
 import type { Profile } from "../core/types.js";
 import type { QemuIdentity } from "./privsep.js";
 import { callerUid } from "../vm/trust.js";
+import type { LockedKind } from "../vm/lock.js";
 
 const { O_RDONLY, O_RDWR, O_WRONLY, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = constants;
 
@@ -286,20 +287,25 @@ export function filesToLock(
   profile: Profile,
   passed: readonly PassedFile[],
   undo: (u: () => void) => void,
-): Array<{ path: string; readOnly: boolean }> {
-  const out = profile.disks.map((d) => ({ path: d.path, readOnly: d.readOnly }));
+): Array<{ path: string; readOnly: boolean; kind: LockedKind }> {
+  const out: Array<{ path: string; readOnly: boolean; kind: LockedKind }> = profile.disks.map((d) => ({
+    path: d.path,
+    readOnly: d.readOnly,
+    kind: "disk",
+  }));
   const m = profile.memory;
   if (m.backend === "file" && m.path !== undefined && isRegularFile(m.path))
-    out.push({ path: m.path, readOnly: !m.share });
+    out.push({ path: m.path, readOnly: !m.share, kind: "memory-path" });
   for (const f of passed) {
-    if (f.kind === "pflash" && f.access === "read-write") out.push({ path: f.path, readOnly: false });
-    if (f.kind === "serial-device") out.push({ path: f.path, readOnly: false });
+    if (f.kind === "pflash" && f.access === "read-write")
+      out.push({ path: f.path, readOnly: false, kind: "pflash-vars" });
+    if (f.kind === "serial-device") out.push({ path: f.path, readOnly: false, kind: "serial" });
     if (f.kind !== "serial") continue;
     if (!existsSync(f.path)) {
       closeSync(openSerialLog(f));
       undo(() => rmSync(f.path, { force: true }));
     }
-    out.push({ path: f.path, readOnly: false });
+    out.push({ path: f.path, readOnly: false, kind: "serial" });
   }
   return out;
 }

@@ -198,6 +198,20 @@ export function acquireVmLock(runDir: string, name: string, notes: string[]): Lo
   throw new UserError(`could not take the lock ${path}: other launches of \`${name}\` keep racing for it`);
 }
 
+/** What a locked file is to the VM, for messages: disks are the usual case, but memory.path,
+ *  pflash vars and serial files are locked the same way (open-files.ts filesToLock). */
+export type LockedKind = "disk" | "memory-path" | "pflash-vars" | "serial";
+
+const LOCKED: Record<LockedKind, { what: string; share: string }> = {
+  disk: { what: "disk image", share: "two VMs may share an image only when both use it with readOnly: true" },
+  "memory-path": {
+    what: "memory.path",
+    share: "two VMs may map one memory.path file only when both have memory.share: false (a private mapping)",
+  },
+  "pflash-vars": { what: "firmware.pflash.vars", share: "each VM needs its own UEFI variable store" },
+  serial: { what: "serial file", share: "each VM needs its own serial file or device" },
+};
+
 /** Device and inode of the image's real path: the identity QEMU's own locks use, path-independent. */
 export function imageKey(image: string): string {
   let real: string;
@@ -224,7 +238,15 @@ function diskDir(runDir: string, image: string): string {
  * publishes its own lock file first and then looks for the other side, so of two racing launches
  * at least one sees the other (both may back off; neither can slip past).
  */
-export function acquireDiskLock(runDir: string, vm: string, image: string, readOnly: boolean, notes: string[]): Lock {
+export function acquireDiskLock(
+  runDir: string,
+  vm: string,
+  image: string,
+  readOnly: boolean,
+  notes: string[],
+  kind: LockedKind = "disk",
+): Lock {
+  const what = LOCKED[kind].what;
   const dir = diskDir(runDir, image);
   const mode = readOnly ? "ro" : "rw";
   const owner = newOwner(vm, { image, mode });
@@ -240,9 +262,9 @@ export function acquireDiskLock(runDir: string, vm: string, image: string, readO
     }
     if (!created) {
       const holder = readOwner(mine);
-      if (isHeld(holder)) throw diskConflict(image, holder);
+      if (isHeld(holder)) throw diskConflict(image, holder, kind);
       if (holder) {
-        if (clearStale(mine, holder)) notes.push(staleNote(`disk image ${image}`, holder));
+        if (clearStale(mine, holder)) notes.push(staleNote(`${what} ${image}`, holder));
         continue;
       }
       throw new UserError(`${mine} exists but is not a qcvm lock; remove it if no VM uses ${image}`);
@@ -256,20 +278,20 @@ export function acquireDiskLock(runDir: string, vm: string, image: string, readO
       const holder = readOwner(join(dir, f));
       if (isHeld(holder)) {
         lock.release();
-        throw diskConflict(image, holder);
+        throw diskConflict(image, holder, kind);
       }
-      if (holder && clearStale(join(dir, f), holder)) notes.push(staleNote(`disk image ${image}`, holder));
+      if (holder && clearStale(join(dir, f), holder)) notes.push(staleNote(`${what} ${image}`, holder));
     }
     return lock;
   }
-  throw new UserError(`could not take the lock on disk image ${image}: other launches keep racing for it`);
+  throw new UserError(`could not take the lock on ${what} ${image}: other launches keep racing for it`);
 }
 
-function diskConflict(image: string, holder: LockOwner): UserError {
+function diskConflict(image: string, holder: LockOwner, kind: LockedKind): UserError {
   const how = holder.mode === "rw" ? "writable" : "read-only";
   return new UserError(
-    `disk image ${image} is in use (${how}) by VM \`${holder.vm}\` (${describeHolder(holder)}); ` +
-      `two VMs may share an image only when both use it with readOnly: true`,
+    `${LOCKED[kind].what} ${image} is in use (${how}) by VM \`${holder.vm}\` (${describeHolder(holder)}); ` +
+      LOCKED[kind].share,
   );
 }
 
@@ -277,12 +299,12 @@ function diskConflict(image: string, holder: LockOwner): UserError {
 export function acquireDiskLocks(
   runDir: string,
   vm: string,
-  disks: readonly { path: string; readOnly: boolean }[],
+  disks: readonly { path: string; readOnly: boolean; kind?: LockedKind }[],
   notes: string[],
 ): Lock[] {
   const taken: Lock[] = [];
   try {
-    for (const d of disks) taken.push(acquireDiskLock(runDir, vm, d.path, d.readOnly, notes));
+    for (const d of disks) taken.push(acquireDiskLock(runDir, vm, d.path, d.readOnly, notes, d.kind));
   } catch (e) {
     for (const l of taken) l.release();
     throw e;
