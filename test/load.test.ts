@@ -17,6 +17,7 @@ import {
 } from "../src/load/load.js";
 import { readProfile } from "../src/pipeline/read-profile.js";
 import { formatDiagnostic } from "../src/core/diagnostics.js";
+import { snpOf } from "./helpers/profile.js";
 
 const EXT = "test/fixtures/profiles/extends";
 const tmp = mkdtempSync(join(tmpdir(), "qcvm-load-"));
@@ -203,7 +204,7 @@ describe("YAML", () => {
     );
     const r = await readProfile(f);
     expect(r.errors).toEqual([]);
-    expect(r.profile!.confidential.policy).toBe(0x30000);
+    expect(snpOf(r.profile).policy).toBe(0x30000);
   });
 });
 

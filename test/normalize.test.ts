@@ -17,6 +17,7 @@ import {
 } from "../src/normalize/normalize.js";
 import { formatSize, parseIdList, parseSize } from "../src/core/sizes.js";
 import { readProfile } from "../src/pipeline/read-profile.js";
+import { guestPolicyOf, snpOf, tdxOf } from "./helpers/profile.js";
 
 type Tree = Record<string, unknown>;
 
@@ -99,10 +100,10 @@ describe("defaults", () => {
     [{ memory: { backend: "memfd" } }, (p: ReturnType<typeof normalizeProfile>) => p.memory.share, true],
     [{ memory: { hostNodes: "0-1" } }, (p: ReturnType<typeof normalizeProfile>) => p.memory.policy, "bind"],
     [{ confidential: { type: "tdx" } }, (p: ReturnType<typeof normalizeProfile>) => p.machine.kernelIrqchip, "split"],
-    [{ confidential: { type: "sev" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, 0x1],
-    [{ confidential: { type: "sev-es" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, 0x5],
-    [{ confidential: { type: "sev-snp" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, 0x30000],
-    [{ confidential: { type: "tdx" } }, (p: ReturnType<typeof normalizeProfile>) => p.confidential.policy, undefined],
+    [{ confidential: { type: "sev" } }, (p: ReturnType<typeof normalizeProfile>) => guestPolicyOf(p), 0x1],
+    [{ confidential: { type: "sev-es" } }, (p: ReturnType<typeof normalizeProfile>) => guestPolicyOf(p), 0x5],
+    [{ confidential: { type: "sev-snp" } }, (p: ReturnType<typeof normalizeProfile>) => guestPolicyOf(p), 0x30000],
+    [{ confidential: { type: "tdx" } }, (p: ReturnType<typeof normalizeProfile>) => guestPolicyOf(p), undefined],
     [
       { disks: [{ path: "d.img", format: "raw" }] },
       (p: ReturnType<typeof normalizeProfile>) => p.disks[0],
@@ -273,7 +274,7 @@ describe("policy flags", () => {
 
   it("normalizes the TDX fixture with exact attributes", async () => {
     const r = await readProfile("test/fixtures/profiles/valid-tdx.yaml");
-    expect(r.profile!.confidential.attributes).toBe(0x8000000010000000n);
+    expect(tdxOf(r.profile).attributes).toBe(0x8000000010000000n);
     expect(r.profile!.machine.kernelIrqchip).toBe("split");
   });
 });
@@ -296,8 +297,8 @@ describe("paths and names", () => {
     expect(p.memory.path).toBe("/vms/sub/huge");
     expect(p.firmware).toEqual({ bios: "/vms/sub/fw/OVMF.fd", igvm: "/abs.igvm" });
     expect(p.boot).toEqual({ kernel: "/vms/sub/vmlinuz", initrd: "/vms/initrd.img" });
-    expect(p.confidential.idBlock).toEqual({ file: "/vms/sub/id.bin" });
-    expect(p.confidential.hostData).toEqual({ base64: "AAAA" });
+    expect(snpOf(p).idBlock).toEqual({ file: "/vms/sub/id.bin" });
+    expect(snpOf(p).hostData).toEqual({ base64: "AAAA" });
     expect(serialText(p.serial)).toBe("file:/vms/sub/console.log");
     expect(p.qmp).toBe("/vms/sub/qmp.sock");
   });

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatDiagnostic } from "../src/core/diagnostics.js";
 import { inlineProfileFiles } from "../src/render/files.js";
-import { makeProfile } from "./helpers/profile.js";
+import { makeProfile, snpOf } from "./helpers/profile.js";
 
 describe("inlineProfileFiles", () => {
   const dir = mkdtempSync(join(tmpdir(), "qcvm-inline-"));
@@ -18,10 +18,10 @@ describe("inlineProfileFiles", () => {
     });
     const r = inlineProfileFiles(p);
     expect(r.errors).toEqual([]);
-    expect(r.value!.confidential.idBlock).toEqual({ base64: bytes.toString("base64") });
-    expect(r.value!.confidential.hostData).toEqual({ base64: "aG9zdA==" });
+    expect(snpOf(r.value).idBlock).toEqual({ base64: bytes.toString("base64") });
+    expect(snpOf(r.value).hostData).toEqual({ base64: "aG9zdA==" });
     // The input profile is not modified.
-    expect(p.confidential.idBlock).toEqual({ file: "id-block.bin" });
+    expect(snpOf(p).idBlock).toEqual({ file: "id-block.bin" });
   });
 
   it("reports a missing file with the field and the path it tried", () => {

@@ -1,9 +1,11 @@
 // The confidential-type table: for sev, sev-es, sev-snp and tdx, the one place that says which QEMU
 // object carries it (and since which QEMU), whether its private memory lives in guest_memfd, its
-// guest-policy flags and defaults, and the sizes of the binary blobs it takes. normalize, rules,
-// plan, render, doctor and the commands import these facts; none of them restates one.
+// guest-policy flags and defaults (and how a written policy folds to a number), which properties it
+// has (BELONGS, tied by tsc to the Confidential union in types.ts), and the sizes of the binary
+// blobs it takes. normalize, rules, plan, render, doctor and the commands import these facts;
+// none of them restates one.
 // Sources: ../shared/DOMAIN.md, QEMU qapi/qom.json, target/i386/sev.c, target/i386/kvm/tdx.c.
-import type { ConfidentialType, Profile } from "./types.js";
+import type { Confidential, ConfidentialType, FileOrBase64, SevSnpGuest, TdxGuest } from "./types.js";
 
 export type ConfidentialKind = Exclude<ConfidentialType, "none">;
 
@@ -138,22 +140,87 @@ export const DEFAULT_GUEST_POLICY: Readonly<Record<ConfidentialType, number | un
   tdx: undefined,
 };
 
+/** Policy word as written (number, "0x..", or flag names) -> number; names are per confidential type. */
+export function foldPolicy(value: unknown, type: ConfidentialType): number | undefined {
+  if (typeof value === "number") return value;
+  if (typeof value === "string") return Number(BigInt(value));
+  if (Array.isArray(value)) {
+    if (type === "sev-snp") {
+      return value.reduce<number>((acc, f) => acc + (SNP_POLICY_FLAGS[String(f)] ?? 0), SNP_POLICY_RESERVED);
+    }
+    return value.reduce<number>((acc, f) => acc | (SEV_POLICY_FLAGS[String(f)] ?? 0), 0);
+  }
+  return undefined;
+}
+
+/** TD attributes as written -> exact 64-bit value. */
+export function foldAttributes(value: unknown): bigint | undefined {
+  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
+  if (typeof value === "string") return BigInt(value);
+  if (Array.isArray(value)) return value.reduce<bigint>((acc, f) => acc | (TDX_ATTRIBUTE_FLAGS[String(f)] ?? 0n), 0n);
+  return undefined;
+}
+
+/** The variant a type builds: SevGuest for sev and sev-es, SevSnpGuest for sev-snp, and so on. */
+export type VariantOf<T extends ConfidentialType> = Confidential extends infer C
+  ? C extends { type: infer U }
+    ? T extends U
+      ? C
+      : never
+    : never
+  : never;
+
+type KeysOfEach<C> = C extends unknown ? keyof C : never;
+/** Every property some confidential type has. */
+export type ConfidentialProperty = Exclude<KeysOfEach<Confidential>, "type">;
+type TypesWith<K> = { [T in ConfidentialKind]: K extends keyof VariantOf<T> ? T : never }[ConfidentialKind];
+
+/** Which confidential types have each property (the QEMU object's, qapi/qom.json). `satisfies`
+ *  ties it to the union: a key the union lacks, or a type whose variant lacks the key, fails tsc. */
+const PROPERTY_TYPES = {
+  cbitpos: ["sev", "sev-es", "sev-snp"],
+  reducedPhysBits: ["sev", "sev-es", "sev-snp"],
+  policy: ["sev", "sev-es", "sev-snp"],
+  kernelHashes: ["sev", "sev-es", "sev-snp"],
+  handle: ["sev", "sev-es"],
+  dhCertFile: ["sev", "sev-es"],
+  sessionFile: ["sev", "sev-es"],
+  legacyVmType: ["sev", "sev-es"],
+  guestVisibleWorkarounds: ["sev-snp"],
+  idBlock: ["sev-snp"],
+  idAuth: ["sev-snp"],
+  authorKeyEnabled: ["sev-snp"],
+  hostData: ["sev-snp"],
+  vcekDisabled: ["sev-snp"],
+  attributes: ["tdx"],
+  septVeDisable: ["tdx"],
+  mrconfigid: ["tdx"],
+  mrowner: ["tdx"],
+  mrownerconfig: ["tdx"],
+  quoteGenerationSocket: ["tdx"],
+} as const satisfies { readonly [K in ConfidentialProperty]: readonly TypesWith<K>[] };
+
+/** The same table, looked up by a key as written (a key no type has is undefined). */
+export const BELONGS: Readonly<Partial<Record<string, readonly ConfidentialType[]>>> = PROPERTY_TYPES;
+
 /**
  * Binary blobs a profile gives as a file or base64, and the exact size QEMU takes for each
  * (sev-snp-guest: guest-visible-workarounds 16 B, id-block 96 B, id-auth 4096 B, host-data 32 B;
  * tdx-guest: mrconfigid, mrowner, mrownerconfig, each a SHA-384 digest of 48 B).
  */
-export const BLOB_FIELDS = [
+export const SNP_BLOB_FIELDS = [
   "guestVisibleWorkarounds",
   "idBlock",
   "idAuth",
   "hostData",
-  "mrconfigid",
-  "mrowner",
-  "mrownerconfig",
-] as const satisfies ReadonlyArray<keyof Profile["confidential"]>;
+] as const satisfies ReadonlyArray<keyof SevSnpGuest>;
+export const TDX_BLOB_FIELDS = ["mrconfigid", "mrowner", "mrownerconfig"] as const satisfies ReadonlyArray<
+  keyof TdxGuest
+>;
+export const BLOB_FIELDS = [...SNP_BLOB_FIELDS, ...TDX_BLOB_FIELDS] as const;
+export type BlobField = (typeof BLOB_FIELDS)[number];
 
-export const BLOB_BYTES: Readonly<Record<(typeof BLOB_FIELDS)[number], number>> = {
+export const BLOB_BYTES: Readonly<Record<BlobField, number>> = {
   guestVisibleWorkarounds: 16,
   idBlock: 96,
   idAuth: 4096,
@@ -162,3 +229,40 @@ export const BLOB_BYTES: Readonly<Record<(typeof BLOB_FIELDS)[number], number>> 
   mrowner: 48,
   mrownerconfig: 48,
 };
+
+/** The blobs the section's object takes and the profile gives, in BLOB_FIELDS order. */
+export function blobsOf(c: Confidential): { field: BlobField; blob: FileOrBase64 }[] {
+  const out: { field: BlobField; blob: FileOrBase64 }[] = [];
+  if (c.type === "sev-snp")
+    for (const field of SNP_BLOB_FIELDS) {
+      const blob = c[field];
+      if (blob !== undefined) out.push({ field, blob });
+    }
+  if (c.type === "tdx")
+    for (const field of TDX_BLOB_FIELDS) {
+      const blob = c[field];
+      if (blob !== undefined) out.push({ field, blob });
+    }
+  return out;
+}
+
+/** A copy of the section with every blob it has passed through `fn` (the others as they are). */
+export function mapBlobs(c: Confidential, fn: (field: BlobField, blob: FileOrBase64) => FileOrBase64): Confidential {
+  if (c.type === "sev-snp") {
+    const out = { ...c };
+    for (const field of SNP_BLOB_FIELDS) {
+      const blob = c[field];
+      if (blob !== undefined) out[field] = fn(field, blob);
+    }
+    return out;
+  }
+  if (c.type === "tdx") {
+    const out = { ...c };
+    for (const field of TDX_BLOB_FIELDS) {
+      const blob = c[field];
+      if (blob !== undefined) out[field] = fn(field, blob);
+    }
+    return out;
+  }
+  return c;
+}

@@ -66,6 +66,59 @@ export interface SocketAddress {
   port?: number;
 }
 
+/**
+ * The confidential section, one variant per QEMU confidential-guest-support object (qapi/qom.json;
+ * the object for each type is core/confidential.ts's table). normalize builds the variant of the
+ * written type, so a property of another type cannot reach plan, render or export.
+ */
+export type Confidential = NoConfidential | SevGuest | SevSnpGuest | TdxGuest;
+
+/** A plain guest: no confidential-guest-support object. */
+export interface NoConfidential {
+  type: "none";
+}
+
+/** Properties sev-guest and sev-snp-guest share (SevCommonProperties; kernel-hashes there since QEMU 9.1). */
+interface SevCommon {
+  cbitpos?: number;
+  reducedPhysBits?: number;
+  /** Numeric guest policy after named flags are folded in (sev-guest uint32, sev-snp-guest uint64). */
+  policy?: number;
+  kernelHashes?: boolean;
+}
+
+/** sev-guest: SEV and SEV-ES (SEV-ES is policy bit 0x4). */
+export interface SevGuest extends SevCommon {
+  type: "sev" | "sev-es";
+  handle?: number;
+  dhCertFile?: string;
+  sessionFile?: string;
+  legacyVmType?: boolean;
+}
+
+/** sev-snp-guest (QEMU 9.1). */
+export interface SevSnpGuest extends SevCommon {
+  type: "sev-snp";
+  guestVisibleWorkarounds?: FileOrBase64;
+  idBlock?: FileOrBase64;
+  idAuth?: FileOrBase64;
+  authorKeyEnabled?: boolean;
+  hostData?: FileOrBase64;
+  vcekDisabled?: boolean;
+}
+
+/** tdx-guest (QEMU 10.1). */
+export interface TdxGuest {
+  type: "tdx";
+  /** TD attributes, exact: bit 63 (perfmon) is beyond 2^53, so not a JS number. */
+  attributes?: bigint;
+  septVeDisable?: boolean;
+  mrconfigid?: FileOrBase64;
+  mrowner?: FileOrBase64;
+  mrownerconfig?: FileOrBase64;
+  quoteGenerationSocket?: SocketAddress;
+}
+
 export interface GuestNumaNode {
   id: number;
   cpus: number[];
@@ -139,34 +192,8 @@ export interface Profile {
     nodes: GuestNumaNode[];
     distances: NumaDistance[];
   };
-  confidential: {
-    type: ConfidentialType;
-    cbitpos?: number;
-    reducedPhysBits?: number;
-    /** Numeric guest policy (SEV, SNP) after named flags are folded in. */
-    policy?: number;
-    // sev-guest
-    handle?: number;
-    dhCertFile?: string;
-    sessionFile?: string;
-    kernelHashes?: boolean;
-    legacyVmType?: boolean;
-    // sev-snp-guest
-    guestVisibleWorkarounds?: FileOrBase64;
-    idBlock?: FileOrBase64;
-    idAuth?: FileOrBase64;
-    authorKeyEnabled?: boolean;
-    hostData?: FileOrBase64;
-    vcekDisabled?: boolean;
-    // tdx-guest
-    /** TD attributes, exact: bit 63 (perfmon) is beyond 2^53, so not a JS number. */
-    attributes?: bigint;
-    septVeDisable?: boolean;
-    mrconfigid?: FileOrBase64;
-    mrowner?: FileOrBase64;
-    mrownerconfig?: FileOrBase64;
-    quoteGenerationSocket?: SocketAddress;
-  };
+  /** One variant per QEMU object, discriminated on `type`: a field exists only where QEMU has it. */
+  confidential: Confidential;
   firmware: {
     bios?: string;
     pflash?: { code: string; vars?: string };

@@ -14,7 +14,7 @@
 import { XMLBuilder } from "fast-xml-parser";
 import { formatList } from "../io/fsroot.js";
 import { diffRaw, profileToRaw } from "./raw.js";
-import type { Plan, PrivateMechanism, Profile } from "../core/types.js";
+import type { Plan, PrivateMechanism, Profile, TdxGuest } from "../core/types.js";
 
 export const QCVM_XMLNS = "https://qcvm.dev/xmlns/libvirt-domain/1";
 export const QEMU_XMLNS = "http://libvirt.org/schemas/domain/qemu/1.0";
@@ -210,7 +210,7 @@ function launchSecurity(p: Profile): Node | undefined {
     case "tdx":
       return defined({
         "@_type": "tdx",
-        policy: tdxAttributes(p),
+        policy: tdxAttributes(c),
         mrConfigId: b64(c.mrconfigid),
         mrOwner: b64(c.mrowner),
         mrOwnerConfig: b64(c.mrownerconfig),
@@ -221,8 +221,7 @@ function launchSecurity(p: Profile): Node | undefined {
 }
 
 /** libvirt's TDX policy is the TD attributes word; qcvm's septVeDisable is its bit 28 (as render folds it). */
-function tdxAttributes(p: Profile): string | undefined {
-  const c = p.confidential;
+function tdxAttributes(c: TdxGuest): string | undefined {
   if (c.attributes === undefined && c.septVeDisable === undefined) return undefined;
   const bit = 1n << 28n;
   let a = c.attributes ?? (c.septVeDisable ? 0n : bit);
@@ -404,7 +403,9 @@ export function lossesOf(p: Profile, plan: Plan, kept: readonly string[]): strin
   if (p.firmware.igvm !== undefined) out.push("firmware.igvm: libvirt has no IGVM loader; the guest has no firmware");
   if (p.firmware.bios !== undefined && !p.firmware.bios.startsWith("/"))
     out.push(`firmware.bios ${p.firmware.bios}: libvirt needs an absolute loader path; none was written`);
-  if (p.confidential.quoteGenerationSocket?.type === "vsock")
+  const c = p.confidential;
+  const sev = c.type === "sev" || c.type === "sev-es";
+  if (c.type === "tdx" && c.quoteGenerationSocket?.type === "vsock")
     out.push(
       "TDX quote generation over vsock: libvirt's quoteGenerationService takes a unix socket only; none was written",
     );
@@ -418,8 +419,8 @@ export function lossesOf(p: Profile, plan: Plan, kept: readonly string[]): strin
     out.push("memory.path: libvirt puts file-backed memory in qemu.conf's memory_backing_dir");
   if (p.machine.kernelIrqchip === "off") out.push("machine.kernelIrqchip off: libvirt has no form for it");
   if (p.machine.pic !== undefined) out.push("machine.pic: libvirt has no form for it (TDX forces it off anyway)");
-  if (p.confidential.legacyVmType !== undefined) out.push("confidential.legacyVmType: libvirt has no form for it");
-  if (p.confidential.dhCertFile !== undefined || p.confidential.sessionFile !== undefined)
+  if (sev && c.legacyVmType !== undefined) out.push("confidential.legacyVmType: libvirt has no form for it");
+  if (sev && (c.dhCertFile !== undefined || c.sessionFile !== undefined))
     out.push(
       "SEV dhCertFile/sessionFile: libvirt takes their base64 content (dhCert, session), not files; none was written",
     );

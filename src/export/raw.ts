@@ -5,7 +5,7 @@
 // the profile it rebuilt. Pure: no filesystem.
 import { formatSize } from "../core/sizes.js";
 import { formatList } from "../io/fsroot.js";
-import type { FileOrBase64, Profile, RawProfile } from "../core/types.js";
+import type { Confidential, FileOrBase64, Profile, RawProfile, SevGuest, SevSnpGuest } from "../core/types.js";
 import { serialText } from "../core/serial.js";
 
 type Obj = Record<string, unknown>;
@@ -58,31 +58,48 @@ function weights(w: Record<number, number> | undefined): Obj | undefined {
   return Object.fromEntries(Object.entries(w).map(([k, v]) => [k, v]));
 }
 
-function confidentialToRaw(c: Profile["confidential"]): Obj {
-  return compact({
-    type: c.type,
-    cbitpos: c.cbitpos,
-    reducedPhysBits: c.reducedPhysBits,
-    policy: c.policy,
-    handle: c.handle,
-    dhCertFile: c.dhCertFile,
-    sessionFile: c.sessionFile,
-    kernelHashes: c.kernelHashes,
-    legacyVmType: c.legacyVmType,
-    guestVisibleWorkarounds: blob(c.guestVisibleWorkarounds),
-    idBlock: blob(c.idBlock),
-    idAuth: blob(c.idAuth),
-    authorKeyEnabled: c.authorKeyEnabled,
-    hostData: blob(c.hostData),
-    vcekDisabled: c.vcekDisabled,
-    // 64-bit: bit 63 does not fit a JS number, the schema takes a hex string.
-    attributes: c.attributes !== undefined ? `0x${c.attributes.toString(16)}` : undefined,
-    septVeDisable: c.septVeDisable,
-    mrconfigid: blob(c.mrconfigid),
-    mrowner: blob(c.mrowner),
-    mrownerconfig: blob(c.mrownerconfig),
-    quoteGenerationSocket: c.quoteGenerationSocket ? compact({ ...c.quoteGenerationSocket }) : undefined,
-  });
+/** The section as written: its variant's fields, in the order examples/reference.yaml has them. */
+function confidentialToRaw(c: Confidential): Obj {
+  switch (c.type) {
+    case "none":
+      return { type: c.type };
+    case "sev":
+    case "sev-es":
+      return compact({
+        ...sevCommonToRaw(c),
+        handle: c.handle,
+        dhCertFile: c.dhCertFile,
+        sessionFile: c.sessionFile,
+        kernelHashes: c.kernelHashes,
+        legacyVmType: c.legacyVmType,
+      });
+    case "sev-snp":
+      return compact({
+        ...sevCommonToRaw(c),
+        kernelHashes: c.kernelHashes,
+        guestVisibleWorkarounds: blob(c.guestVisibleWorkarounds),
+        idBlock: blob(c.idBlock),
+        idAuth: blob(c.idAuth),
+        authorKeyEnabled: c.authorKeyEnabled,
+        hostData: blob(c.hostData),
+        vcekDisabled: c.vcekDisabled,
+      });
+    case "tdx":
+      return compact({
+        type: c.type,
+        // 64-bit: bit 63 does not fit a JS number, the schema takes a hex string.
+        attributes: c.attributes !== undefined ? `0x${c.attributes.toString(16)}` : undefined,
+        septVeDisable: c.septVeDisable,
+        mrconfigid: blob(c.mrconfigid),
+        mrowner: blob(c.mrowner),
+        mrownerconfig: blob(c.mrownerconfig),
+        quoteGenerationSocket: c.quoteGenerationSocket ? compact({ ...c.quoteGenerationSocket }) : undefined,
+      });
+  }
+}
+
+function sevCommonToRaw(c: SevGuest | SevSnpGuest): Obj {
+  return { type: c.type, cbitpos: c.cbitpos, reducedPhysBits: c.reducedPhysBits, policy: c.policy };
 }
 
 /** A RawProfile that normalizes back to `p` (every default written out). */

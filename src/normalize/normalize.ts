@@ -6,16 +6,9 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parseIdList, parseSize } from "../core/sizes.js";
 import { VM_NAME } from "../core/vm-name.js";
 import { parseSerial } from "../core/serial.js";
-import {
-  usesGuestMemfd,
-  BLOB_BYTES,
-  DEFAULT_GUEST_POLICY,
-  SEV_POLICY_FLAGS,
-  SNP_POLICY_FLAGS,
-  SNP_POLICY_RESERVED,
-  TDX_ATTRIBUTE_FLAGS,
-} from "../core/confidential.js";
+import { usesGuestMemfd, BLOB_BYTES, DEFAULT_GUEST_POLICY, foldAttributes, foldPolicy } from "../core/confidential.js";
 import type {
+  Confidential,
   ConfidentialType,
   Disk,
   FileOrBase64,
@@ -24,6 +17,7 @@ import type {
   NumaDistance,
   Profile,
   HugepageSize,
+  SocketAddress,
 } from "../core/types.js";
 import type { WrittenProfile } from "../generated/written-profile.js";
 
@@ -132,13 +126,15 @@ export function mapPathFields(
   for (const spec of PATH_FIELDS) visit(raw, spec, []);
 }
 
-// Policy flags, defaults and blob sizes are facts of the confidential-type table.
+// Policy flags, their folding, defaults and blob sizes are facts of the confidential-type table.
 export {
   DEFAULT_GUEST_POLICY,
   SEV_POLICY_FLAGS,
   SNP_POLICY_FLAGS,
   SNP_POLICY_RESERVED,
   TDX_ATTRIBUTE_FLAGS,
+  foldAttributes,
+  foldPolicy,
 } from "../core/confidential.js";
 
 type Written<K extends keyof WrittenProfile> = NonNullable<WrittenProfile[K]>;
@@ -159,27 +155,6 @@ function int(v: number | undefined): number | undefined {
  */
 function hugepagePrealloc(hugepages: HugepageSize, type: ConfidentialType): boolean {
   return hugepages !== "none" && !usesGuestMemfd(type);
-}
-
-/** Policy word as written (number, "0x..", or flag names) -> number; names are per confidential type. */
-export function foldPolicy(value: unknown, type: ConfidentialType): number | undefined {
-  if (typeof value === "number") return value;
-  if (typeof value === "string") return Number(BigInt(value));
-  if (Array.isArray(value)) {
-    if (type === "sev-snp") {
-      return value.reduce<number>((acc, f) => acc + (SNP_POLICY_FLAGS[String(f)] ?? 0), SNP_POLICY_RESERVED);
-    }
-    return value.reduce<number>((acc, f) => acc | (SEV_POLICY_FLAGS[String(f)] ?? 0), 0);
-  }
-  return undefined;
-}
-
-/** TD attributes as written -> exact 64-bit value. */
-export function foldAttributes(value: unknown): bigint | undefined {
-  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
-  if (typeof value === "string") return BigInt(value);
-  if (Array.isArray(value)) return value.reduce<bigint>((acc, f) => acc | (TDX_ATTRIBUTE_FLAGS[String(f)] ?? 0n), 0n);
-  return undefined;
 }
 
 /** A name from a file name, when it is a valid one (`snp-2node.yaml` -> `snp-2node`). */
@@ -392,45 +367,63 @@ function normalizeNuma(numa: Written<"numa">): Profile["numa"] {
   return { nodes, distances };
 }
 
-/** The confidential section: folded policy and attributes, resolved paths, blobs as written. */
-function normalizeConfidential(
-  conf: Written<"confidential">,
-  type: ConfidentialType,
-  dir: string,
-): Profile["confidential"] {
-  const confidential: Profile["confidential"] = { type };
-  if (type === "none") return confidential;
-  const setIf = <K extends keyof Profile["confidential"]>(k: K, v: Profile["confidential"][K] | undefined) => {
-    if (v !== undefined) confidential[k] = v;
-  };
-  setIf("cbitpos", int(conf.cbitpos));
-  setIf("reducedPhysBits", int(conf.reducedPhysBits));
-  if (type !== "tdx")
-    setIf("policy", conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type]);
-  setIf("handle", int(conf.handle));
-  setIf("dhCertFile", resolvePath(dir, conf.dhCertFile));
-  setIf("sessionFile", resolvePath(dir, conf.sessionFile));
-  setIf("kernelHashes", conf.kernelHashes);
-  setIf("legacyVmType", conf.legacyVmType);
-  setIf("guestVisibleWorkarounds", fileOrBase64(dir, conf.guestVisibleWorkarounds));
-  setIf("idBlock", fileOrBase64(dir, conf.idBlock));
-  setIf("idAuth", fileOrBase64(dir, conf.idAuth));
-  setIf("authorKeyEnabled", conf.authorKeyEnabled);
-  setIf("hostData", fileOrBase64(dir, conf.hostData));
-  setIf("vcekDisabled", conf.vcekDisabled);
-  setIf("attributes", conf.attributes !== undefined ? foldAttributes(conf.attributes) : undefined);
-  setIf("septVeDisable", conf.septVeDisable);
-  setIf("mrconfigid", fileOrBase64(dir, conf.mrconfigid));
-  setIf("mrowner", fileOrBase64(dir, conf.mrowner));
-  setIf("mrownerconfig", fileOrBase64(dir, conf.mrownerconfig));
-  const s = conf.quoteGenerationSocket;
-  if (s !== undefined) {
-    confidential.quoteGenerationSocket =
-      s.type === "unix"
-        ? { type: "unix", path: resolvePath(dir, s.path) }
-        : { type: "vsock", cid: s.cid, port: s.port };
+/** The confidential section: the variant of its type, with only that QEMU object's properties
+ *  (a property of another type is the rules' to report, from what was written); policy and
+ *  attributes folded, paths resolved, blobs as written. Unset fields are dropped by dropUndefined. */
+function normalizeConfidential(conf: Written<"confidential">, type: ConfidentialType, dir: string): Confidential {
+  switch (type) {
+    case "none":
+      return { type };
+    case "sev":
+    case "sev-es":
+      return {
+        type,
+        ...sevCommon(conf, type),
+        handle: int(conf.handle),
+        dhCertFile: resolvePath(dir, conf.dhCertFile),
+        sessionFile: resolvePath(dir, conf.sessionFile),
+        kernelHashes: conf.kernelHashes,
+        legacyVmType: conf.legacyVmType,
+      };
+    case "sev-snp":
+      return {
+        type,
+        ...sevCommon(conf, type),
+        kernelHashes: conf.kernelHashes,
+        guestVisibleWorkarounds: fileOrBase64(dir, conf.guestVisibleWorkarounds),
+        idBlock: fileOrBase64(dir, conf.idBlock),
+        idAuth: fileOrBase64(dir, conf.idAuth),
+        authorKeyEnabled: conf.authorKeyEnabled,
+        hostData: fileOrBase64(dir, conf.hostData),
+        vcekDisabled: conf.vcekDisabled,
+      };
+    case "tdx":
+      return {
+        type,
+        attributes: conf.attributes !== undefined ? foldAttributes(conf.attributes) : undefined,
+        septVeDisable: conf.septVeDisable,
+        mrconfigid: fileOrBase64(dir, conf.mrconfigid),
+        mrowner: fileOrBase64(dir, conf.mrowner),
+        mrownerconfig: fileOrBase64(dir, conf.mrownerconfig),
+        quoteGenerationSocket: socketOf(dir, conf.quoteGenerationSocket),
+      };
   }
-  return confidential;
+}
+
+/** What sev-guest and sev-snp-guest share, in the order the section is written out. */
+function sevCommon(conf: Written<"confidential">, type: "sev" | "sev-es" | "sev-snp") {
+  return {
+    cbitpos: int(conf.cbitpos),
+    reducedPhysBits: int(conf.reducedPhysBits),
+    policy: conf.policy !== undefined ? foldPolicy(conf.policy, type) : DEFAULT_GUEST_POLICY[type],
+  };
+}
+
+function socketOf(dir: string, s: Written<"confidential">["quoteGenerationSocket"]): SocketAddress | undefined {
+  if (s === undefined) return undefined;
+  return s.type === "unix"
+    ? { type: "unix", path: resolvePath(dir, s.path) }
+    : { type: "vsock", cid: s.cid, port: s.port };
 }
 
 /** Optional fields absent rather than `undefined`: stable snapshots and `--fill` output. */

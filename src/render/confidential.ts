@@ -3,7 +3,7 @@
 // (render.ts), whose Renderer carries the profile, plan, capabilities and collected diagnostics.
 import { invariant } from "../core/diagnostics.js";
 import { CONFIDENTIAL, SEV_POLICY_ES, TDX_ATTR_SEPT_VE_DISABLE } from "../core/confidential.js";
-import type { FileOrBase64, Profile } from "../core/types.js";
+import type { FileOrBase64, SevGuest, SevSnpGuest, SocketAddress, TdxGuest } from "../core/types.js";
 import { hex } from "./qemu-opts.js";
 import type { JsonValue } from "./qemu-opts.js";
 import { gmemBackend } from "./memory.js";
@@ -14,27 +14,27 @@ const p = "confidential";
 
 /** The -object of the profile's confidential type; none for a plain guest. */
 export function confidentialArgs(r: Renderer): string[] {
-  const type = r.profile.confidential.type;
-  switch (type) {
+  const c = r.profile.confidential;
+  switch (c.type) {
     case "none":
       return [];
     case "sev":
     case "sev-es":
-      return sevArgs(r, type);
+      return sevArgs(r, c);
     case "sev-snp":
-      return snpArgs(r);
+      return snpArgs(r, c);
     case "tdx":
-      return tdxArgs(r);
+      return tdxArgs(r, c);
   }
 }
 
 /** SEV and SEV-ES: sev-guest, with the ES policy bit for sev-es. */
-function sevArgs(r: Renderer, type: "sev" | "sev-es"): string[] {
-  const c = r.profile.confidential;
+function sevArgs(r: Renderer, c: SevGuest): string[] {
+  const { type } = c;
   if (!r.need("sev-guest", `${p}.type`)) return [];
   if (c.kernelHashes) r.need("sev-kernel-hashes", `${p}.kernelHashes`);
   if (c.legacyVmType !== undefined) r.need("sev-legacy-vm-type", `${p}.legacyVmType`);
-  requireAmd(r);
+  requireAmd(c);
   // sev-es means the ES policy bit; without it the guest would silently launch as plain SEV.
   // Defaults are QEMU's: 0x1 (NODBG), plus ES for sev-es.
   const base = c.policy ?? CONFIDENTIAL.sev.defaultPolicy!;
@@ -59,10 +59,9 @@ function sevArgs(r: Renderer, type: "sev" | "sev-es"): string[] {
 }
 
 /** SEV-SNP: sev-snp-guest. */
-function snpArgs(r: Renderer): string[] {
-  const c = r.profile.confidential;
+function snpArgs(r: Renderer, c: SevSnpGuest): string[] {
   if (!r.need("sev-snp-guest", `${p}.type`)) return [];
-  requireAmd(r);
+  requireAmd(c);
   return [
     "-object",
     r.opts(p, CONFIDENTIAL["sev-snp"].qomType, [
@@ -91,8 +90,7 @@ function snpArgs(r: Renderer): string[] {
 }
 
 /** TDX: tdx-guest, in JSON form when it has a quote-generation socket (a structure). */
-function tdxArgs(r: Renderer): string[] {
-  const c = r.profile.confidential;
+function tdxArgs(r: Renderer, c: TdxGuest): string[] {
   if (!r.need("tdx-guest", `${p}.type`)) return [];
   // sept-ve-disable is a setter for bit 28 of attributes, and QEMU applies -object
   // properties in no defined order, so both at once would race. Fold it into attributes.
@@ -133,8 +131,7 @@ function tdxArgs(r: Renderer): string[] {
 }
 
 /** cbitpos and reducedPhysBits are required by the rules (confidential.required) before a render. */
-function requireAmd(r: Renderer): void {
-  const c = r.profile.confidential;
+function requireAmd(c: SevGuest | SevSnpGuest): void {
   invariant(c.cbitpos !== undefined && c.reducedPhysBits !== undefined, `${c.type} without cbitpos/reducedPhysBits`);
 }
 
@@ -144,11 +141,7 @@ function base64(path: string, v: FileOrBase64 | undefined): string | undefined {
   return v.base64;
 }
 
-function socketAddress(
-  r: Renderer,
-  path: string,
-  s: NonNullable<Profile["confidential"]["quoteGenerationSocket"]>,
-): JsonValue {
+function socketAddress(r: Renderer, path: string, s: SocketAddress): JsonValue {
   // The schema's socketAddress requires path (unix) and cid and port (vsock).
   if (s.type === "unix") {
     invariant(s.path !== undefined, `${path}: a unix socket without a path`);

@@ -4,22 +4,18 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { diag } from "../core/diagnostics.js";
-import { BLOB_FIELDS } from "../core/confidential.js";
-import type { Diagnostic, FileOrBase64, Profile, Result } from "../core/types.js";
-
-// The blobs a profile may give as a file (core/confidential.ts owns the list and their sizes).
-const FILE_FIELDS = BLOB_FIELDS;
+import { mapBlobs } from "../core/confidential.js";
+import type { Diagnostic, Profile, Result } from "../core/types.js";
 
 /** A copy of the profile with every {file} blob replaced by {base64}; relative paths are relative to the profile. */
 export function inlineProfileFiles(profile: Profile): Result<Profile> {
   const errors: Diagnostic[] = [];
-  const confidential = { ...profile.confidential };
-  for (const field of FILE_FIELDS) {
-    const v: FileOrBase64 | undefined = confidential[field];
-    if (!v || v.base64 !== undefined || v.file === undefined) continue;
+  // The blobs of the section's own type (core/confidential.ts owns the list and their sizes).
+  const confidential = mapBlobs(profile.confidential, (field, v) => {
+    if (v.base64 !== undefined || v.file === undefined) return v;
     const path = resolve(dirname(profile.file), v.file);
     try {
-      confidential[field] = { base64: readFileSync(path).toString("base64") };
+      return { base64: readFileSync(path).toString("base64") };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? String(e);
       errors.push(
@@ -29,8 +25,9 @@ export function inlineProfileFiles(profile: Profile): Result<Profile> {
           hint: "paths are relative to the profile file",
         }),
       );
+      return v;
     }
-  }
+  });
   if (errors.length > 0) return { errors, warnings: [] };
   return { value: { ...profile, confidential }, errors: [], warnings: [] };
 }

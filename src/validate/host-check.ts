@@ -5,9 +5,7 @@
 // (CI on a pull request). Launch always runs it.
 import { statSync } from "node:fs";
 import type { Stats } from "node:fs";
-import { BLOB_BYTES } from "../core/confidential.js";
-import type { FileOrBase64 } from "../core/types.js";
-import { BELONGS } from "./rules-confidential.js";
+import { BLOB_BYTES, blobsOf } from "../core/confidential.js";
 import type { Rule, RuleContext } from "./rule-context.js";
 import { writtenPaths } from "./written-paths.js";
 
@@ -70,10 +68,10 @@ const disks: Rule = (ctx) => {
 };
 
 const blobFiles: Rule = (ctx) => {
-  const c = ctx.profile.confidential;
-  for (const [key, bytes] of Object.entries(BLOB_BYTES)) {
-    const v = c[key as keyof typeof c] as FileOrBase64 | undefined;
-    if (v?.file === undefined || !BELONGS[key]!.includes(c.type)) continue;
+  // Only the type's own blobs: one of another type is reported by the rules and never read.
+  for (const { field: key, blob: v } of blobsOf(ctx.profile.confidential)) {
+    if (v.file === undefined) continue;
+    const bytes = BLOB_BYTES[key];
     const st = statOf(v.file);
     const size = st?.isFile() ? st.size : undefined;
     if (size === undefined) {

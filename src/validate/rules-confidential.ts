@@ -2,44 +2,25 @@
 // type, the QEMU version each needs, policy and attribute bits, machine flags, firmware, and the
 // size of blobs given inline (blobs given as files are checked by the host-check step).
 import {
+  BELONGS,
   BLOB_BYTES,
+  blobsOf,
+  foldAttributes,
   usesGuestMemfd,
   SEV_POLICY_FLAGS,
   SNP_POLICY_FLAGS,
   SNP_POLICY_RESERVED,
+  TDX_ATTR_SEPT_VE_DISABLE,
   TDX_ATTRIBUTE_FLAGS,
   TDX_QEMU_ATTRIBUTES,
 } from "../core/confidential.js";
-import type { ConfidentialType, FileOrBase64 } from "../core/types.js";
 import { needVersion } from "./rule-context.js";
 import type { Rule } from "./rule-context.js";
 
 // --- Confidential ----------------------------------------------------------------------------
 
-/** Which confidential types each property belongs to. */
-export const BELONGS: Record<string, readonly ConfidentialType[]> = {
-  cbitpos: ["sev", "sev-es", "sev-snp"],
-  reducedPhysBits: ["sev", "sev-es", "sev-snp"],
-  policy: ["sev", "sev-es", "sev-snp"],
-  kernelHashes: ["sev", "sev-es", "sev-snp"],
-  handle: ["sev", "sev-es"],
-  dhCertFile: ["sev", "sev-es"],
-  sessionFile: ["sev", "sev-es"],
-  legacyVmType: ["sev", "sev-es"],
-  guestVisibleWorkarounds: ["sev-snp"],
-  idBlock: ["sev-snp"],
-  idAuth: ["sev-snp"],
-  authorKeyEnabled: ["sev-snp"],
-  hostData: ["sev-snp"],
-  vcekDisabled: ["sev-snp"],
-  attributes: ["tdx"],
-  septVeDisable: ["tdx"],
-  mrconfigid: ["tdx"],
-  mrowner: ["tdx"],
-  mrownerconfig: ["tdx"],
-  quoteGenerationSocket: ["tdx"],
-};
-
+// Which type has which property is core/confidential.ts's BELONGS. The normalized section has
+// only its own type's fields, so this check reads what was written.
 export const confidentialProperties: Rule = (ctx) => {
   const type = ctx.profile.confidential.type;
   const written = ctx.written("confidential");
@@ -63,19 +44,20 @@ export const confidentialVersion: Rule = (ctx) => {
   if (c.type === "sev-snp") needVersion(ctx, "sev-snp-guest", "confidential.type", "SEV-SNP (sev-snp-guest)");
   if (c.type === "tdx") needVersion(ctx, "tdx-guest", "confidential.type", "TDX (tdx-guest)");
   if (c.type === "sev" || c.type === "sev-es") needVersion(ctx, "sev-guest", "confidential.type", "SEV (sev-guest)");
-  if (c.kernelHashes !== undefined && (c.type === "sev" || c.type === "sev-es"))
+  if ((c.type === "sev" || c.type === "sev-es") && c.kernelHashes !== undefined)
     needVersion(ctx, "sev-kernel-hashes", "confidential.kernelHashes", "kernelHashes");
-  if (c.legacyVmType !== undefined && (c.type === "sev" || c.type === "sev-es"))
+  if ((c.type === "sev" || c.type === "sev-es") && c.legacyVmType !== undefined)
     needVersion(ctx, "sev-legacy-vm-type", "confidential.legacyVmType", "legacyVmType");
   if (ctx.profile.firmware.igvm !== undefined)
     needVersion(ctx, "igvm", "firmware.igvm", "IGVM firmware (-machine igvm-cfg)");
 };
 
 export const sevCommon: Rule = (ctx) => {
-  const { type } = ctx.profile.confidential;
-  if (type !== "sev" && type !== "sev-es" && type !== "sev-snp") return;
+  const c = ctx.profile.confidential;
+  if (c.type === "none" || c.type === "tdx") return;
+  const { type } = c;
   for (const k of ["cbitpos", "reducedPhysBits"] as const) {
-    if (ctx.profile.confidential[k] === undefined) {
+    if (c[k] === undefined) {
       ctx.error("confidential.required", `confidential.${k}`, `is required for ${type}`, {
         hint:
           k === "cbitpos"
@@ -87,7 +69,10 @@ export const sevCommon: Rule = (ctx) => {
 };
 
 export const guestPolicy: Rule = (ctx) => {
-  const { type, policy } = ctx.profile.confidential;
+  const c = ctx.profile.confidential;
+  // tdx-guest has no policy word (and a plain guest no object): confidentialProperties says so.
+  if (c.type === "none" || c.type === "tdx") return;
+  const { type, policy } = c;
   const written = ctx.written("confidential.policy");
   if (written === undefined || policy === undefined) {
     return;
@@ -170,15 +155,21 @@ export const attributes: Rule = (ctx) => {
       },
     );
   }
-  if (c.attributes !== undefined && c.septVeDisable !== undefined) {
-    const bit = (c.attributes & (1n << 28n)) !== 0n;
-    if (bit !== c.septVeDisable) {
+  // Read as written, so that on sev, sev-es and sev-snp (whose section has neither field) the
+  // contradiction is reported besides each field's confidentialProperties error, as before the
+  // union; a plain guest's section was never read for it.
+  if (c.type === "none") return;
+  const bits = foldAttributes(written);
+  const septVeDisable = ctx.written("confidential.septVeDisable");
+  if (bits !== undefined && typeof septVeDisable === "boolean") {
+    const bit = (bits & TDX_ATTR_SEPT_VE_DISABLE) !== 0n;
+    if (bit !== septVeDisable) {
       ctx.error(
         "confidential.sept-ve-conflict",
         "confidential.septVeDisable",
         `contradicts attributes bit 28 (sept-ve-disable), which is ${bit ? "set" : "clear"}`,
         {
-          got: c.septVeDisable,
+          got: septVeDisable,
           hint: "give one of them",
         },
       );
@@ -281,24 +272,23 @@ function base64Bytes(text: string): number | undefined {
 }
 
 export const blobs: Rule = (ctx) => {
-  const c = ctx.profile.confidential;
-  for (const [key, bytes] of Object.entries(BLOB_BYTES)) {
-    const v = c[key as keyof typeof c] as FileOrBase64 | undefined;
-    // A property of another type is reported as such; its contents do not matter then.
-    if (!v || !BELONGS[key]!.includes(c.type)) continue;
+  // Only the type's own blobs: a property of another type is reported as such; its contents do
+  // not matter then.
+  for (const { field, blob: v } of blobsOf(ctx.profile.confidential)) {
     if (v.base64 !== undefined) {
+      const bytes = BLOB_BYTES[field];
       const n = base64Bytes(v.base64);
       if (n === undefined) {
         ctx.error(
           "confidential.base64",
-          `confidential.${key}.base64`,
+          `confidential.${field}.base64`,
           "is not valid base64 (length must be a multiple of 4, padded with =)",
           { got: v.base64 },
         );
       } else if (n !== bytes) {
         ctx.error(
           "confidential.blob-size",
-          `confidential.${key}.base64`,
+          `confidential.${field}.base64`,
           `must decode to ${bytes} bytes, decodes to ${n}`,
           {
             hint: `encode exactly ${bytes} bytes: base64 -w0 FILE`,

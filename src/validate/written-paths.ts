@@ -18,8 +18,9 @@ interface Use {
   what: string;
 }
 
-/** The files a profile makes QEMU read or write, with the field that names each. */
-export function fileUses(profile: Profile): Use[] {
+/** The files a profile makes QEMU read or write, with the field that names each; `written` reads
+ *  the profile as written (RuleContext.written). */
+export function fileUses(profile: Profile, written: (path: string) => unknown): Use[] {
   const base = dirname(profile.file);
   const abs = (p: string) => resolve(base, p);
   const uses: Use[] = [{ field: "", path: profile.file, writes: false, what: "the profile itself" }];
@@ -36,9 +37,18 @@ export function fileUses(profile: Profile): Use[] {
   add("firmware.pflash.vars", fw.pflash?.vars, true, "the pflash variables");
   add("boot.kernel", profile.boot.kernel, false, "the kernel");
   add("boot.initrd", profile.boot.initrd, false, "the initrd");
-  const c = profile.confidential;
-  for (const key of ["dhCertFile", "sessionFile"] as const) add(`confidential.${key}`, c[key], false, "a SEV file");
-  for (const key of BLOB_FIELDS) add(`confidential.${key}.file`, c[key]?.file, false, "a confidential-guest blob");
+  // The section's files as written, whatever its type: one of another type never reaches QEMU (the
+  // rules report it), but it is still the user's file, not to be written over.
+  if (profile.confidential.type !== "none") {
+    const text = (path: string) => {
+      const v = written(path);
+      return typeof v === "string" ? v : undefined;
+    };
+    for (const key of ["dhCertFile", "sessionFile"] as const)
+      add(`confidential.${key}`, text(`confidential.${key}`), false, "a SEV file");
+    for (const key of BLOB_FIELDS)
+      add(`confidential.${key}.file`, text(`confidential.${key}.file`), false, "a confidential-guest blob");
+  }
   const serial = profile.serial;
   if (serial.kind === "file") add("serial", serial.path, true, "the serial log");
   if (serial.kind === "device") add("serial", serial.path, true, "the serial device");
@@ -67,7 +77,7 @@ function identity(path: string): string {
 
 /** A written path that is also another written or read path: an error on the later field. */
 export const writtenPaths: Rule = (ctx) => {
-  const uses = fileUses(ctx.profile);
+  const uses = fileUses(ctx.profile, (path) => ctx.written(path));
   // Nothing written, nothing to overwrite: no file is looked at.
   if (!uses.some((u) => u.writes)) return;
   const keys = uses.map((u) => identity(u.path));

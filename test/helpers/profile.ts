@@ -1,6 +1,6 @@
 // Normalized Profile and Plan objects built in code, for renderer tests that must not depend on
 // the YAML front end or the planner: each test states exactly the inputs it renders.
-import type { GuestNumaNode, Plan, PlanNode, Profile } from "../../src/core/types.js";
+import type { GuestNumaNode, Plan, PlanNode, Profile, SevSnpGuest, TdxGuest } from "../../src/core/types.js";
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
@@ -49,6 +49,26 @@ export function makeProfile(overrides?: DeepPartial<Profile>): Profile {
     extraArgs: [],
   };
   return merge<Profile>(base, overrides);
+}
+
+/** The confidential section of an SEV-SNP profile (its variant); throws on another type. */
+export function snpOf(p: Profile | undefined): SevSnpGuest {
+  const c = p?.confidential;
+  if (c?.type === "sev-snp") return c;
+  throw new Error(`confidential.type is ${c?.type ?? "(no profile)"}, not sev-snp`);
+}
+
+/** The confidential section of a TDX profile (its variant); throws on another type. */
+export function tdxOf(p: Profile | undefined): TdxGuest {
+  const c = p?.confidential;
+  if (c?.type === "tdx") return c;
+  throw new Error(`confidential.type is ${c?.type ?? "(no profile)"}, not tdx`);
+}
+
+/** The guest policy word; undefined for the types without one (none, tdx). */
+export function guestPolicyOf(p: Profile): number | undefined {
+  const c = p.confidential;
+  return c.type === "none" || c.type === "tdx" ? undefined : c.policy;
 }
 
 /** Guest NUMA nodes: [cpus, MiB, hostNodes, policy] each. */
