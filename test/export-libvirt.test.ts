@@ -245,11 +245,18 @@ describe("what export writes in libvirt's own elements", () => {
     const d = parse(on.stdout).domain;
     expect(d.numatune.memory).toEqual({ mode: "restrictive", nodeset: "0-1" });
     expect(on.stderr).toContain("no pre-allocation of private memory per guest node");
-    const plan = (mechanism: string) =>
-      ({ guestMemfd: true, nodes: [{ private: { mechanism } }] }) as unknown as Parameters<typeof usesRestrictive>[0];
+    const vcpuCgroup = { name: "vcpu-node0", cpus: [0], mems: [0], tasks: { vcpus: [0] } };
+    const plan = (mechanism: string, cgroups: unknown[] = [vcpuCgroup]) =>
+      ({ guestMemfd: true, nodes: [{ private: { mechanism } }], launch: { cgroups } }) as unknown as Parameters<
+        typeof usesRestrictive
+      >[0];
     expect(usesRestrictive(plan("guest-memfd-prealloc"))).toBe(true);
     expect(usesRestrictive(plan("process-mempolicy"))).toBe(false);
     expect(usesRestrictive(plan("guest-memfd-mempolicy"))).toBe(false);
+    // Pre-allocation where the host gives no cpuset controller: no vCPU cpusets in the plan, so
+    // restrictive would place nothing; strict keeps the backend policy (scripts/test-hosts.sh cgroup2).
+    expect(usesRestrictive(plan("guest-memfd-prealloc", []))).toBe(false);
+    expect(usesRestrictive(plan("guest-memfd-prealloc", [{ ...vcpuCgroup, name: "", tasks: "process" }]))).toBe(false);
   });
 
   it("kvm-everything: escaping, disks, tap NIC, hugepages, weighted interleave kept in metadata and named as lost", async () => {

@@ -72,11 +72,19 @@ export const RESTRICTIVE_MECHANISMS: ReadonlySet<PrivateMechanism> = new Set(["v
 
 /**
  * Restrictive where qcvm's plan places private memory per guest node through those mechanisms
- * (guest nodes on different host nodes). Anywhere else strict (a backend policy plus the
- * emulator's cpuset) matches qcvm's backend policy and process policy.
+ * (guest nodes on different host nodes) and so gives vCPU threads cpusets of their own. Anywhere
+ * else strict (a backend policy plus the emulator's cpuset) matches qcvm's backend policy and
+ * process policy. A host without a cpuset controller (cgroup v2 not delegating it) gets
+ * guest-memfd-prealloc with no vCPU cpusets: restrictive would place nothing there (libvirt skips
+ * cpuset.mems without the controller, and restrictive drops the backend's host-nodes), while strict
+ * keeps the shared half's backend policy, as qcvm's plan does.
  */
 export function usesRestrictive(plan: Plan): boolean {
-  return plan.guestMemfd && plan.nodes.some((n) => RESTRICTIVE_MECHANISMS.has(n.private.mechanism));
+  return (
+    plan.guestMemfd &&
+    plan.nodes.some((n) => RESTRICTIVE_MECHANISMS.has(n.private.mechanism)) &&
+    plan.launch.cgroups.some((c) => c.tasks !== "process")
+  );
 }
 
 function cpuElement(p: Profile): Node {
@@ -379,11 +387,13 @@ export function lossesOf(p: Profile, plan: Plan, kept: readonly string[]): strin
     const restrictive = usesRestrictive(plan);
     const prealloc = plan.nodes.some((n) => n.private.mechanism === "guest-memfd-prealloc");
     out.push(
-      prealloc
+      prealloc && restrictive
         ? "private (guest_memfd) memory: qcvm pre-allocates each guest node's private memory on its host nodes before the guest starts (guest-memfd-prealloc, exact-at-launch); libvirt cannot, and its restrictive mode gives each vCPU thread its cell's cpuset.mems (first-touch, qcvm's fallback after a conversion): pages QEMU populates at launch land anywhere in the union, and the shared half carries no backend policy (qcvm binds it with host-nodes)"
-        : restrictive
-          ? "private (guest_memfd) memory: libvirt's restrictive mode gives each vCPU thread its cell's cpuset.mems, as qcvm's vcpu-cpuset does, but the shared half then carries no backend policy (qcvm binds it with host-nodes), and pages QEMU populates at launch land anywhere in the union"
-          : "private (guest_memfd) memory: numatune reaches only the shared half (the backend's mbind); private pages follow the emulator's cpuset.mems, the union of all cells",
+        : prealloc
+          ? "private (guest_memfd) memory: qcvm pre-allocates each guest node's private memory on its host nodes before the guest starts (guest-memfd-prealloc, exact-at-launch); libvirt cannot: numatune reaches only the shared half (the backend's mbind, as qcvm's), and private pages land wherever the faulting thread runs, as they do under qcvm for a page re-faulted after a conversion (the plan has no vCPU cpusets on this host)"
+          : restrictive
+            ? "private (guest_memfd) memory: libvirt's restrictive mode gives each vCPU thread its cell's cpuset.mems, as qcvm's vcpu-cpuset does, but the shared half then carries no backend policy (qcvm binds it with host-nodes), and pages QEMU populates at launch land anywhere in the union"
+            : "private (guest_memfd) memory: numatune reaches only the shared half (the backend's mbind); private pages follow the emulator's cpuset.mems, the union of all cells",
     );
     if (!prealloc)
       out.push(
