@@ -15,6 +15,7 @@
 #              loaded, /sys/module/kvm exists): a host whose /dev/kvm is absent. Every test that
 #              starts QEMU must fall back to TCG and say so.
 #   kvm-file   /dev/kvm is an empty regular file: exists and opens read-write, yet is no KVM.
+#              (Both stand-ins are root:kvm 0660, as Debian's udev rule makes the real node.)
 #   kvm-dead   /dev/kvm is a character device no driver answers (major 240, "local/experimental
 #              use" in devices.txt, unregistered here): open() fails with ENXIO, as on a host whose
 #              udev left the node but whose kvm module is gone.
@@ -101,7 +102,11 @@ usage() {
 }
 
 # Inside the namespace, /dev without kvm: a tmpfs whose entries are bind mounts of the real ones.
-# Binding the nodes (not mknod) keeps every device exactly the host's, pts and shm included.
+# Binding the nodes (not mknod) keeps every device exactly the host's, shm included. Not ptys: the
+# kernel finds the devpts instance of a /dev/ptmx open at `pts` beside that ptmx node, which for a
+# bind-mounted node is not this /dev/pts, and the open fails (ENOENT: `script` says "failed to
+# create pseudo-terminal"). So /dev/pts is a devpts instance of the namespace's own and /dev/ptmx
+# its pts/ptmx, as in a container (devpts(5), Documentation/filesystems/devpts.rst).
 dev_without_kvm() {
   local stage
   stage=$(mktemp -d /tmp/qcvm-hosts-dev.XXXXXX)
@@ -111,7 +116,7 @@ dev_without_kvm() {
   for e in "$stage"/* "$stage"/.[!.]*; do
     [ -e "$e" ] || [ -L "$e" ] || continue
     name=${e##*/}
-    [ "$name" = kvm ] && continue
+    case $name in kvm | ptmx | pts) continue ;; esac
     if [ -L "$e" ]; then
       ln -s "$(readlink "$e")" "/dev/$name"
     elif [ -d "$e" ]; then
@@ -121,6 +126,16 @@ dev_without_kvm() {
     fi
   done
   umount -R "$stage" && rmdir "$stage"
+  mkdir /dev/pts && mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts
+  ln -s pts/ptmx /dev/ptmx
+}
+
+# The stand-in /dev/kvm as Debian's udev rule makes the real one (root:kvm 0660, what .ci/run
+# sets): what differs from a working host is what the node is, not who may open it, so the tests
+# that run QEMU as the qcvm-qemu user (kvm group) run here too.
+kvm_node_perms() {
+  chown root:kvm /dev/kvm 2>/dev/null || echo "test-hosts: no kvm group: /dev/kvm stays root's" >&2
+  chmod 0660 /dev/kvm
 }
 
 # Runs inside the namespaces (PID 1 of the new PID namespace is unshare's child: this shell).
@@ -136,10 +151,12 @@ inner() {
     kvm-file)
       dev_without_kvm
       : >/dev/kvm
+      kvm_node_perms
       ;;
     kvm-dead)
       dev_without_kvm
-      mknod -m 600 /dev/kvm c 240 0
+      mknod /dev/kvm c 240 0
+      kvm_node_perms
       if (exec 3<>/dev/kvm) 2>/dev/null; then echo "test-hosts: c 240:0 has a driver here; pick another major" >&2; return 1; fi
       ;;
     cgroup2)

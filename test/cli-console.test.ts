@@ -163,9 +163,11 @@ describe.skipIf(!HAVE_GCC || !HAVE_SCRIPT)("a detached VM's console and log (nee
       ["-qfec", `${process.execPath} ${QCVM} console ${name} --run-dir ${runDir}`, "/dev/null"],
       { stdio: ["pipe", "pipe", "ignore"] },
     );
-    await new Promise<void>((resolve) =>
-      holder.stdout.on("data", (d: Buffer) => /Escape/.test(String(d)) && resolve()),
-    );
+    // A holder that cannot attach (no pty: `script` exits 1) fails here, not at the test's timeout.
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on("data", (d: Buffer) => /Escape/.test(String(d)) && resolve());
+      holder.once("exit", (code) => reject(new Error(`the holding console exited ${code} before attaching`)));
+    });
     const second = await qcvm(["console", name, "--run-dir", runDir]);
     holder.stdin.write("\x1d");
     await new Promise((r) => holder.once("exit", r));

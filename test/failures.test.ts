@@ -259,7 +259,7 @@ describe("placement the host does not allow", () => {
     }
   });
 
-  it("EACCES on cgroups with placement.strict: the launch is refused and cleaned up", async () => {
+  it(`EACCES on cgroups with placement.strict: ${NO_CPUSET ? "no cpuset controller, so no placement to refuse: it launches, naming the lost accounting" : "the launch is refused and cleaned up"}`, async () => {
     const name = vmName("strict");
     const r = await qcvm(
       [
@@ -285,16 +285,18 @@ describe("placement the host does not allow", () => {
       expect(state.lost.map((l) => l.accountingOnly)).toEqual([true]);
       expect(r.stderr).toContain(`qcvm: warning: ${formatLost(state.lost[0]!)}`);
       expect(r.stderr).not.toContain("placement.strict");
-      expect((await qcvm(["stop", name, "--force", "--run-dir", userRunDir])).code).toBe(0);
+      // Stopped by its owner: a root qcvm refuses a run dir another user owns (issue 8 finding 1).
+      const stop = await qcvm(["stop", name, "--force", "--run-dir", userRunDir], { prefix: asUnprivileged });
+      expect(stop.code, stop.stderr).toBe(0);
       expect(isAlive(state)).toBe(false);
-      return;
+    } else {
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /qcvm: placement\.strict: 3 placements could not be applied; launch aborted and cleaned up:\n {2}QEMU process: VM cgroup not applied \(EACCES/,
+      );
+      expect(existsSync(join(userRunDir, name))).toBe(false);
+      expect(existsSync(vmLockPath(userRunDir, name))).toBe(false);
     }
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(
-      /qcvm: placement\.strict: 3 placements could not be applied; launch aborted and cleaned up:\n {2}QEMU process: VM cgroup not applied \(EACCES/,
-    );
-    expect(existsSync(join(userRunDir, name))).toBe(false);
-    expect(existsSync(vmLockPath(userRunDir, name))).toBe(false);
   });
 
   describe("memory policy denied by seccomp (EPERM, as in a container)", () => {

@@ -3,6 +3,7 @@
 // that carry the test process's pid, so files running in parallel never share a VM.
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import type { Stats } from "node:fs";
 import { tmpdir } from "node:os";
@@ -131,9 +132,16 @@ export async function until(check: () => boolean, what: string, timeoutMs = 30_0
 }
 
 let counter = 0;
-/** A VM name unique to this test process: [a-z0-9-]. */
+/**
+ * This test process's part of a VM name: its pid, and a random tag because a pid is unique only
+ * within its PID namespace. .ci/run runs the host legs of scripts/test-hosts.sh (each in a PID
+ * namespace of its own, where pids start at 1) beside other legs on the same kernel, whose cgroup
+ * trees (/sys/fs/cgroup/.../qcvm/NAME) they all share.
+ */
+export const PROCESS_TAG = `${process.pid}${randomBytes(3).toString("hex")}`;
+/** A VM name unique to this test process, on this host: [a-z0-9-]. */
 export function vmName(label: string): string {
-  return `${label}-${process.pid}-${counter++}`;
+  return `${label}-${PROCESS_TAG}-${counter++}`;
 }
 
 export function makeRunDir(label: string): string {
