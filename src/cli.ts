@@ -54,7 +54,7 @@ const completionCommand = defineCommand({
 });
 
 /** Every command, in the order of `qcvm --help`. */
-const COMMANDS: readonly Command[] = [
+export const COMMANDS: readonly Command[] = [
   ...profileCommands,
   ...vmCommands,
   helpCommand,

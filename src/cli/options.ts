@@ -36,6 +36,10 @@ export type Dispatch = (format: unknown, run: () => Promise<Outcome>) => Promise
 export interface Command {
   /** Its name (the first word of `command`): usage errors point at `qcvm NAME --help`. */
   name: string;
+  command: string | readonly string[];
+  /** The spec's builder and argv conversion, types erased (test/cli-options.test.ts walks them). */
+  builder: (y: Argv) => Argv<unknown>;
+  options: (argv: ArgumentsCamelCase) => unknown;
   register(y: Argv, dispatch: Dispatch): Argv;
 }
 
@@ -43,6 +47,9 @@ export function defineCommand<A, O>(spec: CommandSpec<A, O>): Command {
   const first = typeof spec.command === "string" ? spec.command : spec.command[0]!;
   return {
     name: first.split(" ")[0]!,
+    command: spec.command,
+    builder: spec.builder,
+    options: (argv) => spec.options(argv as ArgumentsCamelCase<A>),
     register: (y, dispatch) =>
       y.command(spec.command, spec.describe, spec.builder, (argv) =>
         dispatch(argv.format, async () => (await spec.load()).run(spec.options(withStdinArg(argv)))),

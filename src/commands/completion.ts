@@ -12,7 +12,7 @@ export const SHELLS = ["bash", "zsh", "fish"] as const;
 export type Shell = (typeof SHELLS)[number];
 
 /** The shell named, else the login shell ($SHELL) when it is one of ours, else bash. */
-export function pickShell(named: unknown, env: NodeJS.ProcessEnv = process.env): Shell {
+export function pickShell(named: string | undefined, env: NodeJS.ProcessEnv = process.env): Shell {
   if (typeof named === "string") {
     if ((SHELLS as readonly string[]).includes(named)) return named as Shell;
     throw new UserError(`no completion for shell \`${named}\`: choose bash, zsh or fish`, "usage");
