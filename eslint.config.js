@@ -7,6 +7,13 @@ import tseslint from "typescript-eslint";
 
 const impure = ["execa", "child_process", "node:child_process", "fs", "node:fs", "fs/promises", "node:fs/promises"];
 
+// The pipeline's phases are called by commands, never the other way round: what a command and a
+// phase share lives in the phase (or core/), so a phase does not depend on a command's module.
+const noCommands = {
+  regex: "(^|/)commands/",
+  message: "a pipeline phase may not import a command module: move what is shared to core/ or the phase",
+};
+
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**", "src/generated/**", "coverage/**"] },
   js.configs.recommended,
@@ -53,7 +60,13 @@ export default tseslint.config(
     languageOptions: { globals: { ...globals.node } },
   },
   {
-    // Pure phases: same inputs, same output; their inputs arrive as arguments.
+    // Phases below the commands (see noCommands).
+    files: ["src/launch/**/*.ts", "src/vm/**/*.ts", "src/plan/**/*.ts", "src/render/**/*.ts", "src/validate/**/*.ts"],
+    rules: { "no-restricted-imports": ["error", { patterns: [noCommands] }] },
+  },
+  {
+    // Pure phases: same inputs, same output; their inputs arrive as arguments. (This block's
+    // no-restricted-imports replaces the one above for these files, so it repeats noCommands.)
     files: [
       "src/core/**/*.ts",
       "src/normalize/**/*.ts",
@@ -80,6 +93,7 @@ export default tseslint.config(
             name,
             message: "pure phase: take the data as an argument; I/O goes through src/io/ in an impure step",
           })),
+          patterns: [noCommands],
         },
       ],
     },

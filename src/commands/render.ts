@@ -10,6 +10,7 @@ import type { RenderOptions } from "../cli/command-options.js";
 import { UserError, formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
 import { shellQuote } from "../io/exec.js";
 import { formatList } from "../io/fsroot.js";
+import { groupOptions } from "../render/argv-lines.js";
 import { processPolicyArgv } from "../render/process-policy.js";
 import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";
 import { QMP_FD, passedFiles } from "../render/passed-fds.js";
@@ -130,17 +131,6 @@ export function describeLaunchOnly(plan: Plan): string[] {
     byCpus.set(key, [...(byCpus.get(key) ?? []), pin.vcpu]);
   }
   for (const [cpus, vcpus] of byCpus) lines.push(`pin vCPU ${formatList(vcpus)} to host CPUs ${cpus}`);
-  return lines;
-}
-
-/** Group argv into lines: an option with its value, so the result reads one option per line. */
-export function groupOptions(argv: readonly string[]): string[][] {
-  const lines: string[][] = [];
-  for (const word of argv) {
-    const last = lines[lines.length - 1];
-    if (last && last.length === 1 && last[0]!.startsWith("-") && !word.startsWith("-")) last.push(word);
-    else lines.push([word]);
-  }
   return lines;
 }
 

@@ -1,6 +1,6 @@
 // `launch --dry-run`: prints the LaunchPlan (text, one action a line, or one JSON document);
 // nothing is done.
-import { groupOptions } from "../commands/render.js";
+import { groupOptions } from "../render/argv-lines.js";
 import { prettyCommand, shellQuote } from "../io/exec.js";
 import { planSummary } from "./reporter.js";
 import type { Action } from "./actions.js";
