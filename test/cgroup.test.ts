@@ -18,7 +18,7 @@ import {
 import type { CgroupLayout, VmCgroup } from "../src/vm/cgroup.js";
 import { probeHost } from "../src/probe/host.js";
 import { spawn } from "./helpers/exec.js";
-import { parseList } from "../src/io/fsroot.js";
+import { parseList } from "../src/core/lists.js";
 import type { CgroupPlan } from "../src/core/types.js";
 
 const fixtures = fileURLToPath(new URL("./fixtures/hosts/", import.meta.url));

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { formatList } from "../src/io/fsroot.js";
+import { formatList } from "../src/core/lists.js";
 import { formatLost } from "../src/vm/state.js";
 import { isAlive } from "../src/vm/process.js";
 import {

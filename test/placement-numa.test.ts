@@ -19,7 +19,7 @@ import { processPolicyArgv } from "../src/render/process-policy.js";
 import { probeHost } from "../src/probe/host.js";
 import { saveCapabilities } from "../src/probe/qemu.js";
 import { createVmCgroup, openCgroupLayout } from "../src/vm/cgroup.js";
-import { formatList } from "../src/io/fsroot.js";
+import { formatList } from "../src/core/lists.js";
 import type { Plan, Profile } from "../src/core/types.js";
 import { loadContext } from "../src/pipeline/context.js";
 import { renderArgv } from "../src/render/render.js";

@@ -14,7 +14,8 @@ import {
   confidentialHostSupport,
   kernelAtLeast,
 } from "../core/host-support.js";
-import { FsRoot, formatList, isRealHost } from "../io/fsroot.js";
+import { FsRoot, isRealHost } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { checkQemuUser } from "../launch/privsep.js";
 import { PRIVATE_LEVERS } from "../plan/levers.js";
 import { probeKvm, readInterleaveWeights } from "../probe/host.js";

@@ -8,8 +8,8 @@
 import type { Outcome } from "../core/errors.js";
 import type { RenderOptions } from "../cli/command-options.js";
 import { UserError, formatDiagnostic, sortDiagnostics } from "../core/diagnostics.js";
-import { shellQuote } from "../io/exec.js";
-import { formatList } from "../io/fsroot.js";
+import { shellQuote } from "../core/shell-words.js";
+import { formatList } from "../core/lists.js";
 import { groupOptions } from "../render/argv-lines.js";
 import { processPolicyArgv } from "../render/process-policy.js";
 import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";

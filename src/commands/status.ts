@@ -11,7 +11,7 @@ import type { StatusOptions } from "../cli/command-options.js";
 import { readdirSync } from "node:fs";
 import { relative } from "node:path";
 import { UserError } from "../core/diagnostics.js";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { inspectVm } from "../vm/inspect.js";
 import { locksDir } from "../vm/lock.js";
 import { formatLost } from "../vm/state.js";

@@ -12,7 +12,7 @@
 // Built with fast-xml-parser's XMLBuilder, which escapes every text and attribute value: no
 // profile value can end up as markup. Pure: the caller reads files (blobs) and plans first.
 import { XMLBuilder } from "fast-xml-parser";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { diffRaw, profileToRaw } from "./raw.js";
 import type { Plan, PrivateMechanism, Profile, TdxGuest } from "../core/types.js";
 

@@ -4,7 +4,7 @@
 // what a libvirt domain cannot carry (the fields that differ after a round trip), import to print
 // the profile it rebuilt. Pure: no filesystem.
 import { formatSize } from "../core/sizes.js";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type { Confidential, FileOrBase64, Profile, RawProfile, SevGuest, SevSnpGuest } from "../core/types.js";
 import { serialText } from "../core/serial.js";
 

@@ -6,6 +6,7 @@ import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import type { Options, ResultPromise } from "execa";
+import { prettyCommand } from "../core/shell-words.js";
 
 export interface RunResult {
   command: string[];
@@ -83,17 +84,6 @@ export class RunError extends Error {
     super(`${prettyCommand(result.command)}: ${reason}${result.stderr ? `\n${result.stderr.trim()}` : ""}`);
     this.name = "RunError";
   }
-}
-
-/** POSIX-sh quoting of one word, for display and for `render --format shell`. */
-export function shellQuote(word: string): string {
-  if (word !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-/** A command line a person can paste into a POSIX shell. */
-export function prettyCommand(argv: readonly string[]): string {
-  return argv.map(shellQuote).join(" ");
 }
 
 async function execaRun(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {

@@ -1,7 +1,7 @@
 // A launch's steps as a list of actions, part of the LaunchPlan (pure): what --dry-run prints.
 import { join } from "node:path";
-import { prettyCommand } from "../io/exec.js";
-import { formatList } from "../io/fsroot.js";
+import { prettyCommand } from "../core/shell-words.js";
+import { formatList } from "../core/lists.js";
 import type { CgroupLayout } from "../vm/cgroup.js";
 import type { vmPaths } from "../vm/paths.js";
 import type { Plan, Profile } from "../core/types.js";

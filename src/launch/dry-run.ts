@@ -1,7 +1,7 @@
 // `launch --dry-run`: prints the LaunchPlan (text, one action a line, or one JSON document);
 // nothing is done.
 import { groupOptions } from "../render/argv-lines.js";
-import { prettyCommand, shellQuote } from "../io/exec.js";
+import { prettyCommand, shellQuote } from "../core/shell-words.js";
 import { planSummary } from "./reporter.js";
 import type { Action } from "./actions.js";
 import type { LaunchPlan } from "./prepare.js";

@@ -6,7 +6,7 @@ import { readLogFile } from "../vm/logs.js";
 import { closeSync, constants, openSync } from "node:fs";
 import { UserError } from "../core/diagnostics.js";
 import { run, start } from "../io/exec.js";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { cleanupVm } from "../vm/cleanup.js";
 import { createVmCgroup } from "../vm/cgroup.js";
 import { acquireDiskLocks, acquireVmLock } from "../vm/lock.js";

@@ -12,7 +12,8 @@
 // the files after them are firmware (they keep the default policy). Two files of one size whose
 // backends want different placements must be in the same order both ways, or which is which is
 // not known: no pre-allocation then, said in words. Pure: the reading is listGuestMemfds'.
-import { FsRoot, formatList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type { MemPolicy, PlanNode } from "../core/types.js";
 
 /** One guest_memfd QEMU holds, as /proc shows it. */

@@ -1,6 +1,6 @@
 // What a failed cgroup operation or thread placement costs, as LostPlacement records naming the
 // guest node, the mechanism, the errno and the file (pure: errors in, records out).
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { formatLost } from "../vm/state.js";
 import { UserError } from "../core/diagnostics.js";
 import type { CgroupError } from "../vm/cgroup.js";

@@ -3,7 +3,7 @@
 // is compared with what happened; every node that did not get its pages becomes a LostPlacement
 // naming the node, the call and errno, and what it falls back to (the plan's vCPU cpusets, which
 // place pages on first touch), so placement.strict can abort and status can show it.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { formatBytes } from "../plan/plan.js";
 import { preallocate } from "./prealloc.js";
 import type { PreallocOutcome } from "./prealloc.js";

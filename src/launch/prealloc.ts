@@ -27,7 +27,8 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { dirname, join, relative } from "node:path";
-import { FsRoot, formatList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import {
   MPOL,
   NativeCallError,

@@ -1,7 +1,7 @@
 // Launch progress: numbered steps on stderr (text) or one JSON event per line on stdout (json),
 // warnings that --quiet never silences, and the held output of a JSON dry run.
 import { formatDiagnostic } from "../core/diagnostics.js";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type { Diagnostic, Plan } from "../core/types.js";
 
 export const STEPS = 8;

@@ -1,7 +1,7 @@
 // Step 7 of a launch: each vCPU thread into its guest node's cgroup, then pinned (taskset, through
 // the Runner). Pinning comes after the cgroup move, because a cpuset attach resets the affinity.
 import { run } from "../io/exec.js";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { describeErrno, lostVcpuCgroup, nodesOfChild } from "./losses.js";
 import type { VmCgroup } from "../vm/cgroup.js";
 import type { LostPlacement, Plan } from "../core/types.js";

@@ -13,7 +13,8 @@
 // The parsers of those files are in proc-files.ts (re-exported here). Everything here is a pure
 // summary, except readVmMemory() at the bottom, which reads the files through FsRoot.
 import { join, relative } from "node:path";
-import { FsRoot, formatList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import {
   entryBytesPerNode,
   parseMaps,

@@ -1,7 +1,7 @@
 // Pure parsers of the kernel files that say where a process's memory is: /proc/<pid>/numa_maps,
 // /proc/<pid>/maps, /proc/<pid>/status and a memory cgroup's memory.numa_stat. observe.ts matches
 // their entries to QEMU's backends and the plan.
-import { parseList } from "../io/fsroot.js";
+import { parseList } from "../core/lists.js";
 
 // ---------------------------------------------------------------------------------------------
 // /proc/<pid>/numa_maps

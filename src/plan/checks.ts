@@ -1,7 +1,7 @@
 // Plan checks that are not placement choices: can this host run the guest at all, do the host
 // nodes it names exist, does a strict profile get the exactness it demands, and the warnings that
 // follow from the guest type (hugepages, measurement, host-wide interleave weights). Pure.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { diag } from "../core/diagnostics.js";
 import { confidentialHostSupport, KERNEL } from "../core/host-support.js";
 import { nodesText } from "./model.js";

@@ -2,7 +2,7 @@
 // picture of that digraph, laid out by Graphviz compiled to WebAssembly (@viz-js/viz): no system
 // `dot` to install and no layout of our own to keep. Guest nodes with plan errors are marked in
 // every form. Pure (the WebAssembly module is loaded on first use).
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { formatDiagnostic } from "../core/diagnostics.js";
 import { formatBytes, planFidelity } from "./plan.js";
 import { processPolicyArgv } from "../render/process-policy.js";

@@ -3,7 +3,7 @@
 // host-nodes and numactl, and says what each loss costs). Pure: the facts come from the probe
 // (HostInfo.kvmAccess, HostInfo.mempolicy); planPlacement applies them.
 import { diag } from "../core/diagnostics.js";
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type { Diagnostic, HostInfo, LostPlacement, Plan, Profile } from "../core/types.js";
 
 const KVM_HINT =

@@ -9,7 +9,7 @@
 //   vcpu-cpuset            per-vCPU-thread cpuset cgroups (libvirt's restrictive mode), first-touch
 //   process-mempolicy      one numactl policy over the union of the nodes, coarse
 // (b) beats (c) at equal fidelity because it also covers what QEMU's main thread populates at launch.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { FEATURES, hasFeature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
 import { confidentialFacts } from "../core/confidential.js";

@@ -1,7 +1,7 @@
 // The planner's vocabulary: where a half of a guest node's memory lands (Placement), what a lever
 // gives one node (Outcome) and the whole guest (Strategy), the context every planning step reads,
 // and the small helpers they share. Pure.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type {
   Diagnostic,
   Fidelity,

@@ -1,6 +1,6 @@
 // A process-wide policy through numactl: which option expresses a policy over nodes on this host
 // (numactl and kernel versions from the host-support table), or why none can. Pure.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { KERNEL, NUMACTL, kernelAtLeast } from "../core/host-support.js";
 import { numactlOption } from "../render/process-policy.js";
 import { numactlInstalled } from "./model.js";

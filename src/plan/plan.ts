@@ -9,7 +9,7 @@
 // capacity.ts checks it fits, prealloc.ts states what guest-memfd-prealloc does before `cont`,
 // checks.ts holds the checks that are not choices. This file puts
 // those steps in order and assembles the Plan value.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { diag } from "../core/diagnostics.js";
 import { CONFIDENTIAL, usesGuestMemfd } from "../core/confidential.js";
 import { choosePrivate, notApplicable } from "./levers.js";

@@ -1,6 +1,6 @@
 // The shared half of each guest node's memory: the backend's own host-nodes/policy (QEMU mbind()s
 // the backend's mapping), or the process-wide policy when the backend cannot say it. Pure.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { hasFeature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
 import { KERNEL, kernelAtLeast } from "../core/host-support.js";

@@ -10,7 +10,8 @@
 //   - run/systemd/system: the directory systemd creates when it is the init system.
 //   - qcvm/numactl-version: numactl is a program, not a sysfs file. In a tree this file names the
 //     version that host has ("none" = not installed). On a real host probeNumactl() asks the binary.
-import { FsRoot, formatList, parseList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatList, parseList } from "../core/lists.js";
 import { compareVersions } from "../core/versions.js";
 import { KERNEL, NUMACTL } from "../core/host-support.js";
 import type { HostInfo, HostNode } from "../core/types.js";

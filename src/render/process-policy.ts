@@ -1,7 +1,7 @@
 // A plan's process-wide memory policy as argv: the one place that spells numactl's options. The
 // plan holds the policy as data (Plan.launch.processPolicy); render, plan's reasons and launch ask
 // here for the words.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type { ProcessPolicy } from "../core/types.js";
 
 /** numactl's option for the policy: "--membind=0-1". */

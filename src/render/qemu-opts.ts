@@ -3,7 +3,7 @@
 // at a single comma and reads `,,` as a literal comma, so every value is escaped here and nowhere
 // else: a profile value like `a,share=off` stays one value and can never add an option. Keys are
 // always qcvm's own constants; IDs (mem0, tc0, snp0...) are generated, never taken from profile text.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 
 /** A value QEMU's command-line syntax cannot carry. */
 export class QemuValueError extends Error {

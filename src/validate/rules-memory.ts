@@ -1,6 +1,6 @@
 // Rules on the name, the vCPUs, memory sizes, NUMA nodes, placement policies, huge pages and
 // preallocation: what the schema cannot say about them.
-import { formatList } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { formatSize, HUGEPAGE_BYTES, parseSize, sizeProblem } from "../core/sizes.js";
 import { usesGuestMemfd } from "../core/confidential.js";
 import { needVersion, s } from "./rule-context.js";

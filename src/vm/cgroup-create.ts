@@ -2,7 +2,8 @@
 // child) in every hierarchy that holds cpuset or memory; best effort: every failure comes back as
 // a CgroupError naming the file and the placement it costs.
 import { join, relative } from "node:path";
-import { FsRoot, formatList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import { CgroupError, errnoOf, makeCgroupDir, writeValue } from "./cgroup-files.js";
 import { LAUNCHER_LEAF, readProcessCgroups } from "./cgroup-layout.js";
 import { VmCgroup } from "./vm-cgroup.js";

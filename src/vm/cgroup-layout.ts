@@ -1,7 +1,8 @@
 // Where a host's cgroup controllers live (cgroup v1 mounts, the v2 mount, systemd) and the names
 // and argv prefix of a VM's systemd scope: read through FsRoot, nothing written.
 import { join } from "node:path";
-import { FsRoot, formatList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { formatList } from "../core/lists.js";
 import type { HostInfo } from "../core/types.js";
 
 export type CgroupController = "cpuset" | "memory";

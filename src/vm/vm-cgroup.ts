@@ -2,7 +2,8 @@
 // threads in, spawning QEMU from inside (spawnInside), reading its tasks, and tearing it down;
 // findVmCgroup re-opens an existing VM's for status, stop and stats.
 import { join } from "node:path";
-import { FsRoot, parseList } from "../io/fsroot.js";
+import { FsRoot } from "../io/fsroot.js";
+import { parseList } from "../core/lists.js";
 import { CgroupError, errnoOf, readIds, rmdirRetry, sleepSync, writeValue } from "./cgroup-files.js";
 import { LAUNCHER_LEAF, readProcessCgroups, scopeUnitName } from "./cgroup-layout.js";
 import type { CgroupController, CgroupHierarchy, CgroupLayout } from "./cgroup-layout.js";
