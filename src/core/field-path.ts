@@ -60,3 +60,58 @@ export function valueAt(data: unknown, path: readonly Segment[]): unknown {
 export function startsWith(path: readonly Segment[], prefix: readonly Segment[]): boolean {
   return prefix.length <= path.length && prefix.every((seg, i) => seg === path[i]);
 }
+
+/**
+ * Read back a path qcvm wrote itself, never failing: a schema error's path (formatPath output,
+ * whose keys may be any unknown field's name) or a rule input pattern (`disks[*].path`, where
+ * `*` is one segment). Keys are whatever lies between `.`, `[` and `]`; `[N]` is index N.
+ */
+export function readPath(text: string): Segment[] {
+  const out: Segment[] = [];
+  for (const m of text.matchAll(/\[(\d+)\]|([^.[\]]+)/g)) out.push(m[1] !== undefined ? Number(m[1]) : m[2]!);
+  return out;
+}
+
+/** Does `path` touch `pattern` (readPath form, `*` matching any one segment): is either a prefix of the other? */
+export function overlapsPattern(path: readonly Segment[], pattern: readonly Segment[]): boolean {
+  const n = Math.min(path.length, pattern.length);
+  for (let i = 0; i < n; i++) if (pattern[i] !== "*" && String(path[i]) !== String(pattern[i])) return false;
+  return true;
+}
+
+/**
+ * The dotted form libvirt metadata keeps (`numa.nodes.0.policy`, an index as a plain segment),
+ * <-> segments. A segment of digits only (no leading zero) is an index.
+ */
+export function formatDotted(path: readonly Segment[]): string {
+  return path.join(".");
+}
+
+export function parseDotted(text: string): Segment[] {
+  return text.split(".").map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
+}
+
+/**
+ * Set the value at `path` in plain data, creating objects (or lists, before an index) on the way;
+ * `undefined` deletes it (a list element is spliced out). Only own properties are walked, and a
+ * `__proto__` segment is refused (returns false): a path from a file cannot reach a prototype.
+ */
+export function setValueAt(data: Record<string, unknown>, path: readonly Segment[], value: unknown): boolean {
+  if (path.length === 0 || path.includes("__proto__")) return false;
+  let node = data;
+  for (const [i, seg] of path.entries()) {
+    if (i === path.length - 1) {
+      if (value !== undefined) node[seg] = value;
+      else if (Array.isArray(node)) node.splice(Number(seg), 1);
+      else delete node[seg];
+      return true;
+    }
+    const next = Object.hasOwn(node, seg) ? node[seg] : undefined;
+    if (typeof next !== "object" || next === null) {
+      if (value === undefined) return true;
+      node[seg] = typeof path[i + 1] === "number" ? [] : {};
+    }
+    node = node[seg] as Record<string, unknown>;
+  }
+  return true;
+}

@@ -7,6 +7,7 @@ import { formatSize } from "../core/sizes.js";
 import { formatList } from "../core/lists.js";
 import type { Confidential, FileOrBase64, Profile, RawProfile, SevGuest, SevSnpGuest } from "../core/types.js";
 import { serialText } from "../core/serial.js";
+import { formatDotted, parseDotted, setValueAt } from "../core/field-path.js";
 
 type Obj = Record<string, unknown>;
 
@@ -179,29 +180,14 @@ export function diffRaw(want: unknown, got: unknown, at: string[] = []): Array<{
     const g = got as Obj;
     const keys = [...new Set([...Object.keys(w), ...Object.keys(g)])];
     if (Array.isArray(want) && (want as unknown[]).length !== (got as unknown[]).length)
-      return [{ path: at.join("."), value: want }];
+      return [{ path: formatDotted(at), value: want }];
     return keys.flatMap((k) => diffRaw(w[k], g[k], [...at, k]));
   }
-  return same(want, got) ? [] : [{ path: at.join("."), value: want }];
+  return same(want, got) ? [] : [{ path: formatDotted(at), value: want }];
 }
 
-/** Set (or, for undefined, delete) a dotted path in a raw profile, creating objects on the way. */
-export function setRawPath(raw: Obj, path: string, value: unknown): void {
-  const parts = path.split(".");
-  let node: Obj = raw;
-  for (const [i, part] of parts.entries()) {
-    if (i === parts.length - 1) {
-      if (value === undefined) {
-        if (Array.isArray(node)) node.splice(Number(part), 1);
-        else delete node[part];
-      } else node[part] = value;
-      return;
-    }
-    const next = node[part];
-    if (typeof next !== "object" || next === null) {
-      if (value === undefined) return;
-      node[part] = /^[0-9]+$/.test(parts[i + 1]!) ? [] : {};
-    }
-    node = node[part] as Obj;
-  }
+/** Set (or, for undefined, delete) a dotted path in a raw profile, creating objects on the way;
+ *  false when the path is refused (it names a prototype). */
+export function setRawPath(raw: Obj, path: string, value: unknown): boolean {
+  return setValueAt(raw, parseDotted(path), value);
 }

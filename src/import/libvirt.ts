@@ -440,7 +440,8 @@ function readMetadata(md: Taker, raw: Obj, apply: boolean): void {
       } catch {
         throw new ImportError(`${f.path}: not a JSON value, got ${JSON.stringify(text)}`);
       }
-      setRawPath(raw, path, value);
+      if (!setRawPath(raw, path, value))
+        throw new ImportError(`${f.path}: path ${JSON.stringify(path)} names no profile field`);
     }
     ours.done();
   }

@@ -6,6 +6,7 @@
 import { loadProfileFile } from "../load/load.js";
 import { cloneData, isMap } from "../load/data.js";
 import type { Data } from "../load/data.js";
+import { overlapsPattern, readPath } from "../core/field-path.js";
 import type { Segment } from "../core/field-path.js";
 import { checkSchema } from "../validate/schema.js";
 import { normalizeProfile } from "../normalize/normalize.js";
@@ -95,14 +96,17 @@ export async function readProfile(file: string, opts: ReadOptions = {}): Promise
   // guess); a rule runs when none of the fields it reads is at, inside or above a schema error.
   // Past the explained errors (schema.ts bounds them) nothing is known about where the rest are.
   if (schema.errors.length > 0 && unexplained > 0) return finish(loaded.raw);
-  const refused = schema.errors.map((e) => pathSegments(e.path));
+  const refused = schema.errors.map((e) => readPath(e.path));
   if (refused.length > 0) raw = without(raw, refused);
   // An unknown field, dropped, leaves the fields around it as they were: it blocks no rule.
-  const doubtful = schema.errors.filter((e) => e.code !== "schema.unknown-field").map((e) => pathSegments(e.path));
+  const doubtful = schema.errors.filter((e) => e.code !== "schema.unknown-field").map((e) => readPath(e.path));
+  // A rule's inputs are patterns ("disks[*].path"); it is held back when one touches a doubtful path.
   const runnable = (table: ReadonlyMap<Rule, readonly string[]>): Rule[] =>
     doubtful.length === 0
       ? [...table.keys()]
-      : [...table].filter(([, inputs]) => !inputs.some((i) => doubtful.some((r) => overlaps(r, i)))).map(([r]) => r);
+      : [...table]
+          .filter(([, inputs]) => !inputs.some((i) => doubtful.some((r) => overlapsPattern(r, readPath(i)))))
+          .map(([r]) => r);
   let profile: LoadedProfile["profile"];
   try {
     // Where the data's type becomes the schema's: normalize reads it as WrittenProfile (generated
@@ -120,19 +124,4 @@ export async function readProfile(file: string, opts: ReadOptions = {}): Promise
   pushAll(errors, rules.errors);
   pushAll(warnings, rules.warnings);
   return finish(loaded.raw, profile);
-}
-
-/** Does a field path (from a schema error) touch an input pattern ("disks[*].path"): is either a
- *  prefix of the other? */
-function overlaps(path: readonly Segment[], pattern: string): boolean {
-  const want = pattern.split(/[.[\]]+/).filter((x) => x !== "");
-  const n = Math.min(path.length, want.length);
-  for (let i = 0; i < n; i++) if (want[i] !== "*" && String(path[i]) !== want[i]) return false;
-  return true;
-}
-
-function pathSegments(path: string): Segment[] {
-  const out: Segment[] = [];
-  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) out.push(m[2] !== undefined ? Number(m[2]) : m[1]!);
-  return out;
 }

@@ -4,7 +4,7 @@
 import { FEATURES, versionAtLeast } from "../probe/capabilities.js";
 import type { Feature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
-import { parsePath } from "../core/field-path.js";
+import { parsePath, valueAt } from "../core/field-path.js";
 import type { Segment } from "../core/field-path.js";
 import type { Position } from "../load/positions.js";
 import type { Diagnostic, Profile, RawProfile } from "../core/types.js";
@@ -61,18 +61,11 @@ export function runRules(
 ): { errors: Diagnostic[]; warnings: Diagnostic[] } {
   const errors: Diagnostic[] = [];
   const warnings: Diagnostic[] = [];
-  const get = (path: string): unknown => {
-    let cur: unknown = raw;
-    for (const seg of parsedPath(path)) {
-      if (cur === null || typeof cur !== "object") return undefined;
-      cur = (cur as Record<string, unknown>)[seg as string];
-    }
-    return cur;
-  };
+  const get = (path: string): unknown => valueAt(raw, parsedPath(path));
   const push =
     (list: Diagnostic[], severity: "error" | "warning") =>
     (code: string, path: string, message: string, extra: { got?: unknown; hint?: string } = {}) => {
-      const d = diag(severity, code, path, message, { ...locate(parsePath(path) ?? []), ...extra });
+      const d = diag(severity, code, path, message, { ...locate(parsedPath(path)), ...extra });
       if (d.hint === undefined) delete d.hint;
       if (!("got" in extra)) delete d.got;
       list.push(d);
