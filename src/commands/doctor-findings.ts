@@ -13,13 +13,13 @@ import {
   NUMACTL,
   confidentialHostSupport,
   kernelAtLeast,
+  pidfdGetfdSupport,
 } from "../core/host-support.js";
 import { FsRoot, isRealHost } from "../io/fsroot.js";
 import { formatList } from "../core/lists.js";
 import { checkQemuUser } from "../launch/privsep.js";
 import { PRIVATE_LEVERS } from "../plan/levers.js";
-import { probeKvm, readInterleaveWeights } from "../probe/host.js";
-import type { KvmAccess } from "../probe/host.js";
+import { readInterleaveWeights } from "../probe/host.js";
 import type { HostInfo, QemuCapabilities } from "../core/types.js";
 
 export type FindingStatus = "ok" | "missing" | "info";
@@ -54,11 +54,6 @@ export function check(area: Finding["area"], item: string, ok: boolean, detail: 
   return ok ? { area, item, kind, status: "ok", detail } : { area, item, kind, status: "missing", detail, rulesOut };
 }
 
-/** /dev/kvm as this user meets it; a fixture tree (--host) says nothing about that, so it passes. */
-function kvmAccess(host: HostInfo): KvmAccess {
-  return !isRealHost(host.root) ? { ok: true, present: true } : probeKvm("/dev/kvm");
-}
-
 /** Who owns /dev/kvm, read through the host seam like every other /dev and /proc fact. */
 function kvmDevice(fs: FsRoot): { uid: number; gid: number; mode: number } | undefined {
   return fs.stat("/dev/kvm");
@@ -73,14 +68,15 @@ interface Emit {
 /** The kernel, /dev/kvm as this user meets it, and (on the real host) the QEMU user. */
 function kvmFindings(host: HostInfo, { h, info }: Emit): void {
   info("kernel", `Linux ${host.kernel}`);
-  const kvm = kvmAccess(host);
+  // The probe's verdict on /dev/kvm as this user meets it (a tree answers for its own dev/kvm).
+  const kvm = host.kvmAccess;
   h(
     "KVM",
-    host.kvm && kvm.ok,
+    host.kvm && kvm.usable,
     host.kvm
-      ? kvm.ok
+      ? kvm.usable
         ? "/dev/kvm present"
-        : `/dev/kvm present but not read/write for this user (${kvm.errno})`
+        : `/dev/kvm present but not read/write for this user${kvm.errno ? ` (${kvm.errno})` : ""}`
       : isRealHost(host.root)
         ? (kvm.problem ?? "the kvm module is not loaded")
         : "no /dev/kvm (or kvm module not loaded)",
@@ -197,14 +193,13 @@ function policyFindings(host: HostInfo, { h }: Emit): void {
     nm.weightedInterleave ? "numactl --weighted-interleave" : "numactl has no --weighted-interleave",
     `policy weighted-interleave for private memory through a numactl prefix (needs numactl >= ${NUMACTL.weightedInterleave})`,
   );
-  // pidfd_getfd (Linux 5.6) is how guest-memfd-prealloc takes QEMU's guest_memfd; Yama's
-  // ptrace_scope 3 forbids every attach, pidfd_getfd included. The live check (seccomp, rights)
-  // is doctor's probePrealloc, on the machine itself.
-  const yama = host.ptraceScope;
+  // pidfd_getfd is how guest-memfd-prealloc takes QEMU's guest_memfd (the host-support answer
+  // plan reads too). The live check (seccomp, rights) is doctor's probePrealloc, on the machine.
+  const pidfd = pidfdGetfdSupport(host);
   h(
     "pidfd_getfd",
-    kernelAtLeast(host, KERNEL.pidfdGetfd) && (yama === undefined || yama < 3),
-    `kernel ${host.kernel}, ${yama === undefined ? "no Yama" : `Yama ptrace_scope ${yama}`}`,
+    pidfd.ok,
+    pidfd.found,
     `guest-memfd-prealloc (exact private placement at launch) cannot take QEMU's guest_memfd: needs Linux >= ${KERNEL.pidfdGetfd} and kernel.yama.ptrace_scope < 3; SNP/TDX private memory falls back to first-touch (vCPU cpusets)`,
   );
   h(
@@ -292,7 +287,7 @@ export function diagnoseLevers(host: HostInfo, caps: QemuCapabilities): Finding[
 
 /** A confidential type runs where the host supports it (the host-support table) and QEMU has its object. */
 const RUNNABLE: { type: string; host: (h: HostInfo) => boolean; feature: Feature | null }[] = [
-  { type: "none (plain KVM)", host: (h) => h.kvm && kvmAccess(h).ok, feature: null },
+  { type: "none (plain KVM)", host: (h) => h.kvm && h.kvmAccess.usable, feature: null },
   ...CONFIDENTIAL_KINDS.map((t) => ({
     type: t,
     host: (h: HostInfo) => confidentialHostSupport(t, h).ok,

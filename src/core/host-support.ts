@@ -92,3 +92,20 @@ export function confidentialHostSupport(type: ConfidentialKind, host: HostInfo):
 
 /** The confidential types, in table order, with their labels (for doctor's rows). */
 export const CONFIDENTIAL_KINDS = Object.keys(CONFIDENTIAL) as ConfidentialKind[];
+
+/**
+ * Can guest-memfd-prealloc take QEMU's guest_memfd on this host? It needs pidfd_getfd (Linux
+ * 5.6), and Yama's kernel.yama.ptrace_scope 3 forbids every ptrace attach, pidfd_getfd included.
+ * Root and seccomp are launch-time facts (doctor checks them live; launch falls back and says
+ * what was lost). `missing`: what is not there, for plan; `found`: what is, for doctor.
+ */
+export function pidfdGetfdSupport(host: HostInfo): { ok: boolean; missing: string[]; found: string } {
+  const missing: string[] = [];
+  if (!kernelAtLeast(host, KERNEL.pidfdGetfd))
+    missing.push(`Linux ${host.kernel} has no pidfd_getfd (Linux ${KERNEL.pidfdGetfd}) to take QEMU's guest_memfd`);
+  const yama = host.ptraceScope;
+  if (yama !== undefined && yama >= 3)
+    missing.push("Yama kernel.yama.ptrace_scope is 3, which forbids every ptrace attach, pidfd_getfd included");
+  const found = `kernel ${host.kernel}, ${yama === undefined ? "no Yama" : `Yama ptrace_scope ${yama}`}`;
+  return { ok: missing.length === 0, missing, found };
+}

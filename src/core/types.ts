@@ -282,8 +282,9 @@ export interface HostInfo {
   /** Kernel supports NUMA mempolicy on guest_memfd (Linux 6.19). */
   guestMemfdMempolicy: boolean;
   /** KVM as QEMU's -accel kvm needs it, for this process: on a real host probeKvm's verdict (KVM's
-   *  device 10:232, opened read-write); in a tree, `kvm`. `problem` says why not, `hint` what to do. */
-  kvmAccess: { usable: boolean; problem?: string; hint?: string };
+   *  device 10:232, opened read-write); in a tree, `kvm`. `problem` says why not, `hint` what to do,
+   *  `errno` what the open said (ENOENT, EACCES, ...; real host only). */
+  kvmAccess: { usable: boolean; problem?: string; hint?: string; errno?: string };
   /** Does the kernel let this process set NUMA memory policies (numactl's set_mempolicy, QEMU's
    *  mbind)? A container's seccomp profile answers EPERM. Tested by the probe only for a launch
    *  (probeHostAsync testMempolicy); otherwise assumed. */

@@ -13,7 +13,7 @@ import { formatList } from "../core/lists.js";
 import { FEATURES, hasFeature } from "../probe/capabilities.js";
 import { diag } from "../core/diagnostics.js";
 import { confidentialFacts } from "../core/confidential.js";
-import { KERNEL, kernelAtLeast } from "../core/host-support.js";
+import { KERNEL, kernelAtLeast, pidfdGetfdSupport } from "../core/host-support.js";
 import { numactlPolicy } from "./numactl.js";
 import {
   FIDELITY_RANK,
@@ -163,16 +163,11 @@ const POLICY_TEXT: Record<MemPolicy, string> = {
   default: "no policy",
 };
 
-/** What guest-memfd-prealloc needs of any host: pidfd_getfd (Linux 5.6) to take QEMU's
- *  guest_memfd, which Yama's ptrace_scope 3 forbids. Root and seccomp are launch-time facts
- *  (doctor checks them live; launch falls back and says what was lost). */
+/** What guest-memfd-prealloc needs of any host (pidfd_getfd, not forbidden by Yama): the
+ *  host-support answer, in one clause; undefined when the host has it. */
 function preallocBlocker(host: HostInfo): string | undefined {
-  const missing: string[] = [];
-  if (!kernelAtLeast(host, KERNEL.pidfdGetfd))
-    missing.push(`Linux ${host.kernel} has no pidfd_getfd (Linux ${KERNEL.pidfdGetfd}) to take QEMU's guest_memfd`);
-  if (host.ptraceScope !== undefined && host.ptraceScope >= 3)
-    missing.push("Yama kernel.yama.ptrace_scope is 3, which forbids every ptrace attach, pidfd_getfd included");
-  return missing.length > 0 ? missing.join("; ") : undefined;
+  const { ok, missing } = pidfdGetfdSupport(host);
+  return ok ? undefined : missing.join("; ");
 }
 
 /** What guest-memfd-prealloc needs of this host for this profile's policies, in words; [] when

@@ -299,7 +299,11 @@ export function probeHost(root = "/", fs: FsRoot = new FsRoot(root)): HostInfo {
     kvm,
     // A tree answers for its own dev/kvm; here QEMU will open this one.
     kvmAccess: device
-      ? { usable: device.ok, ...(device.problem ? { problem: device.problem } : {}) }
+      ? {
+          usable: device.ok,
+          ...(device.problem ? { problem: device.problem } : {}),
+          ...(device.errno ? { errno: device.errno } : {}),
+        }
       : kvm
         ? { usable: true }
         : { usable: false, problem: "the host tree has no usable dev/kvm" },
