@@ -13,6 +13,15 @@ const noCommands = {
   regex: "(^|/)commands/",
   message: "a pipeline phase may not import a command module: move what is shared to core/ or the phase",
 };
+const noIo = {
+  regex: "(^|/)io/",
+  message: "pure phase: the io/ seams (fsroot, exec) are for impure steps; take their results as arguments",
+};
+
+/** A no-restricted-syntax entry for `import("...")` of a module whose name matches `regex`. */
+function dynamicImport(regex, message) {
+  return { selector: `ImportExpression[source.value=/${regex.replaceAll("/", "\\/")}/]`, message };
+}
 
 export default tseslint.config(
   { ignores: ["dist/**", "node_modules/**", "src/generated/**", "coverage/**"] },
@@ -62,7 +71,11 @@ export default tseslint.config(
   {
     // Phases below the commands (see noCommands).
     files: ["src/launch/**/*.ts", "src/vm/**/*.ts", "src/plan/**/*.ts", "src/render/**/*.ts", "src/validate/**/*.ts"],
-    rules: { "no-restricted-imports": ["error", { patterns: [noCommands] }] },
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [noCommands] }],
+      // no-restricted-imports sees static imports only; import("...") is fenced here.
+      "no-restricted-syntax": ["error", dynamicImport(noCommands.regex, noCommands.message)],
+    },
   },
   {
     // Pure phases: same inputs, same output; their inputs arrive as arguments. (This block's
@@ -97,14 +110,14 @@ export default tseslint.config(
             name,
             message: "pure phase: take the data as an argument; I/O goes through src/io/ in an impure step",
           })),
-          patterns: [
-            noCommands,
-            {
-              regex: "(^|/)io/",
-              message: "pure phase: the io/ seams (fsroot, exec) are for impure steps; take their results as arguments",
-            },
-          ],
+          patterns: [noCommands, noIo],
         },
+      ],
+      "no-restricted-syntax": [
+        "error",
+        dynamicImport(noCommands.regex, noCommands.message),
+        dynamicImport(noIo.regex, noIo.message),
+        dynamicImport(`^(${impure.join("|")})$`, "pure phase: take the data as an argument"),
       ],
     },
   },
