@@ -16,6 +16,7 @@ import type { Ran } from "./helpers/launch.js";
 import { profileToRaw } from "../src/export/raw.js";
 import { normalizeProfile } from "../src/normalize/normalize.js";
 import { importDomain } from "../src/import/libvirt.js";
+import { QCVM_XMLNS } from "../src/export/libvirt.js";
 import type { Profile } from "../src/core/types.js";
 
 const FIXTURES = join(REPO, "test/fixtures/export");
@@ -317,6 +318,17 @@ describe("import reports what it does not take", () => {
     const cli = await qcvm(["import", file]);
     expect(cli.code).toBe(0);
     expect(cli.stderr).toContain("qcvm:   /domain/devices/video/model/@type");
+  });
+
+  it("a qcvm:field path through __proto__ is refused by name, and no prototype changes", () => {
+    const xml = `<domain type='kvm'>
+  <name>p1</name>
+  <memory unit='MiB'>1024</memory>
+  <vcpu>1</vcpu>
+  <metadata><qcvm:profile xmlns:qcvm='${QCVM_XMLNS}'><qcvm:field path='__proto__.polluted'>true</qcvm:field></qcvm:profile></metadata>
+</domain>`;
+    expect(() => importDomain(xml)).toThrow(/qcvm:field.*"__proto__\.polluted" names no profile field/);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it("XML that is not a domain fails with exit 1 and says why", async () => {
