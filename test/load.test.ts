@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { serialText } from "../src/core/serial.js";
+import { scanStructure } from "../src/load/data.js";
 import {
   formatPath,
   loadProfileFile,
@@ -348,5 +349,17 @@ describe("hostile input (issue 9): prototypes, extends outside the repository, b
       Array(6).fill(`extends graph has more than ${MAX_EXTENDS_FILES} files`),
     );
     expect(l.files).toBe(MAX_EXTENDS_FILES);
+  });
+});
+
+describe("the pre-scan (scanStructure)", () => {
+  it("follows [ ] and { } nesting whatever the length, ignoring unbalanced closers", () => {
+    expect(scanStructure("a: [1, {b: [2]}]\nc: ]]\nd: [[[x]]]", 1000).flowDepth).toBe(3);
+  });
+
+  it("counts items only past the limit: a text no longer than it cannot hold more", () => {
+    expect(scanStructure("\n".repeat(20_000), 20_000).items).toBe(0);
+    expect(scanStructure("\n".repeat(20_001), 20_000).items).toBe(20_001);
+    expect(scanStructure("- a\n- b\nc: [1, 2]\n").items).toBe(7); // 2 "- ", 3 newlines, [ and ,
   });
 });

@@ -46,19 +46,25 @@ export function isMap(v: unknown): v is DataMap {
 }
 
 /** Deepest `[`/`{` nesting and the count of lines and items, over the raw text (quotes and comments
- *  too: a real profile is nowhere near either limit, and over-counting only refuses absurd input). */
-export function scanStructure(text: string): { flowDepth: number; items: number } {
+ *  too: a real profile is nowhere near either limit, and over-counting only refuses absurd input).
+ *  Each item takes at least one character, so a text no longer than `itemLimit` cannot exceed it and
+ *  its items are not counted (reported as 0); the nesting is followed bracket to bracket. */
+export function scanStructure(text: string, itemLimit = 0): { flowDepth: number; items: number } {
   let depth = 0;
   let max = 0;
+  const brackets = /[[\]{}]/g;
+  for (let m = brackets.exec(text); m !== null; m = brackets.exec(text)) {
+    const c = m[0];
+    if (c === "[" || c === "{") {
+      if (++depth > max) max = depth;
+    } else if (depth > 0) depth--;
+  }
+  if (text.length <= itemLimit) return { flowDepth: max, items: 0 };
   let items = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0x5b || c === 0x7b) {
-      items++;
-      if (++depth > max) max = depth;
-    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
-    else if (c === 0x0a || c === 0x2c)
-      items++; // newline, comma
+    if (c === 0x5b || c === 0x7b || c === 0x0a || c === 0x2c)
+      items++; // [ { newline comma
     else if (c === 0x2d && text.charCodeAt(i + 1) === 0x20) items++; // "- "
   }
   return { flowDepth: max, items };

@@ -154,7 +154,7 @@ function tooBig(src: LayerSource, message: string, hint: string): Diagnostic {
 
 /** The cheap pre-scan: refuses text too deep or too long for any YAML parser to be given it. */
 function sizeProblem(src: LayerSource, text: string): Diagnostic | undefined {
-  const scan = scanStructure(text);
+  const scan = scanStructure(text, MAX_ITEMS);
   if (scan.flowDepth > MAX_FLOW_DEPTH)
     return tooBig(
       src,
