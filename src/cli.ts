@@ -5,7 +5,7 @@
 import { startupSnapshot } from "node:v8";
 import yargs from "yargs";
 import type { Argv } from "yargs";
-import { UserError, resourceError } from "./core/diagnostics.js";
+import { asUserError } from "./core/diagnostics.js";
 import { exitCodeFor } from "./cli/exit-codes.js";
 import { STDIN_TOKEN, UsageError, defineCommand, exitCodes } from "./cli/options.js";
 import type { Command, Dispatch } from "./cli/options.js";
@@ -211,8 +211,9 @@ function reportError(e: unknown, help: string, json: boolean): number {
     process.stderr.write(`qcvm: ${e.message}\nRun '${help}' for usage.\n`);
     return exitCodeFor("usage");
   }
-  // The host out of space, quota, files or writable file systems is not a bug in qcvm.
-  const user = e instanceof UserError ? e : resourceError(e);
+  // A failing tool (QMP, a child process) or the host out of space, quota, files or writable file
+  // systems is not a bug in qcvm.
+  const user = asUserError(e);
   if (user) {
     process.stderr.write(`qcvm: ${user.message}\n`);
     if (json) {

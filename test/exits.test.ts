@@ -6,6 +6,9 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { EXIT_CODES, exitCodeFor } from "../src/cli/exit-codes.js";
+import { asUserError } from "../src/core/diagnostics.js";
+import { RunError } from "../src/io/exec.js";
+import { QmpError } from "../src/vm/qmp.js";
 
 const REPO = join(import.meta.dirname, "..");
 const INVALID = "test/fixtures/profiles/invalid-enum.yaml";
@@ -66,5 +69,18 @@ describe("--format json prints a failing command's diagnostics on stdout", () =>
     const r = qcvm("status", "no-such-vm", "--format", "json", "--run-dir", join(REPO, "examples/hosts/single-node"));
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ error: { kind: "not-found" }, diagnostics: [] });
+  });
+});
+
+describe("what an error is reported as (asUserError, the one mapping)", () => {
+  it("a failing tool (QMP, a child process) is a failure, exit 1; an unknown error stays a bug", () => {
+    const qmp = asUserError(new QmpError("Timeout", "no reply within 5 ms", "query-status"));
+    expect(qmp).toMatchObject({ kind: "failed", message: "query-status: no reply within 5 ms (Timeout)" });
+    expect(exitCodeFor(qmp!.kind)).toBe(1);
+    const result = { command: ["taskset", "-p", "1"], exitCode: 1, stdout: "", stderr: "taskset: failed\n" };
+    expect(asUserError(new RunError(result, "exit code 1"))?.kind).toBe("failed");
+    const full = Object.assign(new Error("write"), { code: "ENOSPC", syscall: "write", path: "/run/x" });
+    expect(asUserError(full)?.message).toMatch(/^cannot write \/run\/x: .*\(ENOSPC\)/);
+    expect(asUserError(new TypeError("x is undefined"))).toBeUndefined();
   });
 });

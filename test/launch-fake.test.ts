@@ -301,7 +301,10 @@ describe("launch through the fake runner (no root, no QEMU)", () => {
     capture();
     const vm = name();
     const p = launchVm(args(vm), { qmpTimeoutMs: 300 });
-    await expect(p).rejects.toThrow(/qmp\.sock/);
+    // A failure of the launch (exit 1), not "internal error ... a bug in qcvm" (exit 70).
+    const e = await rejection(p);
+    expect(e).toMatchObject({ kind: "failed" });
+    expect(e.message).toMatch(/^QEMU's QMP failed: no QMP greeting on .*qmp\.sock within \d+ ms .*launch undone$/);
     expect(await f.children[0]!.exited).toMatchObject({ signal: "SIGKILL" });
     expectNothingLeft(vm);
   });

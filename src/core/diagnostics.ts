@@ -2,7 +2,7 @@
 //   file:line:col: path: message, got X (hint)
 import { isAbsolute, relative } from "node:path";
 import type { Diagnostic, Severity } from "./types.js";
-import { UserError } from "./errors.js";
+import { ToolFailure, UserError } from "./errors.js";
 
 export function diag(
   severity: Severity,
@@ -137,4 +137,15 @@ export function resourceError(e: unknown, path?: string): UserError | undefined 
   return new UserError(
     `cannot ${err.syscall ?? "write"} ${where ?? "a file"}: ${what} (${err.code}); nothing of this launch was left behind (free some, or pass another --run-dir)`,
   );
+}
+
+/**
+ * The one place an error becomes what the user is told: a UserError as it is, a failure of a tool
+ * qcvm drives (ToolFailure) as a failure with that tool's words, a resource error naming its path;
+ * undefined for anything else, which is a bug in qcvm.
+ */
+export function asUserError(e: unknown): UserError | undefined {
+  if (e instanceof UserError) return e;
+  if (e instanceof ToolFailure) return new UserError(e.message, "failed");
+  return resourceError(e);
 }

@@ -47,3 +47,10 @@ export class UserError extends Error {
     this.name = "UserError";
   }
 }
+
+/**
+ * A failure of something qcvm drives, not of qcvm: a child process that failed (RunError,
+ * io/exec.ts) or QEMU's QMP refusing, timing out or going away (QmpError, vm/qmp.ts). Where no step
+ * gave it a better message, it is reported as a failure (asUserError), never as a bug in qcvm.
+ */
+export class ToolFailure extends Error {}

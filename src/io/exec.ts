@@ -2,6 +2,7 @@
 // here builds or runs a shell string. The execa implementation is the default; a test installs a
 // fake with useRunner() (test/helpers/fake-runner.ts) to drive launch's failure paths without root
 // or QEMU. No execa type leaves this file.
+import { ToolFailure } from "../core/errors.js";
 import { access, constants } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -76,7 +77,7 @@ export interface Runner {
 }
 
 /** A failed child process, carrying the command and what it printed. */
-export class RunError extends Error {
+export class RunError extends ToolFailure {
   constructor(
     readonly result: RunResult,
     readonly reason: string,

@@ -12,7 +12,7 @@ import { createVmCgroup } from "../vm/cgroup.js";
 import { acquireDiskLocks, acquireVmLock } from "../vm/lock.js";
 import { createVmDir, ensureRunDir } from "../vm/paths.js";
 import { pidStartTime, selfIdentity } from "../vm/process.js";
-import { QmpClient } from "../vm/qmp.js";
+import { QmpClient, QmpError } from "../vm/qmp.js";
 import { formatLost, writeState } from "../vm/state.js";
 import { inspectVm } from "../vm/inspect.js";
 import { KVM_INIT_FAILED, earlyExitError, exitCodeOf, interruptedError, logTail } from "./explain.js";
@@ -183,6 +183,10 @@ export class Launch {
     if (exit?.code !== undefined) return new UserError(`cannot start ${this.p.argv[0]}: ${exit.code}`);
     if (exit && !(e instanceof UserError && e.message.startsWith("placement.strict"))) {
       return earlyExitError(exit, said, this.p.detach, this.p.argv);
+    }
+    // QEMU ran but its QMP did not answer (or refused a command): a failure of this launch, undone.
+    if (e instanceof QmpError) {
+      return new UserError(`QEMU's QMP failed: ${e.message}; QEMU was killed and the launch undone`, "failed");
     }
     return e;
   }

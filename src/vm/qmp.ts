@@ -3,6 +3,7 @@
 // Command failures come back as values (QmpError), not exceptions, because callers such as the
 // launcher and the probe routinely expect some commands to fail (a type that does not exist,
 // `system_powerdown` on a guest that ignores it) and decide what that means themselves.
+import { ToolFailure } from "../core/errors.js";
 import { EventEmitter } from "node:events";
 import { createConnection } from "node:net";
 import type { Socket } from "node:net";
@@ -23,7 +24,7 @@ export interface QmpEvent {
 }
 
 /** An error reply from QEMU, or a local failure: class "Timeout", "Disconnected" or "ConnectFailed". */
-export class QmpError extends Error {
+export class QmpError extends ToolFailure {
   /** QEMU's error class ("GenericError", "CommandNotFound", ...) or a local one. */
   readonly class: string;
   constructor(
