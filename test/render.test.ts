@@ -195,21 +195,19 @@ describe("renderArgv: memory and NUMA", () => {
     expect(values(argvOf(p), "-object")).toEqual([expected]);
   });
 
+  // The hugepage multiple was also a renderer error ("render.hugepage-align"), which repeated the
+  // rules' memory.hugepage-multiple (validate.test.ts, invalid-hugepage-multiple.yaml): the
+  // renderer now asserts it, like the others the rules refuse (issue 7: one owner per decision).
   it.each([
     [{ backend: "ram", hugepages: "2M" } as const, /hugepages on memory-backend-ram/],
     [{ backend: "file" } as const, /file backend without memory.path/],
-  ])("asserts what the rules refuse (memory.hugepages-backend, memory.file-path): %o", (memory, message) => {
-    expect(() => render(makeProfile({ memory }))).toThrow(message);
-  });
-
-  it.each([
-    [
-      { hugepages: "1G", sizeBytes: 1536 * MiB } as const,
-      "/profiles/test.yaml: memory.size: must be a multiple of the 1G hugepage size, got 1610612736",
-    ],
-  ])("memory errors: %o", (memory, message) => {
-    expect(errorsOf(makeProfile({ memory }))).toEqual([message]);
-  });
+    [{ hugepages: "1G", sizeBytes: 1536 * MiB } as const, /memory is not a multiple of the 1G huge page/],
+  ])(
+    "asserts what the rules refuse (memory.hugepages-backend, memory.file-path, memory.hugepage-multiple): %o",
+    (memory, message) => {
+      expect(() => render(makeProfile({ memory }))).toThrow(message);
+    },
+  );
 
   it("renders share=off, reserve and prealloc-threads as asked", () => {
     const p = makeProfile({ memory: { share: false, reserve: false, prealloc: true, preallocThreads: 4 } });

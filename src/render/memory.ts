@@ -63,16 +63,11 @@ export function memoryArgs(r: Renderer): string[] {
     const id = RENDER_IDS.backend(region.guestNode);
     const pn = r.planNode(region.guestNode);
     const policy = backendPolicy(r, region, pn);
-    if (memory.hugepages !== "none" && region.sizeBytes % HUGEPAGE_BYTES[memory.hugepages] !== 0) {
-      r.error(
-        "hugepage-align",
-        region.path === "memory" ? "memory.size" : `${region.path}.memory`,
-        `must be a multiple of the ${memory.hugepages} hugepage size`,
-        {
-          got: region.sizeBytes,
-        },
-      );
-    }
+    // The rules refuse a size that is not a multiple of the huge page (memory.hugepage-multiple).
+    invariant(
+      memory.hugepages === "none" || region.sizeBytes % HUGEPAGE_BYTES[memory.hugepages] === 0,
+      `${region.path} is not a multiple of the ${memory.hugepages} huge page`,
+    );
 
     const tc = threadContext(r, region, pn, known);
     if (tc) out.push(...tc.args);
