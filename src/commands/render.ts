@@ -11,7 +11,7 @@ import { UserError, formatDiagnostic, sortDiagnostics } from "../core/diagnostic
 import { shellQuote } from "../core/shell-words.js";
 import { formatList } from "../core/lists.js";
 import { groupOptions } from "../render/argv-lines.js";
-import { processPolicyArgv } from "../render/process-policy.js";
+import { launchCommand } from "../render/process-policy.js";
 import type { Diagnostic, Plan, Profile, QemuCapabilities } from "../core/types.js";
 import { QMP_FD, passedFiles } from "../render/passed-fds.js";
 import { chooseQemuUser, symbolicPrefix } from "../launch/privsep.js";
@@ -93,10 +93,10 @@ export async function run(a: RenderOptions): Promise<Outcome> {
     argv: rendered.value,
     // What launch as root runs: setpriv drops to the QEMU user first (launch/privsep.ts).
     prefix: launchForm
-      ? [
-          ...symbolicPrefix(chooseQemuUser(undefined, ctx.profile.qemu.user)),
-          ...processPolicyArgv(ctx.plan.launch.processPolicy),
-        ]
+      ? launchCommand({
+          drop: symbolicPrefix(chooseQemuUser(undefined, ctx.profile.qemu.user)),
+          policy: ctx.plan.launch.processPolicy,
+        })
       : [],
     warnings: warnings.map(formatDiagnostic),
     diagnostics: warnings,

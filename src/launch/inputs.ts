@@ -10,11 +10,12 @@ import { FsRoot } from "../io/fsroot.js";
 import { loadInputs, resolveCapabilities } from "../pipeline/context.js";
 import { inlineProfileFiles } from "../render/files.js";
 import { makeDirs } from "../vm/paths.js";
+import { openCgroupLayout, selfDelegatedBase } from "../vm/cgroup.js";
 import { chooseQemuUser, privsepPrefix, qemuEnvironment, resolveQemuIdentity, symbolicIdentity } from "./privsep.js";
 import type { QemuIdentity } from "./privsep.js";
 import type { LaunchInputs } from "./prepare.js";
 import type { Reporter } from "./reporter.js";
-import type { Profile, QemuCapabilities } from "../core/types.js";
+import type { HostInfo, Profile, QemuCapabilities } from "../core/types.js";
 
 /** What `qcvm launch` was asked, as far as gathering the inputs goes. */
 export interface GatherArgs {
@@ -24,6 +25,20 @@ export interface GatherArgs {
   set?: string[];
   dryRun: boolean;
   qemuUser?: string;
+  /** "delegated": the VM cgroup goes under this process's own cgroup v2 (a systemd unit with
+   *  Delegate=yes, see src/export/systemd.ts), not in qcvm/ or a transient scope. */
+  cgroup?: "auto" | "delegated";
+}
+
+/** `--cgroup delegated`: the unit's cgroup v2 (this process's), which must exist. */
+function delegatedBaseOf(cgroup: GatherArgs["cgroup"], host: HostInfo): string | undefined {
+  if (cgroup !== "delegated") return undefined;
+  const base = selfDelegatedBase(host);
+  if (base === undefined)
+    throw new UserError(
+      "--cgroup delegated: this process is in no cgroup v2 hierarchy (no cgroup2 mount, or no 0:: line in /proc/self/cgroup); run it in a systemd unit with Delegate=yes on a cgroup v2 host, or drop --cgroup delegated",
+    );
+  return base;
 }
 
 /**
@@ -118,5 +133,6 @@ export async function gatherInputs(a: GatherArgs, runDir: string, r: Reporter): 
     a.dryRun && a.host
       ? symbolicIdentity(chooseQemuUser(a.qemuUser, inputs.profile.qemu.user))
       : identityFor(inputs.profile);
-  return { ...inputs, inlined: inlineProfileFiles(inputs.profile), qemuIdentity };
+  const cgroups = openCgroupLayout(inputs.host, { delegatedBase: delegatedBaseOf(a.cgroup, inputs.host) });
+  return { ...inputs, inlined: inlineProfileFiles(inputs.profile), qemuIdentity, cgroups };
 }

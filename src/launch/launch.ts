@@ -66,7 +66,7 @@ const RETRY_HINT =
 
 function prepareOrExplain(inputs: LaunchInputs, a: LaunchArgs, runDir: string, r: Reporter): LaunchPlan {
   try {
-    const p = prepareLaunch(inputs, { profileArg: a.profile, runDir, detach: a.detach, cgroup: a.cgroup });
+    const p = prepareLaunch(inputs, { profileArg: a.profile, runDir, detach: a.detach });
     for (const w of p.warnings) r.diagnostic(w);
     return p;
   } catch (e) {

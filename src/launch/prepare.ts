@@ -2,13 +2,13 @@
 // LaunchPlan, everything decided before the host is touched: the plan (planned for a launch, so
 // the levers this process lacks are already dropped), QEMU's argv (rendered here, once), the run
 // dir paths, the cgroup layout, the expected losses and the actions a dry run prints.
-import { processPolicyArgv } from "../render/process-policy.js";
+import { launchCommand } from "../render/process-policy.js";
 import { formatDiagnostic } from "../core/diagnostics.js";
 import { UserError } from "../core/diagnostics.js";
 import type { OutcomeKind } from "../core/errors.js";
 import { planPlacement } from "../plan/plan.js";
 import { renderArgv } from "../render/render.js";
-import { openCgroupLayout, selfDelegatedBase, systemdScopePrefix } from "../vm/cgroup.js";
+import { systemdScopePrefix } from "../vm/cgroup.js";
 import { locksDir, vmLockPath } from "../vm/lock.js";
 import { vmPaths } from "../vm/paths.js";
 import { dryRunActions } from "./actions.js";
@@ -46,6 +46,9 @@ export interface LaunchInputs {
   warnings: Diagnostic[];
   /** Who QEMU runs as (launch/privsep.ts). */
   qemuIdentity: QemuIdentity;
+  /** The cgroup hierarchies this launch uses, read from the host (the delegated unit's cgroup v2
+   *  with --cgroup delegated): a fact gathered with the others, so prepare reads nothing. */
+  cgroups: CgroupLayout;
 }
 
 export interface LaunchOptions {
@@ -53,9 +56,6 @@ export interface LaunchOptions {
   profileArg: string;
   runDir: string;
   detach: boolean;
-  /** "delegated": the VM cgroup goes under this process's own cgroup v2 (a systemd unit with
-   *  Delegate=yes, see src/export/systemd.ts), not in qcvm/ or a transient scope. */
-  cgroup?: "auto" | "delegated";
 }
 
 /** Everything a launch will do, as a value: execute.ts carries it out, a dry run prints it. */
@@ -122,17 +122,6 @@ function refuseEarly(inputs: LaunchInputs, plan: Plan, profileArg: string): void
   }
 }
 
-/** `--cgroup delegated`: the unit's cgroup v2 (this process's), which must exist. */
-function delegatedBaseOf(options: LaunchOptions, inputs: LaunchInputs): string | undefined {
-  if (options.cgroup !== "delegated") return undefined;
-  const base = selfDelegatedBase(inputs.host);
-  if (base === undefined)
-    throw new UserError(
-      "--cgroup delegated: this process is in no cgroup v2 hierarchy (no cgroup2 mount, or no 0:: line in /proc/self/cgroup); run it in a systemd unit with Delegate=yes on a cgroup v2 host, or drop --cgroup delegated",
-    );
-  return base;
-}
-
 /** QEMU's argv for this profile and plan: the systemd scope, numactl, QEMU, -S and -pidfile. */
 function renderLaunchArgv(
   inputs: LaunchInputs,
@@ -169,8 +158,12 @@ function renderLaunchArgv(
   // runs before its thread is placed. No -pidfile: QEMU as the QEMU user may not write in the VM
   // directory, and a pidfile QEMU opens by path is what a swapped directory redirected (issue 8);
   // qcvm writes qemu.pid itself.
-  const drop = privsepPrefix(inputs.qemuIdentity);
-  const argv = [...scope, ...drop, ...processPolicyArgv(plan.launch.processPolicy), ...rendered.value, "-S"];
+  const argv = launchCommand({
+    scope,
+    drop: privsepPrefix(inputs.qemuIdentity),
+    policy: plan.launch.processPolicy,
+    qemu: rendered.value,
+  });
   return { argv, warnings: rendered.warnings };
 }
 
@@ -199,7 +192,7 @@ export function prepareLaunch(inputs: LaunchInputs, options: LaunchOptions): Lau
     const e = strictError(lost, "nothing was started");
     throw new LaunchRefused(e.message, warnings);
   }
-  const layout = openCgroupLayout(host, { delegatedBase: delegatedBaseOf(options, inputs) });
+  const layout = inputs.cgroups;
   const rendered = renderLaunchArgv(inputs, plan, layout, paths, warnings, options.profileArg, options.detach);
   const accel = plan.launch.accel ?? profile.machine.accel;
   const actions = dryRunActions({
