@@ -25,6 +25,11 @@ export interface HostOptions {
   capabilities?: string;
 }
 
+/** `--format text|json` (src/cli/options.ts formatOption): json prints one JSON document on stdout. */
+export interface FormatOption {
+  format: "text" | "json";
+}
+
 /** `--run-dir`: the runtime state directory (absent: src/vm/paths.ts picks the default). */
 export interface RunDirOption {
   runDir?: string;
@@ -52,7 +57,7 @@ export interface SchemaOptions {
   plan: boolean;
 }
 
-export interface InitOptions {
+export interface InitOptions extends FormatOption {
   /** The new profile's file (`.yaml` added when it has no YAML extension). */
   file: string;
   /** A profile file, or the name of one qcvm ships. */
@@ -85,7 +90,7 @@ export interface StatusOptions extends RunDirOption {
   format: "text" | "json";
 }
 
-export interface StopOptions extends RunDirOption {
+export interface StopOptions extends RunDirOption, FormatOption {
   name: string;
   /** Skip the guest powerdown. */
   force: boolean;
@@ -101,13 +106,13 @@ export interface StatsOptions extends RunDirOption {
   interval: number;
 }
 
-export interface LogsOptions extends RunDirOption {
+export interface LogsOptions extends RunDirOption, FormatOption {
   name: string;
   /** List the kept logs instead of printing one. */
   list: boolean;
 }
 
-export interface ConsoleOptions extends RunDirOption {
+export interface ConsoleOptions extends RunDirOption, FormatOption {
   name: string;
 }
 
@@ -121,7 +126,7 @@ export interface CompletionOptions {
   shell?: "bash" | "zsh" | "fish";
 }
 
-export interface ExportOptions extends SetOption, HostOptions, RunDirOption {
+export interface ExportOptions extends SetOption, HostOptions, RunDirOption, FormatOption {
   profile: string;
   to: "systemd" | "libvirt";
   /** systemd: passed to qcvm launch --qemu-user. */
@@ -134,7 +139,7 @@ export interface ExportOptions extends SetOption, HostOptions, RunDirOption {
   startTimeout: number;
 }
 
-export interface ImportOptions {
+export interface ImportOptions extends FormatOption {
   /** Domain XML file, or `-` for standard input. */
   domain: string;
 }

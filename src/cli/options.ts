@@ -144,6 +144,19 @@ export function secondsOption(name: string, describe: string, dflt: number, min:
   } as const;
 }
 
+/**
+ * `--format text|json`, one definition for every command whose output is text or one JSON value
+ * (status, list, stats, doctor, launch, stop, logs, console, export, import, init). With json a
+ * failure prints `{"error": {kind, message}, "diagnostics": [...]}` on stdout (src/cli.ts).
+ */
+export function formatOption(describe?: string) {
+  return {
+    choices: ["text", "json"] as const,
+    default: "text" as const,
+    ...(describe === undefined ? {} : { describe }),
+  };
+}
+
 /** One line of help per command: what its exit codes mean (every command: 2 usage, 70 internal error). */
 export function exitCodes(text: string): string {
   return `Exit codes: ${text}; 2 usage error; 70 internal error (a bug in qcvm).`;

@@ -3,7 +3,7 @@
 // its handler's typed options (src/cli/command-options.ts), and the handler's module, imported
 // when the command runs. The order of the tables is the order of `qcvm --help`.
 import { RUN_DIR, defineCommand, exitCodes, hostOptions, readOptions, required } from "./options.js";
-import { secondsOption, setOptions } from "./options.js";
+import { formatOption, secondsOption, setOptions } from "./options.js";
 import type { Command } from "./options.js";
 import type { HostOptions, ProfileReadOptions } from "./command-options.js";
 
@@ -117,6 +117,7 @@ const initCommand = defineCommand({
         requiresArg: true,
         describe: "Copy this profile, or one qcvm ships by name (snp-2node, kvm-1node, reference, ...)",
       })
+      .option("format", formatOption("json: one document on stdout: the file written, what from, its problems"))
       .example("$0 init web1", "web1.yaml: a plain KVM starter named web1")
       .example("$0 init vms/db1.yaml --from snp-2node", "A copy of the shipped two-node SEV-SNP profile")
       .epilog(
@@ -124,7 +125,7 @@ const initCommand = defineCommand({
           "0 written, and it validates; 1 written, with the problems of --from listed, or it could not be written; 2 the file exists (never overwritten), its name is not a VM name, or --from names nothing",
         ),
       ),
-  options: (a) => ({ file: required(a.file, "file"), from: a.from }),
+  options: (a) => ({ file: required(a.file, "file"), from: a.from, format: a.format }),
   load: () => import("../commands/init.js"),
 });
 
@@ -161,11 +162,7 @@ const doctorCommand = defineCommand({
   describe: "Report what this host and QEMU can run, and (given profiles) whether each runs here",
   builder: (y) =>
     hostOptions(y.positional("profiles", { type: "string", array: true, describe: "Profiles to check here" }))
-      .option("format", {
-        choices: ["text", "json"] as const,
-        default: "text" as const,
-        describe: "json: the whole report on stdout",
-      })
+      .option("format", formatOption("json: the whole report on stdout"))
       .option("qemu", { type: "string", default: "qemu-system-x86_64", describe: "QEMU binary to probe" })
       .option("save", { type: "string", describe: "Save the probed QEMU capabilities to this file" })
       .option("save-host", {
@@ -223,6 +220,10 @@ const exportCommand = defineCommand({
           .option(
             "start-timeout",
             secondsOption("start-timeout", "systemd: seconds launch may take (TimeoutStartSec)", 300, "positive"),
+          )
+          .option(
+            "format",
+            formatOption("json: one document on stdout: the unit or XML as `text`, with the losses and warnings"),
           ),
       ),
     )
@@ -242,6 +243,7 @@ const exportCommand = defineCommand({
     qcvm: a.qcvm,
     stopTimeout: a.stopTimeout,
     startTimeout: a.startTimeout,
+    format: a.format,
   }),
   load: () => import("../commands/export.js"),
 });
@@ -252,13 +254,14 @@ const importCommand = defineCommand({
   builder: (y) =>
     y
       .positional("domain", { type: "string", describe: "Domain XML file, or - for stdin" })
+      .option("format", formatOption("json: one document on stdout: the profile YAML as `text`, what was not imported"))
       .example("virsh dumpxml web1 | $0 import - > web1.yaml", "From a running libvirt domain")
       .epilog(
         exitCodes(
           "0 imported (what has no profile field is listed on stderr); 1 not a domain, or the profile it gives is invalid (printed, with the problems)",
         ),
       ),
-  options: (a) => ({ domain: required(a.domain, "domain") }),
+  options: (a) => ({ domain: required(a.domain, "domain"), format: a.format }),
   load: () => import("../commands/import.js"),
 });
 

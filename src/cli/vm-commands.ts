@@ -1,7 +1,8 @@
 // The commands that act on VMs, as data: launch, status, stop, stats, logs, console, list. Each is
 // its yargs definition, the conversion of yargs' argv to its handler's typed options
 // (src/cli/command-options.ts), and the handler's module, imported when the command runs.
-import { RUN_DIR, defineCommand, exitCodes, hostOptions, required, secondsOption, setOptions } from "./options.js";
+import { RUN_DIR, defineCommand, exitCodes, formatOption, hostOptions, required, secondsOption } from "./options.js";
+import { setOptions } from "./options.js";
 import type { Command } from "./options.js";
 
 const launchCommand = defineCommand({
@@ -15,11 +16,7 @@ const launchCommand = defineCommand({
           .option("detach", { type: "boolean", default: false, describe: "Return once the guest runs" })
           .option("dry-run", { type: "boolean", default: false, describe: "Print every action without doing it" })
           .option("quiet", { type: "boolean", default: false, describe: "No progress lines" })
-          .option("format", {
-            choices: ["text", "json"] as const,
-            default: "text" as const,
-            describe: "json: one event per line on stdout (--dry-run: one object)",
-          })
+          .option("format", formatOption("json: one event per line on stdout (--dry-run: one object)"))
           .option("run-dir", { type: "string", describe: RUN_DIR })
           .option("cgroup", {
             choices: ["auto", "delegated"] as const,
@@ -63,7 +60,7 @@ const statusCommand = defineCommand({
   builder: (y) =>
     y
       .positional("name", { type: "string", describe: "One VM, in detail (default: a table of all)" })
-      .option("format", { choices: ["text", "json"] as const, default: "text" as const })
+      .option("format", formatOption())
       .option("run-dir", { type: "string", describe: RUN_DIR })
       .example("$0 status", "All VMs")
       .example("$0 status kvm-2node --format json", "One VM as JSON")
@@ -85,13 +82,24 @@ const stopCommand = defineCommand({
       .positional("name", { type: "string", describe: "The VM (qcvm status lists them)" })
       .option("force", { type: "boolean", default: false, describe: "Skip the guest powerdown" })
       .option("timeout", secondsOption("timeout", "Seconds to wait for powerdown", 30, "zero"))
+      .option(
+        "format",
+        formatOption("json: one document on stdout: how it stopped, what was removed, where the log is kept"),
+      )
       .option("run-dir", { type: "string", describe: RUN_DIR })
       .example("$0 stop kvm-2node", "Graceful stop")
       .example("$0 stop kvm-2node --force", "Quit QEMU now")
+      .example("$0 stop kvm-2node --format json", "What was stopped and cleaned up, as JSON")
       .epilog(
         exitCodes("0 stopped and cleaned up (also when it had died); 1 no such VM, or clean-up left something (named)"),
       ),
-  options: (a) => ({ name: required(a.name, "name"), force: a.force, timeout: a.timeout, runDir: a.runDir }),
+  options: (a) => ({
+    name: required(a.name, "name"),
+    force: a.force,
+    timeout: a.timeout,
+    format: a.format,
+    runDir: a.runDir,
+  }),
   load: () => import("../commands/stop.js"),
 });
 
@@ -101,7 +109,7 @@ const statsCommand = defineCommand({
   builder: (y) =>
     y
       .positional("name", { type: "string", describe: "A running VM (qcvm status lists them)" })
-      .option("format", { choices: ["text", "json"] as const, default: "text" as const })
+      .option("format", formatOption())
       .option("watch", { type: "boolean", default: false, describe: "Refresh until the VM exits or Ctrl-C" })
       .option("interval", secondsOption("interval", "Seconds between refreshes with --watch", 2, "positive"))
       .option("run-dir", { type: "string", describe: RUN_DIR })
@@ -127,11 +135,12 @@ const logsCommand = defineCommand({
     y
       .positional("name", { type: "string", describe: "The VM (running or not)" })
       .option("list", { type: "boolean", default: false, describe: "List the kept logs (oldest first)" })
+      .option("format", formatOption("json: one document on stdout: {name, file, live, text}, or with --list the logs"))
       .option("run-dir", { type: "string", describe: RUN_DIR })
       .example("$0 logs kvm-2node", "What QEMU printed, also after the VM died and was stopped")
       .example("$0 logs kvm-2node --list", "Every log kept for that name (the last 5 runs)")
       .epilog(exitCodes("0 log printed; 1 no log for that name")),
-  options: (a) => ({ name: required(a.name, "name"), list: a.list, runDir: a.runDir }),
+  options: (a) => ({ name: required(a.name, "name"), list: a.list, format: a.format, runDir: a.runDir }),
   load: () => import("../commands/logs.js"),
 });
 
@@ -141,6 +150,12 @@ const consoleCommand = defineCommand({
   builder: (y) =>
     y
       .positional("name", { type: "string", describe: "A running VM with a serial port" })
+      .option(
+        "format",
+        formatOption(
+          "json: a failure to attach is printed as a JSON error document on stdout (the console itself is the terminal's)",
+        ),
+      )
       .option("run-dir", { type: "string", describe: RUN_DIR })
       .example("$0 console kvm-1node", "launched with --detach and serial: stdio (or serial: pty)")
       .epilog(
@@ -148,7 +163,7 @@ const consoleCommand = defineCommand({
           "0 detached (Ctrl-]) or the VM stopped; 1 no such VM, not running, console in use, or no serial port to attach to",
         ),
       ),
-  options: (a) => ({ name: required(a.name, "name"), runDir: a.runDir }),
+  options: (a) => ({ name: required(a.name, "name"), format: a.format, runDir: a.runDir }),
   load: () => import("../commands/console.js"),
 });
 
@@ -157,7 +172,7 @@ const listCommand = defineCommand({
   describe: "List VMs with their state and plan fidelity (qcvm status without a name)",
   builder: (y) =>
     y
-      .option("format", { choices: ["text", "json"] as const, default: "text" as const })
+      .option("format", formatOption())
       .option("run-dir", { type: "string", describe: RUN_DIR })
       .example("$0 list", "A table of every VM in the run dir")
       .example("$0 ls --format json", "The same as JSON")

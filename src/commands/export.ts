@@ -1,12 +1,15 @@
 // `qcvm export <profile> --to systemd|libvirt`: hand a profile to an engine operators already run.
 // The unit or domain XML goes to stdout, a summary (what the engine will not do, the version it
 // needs, where to install it) to stderr. See src/export/systemd.ts and src/export/libvirt.ts.
+// --format json: one document on stdout instead, {to, name, file?, text, losses, warnings, ...}.
 import type { Outcome } from "../core/errors.js";
 import type { ExportOptions } from "../cli/command-options.js";
 import { isAbsolute, resolve } from "node:path";
 import { UserError, formatDiagnostic } from "../core/diagnostics.js";
 import { resolveRunDir } from "../vm/paths.js";
 import { which } from "../io/exec.js";
+import type { Diagnostic } from "../core/types.js";
+import { writeJson } from "./json-output.js";
 
 export async function run(a: ExportOptions): Promise<Outcome> {
   return a.to === "libvirt" ? exportLibvirtCommand(a) : exportSystemdCommand(a);
@@ -31,7 +34,8 @@ async function exportSystemdCommand(a: ExportOptions): Promise<Outcome> {
   // No host check: an exported unit or domain may be for another host, where its images are; the
   // unit's `qcvm launch` and libvirt's start check them there.
   const { profile, warnings } = await loadValidProfile(a.profile, { set: a.set, hostCheck: false });
-  for (const w of warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+  const json = a.format === "json";
+  if (!json) for (const w of warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
   const out = exportSystemd({
     name: profile.name,
     profile: resolve(a.profile),
@@ -42,12 +46,27 @@ async function exportSystemdCommand(a: ExportOptions): Promise<Outcome> {
     stopTimeout: a.stopTimeout,
     startTimeout: a.startTimeout,
   });
+  const needs =
+    "it needs cgroup v2 for Delegate= to hand qcvm the cpuset and memory controllers; on a v1 or hybrid host launch reports the placement it loses";
+  if (json) {
+    writeJson({
+      to: "systemd",
+      name: profile.name,
+      file: out.unitName,
+      install: `/etc/systemd/system/${out.unitName}`,
+      text: out.unit,
+      needs: [needs],
+      losses: [],
+      ...warningMembers(warnings),
+    });
+    return "ok";
+  }
   process.stdout.write(out.unit);
   process.stderr.write(
     [
       `qcvm: unit ${out.unitName}: install it as /etc/systemd/system/${out.unitName}, then`,
       `qcvm:   systemctl daemon-reload && systemctl enable --now ${out.unitName}`,
-      "qcvm: it needs cgroup v2 for Delegate= to hand qcvm the cpuset and memory controllers; on a v1 or hybrid host launch reports the placement it loses",
+      `qcvm: ${needs}`,
       "",
     ].join("\n"),
   );
@@ -69,17 +88,38 @@ async function exportLibvirtCommand(a: ExportOptions): Promise<Outcome> {
   });
   const inlined = inlineProfileFiles(ctx.profile);
   if (!inlined.value) {
-    throw new UserError(`cannot export ${a.profile}:\n${inlined.errors.map(formatDiagnostic).join("\n")}`);
+    throw new UserError(
+      `cannot export ${a.profile}:\n${inlined.errors.map(formatDiagnostic).join("\n")}`,
+      "failed",
+      inlined.errors,
+    );
   }
-  for (const w of ctx.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
-  for (const e of ctx.plan.errors)
-    process.stderr.write(`${formatDiagnostic({ ...e, severity: "warning" })} (the plan for this host)\n`);
+  // The plan's errors are warnings here: the domain may be started on another host.
+  const planWarnings: Diagnostic[] = ctx.plan.errors.map((e) => ({ ...e, severity: "warning" }));
+  const json = a.format === "json";
+  if (!json) {
+    for (const w of ctx.warnings) process.stderr.write(`${formatDiagnostic(w)}\n`);
+    for (const w of planWarnings) process.stderr.write(`${formatDiagnostic(w)} (the plan for this host)\n`);
+  }
   const out = exportLibvirt(
     inlined.value,
     ctx.plan,
     ctx.profile,
     (xml) => importDomain(xml, { useMetadata: false }).raw,
   );
+  if (json) {
+    writeJson({
+      to: "libvirt",
+      name: ctx.profile.name,
+      text: out.xml,
+      needs: [`libvirt >= ${out.minVersion.version} (${out.minVersion.why})`],
+      minVersion: out.minVersion,
+      losses: out.losses,
+      keptInMetadata: out.keptInMetadata,
+      ...warningMembers([...ctx.warnings, ...planWarnings]),
+    });
+    return "ok";
+  }
   process.stdout.write(out.xml);
   const lines = [
     `qcvm: domain ${ctx.profile.name}: needs libvirt >= ${out.minVersion.version} (${out.minVersion.why}); virsh define FILE, or virsh create FILE`,
@@ -93,4 +133,9 @@ async function exportLibvirtCommand(a: ExportOptions): Promise<Outcome> {
   ];
   process.stderr.write(lines.join("\n"));
   return "ok";
+}
+
+/** Warnings as render --format json has them: each as its line, and as the diagnostic itself. */
+function warningMembers(ds: readonly Diagnostic[]): { warnings: string[]; diagnostics: readonly Diagnostic[] } {
+  return { warnings: ds.map(formatDiagnostic), diagnostics: ds };
 }

@@ -6,6 +6,7 @@
 // A copy keeps the comments of PROFILE; one with `extends:` is written with its bases merged in,
 // since their relative paths would not resolve from the new place. Never overwrites anything:
 // the file is created exclusively (O_EXCL: an existing file or symlink there is refused).
+// --format json: {file, name, from, valid, diagnostics} on stdout instead of the lines on stderr.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { parseDocument, stringify } from "yaml";
@@ -14,6 +15,7 @@ import type { InitOptions } from "../cli/command-options.js";
 import { UserError, describeFsError, formatDiagnostic } from "../core/diagnostics.js";
 import { VM_NAME } from "../core/vm-name.js";
 import { shippedPath } from "../io/package-dir.js";
+import { errorMember, writeJson } from "./json-output.js";
 
 const MODELINE = /^#\s*yaml-language-server:\s*\$schema=.*$/m;
 
@@ -103,9 +105,25 @@ export async function run(o: InitOptions): Promise<Outcome> {
     if (code === "EEXIST") throw new UserError(`${file} exists; qcvm init never overwrites a file`, "usage");
     throw new UserError(`cannot write ${file}: ${describeFsError(e)}`);
   }
-  process.stderr.write(`qcvm: wrote ${file}${from ? ` (from ${from})` : ""}; next: qcvm validate ${file}\n`);
+  const json = o.format === "json";
+  if (!json) process.stderr.write(`qcvm: wrote ${file}${from ? ` (from ${from})` : ""}; next: qcvm validate ${file}\n`);
   const { readProfile } = await import("../pipeline/read-profile.js");
   const checked = await readProfile(file);
+  if (json) {
+    const valid = checked.errors.length === 0;
+    writeJson({
+      file,
+      name,
+      from: from ?? null,
+      valid,
+      diagnostics: [...checked.errors, ...checked.warnings],
+      ...errorMember(
+        valid ? "ok" : "invalid",
+        `wrote ${file}, and it is not valid: fix the problems in \`diagnostics\``,
+      ),
+    });
+    return valid ? "ok" : "invalid";
+  }
   for (const d of [...checked.errors, ...checked.warnings]) process.stderr.write(`${formatDiagnostic(d)}\n`);
   return checked.errors.length > 0 ? "invalid" : "ok";
 }

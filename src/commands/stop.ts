@@ -4,7 +4,7 @@
 // (src/vm/logs.ts: <runDir>/logs/<name>/, `qcvm logs NAME`). Works on a VM whose QEMU is
 // already dead (just cleans up) and on one whose launching qcvm was killed: everything needed is
 // in state.json. A pid is signalled only while it still has the start time recorded at launch,
-// so a reused pid is never killed.
+// so a reused pid is never killed. --format json: the same report as one document on stdout.
 import type { Outcome } from "../core/errors.js";
 import type { StopOptions } from "../cli/command-options.js";
 import { UserError } from "../core/diagnostics.js";
@@ -18,13 +18,18 @@ import type { StopOutcome } from "../vm/stop.js";
 import { cgroupMembership } from "../vm/claim.js";
 import { openCgroupLayout } from "../vm/cgroup.js";
 import { probeHost } from "../probe/host.js";
+import type { CleanupReport } from "../vm/cleanup.js";
+import { errorMember, writeJson } from "./json-output.js";
 
 export async function run(o: StopOptions): Promise<Outcome> {
   const runDir = resolveRunDir(o.runDir);
   const name = requireVmName(o.name);
   if (existsSync(runDir)) trustRunDir(runDir);
   const { force, timeout } = o;
-  const note = (msg: string) => process.stderr.write(`qcvm: ${msg}\n`);
+  const json = o.format === "json";
+  // With json, what stop notes on the way goes into the document instead of stderr.
+  const notes: string[] = [];
+  const note = (msg: string) => (json ? notes.push(msg) : process.stderr.write(`qcvm: ${msg}\n`));
 
   const found = inspectVm(runDir, name);
   if (!found)
@@ -59,6 +64,7 @@ export async function run(o: StopOptions): Promise<Outcome> {
     }
   }
   const report = await cleanupVm(runDir, name, "/", { delegatedBase: state?.cgroup.delegated });
+  if (json) return printStopped({ name, runDir, force, outcome, report, notes });
   for (const e of report.errors) process.stderr.write(`qcvm: cleanup: ${e}\n`);
   if (report.killed.length > 0)
     note(`ended what was left in the VM's cgroup: pid ${report.killed.join(", ")} (SIGKILL)`);
@@ -68,4 +74,37 @@ export async function run(o: StopOptions): Promise<Outcome> {
   );
   if (report.keptLog) process.stderr.write(`qcvm: QEMU's log is kept in ${report.keptLog} (qcvm logs ${name})\n`);
   return report.errors.length > 0 ? "failed" : "ok";
+}
+
+/**
+ * stop's JSON document: `how` is StopOutcome ("powered down" is the graceful one; "quit",
+ * "terminated", "killed" forced it; "was not running": only cleaned up), `removed` the paths
+ * taken away, `killed` the pids left in the VM's cgroup that were ended, `cleanupErrors` what
+ * could not be removed (then also `error`, exit 1).
+ */
+function printStopped(r: {
+  name: string;
+  runDir: string;
+  force: boolean;
+  outcome: StopOutcome;
+  report: CleanupReport;
+  notes: string[];
+}): Outcome {
+  const { report } = r;
+  const failed = report.errors.length > 0;
+  writeJson({
+    name: r.name,
+    runDir: r.runDir,
+    wasRunning: r.outcome !== "was not running",
+    how: r.outcome,
+    graceful: r.outcome === "powered down",
+    force: r.force,
+    removed: report.removed,
+    killed: report.killed,
+    keptLog: report.keptLog ?? null,
+    cleanupErrors: report.errors,
+    notes: r.notes,
+    ...errorMember(failed ? "failed" : "ok", `clean-up of \`${r.name}\` left something: ${report.errors.join("; ")}`),
+  });
+  return failed ? "failed" : "ok";
 }
