@@ -89,12 +89,15 @@ interface RunState {
   format: unknown;
   /** Whether the command printed on stdout itself: then its output stays the one JSON value there. */
   printed: boolean;
+  /** Whether its JSON output is one event per line (CommandSpec.jsonLines): an error is one more. */
+  lines: boolean;
 }
 
 /** Runs a command's handler, noting its exit code and whether it wrote to stdout. */
 function dispatcher(state: RunState): Dispatch {
-  return async (format, run) => {
+  return async (format, run, lines) => {
     state.format = format;
+    state.lines = lines;
     // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be put back as it was, and called with apply(process.stdout)
     const original = process.stdout.write;
     process.stdout.write = ((...w: Parameters<typeof original>) => {
@@ -147,7 +150,7 @@ function failure(msg: string, err: Error | undefined, argv: readonly string[], p
 
 export async function main(argv: string[]): Promise<number> {
   guardPipes();
-  const state: RunState = { exitCode: exitCodeFor("ok"), format: undefined, printed: false };
+  const state: RunState = { exitCode: exitCodeFor("ok"), format: undefined, printed: false, lines: false };
   try {
     await buildParser(argv, dispatcher(state)).parseAsync();
     return state.exitCode; // also after --help / --version, which dispatch nothing
@@ -161,7 +164,7 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(
       e,
       typed !== undefined && COMMAND_NAMES.has(typed) ? `qcvm ${typed} --help` : "qcvm --help",
-      state.format === "json" && !state.printed,
+      state.format !== "json" ? "none" : state.lines ? "line" : state.printed ? "none" : "document",
     );
   }
 }
@@ -204,9 +207,11 @@ export function unknownOptions(
 /**
  * A command's failure: its message on stderr (never a stack), and with --format json also one
  * JSON document on stdout, `{"error": {kind, message}, "diagnostics": [...]}`, so a program reading
- * stdout learns what went wrong. A usage error stops before any command runs: stderr only.
+ * stdout learns what went wrong; for a command printing events (`json: "line"`, launch) it is one
+ * more event line, `{"event": "error", "error": ..., "diagnostics": ..., "ms"}`. A usage error stops
+ * before any command runs: stderr only.
  */
-function reportError(e: unknown, help: string, json: boolean): number {
+function reportError(e: unknown, help: string, json: "document" | "line" | "none"): number {
   if (e instanceof UsageError) {
     process.stderr.write(`qcvm: ${e.message}\nRun '${help}' for usage.\n`);
     return exitCodeFor("usage");
@@ -216,10 +221,13 @@ function reportError(e: unknown, help: string, json: boolean): number {
   const user = asUserError(e);
   if (user) {
     process.stderr.write(`qcvm: ${user.message}\n`);
-    if (json) {
-      const doc = { error: { kind: user.kind, message: user.message }, diagnostics: user.diagnostics };
-      process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-    }
+    const doc = { error: { kind: user.kind, message: user.message }, diagnostics: user.diagnostics };
+    // ms: the clock of launch's events (src/launch/reporter.ts now()), milliseconds since start.
+    if (json === "line")
+      process.stdout.write(
+        `${JSON.stringify({ event: "error", ...doc, ms: Math.round(performance.now() * 100) / 100 })}\n`,
+      );
+    else if (json === "document") process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
     return exitCodeFor(user.kind);
   }
   const err = e as Error;

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { COMMANDS } from "../src/cli.js";
 import { keepLog } from "../src/vm/logs.js";
-import { KVM_2NODE, QCVM, REPO, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
+import { KVM_2NODE, QCVM, REPO, events, makeRunDir, qcvm, sweepRunDir, vmName } from "./helpers/launch.js";
 
 const runDir = makeRunDir("cli-json");
 const work = mkdtempSync(join(tmpdir(), "qcvm-cli-json-"));
@@ -71,6 +71,43 @@ describe("stop --format json", () => {
     // Again: nothing left to stop, nothing to remove.
     const again = await qcvm(["stop", name, "--format", "json", "--run-dir", runDir]);
     expectError(again, "not-found", 1);
+  });
+});
+
+describe("launch --format json: a failure is one more event line", () => {
+  it("refused before any step (node memory does not add up): one error event, kind invalid, exit 1", async () => {
+    const name = vmName("json-refused");
+    const args = ["launch", KVM_2NODE, "--set", `name=${name}`, "--set", "memory.size=100T", "--run-dir", runDir];
+    const r = await qcvm([...args, "--format", "json"]);
+    expect(r.code, r.stderr).toBe(1);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(1);
+    const ev = JSON.parse(lines[0]!);
+    expect(ev).toMatchObject({ event: "error", error: { kind: "invalid" } });
+    expect(typeof ev.ms).toBe("number");
+    expect(ev.diagnostics).toEqual([expect.objectContaining({ severity: "error", code: "numa.memory-sum" })]);
+    expect(r.stderr).toContain(`qcvm: ${ev.error.message}\n`);
+    // A dry run prints one document, so its failure is the indented error document.
+    const dry = await qcvm([...args, "--dry-run", "--format", "json"]);
+    expect(dry.code).toBe(1);
+    expect(JSON.parse(dry.stdout)).toEqual({ error: ev.error, diagnostics: ev.diagnostics });
+  });
+
+  it("refused after its first steps (the name runs already): the events, then the error event, exit 1", async () => {
+    const name = vmName("json-twice");
+    const args = ["launch", KVM_2NODE, "--detach", "--set", `name=${name}`, "--run-dir", runDir];
+    expect((await qcvm([...args, "--quiet"])).code).toBe(0);
+    try {
+      const r = await qcvm([...args, "--format", "json"]);
+      expect(r.code, r.stderr).toBe(1);
+      const ev = events(r.stdout);
+      expect(ev.length).toBe(r.stdout.trimEnd().split("\n").length); // every line is an event
+      expect(ev[0]).toMatchObject({ event: "step", name: "plan" });
+      expect(ev.at(-1)).toMatchObject({ event: "error", error: { kind: "failed" }, diagnostics: [] });
+      expect(String((ev.at(-1)!.error as { message: string }).message)).toContain("is already running");
+    } finally {
+      expect((await qcvm(["stop", name, "--force", "--run-dir", runDir])).code).toBe(0);
+    }
   });
 });
 

@@ -129,6 +129,7 @@ const CANNOT_RUN: Record<string, string> = {
   "qcvm status kvm-2node || qcvm stop kvm-2node": "needs a VM",
   "qcvm stop kvm-2node": "needs a VM",
   "qcvm stop kvm-2node --force": "needs a VM",
+  "qcvm stop kvm-2node --format json": "needs a VM (test/cli-json.test.ts stops one)",
   "qcvm stats snp-2node": "needs a running SEV-SNP VM",
   "qcvm stats snp-2node --watch": "needs a running SEV-SNP VM, and runs until Ctrl-C",
   "qcvm logs kvm-2node": "needs a VM that ran",

@@ -24,13 +24,19 @@ export interface CommandSpec<A, O> {
   builder: (y: Argv) => Argv<A>;
   options: (argv: ArgumentsCamelCase<A>) => NoInfer<O>;
   load: () => Promise<HandlerModule<O>>;
+  /**
+   * With --format json, whether stdout is one JSON event per line (launch, but for --dry-run):
+   * a failure is then one more line, `{"event": "error", "error": ..., "diagnostics": ...}`,
+   * where other commands print the indented error document.
+   */
+  jsonLines?: (options: O) => boolean;
 }
 
 /**
  * How src/cli.ts runs a command: `format` is the command line's --format (errors follow it to
- * stdout as JSON), `run` converts argv and calls the handler.
+ * stdout as JSON), `run` calls the handler, `lines` is the spec's jsonLines for these options.
  */
-export type Dispatch = (format: unknown, run: () => Promise<Outcome>) => Promise<void>;
+export type Dispatch = (format: unknown, run: () => Promise<Outcome>, lines: boolean) => Promise<void>;
 
 /** A command with its option types closed over, so commands of every shape sit in one table. */
 export interface Command {
@@ -51,9 +57,10 @@ export function defineCommand<A, O>(spec: CommandSpec<A, O>): Command {
     builder: spec.builder,
     options: (argv) => spec.options(argv as ArgumentsCamelCase<A>),
     register: (y, dispatch) =>
-      y.command(spec.command, spec.describe, spec.builder, (argv) =>
-        dispatch(argv.format, async () => (await spec.load()).run(spec.options(withStdinArg(argv)))),
-      ),
+      y.command(spec.command, spec.describe, spec.builder, (argv) => {
+        const options = spec.options(withStdinArg(argv));
+        return dispatch(argv.format, async () => (await spec.load()).run(options), spec.jsonLines?.(options) ?? false);
+      }),
   };
 }
 

@@ -52,6 +52,8 @@ const launchCommand = defineCommand({
     qemuUser: a.qemuUser,
   }),
   load: () => import("../commands/launch.js"),
+  // Events, one per line, but for a dry run's one document.
+  jsonLines: (o) => !o.dryRun,
 });
 
 const statusCommand = defineCommand({
