@@ -4,8 +4,9 @@
 // generation (test/written-profile.test.ts), so the type and the schema cannot drift apart.
 //   node scripts/gen-types.mjs          write the file
 //   node scripts/gen-types.mjs --check  exit 1 when the committed file is stale
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { writeOrCheck } from "./generated-file.mjs";
 import { compile } from "json-schema-to-typescript";
 
 const root = new URL("..", import.meta.url);
@@ -32,20 +33,4 @@ export async function generateTypes() {
 }
 
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
-if (isMain) {
-  const fresh = await generateTypes();
-  if (process.argv.includes("--check")) {
-    let current = "";
-    try {
-      current = readFileSync(outFile, "utf8");
-    } catch {
-      // no file yet
-    }
-    if (current !== fresh) {
-      process.stderr.write("src/generated/written-profile.ts is stale: run node scripts/gen-types.mjs\n");
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(outFile, fresh);
-  }
-}
+if (isMain) writeOrCheck(outFile, await generateTypes(), "node scripts/gen-types.mjs");

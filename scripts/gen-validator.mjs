@@ -4,8 +4,9 @@
 // from a fresh generation, so the schema and the validator cannot drift apart.
 //   node scripts/gen-validator.mjs          write the file
 //   node scripts/gen-validator.mjs --check  exit 1 when the committed file is stale
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { writeOrCheck } from "./generated-file.mjs";
 import Ajv2020 from "ajv/dist/2020.js";
 import standaloneCode from "ajv/dist/standalone/index.js";
 
@@ -36,20 +37,4 @@ export function generateValidator() {
 }
 
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
-if (isMain) {
-  const fresh = generateValidator();
-  if (process.argv.includes("--check")) {
-    let current = "";
-    try {
-      current = readFileSync(outFile, "utf8");
-    } catch {
-      // no file yet: it is written below
-    }
-    if (current !== fresh) {
-      process.stderr.write("src/generated/profile-validator.js is stale: run node scripts/gen-validator.mjs\n");
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(outFile, fresh);
-  }
-}
+if (isMain) writeOrCheck(outFile, generateValidator(), "node scripts/gen-validator.mjs");
