@@ -48,6 +48,22 @@ const DROP =
     : ["setpriv", "--no-new-privs", "--"];
 afterAll(() => sweepRunDir(runDir));
 
+/** `qcvm launch kvm-2node --dry-run --format json` as VM `name`, with `extra` options. */
+function dryRunJson(name: string, extra: string[] = []) {
+  return qcvm([
+    "launch",
+    KVM_2NODE,
+    "--dry-run",
+    "--format",
+    "json",
+    ...extra,
+    "--set",
+    `name=${name}`,
+    "--run-dir",
+    runDir,
+  ]);
+}
+
 describe("launch --dry-run", () => {
   it("prints every action, the full argv and the vCPU placement, and does none of it", async () => {
     const name = vmName("dry");
@@ -125,17 +141,7 @@ describe("launch --dry-run", () => {
 
   it("--format json prints one document: the argv as an array, the actions as objects, the warnings inside", async () => {
     const name = vmName("dryjson");
-    const r = await qcvm([
-      "launch",
-      KVM_2NODE,
-      "--dry-run",
-      "--format",
-      "json",
-      "--set",
-      `name=${name}`,
-      "--run-dir",
-      runDir,
-    ]);
+    const r = await dryRunJson(name);
     expect(r.code, r.stderr).toBe(0);
     // stdout is one JSON value, whatever this host lacks; stderr has nothing to say.
     const out = JSON.parse(r.stdout);
@@ -162,19 +168,7 @@ describe("launch --dry-run", () => {
   it.skipIf(process.getuid?.() !== 0)(
     "--qemu-user names who QEMU runs as (root only: any other qcvm runs QEMU as its own user)",
     async () => {
-      const r = await qcvm([
-        "launch",
-        KVM_2NODE,
-        "--dry-run",
-        "--format",
-        "json",
-        "--qemu-user",
-        "nobody",
-        "--set",
-        `name=${vmName("dryuser")}`,
-        "--run-dir",
-        runDir,
-      ]);
+      const r = await dryRunJson(vmName("dryuser"), ["--qemu-user", "nobody"]);
       expect(r.code, r.stderr).toBe(0);
       const id = (flag: string) => execFileSync("id", [flag, "nobody"], { encoding: "utf8" }).trim();
       expect(JSON.parse(r.stdout).argv.slice(0, 3)).toEqual(["setpriv", `--reuid=${id("-u")}`, `--regid=${id("-g")}`]);
